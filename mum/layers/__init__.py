@@ -1,0 +1,23 @@
+"""Building blocks shared by every transformer in the project (one small module each)."""
+
+from .attention import Attention, attention, math_attention, resolve_backend, xformers_available
+from .block import Block
+from .layer_scale import LayerScale
+from .mlp import Mlp
+from .patch_embed import PatchEmbed
+from .rope import AxialRope, RopeTable, rotate_half
+
+__all__ = [
+    "Attention",
+    "AxialRope",
+    "Block",
+    "LayerScale",
+    "Mlp",
+    "PatchEmbed",
+    "RopeTable",
+    "attention",
+    "math_attention",
+    "resolve_backend",
+    "rotate_half",
+    "xformers_available",
+]
