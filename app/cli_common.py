@@ -1,0 +1,65 @@
+"""What every command-line front end shares: one-line errors, exit codes, safe output paths."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from mum.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_OUT_OF_MEMORY = 3
+EXIT_INTERRUPTED = 130
+
+
+def print_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a ``main`` so user errors, out-of-memory and Ctrl-C end with one line and a non-zero exit code."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return int(main(*args, **kwargs) or 0)
+        except UserError as exc:
+            print_error(str(exc))
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            return EXIT_INTERRUPTED
+        except MemoryError:
+            print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
+            return EXIT_OUT_OF_MEMORY
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
+                return EXIT_OUT_OF_MEMORY
+            raise
+
+    return wrapper
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse to overwrite an existing output unless ``overwrite``; make sure its folder can be created."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: already exists (use --overwrite to replace it)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UserError(f"{path.parent}: is not a folder")
+    return path
+
+
+def choose_device(requested: str | None = None) -> str:
+    """``cuda`` when available (or as requested), else ``cpu``; a request for an absent CUDA is a user error."""
+    import torch
+
+    if requested in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    return requested

@@ -1,0 +1,188 @@
+"""The project's one image loader: find, read, validate and resize user images for the network.
+
+Reading handles EXIF orientation, grayscale, 16-bit, palette and RGBA (alpha composited on white) images and
+refuses unreadable, empty, truncated or absurdly large files with a one-line :class:`~mum.errors.UserError`.
+Preprocessing resizes every view to one common network size (multiples of the patch size) and records, per
+view, the affine map between original and network pixels so that intrinsics can be reported in pixels of
+the original image.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from mum.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+MAX_PIXELS = 40_000 * 40_000  # refuse decompression bombs beyond this
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_image_paths(inputs: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    """Expand folders (their images, sorted by name), globs and explicit files into a list of image paths.
+
+    Raises :class:`UserError` for a path that does not exist, a folder or glob with no images, or a file
+    that is not an image."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        p = Path(text)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and is_image_path(q))
+            if not found:
+                raise UserError(f"{p}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(found)
+        elif p.is_file():
+            if not is_image_path(p):
+                raise UserError(f"{p}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            paths.append(p)
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(q) for q in glob.glob(text) if is_image_path(q) and Path(q).is_file())
+            if not found:
+                raise UserError(f"{text}: pattern matches no images")
+            paths.extend(found)
+        else:
+            raise UserError(f"{text}: no such file or folder")
+    if not paths:
+        raise UserError("no input images given")
+    return paths
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """Any PIL image → ``uint8`` RGB ``[H, W, 3]``: 16-bit scaled to 8-bit, alpha composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr = np.clip(arr / max(arr.max(), 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``uint8`` RGB ``[H, W, 3]`` in its display orientation (EXIF applied)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: image file is empty")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            arr = to_rgb8(img)
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: image is too large (more than {MAX_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not a readable image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path}: cannot decode image, truncated or corrupt ({str(exc).splitlines()[0][:120]})") from None
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise UserError(f"{path}: image is too small ({arr.shape[1]}x{arr.shape[0]})")
+    return arr
+
+
+@dataclass(frozen=True)
+class ViewTransform:
+    """Affine map original → network pixels: ``u_net = (u_orig - x0) · sx``, ``v_net = (v_orig - y0) · sy``.
+
+    ``original_size`` and ``network_size`` are ``(width, height)``."""
+
+    original_size: tuple[int, int]
+    network_size: tuple[int, int]
+    x0: float
+    y0: float
+    sx: float
+    sy: float
+
+    def intrinsics_to_original(self, K: np.ndarray) -> np.ndarray:
+        """``[..., 3, 3]`` intrinsics in network pixels → original pixels."""
+        A_inv = np.array([[1 / self.sx, 0, self.x0], [0, 1 / self.sy, self.y0], [0, 0, 1]], dtype=np.float64)
+        return A_inv @ np.asarray(K, dtype=np.float64)
+
+    def intrinsics_to_network(self, K: np.ndarray) -> np.ndarray:
+        """``[..., 3, 3]`` intrinsics in original pixels → network pixels."""
+        A = np.array([[self.sx, 0, -self.x0 * self.sx], [0, self.sy, -self.y0 * self.sy], [0, 0, 1]], dtype=np.float64)
+        return A @ np.asarray(K, dtype=np.float64)
+
+
+def network_size(width: int, height: int, long_side: int, patch_size: int) -> tuple[int, int]:
+    """``(W, H)`` with the aspect of ``width × height``, longer side ≈ ``long_side``, both multiples of the patch."""
+    scale = long_side / max(width, height)
+    W = max(patch_size, int(round(width * scale / patch_size)) * patch_size)
+    H = max(patch_size, int(round(height * scale / patch_size)) * patch_size)
+    return W, H
+
+
+def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: int = 14) -> tuple[torch.Tensor, list[ViewTransform]]:
+    """Resize views to one network size → ``[S, 3, H, W]`` float32 in [0, 1] and a transform per view.
+
+    The network size follows the median aspect ratio of the views; a view of another aspect is centre-cropped
+    to that aspect before resizing (no distortion, no padding)."""
+    import cv2
+
+    if not images:
+        raise UserError("no images to preprocess")
+    aspects = sorted(im.shape[1] / im.shape[0] for im in images)
+    aspect = aspects[len(aspects) // 2]
+    W, H = network_size(int(round(1000 * aspect)), 1000, long_side, patch_size)
+    target_aspect = W / H
+    out = np.empty((len(images), H, W, 3), dtype=np.float32)
+    transforms = []
+    for i, im in enumerate(images):
+        h, w = im.shape[:2]
+        if w / h > target_aspect:  # too wide: crop width
+            cw, ch = h * target_aspect, float(h)
+        else:
+            cw, ch = float(w), w / target_aspect
+        x0, y0 = (w - cw) / 2, (h - ch) / 2
+        sx, sy = W / cw, H / ch
+        # warp by the exact affine map (sub-pixel crop offsets included), area-averaging when shrinking
+        M = np.array([[sx, 0, -x0 * sx + 0.5 * sx - 0.5], [0, sy, -y0 * sy + 0.5 * sy - 0.5]], dtype=np.float64)
+        interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+        if sx < 1:  # INTER_AREA needs resize, not warpAffine: crop (rounded) then resize
+            xi, yi = int(round(x0)), int(round(y0))
+            crop = im[yi : yi + int(round(ch)), xi : xi + int(round(cw))]
+            x0, y0 = float(xi), float(yi)
+            sx, sy = W / crop.shape[1], H / crop.shape[0]
+            res = cv2.resize(crop, (W, H), interpolation=interp)
+        else:
+            res = cv2.warpAffine(im, M, (W, H), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = res.astype(np.float32) / 255.0
+        transforms.append(ViewTransform((w, h), (W, H), x0, y0, sx, sy))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), transforms
+
+
+def load_images(paths: Iterable[str | os.PathLike]) -> list[np.ndarray]:
+    """Read every path with :func:`read_image` (one loader for the whole project)."""
+    return [read_image(p) for p in paths]

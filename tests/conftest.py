@@ -1,0 +1,31 @@
+"""Shared fixtures: the reference-vector folder and the opt-in for slow/GPU tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow or gpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow/gpu test: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords or "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mum_reference() -> Path:
+    path = SHARED_REFERENCE / "mum"
+    if not path.is_dir():
+        pytest.skip(f"MuM reference vectors not found at {path}")
+    return path
