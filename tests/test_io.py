@@ -1,0 +1,94 @@
+"""The image loader: every kind of bad or unusual input gives an image or a one-line UserError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.io import list_image_paths, preprocess, read_image
+from mum.errors import UserError
+
+
+def _save(path, arr, **kw):
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+def test_modes_become_rgb8(tmp_path):
+    gray = _save(tmp_path / "g.png", np.full((8, 10), 100, np.uint8))
+    assert read_image(gray).shape == (8, 10, 3)
+    sixteen = tmp_path / "d16.png"
+    Image.fromarray(np.full((8, 10), 65535, np.uint16)).save(sixteen)
+    assert read_image(sixteen).max() == 255
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :5, 3] = 255  # left half opaque red, right half transparent -> white
+    out = read_image(_save(tmp_path / "a.png", rgba))
+    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[0, 9]) == (255, 255, 255)
+
+
+def test_exif_rotation_applied(tmp_path):
+    arr = np.zeros((10, 20, 3), np.uint8)
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90° on display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (20, 10, 3)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [(b"", "empty"), (b"not an image at all", "not a readable image")],
+)
+def test_bad_files(tmp_path, content, match):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    with pytest.raises(UserError, match=match) as info:
+        read_image(p)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_jpeg(tmp_path):
+    p = _save(tmp_path / "t.jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    p.write_bytes(p.read_bytes()[:300])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        read_image(p)
+
+
+def test_listing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no images"):
+        list_image_paths(tmp_path / "empty")
+    with pytest.raises(UserError, match="no such file"):
+        list_image_paths(tmp_path / "missing")
+    for n in ("b.png", "a.jpg"):
+        _save(tmp_path / n, np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in list_image_paths(tmp_path)] == ["a.jpg", "b.png"]
+    assert [p.name for p in list_image_paths(str(tmp_path / "*.png"))] == ["b.png"]
+    with pytest.raises(UserError, match="not an image"):
+        list_image_paths(tmp_path / "notes.txt")
+
+
+def test_preprocess_mixed_sizes_and_intrinsics_mapping():
+    rng = np.random.default_rng(0)
+    ims = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), rng.integers(0, 255, (600, 600, 3), dtype=np.uint8)]
+    batch, tfs = preprocess(ims, long_side=224, patch_size=16)
+    assert batch.shape[-1] % 16 == 0 and batch.shape[-2] % 16 == 0 and batch.shape[0] == 2
+    assert batch.dtype.is_floating_point and 0 <= batch.min() and batch.max() <= 1
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    for tf in tfs:
+        back = tf.intrinsics_to_original(tf.intrinsics_to_network(K))
+        np.testing.assert_allclose(back, K, atol=1e-9)
+    # a bright square lands where the affine map says (corner convention: pixel i covers [i, i+1))
+    for shape in [(600, 600), (300, 900), (480, 640)]:
+        im = np.zeros((*shape, 3), np.uint8)
+        u, v = shape[1] * 0.6, shape[0] * 0.4
+        im[int(v) - 12 : int(v) + 12, int(u) - 12 : int(u) + 12] = 255  # centre at (int(u), int(v))
+        net, (tf,) = preprocess([im], long_side=224, patch_size=16)
+        w = net[0, 0].numpy()
+        ys, xs = np.mgrid[: w.shape[0], : w.shape[1]]
+        centroid = np.array([(w * (xs + 0.5)).sum(), (w * (ys + 0.5)).sum()]) / w.sum()
+        Kn = tf.intrinsics_to_network(np.array([[1.0, 0, int(u)], [0, 1, int(v)], [0, 0, 1]]))
+        np.testing.assert_allclose(centroid, Kn[:2, 2], atol=0.3)
