@@ -114,8 +114,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ViewTransform:
-    """Affine map original → network pixels: ``u_net = (u_orig - x0) · sx``, ``v_net = (v_orig - y0) · sy``.
+    """How a view was cropped and scaled: the crop ``[x0, x0 + W/sx) × [y0, y0 + H/sy)`` of the original
+    (continuous coordinates, pixel ``i`` covering ``[i, i+1)``) was resized to the network size.
 
+    Intrinsics follow the project convention (as VGGT/OpenCV): pixel centres at integer coordinates, so a
+    point at pixel-centre coordinate ``u`` maps to ``u_net = (u + ½ − x0)·sx − ½``.
     ``original_size`` and ``network_size`` are ``(width, height)``."""
 
     original_size: tuple[int, int]
@@ -125,15 +128,19 @@ class ViewTransform:
     sx: float
     sy: float
 
+    def _to_network(self) -> np.ndarray:
+        return np.array(
+            [[self.sx, 0, (0.5 - self.x0) * self.sx - 0.5], [0, self.sy, (0.5 - self.y0) * self.sy - 0.5], [0, 0, 1]],
+            dtype=np.float64,
+        )
+
     def intrinsics_to_original(self, K: np.ndarray) -> np.ndarray:
         """``[..., 3, 3]`` intrinsics in network pixels → original pixels."""
-        A_inv = np.array([[1 / self.sx, 0, self.x0], [0, 1 / self.sy, self.y0], [0, 0, 1]], dtype=np.float64)
-        return A_inv @ np.asarray(K, dtype=np.float64)
+        return np.linalg.inv(self._to_network()) @ np.asarray(K, dtype=np.float64)
 
     def intrinsics_to_network(self, K: np.ndarray) -> np.ndarray:
         """``[..., 3, 3]`` intrinsics in original pixels → network pixels."""
-        A = np.array([[self.sx, 0, -self.x0 * self.sx], [0, self.sy, -self.y0 * self.sy], [0, 0, 1]], dtype=np.float64)
-        return A @ np.asarray(K, dtype=np.float64)
+        return self._to_network() @ np.asarray(K, dtype=np.float64)
 
 
 def network_size(width: int, height: int, long_side: int, patch_size: int) -> tuple[int, int]:

@@ -81,14 +81,14 @@ def test_preprocess_mixed_sizes_and_intrinsics_mapping():
     for tf in tfs:
         back = tf.intrinsics_to_original(tf.intrinsics_to_network(K))
         np.testing.assert_allclose(back, K, atol=1e-9)
-    # a bright square lands where the affine map says (corner convention: pixel i covers [i, i+1))
+    # a bright square lands where the affine map says (pixel centres at integer coordinates)
     for shape in [(600, 600), (300, 900), (480, 640)]:
         im = np.zeros((*shape, 3), np.uint8)
         u, v = shape[1] * 0.6, shape[0] * 0.4
-        im[int(v) - 12 : int(v) + 12, int(u) - 12 : int(u) + 12] = 255  # centre at (int(u), int(v))
+        im[int(v) - 12 : int(v) + 13, int(u) - 12 : int(u) + 13] = 255  # centre at (int(u), int(v))
         net, (tf,) = preprocess([im], long_side=224, patch_size=16)
         w = net[0, 0].numpy()
         ys, xs = np.mgrid[: w.shape[0], : w.shape[1]]
-        centroid = np.array([(w * (xs + 0.5)).sum(), (w * (ys + 0.5)).sum()]) / w.sum()
+        centroid = np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
         Kn = tf.intrinsics_to_network(np.array([[1.0, 0, int(u)], [0, 1, int(v)], [0, 0, 1]]))
         np.testing.assert_allclose(centroid, Kn[:2, 2], atol=0.3)
