@@ -193,3 +193,60 @@ def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: i
 def load_images(paths: Iterable[str | os.PathLike]) -> list[np.ndarray]:
     """Read every path with :func:`read_image` (one loader for the whole project)."""
     return [read_image(p) for p in paths]
+
+
+def read_video_frames(
+    path: str | os.PathLike, stride: int = 1, max_frames: int | None = None
+) -> tuple[list[str], list[np.ndarray]]:
+    """Frames of a video as ``uint8`` RGB arrays with names ``frame_000123.png`` (the frame index).
+
+    ``stride`` keeps every n-th frame; ``max_frames`` then samples that many frames uniformly over the video."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such video file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise UserError(f"{path}: cannot open video")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    indices = list(range(0, max(total, 0), max(stride, 1)))
+    if max_frames is not None and len(indices) > max_frames:
+        pick = np.linspace(0, len(indices) - 1, max_frames).round().astype(int)
+        indices = [indices[i] for i in pick]
+    wanted = set(indices)
+    names, frames = [], []
+    index = 0
+    while wanted:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index in wanted:
+            names.append(f"frame_{index:06d}.png")
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            wanted.discard(index)
+        index += 1
+    cap.release()
+    if not frames:
+        raise UserError(f"{path}: video has no readable frames")
+    return names, frames
+
+
+def subsample(items: list, max_count: int | None) -> list:
+    """At most ``max_count`` items, spread uniformly (first and last kept)."""
+    if max_count is None or len(items) <= max_count:
+        return items
+    pick = np.linspace(0, len(items) - 1, max_count).round().astype(int)
+    return [items[i] for i in pick]
+
+
+def load_views(
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike, stride: int = 1, max_frames: int | None = None
+) -> tuple[list[str], list[np.ndarray]]:
+    """Names and ``uint8`` RGB arrays of the views given as one video, or as image files/folders/globs."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if len(inputs) == 1 and is_video_path(inputs[0]):
+        return read_video_frames(inputs[0], stride, max_frames)
+    paths = subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
+    return [p.name for p in paths], load_images(paths)

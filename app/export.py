@@ -1,0 +1,203 @@
+"""Exports of a :class:`~app.reconstruction.Reconstruction`, each in the format its ecosystem expects.
+
+All camera data are in pixels of the original images. Every file is written to a temporary name in the
+destination folder and renamed into place, so a failure never leaves half a file or clobbers a user's file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from app.reconstruction import PointCloud, Reconstruction
+
+# OpenCV (x right, y down, z forward) → glTF (x right, y up, z backward)
+OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
+        if path.exists() and overwrite:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+# ---------------------------------------------------------------------------------------------- PLY
+def write_ply(path: str | os.PathLike, cloud: PointCloud) -> Path:
+    """Binary little-endian PLY: float ``x y z``, uchar ``red green blue``, float ``confidence``."""
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.empty(
+        len(cloud),
+        dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("confidence", "<f4")],
+    )
+    for i, axis in enumerate("xyz"):
+        vertex[axis] = cloud.xyz[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        vertex[channel] = cloud.rgb[:, i]
+    vertex["confidence"] = cloud.conf
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------- GLB
+def camera_colors(n: int) -> np.ndarray:
+    """``[n, 4]`` uint8 RGBA colours along a perceptual colour ramp, one per camera."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    return (np.array([cmap(i / max(n - 1, 1)) for i in range(n)]) * 255).astype(np.uint8)
+
+
+def frustum_mesh(cam_from_world: np.ndarray, K: np.ndarray, size: tuple[int, int], scale: float):
+    """A thin pyramid (apex at the camera centre, base at depth ``scale``) as a ``trimesh.Trimesh``."""
+    import trimesh
+
+    w, h = size
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64) - 0.5
+    rays = np.linalg.solve(K, np.concatenate([corners, np.ones((4, 1))], 1).T).T
+    base = rays / rays[:, 2:3] * scale
+    verts_cam = np.concatenate([np.zeros((1, 3)), base], 0)
+    world_from_cam = np.linalg.inv(cam_from_world)
+    verts = verts_cam @ world_from_cam[:3, :3].T + world_from_cam[:3, 3]
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
+    faces = np.concatenate([faces, faces[:, ::-1]])  # both sides visible
+    return trimesh.Trimesh(verts, faces, process=False)
+
+
+def build_glb_scene(recon: Reconstruction, cloud: PointCloud, show_cameras: bool = True):
+    """A ``trimesh.Scene``: the coloured point cloud plus one frustum per camera, in glTF axes."""
+    import trimesh
+
+    scene = trimesh.Scene()
+    if len(cloud):
+        colors = np.concatenate([cloud.rgb, np.full((len(cloud), 1), 255, np.uint8)], 1)
+        scene.add_geometry(trimesh.PointCloud(cloud.xyz, colors=colors), geom_name="points")
+    if show_cameras:
+        centers = recon.camera_centers()
+        extent = np.ptp(cloud.xyz, axis=0).max() if len(cloud) else np.ptp(centers, axis=0).max()
+        scale = 0.05 * float(extent) if np.isfinite(extent) and extent > 0 else 0.1
+        for i, color in enumerate(camera_colors(recon.num_views)):
+            mesh = frustum_mesh(recon.cam_from_world[i], recon.intrinsics[i], recon.image_sizes[i], scale)
+            mesh.visual.face_colors = color
+            scene.add_geometry(mesh, geom_name=f"camera_{i:04d}")
+    scene.apply_transform(OPENCV_TO_GLTF)
+    return scene
+
+
+def write_glb(path: str | os.PathLike, recon: Reconstruction, cloud: PointCloud, show_cameras: bool = True) -> Path:
+    """GLB with the coloured point cloud and one camera frustum per view (glTF axes: y up)."""
+    scene = build_glb_scene(recon, cloud, show_cameras)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(scene.export(file_type="glb"))
+    return Path(path)
+
+
+# -------------------------------------------------------------------------------------- cameras.json
+def cameras_dict(recon: Reconstruction) -> dict:
+    """``{"images": [{"name", "width", "height", "K" 3×3, "cam_from_world" 4×4}, ...]}``, OpenCV axes,
+    original-image pixels (pixel centres at integer coordinates)."""
+    return {
+        "convention": "cam_from_world maps world to camera, OpenCV axes (x right, y down, z forward); K in pixels "
+        "of the original image with pixel centres at integer coordinates; world frame = first camera, scale arbitrary",
+        "images": [
+            {
+                "name": name,
+                "width": int(size[0]),
+                "height": int(size[1]),
+                "K": recon.intrinsics[i].tolist(),
+                "cam_from_world": recon.cam_from_world[i].tolist(),
+            }
+            for i, (name, size) in enumerate(zip(recon.names, recon.image_sizes))
+        ],
+    }
+
+
+def write_cameras_json(path: str | os.PathLike, recon: Reconstruction) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(cameras_dict(recon), indent=1))
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------------------- depth
+def depth_to_original(recon: Reconstruction, i: int, dense: np.ndarray, interpolation: int) -> np.ndarray:
+    """Resample a network-resolution map of view ``i`` to the original image's pixel grid (NaN outside the
+    region the network saw)."""
+    import cv2
+
+    W, H = recon.image_sizes[i]
+    Kn, Ko = recon.network_intrinsics[i], recon.intrinsics[i]
+    u, v = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+    map_x = ((u - Ko[0, 2]) / Ko[0, 0] * Kn[0, 0] + Kn[0, 2]).astype(np.float32)
+    map_y = ((v - Ko[1, 2]) / Ko[1, 1] * Kn[1, 1] + Kn[1, 2]).astype(np.float32)
+    return cv2.remap(dense.astype(np.float32), map_x, map_y, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+
+
+def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
+    """Per view, at original resolution: ``NAME.depth.npy`` (float32, NaN = unknown), ``NAME.conf.npy``, and
+    ``NAME.depth.png`` (16-bit, value = depth / scale, 0 = unknown) with the scales in ``depth_scale.json``."""
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scales = {}
+    for i, name in enumerate(recon.names):
+        stem = Path(name).stem
+        depth = depth_to_original(recon, i, recon.depth[i], cv2.INTER_LINEAR)
+        conf = depth_to_original(recon, i, recon.depth_conf[i], cv2.INTER_NEAREST)
+        finite = np.isfinite(depth) & (depth > 0)
+        scale = float(depth[finite].max() / 65535.0) if finite.any() else 1.0
+        png = np.zeros(depth.shape, np.uint16)
+        png[finite] = np.clip(np.round(depth[finite] / scale), 1, 65535).astype(np.uint16)
+        for suffix, array in ((".depth.npy", depth), (".conf.npy", conf)):
+            with atomic_path(folder / f"{stem}{suffix}") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array.astype(np.float32))
+        with atomic_path(folder / f"{stem}.depth.png") as tmp:
+            if not cv2.imwrite(str(tmp), png):
+                raise OSError(f"could not write {folder / stem}.depth.png")
+        scales[name] = scale
+    with atomic_path(folder / "depth_scale.json") as tmp:
+        tmp.write_text(json.dumps({"png_depth_unit": scales, "note": "depth = png_value * png_depth_unit[name]"}, indent=1))
+    return folder
+
+
+def extra_folder_exports() -> list[tuple[str, Callable[[Path, Reconstruction, PointCloud], object]]]:
+    """Exports written only into an output folder: COLMAP model and nerfstudio ``transforms.json``."""
+    from app import export_formats
+
+    return [
+        ("sparse/0", export_formats.write_colmap),
+        ("transforms.json", export_formats.write_transforms_json),
+    ]

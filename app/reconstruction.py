@@ -1,0 +1,110 @@
+"""A reconstructed scene in the user's coordinates: what every export and front end consumes.
+
+Cameras are camera-from-world 4×4 (OpenCV axes, world = first camera) with intrinsics in pixels of the
+*original* images; dense maps (depth, points, confidences, colours) are at network resolution ``h × w``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class PointCloud:
+    """``xyz`` ``[M, 3]`` float32 (world), ``rgb`` ``[M, 3]`` uint8, ``conf`` ``[M]``, ``view`` ``[M]`` source view,
+    ``pixel`` ``[M, 2]`` source pixel centre (u, v) in original-image pixels (centres at integers)."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray
+    conf: np.ndarray
+    view: np.ndarray
+    pixel: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+
+@dataclass
+class Reconstruction:
+    names: list[str]
+    image_sizes: list[tuple[int, int]]  # original (width, height) per view
+    cam_from_world: np.ndarray  # [S, 4, 4] float64, OpenCV axes
+    intrinsics: np.ndarray  # [S, 3, 3] float64, original-image pixels
+    depth: np.ndarray  # [S, h, w] float32, z in the camera frame
+    depth_conf: np.ndarray  # [S, h, w] float32 (≥ 1)
+    world_points: np.ndarray  # [S, h, w, 3] float32 from the point head
+    world_points_conf: np.ndarray  # [S, h, w] float32 (≥ 1)
+    colors: np.ndarray  # [S, h, w, 3] uint8, the network input
+    network_intrinsics: np.ndarray  # [S, 3, 3] float64, network pixels
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.names)
+
+    @property
+    def network_size(self) -> tuple[int, int]:
+        """``(w, h)`` of the dense maps."""
+        return int(self.depth.shape[2]), int(self.depth.shape[1])
+
+    def camera_centers(self) -> np.ndarray:
+        """``[S, 3]`` camera centres in world coordinates, ``-Rᵀt``."""
+        R, t = self.cam_from_world[:, :3, :3], self.cam_from_world[:, :3, 3]
+        return -np.einsum("sji,sj->si", R, t)
+
+    def depth_points(self) -> np.ndarray:
+        """World points ``[S, h, w, 3]`` unprojected from depth with the predicted cameras (pixel centres at
+        integer coordinates, the project convention)."""
+        S, h, w = self.depth.shape
+        u, v = np.meshgrid(np.arange(w), np.arange(h))
+        K = self.network_intrinsics
+        x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * self.depth
+        y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * self.depth
+        cam = np.stack([x, y, self.depth], axis=-1)  # [S, h, w, 3]
+        R, t = self.cam_from_world[:, :3, :3], self.cam_from_world[:, :3, 3]
+        return np.einsum("sji,shwj->shwi", R, cam - t[:, None, None, :]).astype(np.float32)
+
+    def point_cloud(
+        self,
+        conf_percentile: float = 0.0,
+        frames: Optional[Sequence[int]] = None,
+        mask_background: bool = False,
+        source: Literal["depth", "pointmap"] = "depth",
+        max_points: Optional[int] = None,
+        seed: int = 0,
+    ) -> PointCloud:
+        """Coloured points, keeping those above the ``conf_percentile``-th percentile of confidence (0 keeps all),
+        from the chosen ``frames`` (default all), dropping near-black/near-white pixels if ``mask_background``.
+        ``source``: unproject depth with the predicted cameras, or take the point head's pointmap."""
+        pts = self.depth_points() if source == "depth" else self.world_points
+        conf = self.depth_conf if source == "depth" else self.world_points_conf
+        S, h, w = conf.shape
+        keep = np.isfinite(pts).all(-1)
+        if frames is not None:
+            chosen = np.zeros(S, bool)
+            chosen[list(frames)] = True
+            keep &= chosen[:, None, None]
+        if conf_percentile > 0 and keep.any():
+            keep &= conf >= np.percentile(conf[keep], conf_percentile)
+        if mask_background:
+            bright = self.colors.astype(np.int32).sum(-1)
+            keep &= (bright > 3 * 16) & (bright < 3 * 240)
+        view, vy, vx = np.nonzero(keep)
+        if max_points is not None and view.size > max_points:
+            idx = np.sort(np.random.default_rng(seed).choice(view.size, max_points, replace=False))
+            view, vy, vx = view[idx], vy[idx], vx[idx]
+        # pixel centre in original-image coordinates: invert the per-view network ← original affine map
+        Kn, Ko = self.network_intrinsics[view], self.intrinsics[view]
+        un, vn = vx.astype(np.float64), vy.astype(np.float64)
+        u = (un - Kn[:, 0, 2]) / Kn[:, 0, 0] * Ko[:, 0, 0] + Ko[:, 0, 2]
+        v = (vn - Kn[:, 1, 2]) / Kn[:, 1, 1] * Ko[:, 1, 1] + Ko[:, 1, 2]
+        return PointCloud(
+            xyz=pts[view, vy, vx].astype(np.float32),
+            rgb=self.colors[view, vy, vx],
+            conf=conf[view, vy, vx].astype(np.float32),
+            view=view.astype(np.int32),
+            pixel=np.stack([u, v], -1).astype(np.float64),
+        )
