@@ -1,0 +1,149 @@
+"""``mum-reconstruct PATH... -o OUT``: reconstruct a scene from images or a video and export it.
+
+OUT's extension picks the export: ``.ply`` (point cloud), ``.glb`` (point cloud + camera frustums),
+``.json`` (cameras.json); any other OUT is a folder that receives every export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from app.cli_common import check_output_path, choose_device, friendly_errors
+from mum.errors import UserError
+
+FILE_EXPORTS = (".ply", ".glb", ".json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mum-reconstruct",
+        description="Feedforward 3D reconstruction: cameras, depth and a coloured point cloud from images or a video.",
+    )
+    p.add_argument("inputs", nargs="+", help="image folder(s), image files, a glob, or one video file")
+    p.add_argument("-o", "--output", required=True, help="scene.ply | scene.glb | cameras.json | a folder for every export")
+    p.add_argument("--model", default=None, help="model preset name or checkpoint path (default: the bundled model)")
+    p.add_argument("--weights", default=None, help="weights file for the chosen preset (official .pth, VGGT, safetensors)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--size", type=int, default=None, help="network input size, longer side in px (default: the model's)")
+    p.add_argument("--max-frames", type=int, default=None, help="use at most this many views (sampled uniformly)")
+    p.add_argument("--stride", type=int, default=1, help="keep every n-th image or video frame")
+    p.add_argument("--conf-percentile", type=float, default=50.0, help="drop points below this confidence percentile (0-100)")
+    p.add_argument("--mask-background", action="store_true", help="drop near-black and near-white pixels")
+    p.add_argument("--points-from", choices=("depth", "pointmap"), default="depth", help="unproject depth with the cameras, or use the point head")
+    p.add_argument("--max-points", type=int, default=2_000_000, help="subsample the exported cloud to at most this many points")
+    p.add_argument("--chunk-size", type=int, default=None, help="frames per encoder/DPT chunk (memory vs speed)")
+    p.add_argument("--refine", action="store_true", help="refine cameras with pycolmap bundle adjustment")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    return p
+
+
+def _stage_printer(quiet: bool) -> Callable[[str], None]:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if not quiet:
+            console.print(f"[dim]{time.perf_counter() - start:6.1f}s[/dim] {msg}")
+
+    return say
+
+
+def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Path]:
+    """Write the export(s) that ``out`` asks for; return the files written."""
+    from app import export
+
+    cloud = recon.point_cloud(
+        conf_percentile=args.conf_percentile,
+        mask_background=args.mask_background,
+        source=args.points_from,
+        max_points=args.max_points,
+    )
+    recon.meta["points_kept"] = len(cloud)
+    suffix = out.suffix.lower()
+    if suffix == ".ply":
+        return [export.write_ply(out, cloud)]
+    if suffix == ".glb":
+        return [export.write_glb(out, recon, cloud)]
+    if suffix == ".json":
+        return [export.write_cameras_json(out, recon)]
+    written = []
+    with export.atomic_dir(out, overwrite=args.overwrite) as tmp:
+        steps = [
+            ("scene.ply", lambda: export.write_ply(tmp / "scene.ply", cloud)),
+            ("scene.glb", lambda: export.write_glb(tmp / "scene.glb", recon, cloud)),
+            ("cameras.json", lambda: export.write_cameras_json(tmp / "cameras.json", recon)),
+            ("depth/", lambda: export.write_depth_maps(tmp / "depth", recon)),
+        ]
+        steps += [(name, (lambda fn=fn: fn(tmp, recon, cloud))) for name, fn in export.extra_folder_exports()]
+        for name, fn in steps:
+            say(f"writing {out / name}")
+            fn()
+            written.append(out / name)
+    return written
+
+
+@friendly_errors
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    say = _stage_printer(args.quiet or args.json)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out}: already exists (use --overwrite to replace it)")
+    check_output_path(out, overwrite=True)
+    if not 0 <= args.conf_percentile < 100:
+        raise UserError("--conf-percentile must be in [0, 100)")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    device = choose_device(args.device)
+    t0 = time.perf_counter()
+
+    from app.io import load_views
+
+    names, arrays = load_views(args.inputs, stride=args.stride, max_frames=args.max_frames)
+    say(f"loaded {len(arrays)} views")
+
+    import heads
+    from app.pipeline import reconstruct_arrays
+
+    model = heads.load_model(args.model or heads.DEFAULT_MODEL, weights=args.weights, device=device)
+    say(f"model {model.name} on {device}")
+    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size, on_stage=say)
+    if args.refine:
+        from app.refine import refine_cameras
+
+        report = refine_cameras(recon, args.inputs, say=say)
+        recon.meta["refine"] = report
+    written = write_exports(out, recon, args, say)
+    summary = {
+        "views": recon.num_views,
+        "points": recon.meta.get("points_kept", 0),
+        "network_size": list(recon.network_size),
+        "device": device,
+        "model": model.name,
+        "inference_s": round(recon.meta["inference_s"], 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+        "outputs": [str(p) for p in written],
+    }
+    if "refine" in recon.meta:
+        summary["refine"] = recon.meta["refine"]
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    elif not args.quiet:
+        print(
+            f"{summary['views']} views -> {summary['points']:,} points in {summary['total_s']:.1f} s "
+            f"(model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
