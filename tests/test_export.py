@@ -149,3 +149,39 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("crash")
     assert target.read_text() == "precious"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_colmap_model_reads_back_in_pycolmap(tmp_path):
+    pycolmap = pytest.importorskip("pycolmap")
+    from app.export_formats import write_colmap
+
+    recon = make_recon()
+    cloud = recon.point_cloud(conf_percentile=50)
+    folder = write_colmap(tmp_path, recon, cloud)
+    assert {p.name for p in folder.iterdir()} >= {"cameras.bin", "images.bin", "points3D.bin", "cameras.txt", "images.txt", "points3D.txt"}
+    rec = pycolmap.Reconstruction(str(folder))
+    assert rec.num_images() == recon.num_views and rec.num_points3D() == len(cloud)
+    # each observation reprojects onto its 3D point: poses, intrinsics and the +0.5 convention agree
+    assert rec.compute_mean_reprojection_error() < 1e-3
+    for i in range(recon.num_views):
+        image = rec.find_image_with_name(recon.names[i])
+        np.testing.assert_allclose(image.cam_from_world().matrix(), recon.cam_from_world[i][:3], atol=1e-9)
+    colors = np.array([p.color for p in rec.points3D.values()])
+    assert sorted(map(tuple, colors)) == sorted(map(tuple, cloud.rgb))
+    text = pycolmap.Reconstruction()
+    text.read_text(str(folder))
+    assert text.num_points3D() == len(cloud)
+
+
+def test_transforms_json_is_opengl(tmp_path):
+    from app.export_formats import write_transforms_json
+
+    recon = make_recon()
+    data = json.loads(write_transforms_json(tmp_path, recon).read_text())
+    assert len(data["frames"]) == recon.num_views
+    for frame, T, K in zip(data["frames"], recon.cam_from_world, recon.intrinsics):
+        c2w = np.array(frame["transform_matrix"])
+        # OpenGL camera looks down -z: its -z axis is the OpenCV +z (viewing direction)
+        np.testing.assert_allclose(-c2w[:3, 2], T[2, :3], atol=1e-9)
+        np.testing.assert_allclose(c2w[:3, 3], -T[:3, :3].T @ T[:3, 3], atol=1e-9)
+        assert frame["cx"] == pytest.approx(K[0, 2] + 0.5) and frame["w"] == 640
