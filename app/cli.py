@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.refine:
         from app.refine import refine_cameras
 
-        report = refine_cameras(recon, args.inputs, say=say)
+        report = refine_cameras(recon, arrays, say=say)
         recon.meta["refine"] = report
     written = write_exports(out, recon, args, say)
     summary = {
