@@ -6,7 +6,6 @@ points. The refined cameras replace the predicted ones, expressed again in the p
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -58,7 +57,7 @@ def refine_cameras(
     import pycolmap
 
     say = say or (lambda _m: None)
-    logging.getLogger("pycolmap").setLevel(logging.WARNING)
+    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)  # COLMAP's INFO lines: errors only
     with tempfile.TemporaryDirectory(prefix="mum-refine-") as tmp:
         tmp = Path(tmp)
         image_dir = tmp / "images"
