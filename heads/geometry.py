@@ -1,0 +1,473 @@
+"""Camera and scene geometry as plain tensor functions (the project's one geometry module).
+
+Conventions (see ``DESIGN.md``):
+
+- Extrinsics are camera-from-world with OpenCV axes (x right, y down, z forward): ``[..., 3, 4] = [R | t]``,
+  ``X_cam = R @ X_world + t``.
+- Intrinsics are in pixels, ``[..., 3, 3]``; pixel ``(u, v)`` = (column, row) with pixel centres at integers.
+- Quaternions are scalar-last ``[qx, qy, qz, qw]`` (XYZW).
+- Pose encoding ``absT_quaR_FoV`` (VGGT): ``[tx, ty, tz, qx, qy, qz, qw, fov_h, fov_w]``, FoV in radians,
+  ``fov_h = 2 atan(H / 2 / fy)``, ``fov_w = 2 atan(W / 2 / fx)``.
+
+Every function accepts arbitrary leading batch dimensions ``...`` and computes in the dtype of its inputs,
+except :func:`umeyama_alignment`, which solves in float64 and casts back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "POSE_ENCODING_TYPE",
+    "camera_points_to_pixels",
+    "closed_form_inverse_se3",
+    "depth_to_camera_points",
+    "depth_to_world_points",
+    "extri_intri_to_pose_encoding",
+    "extrinsics_intrinsics_to_pose_encoding",
+    "mat_to_quat",
+    "pixel_grid",
+    "pose_auc",
+    "pose_encoding_to_extri_intri",
+    "pose_encoding_to_extrinsics_intrinsics",
+    "quat_to_mat",
+    "relative_pose_errors",
+    "rotation_angle_deg",
+    "standardize_quaternion",
+    "transform_points",
+    "translation_angle_deg",
+    "umeyama_alignment",
+    "world_points_to_camera_points",
+]
+
+POSE_ENCODING_TYPE = "absT_quaR_FoV"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Quaternions (scalar last, XYZW) <-> rotation matrices
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def quat_to_mat(quaternions: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices from quaternions of any non-zero norm.
+
+    Args:
+        quaternions: ``[..., 4]`` as ``(x, y, z, w)``; need not be unit length (the formula divides by ``|q|^2``,
+            so ``q`` and ``c·q`` give the same rotation).
+
+    Returns:
+        ``[..., 3, 3]`` rotation matrices.
+    """
+    x, y, z, w = torch.unbind(quaternions, dim=-1)
+    two_s = 2.0 / (quaternions * quaternions).sum(dim=-1)
+    rows = (
+        1 - two_s * (y * y + z * z),
+        two_s * (x * y - z * w),
+        two_s * (x * z + y * w),
+        two_s * (x * y + z * w),
+        1 - two_s * (x * x + z * z),
+        two_s * (y * z - x * w),
+        two_s * (x * z - y * w),
+        two_s * (y * z + x * w),
+        1 - two_s * (x * x + y * y),
+    )
+    return torch.stack(rows, dim=-1).reshape(quaternions.shape[:-1] + (3, 3))
+
+
+def standardize_quaternion(quaternions: torch.Tensor) -> torch.Tensor:
+    """Pick the representative with non-negative real part: ``q`` if ``qw >= 0`` else ``-q``. ``[..., 4]`` XYZW."""
+    return torch.where(quaternions[..., 3:4] < 0, -quaternions, quaternions)
+
+
+def mat_to_quat(matrix: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (XYZW, ``qw >= 0``) from rotation matrices.
+
+    Shepperd's method as in PyTorch3D / VGGT: the four quantities ``4 w², 4 x², 4 y², 4 z²`` are read off the
+    diagonal; the quaternion is rebuilt from the row whose component is largest (best conditioned), which keeps
+    180-degree rotations exact.
+
+    Args:
+        matrix: ``[..., 3, 3]`` rotation matrices.
+
+    Returns:
+        ``[..., 4]`` quaternions ``(x, y, z, w)`` with ``w >= 0``.
+    """
+    if matrix.shape[-2:] != (3, 3):
+        raise ValueError(f"expected rotation matrices [..., 3, 3], got {tuple(matrix.shape)}")
+    batch = matrix.shape[:-2]
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = torch.unbind(matrix.reshape(batch + (9,)), dim=-1)
+
+    # |2w|, |2x|, |2y|, |2z| from the trace identities.
+    abs_2q = _sqrt_positive_part(
+        torch.stack(
+            (
+                1.0 + m00 + m11 + m22,
+                1.0 + m00 - m11 - m22,
+                1.0 - m00 + m11 - m22,
+                1.0 - m00 - m11 + m22,
+            ),
+            dim=-1,
+        )
+    )
+    # Row k holds (w, x, y, z) multiplied by 4·q_k (q_k = w, x, y, z for k = 0..3).
+    scaled = torch.stack(
+        (
+            torch.stack((abs_2q[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01), dim=-1),
+            torch.stack((m21 - m12, abs_2q[..., 1] ** 2, m10 + m01, m02 + m20), dim=-1),
+            torch.stack((m02 - m20, m10 + m01, abs_2q[..., 2] ** 2, m12 + m21), dim=-1),
+            torch.stack((m10 - m01, m20 + m02, m21 + m12, abs_2q[..., 3] ** 2), dim=-1),
+        ),
+        dim=-2,
+    )
+    # The floor only guards the division; a row with a small denominator is never picked.
+    floor = torch.tensor(0.1, dtype=abs_2q.dtype, device=abs_2q.device)
+    candidates = scaled / (2.0 * abs_2q[..., None].maximum(floor))
+    best = abs_2q.argmax(dim=-1)
+    wxyz = torch.gather(candidates, -2, best[..., None, None].expand(batch + (1, 4))).squeeze(-2)
+    return standardize_quaternion(wxyz[..., [1, 2, 3, 0]])
+
+
+def _sqrt_positive_part(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(x, 0))`` with a zero (not NaN) gradient where ``x <= 0``."""
+    positive = x > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pose encoding absT_quaR_FoV <-> extrinsics / intrinsics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def extrinsics_intrinsics_to_pose_encoding(
+    extrinsics: torch.Tensor,
+    intrinsics: torch.Tensor,
+    image_size_hw: Sequence[int] | torch.Tensor,
+    pose_encoding_type: str = POSE_ENCODING_TYPE,
+) -> torch.Tensor:
+    """Encode cameras as VGGT's ``absT_quaR_FoV`` vector.
+
+    Args:
+        extrinsics: ``[..., 3, 4]`` camera-from-world ``[R | t]`` (OpenCV).
+        intrinsics: ``[..., 3, 3]`` in pixels of an ``H x W`` image.
+        image_size_hw: ``(H, W)`` of that image.
+
+    Returns:
+        ``[..., 9]`` = ``[t (3), quaternion xyzw with qw >= 0 (4), fov_h, fov_w]``.
+    """
+    _check_encoding_type(pose_encoding_type)
+    height, width = (float(v) for v in image_size_hw)
+    rotation, translation = extrinsics[..., :3, :3], extrinsics[..., :3, 3]
+    fov_h = 2 * torch.atan((height / 2) / intrinsics[..., 1, 1])
+    fov_w = 2 * torch.atan((width / 2) / intrinsics[..., 0, 0])
+    return torch.cat((translation, mat_to_quat(rotation), fov_h[..., None], fov_w[..., None]), dim=-1)
+
+
+def pose_encoding_to_extrinsics_intrinsics(
+    pose_encoding: torch.Tensor,
+    image_size_hw: Sequence[int] | torch.Tensor | None = None,
+    pose_encoding_type: str = POSE_ENCODING_TYPE,
+    build_intrinsics: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Decode ``absT_quaR_FoV`` vectors into camera matrices.
+
+    The quaternion need not be unit length (:func:`quat_to_mat` normalises). The principal point is put at the
+    image centre ``(W / 2, H / 2)``.
+
+    Args:
+        pose_encoding: ``[..., 9]``.
+        image_size_hw: ``(H, W)``; required when ``build_intrinsics``.
+
+    Returns:
+        ``(extrinsics [..., 3, 4], intrinsics [..., 3, 3] or None)``.
+    """
+    _check_encoding_type(pose_encoding_type)
+    translation = pose_encoding[..., :3]
+    quaternion = pose_encoding[..., 3:7]
+    fov_h, fov_w = pose_encoding[..., 7], pose_encoding[..., 8]
+    extrinsics = torch.cat((quat_to_mat(quaternion), translation[..., None]), dim=-1)
+    if not build_intrinsics:
+        return extrinsics, None
+    if image_size_hw is None:
+        raise ValueError("image_size_hw is required to build intrinsics")
+    height, width = (float(v) for v in image_size_hw)
+    fy = (height / 2.0) / torch.tan(fov_h / 2.0)
+    fx = (width / 2.0) / torch.tan(fov_w / 2.0)
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    intrinsics = torch.stack(
+        (
+            torch.stack((fx, zero, zero + width / 2), dim=-1),
+            torch.stack((zero, fy, zero + height / 2), dim=-1),
+            torch.stack((zero, zero, one), dim=-1),
+        ),
+        dim=-2,
+    )
+    return extrinsics, intrinsics
+
+
+# The official VGGT names, for readers porting code.
+extri_intri_to_pose_encoding = extrinsics_intrinsics_to_pose_encoding
+pose_encoding_to_extri_intri = pose_encoding_to_extrinsics_intrinsics
+
+
+def _check_encoding_type(pose_encoding_type: str) -> None:
+    if pose_encoding_type != POSE_ENCODING_TYPE:
+        raise NotImplementedError(f"pose encoding {pose_encoding_type!r}; only {POSE_ENCODING_TYPE!r} is supported")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rigid transforms, unprojection and projection
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def closed_form_inverse_se3(se3: torch.Tensor) -> torch.Tensor:
+    """Invert rigid transforms without a general matrix inverse: ``[R | t]⁻¹ = [Rᵀ | -Rᵀ t]``.
+
+    Args:
+        se3: ``[..., 3, 4]`` or ``[..., 4, 4]`` (the bottom row, if any, is assumed ``[0, 0, 0, 1]``).
+
+    Returns:
+        ``[..., 4, 4]`` inverses (e.g. world-from-camera for camera-from-world input).
+    """
+    if se3.shape[-2:] not in ((3, 4), (4, 4)):
+        raise ValueError(f"expected [..., 3, 4] or [..., 4, 4] transforms, got {tuple(se3.shape)}")
+    rotation_t = se3[..., :3, :3].transpose(-1, -2)
+    translation = se3[..., :3, 3:]
+    top = torch.cat((rotation_t, -(rotation_t @ translation)), dim=-1)
+    bottom = torch.zeros_like(top[..., :1, :])
+    bottom[..., 0, 3] = 1
+    return torch.cat((top, bottom), dim=-2)
+
+
+def transform_points(transform: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Apply ``[..., 3, 4]`` (or ``[..., 4, 4]``) transforms to points ``[..., *grid, 3]``.
+
+    The transform's batch dims must broadcast against the points' leading dims; ``*grid`` is any number of
+    point dimensions (e.g. ``H, W`` or ``N``): ``[B, 3, 4]`` applies to ``[B, H, W, 3]`` or ``[B, N, 3]``.
+    """
+    grid_dims = points.dim() - 1 - (transform.dim() - 2)
+    if grid_dims < 0:
+        raise ValueError(f"points {tuple(points.shape)} have fewer dims than transforms {tuple(transform.shape)}")
+    rotation = transform[..., :3, :3]
+    translation = transform[..., :3, 3]
+    for _ in range(grid_dims):
+        rotation, translation = rotation[..., None, :, :], translation[..., None, :]
+    return (rotation @ points[..., None]).squeeze(-1) + translation
+
+
+def pixel_grid(
+    height: int, width: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Pixel coordinates ``[H, W, 2]`` with ``[..., 0] = u`` (column) and ``[..., 1] = v`` (row), centres at integers."""
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij"
+    )
+    return torch.stack((u, v), dim=-1)
+
+
+def _depth_hw(depth: torch.Tensor, camera_batch: torch.Size) -> torch.Tensor:
+    """Accept ``[..., H, W]`` or ``[..., H, W, 1]`` depth for cameras with batch shape ``...``."""
+    if depth.dim() == len(camera_batch) + 3 and depth.shape[-1] == 1:
+        depth = depth.squeeze(-1)
+    if depth.dim() != len(camera_batch) + 2:
+        raise ValueError(f"depth {tuple(depth.shape)} does not match cameras with batch shape {tuple(camera_batch)}")
+    return depth
+
+
+def depth_to_camera_points(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Unproject z-depth maps into the camera frame.
+
+    ``X_cam = d · K⁻¹ [u, v, 1]ᵀ``; for zero skew ``X_cam = ((u - cx) d / fx, (v - cy) d / fy, d)``.
+
+    Args:
+        depth: ``[..., H, W]`` or ``[..., H, W, 1]`` camera z (e.g. VGGT's ``[B, S, H, W, 1]`` depth).
+        intrinsics: ``[..., 3, 3]`` in pixels of the depth map.
+
+    Returns:
+        ``[..., H, W, 3]`` camera-frame points.
+    """
+    depth = _depth_hw(depth, intrinsics.shape[:-2])
+    height, width = depth.shape[-2:]
+    uv = pixel_grid(height, width, dtype=depth.dtype, device=depth.device)
+    k = intrinsics[..., None, None, :, :]  # broadcast over the pixel grid
+    fx, fy, skew, cx, cy = k[..., 0, 0], k[..., 1, 1], k[..., 0, 1], k[..., 0, 2], k[..., 1, 2]
+    y_norm = (uv[..., 1] - cy) / fy
+    x_norm = (uv[..., 0] - cx - skew * y_norm) / fx
+    return torch.stack((x_norm * depth, y_norm * depth, depth), dim=-1)
+
+
+def depth_to_world_points(depth: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Unproject z-depth maps to world points: ``X_world = Rᵀ (X_cam - t)``.
+
+    Args:
+        depth: ``[..., H, W]`` or ``[..., H, W, 1]``.
+        extrinsics: ``[..., 3, 4]`` camera-from-world.
+        intrinsics: ``[..., 3, 3]``.
+
+    Returns:
+        ``[..., H, W, 3]`` points in the world frame (for VGGT outputs: the first camera's frame).
+    """
+    camera_points = depth_to_camera_points(depth, intrinsics)
+    return transform_points(closed_form_inverse_se3(extrinsics), camera_points)
+
+
+def world_points_to_camera_points(points: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
+    """``X_cam = R X_world + t`` for points ``[..., *grid, 3]`` and extrinsics ``[..., 3, 4]``; the z of the result
+    is the depth."""
+    return transform_points(extrinsics, points)
+
+
+def camera_points_to_pixels(points: torch.Tensor, intrinsics: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Pinhole projection ``[..., *grid, 3] -> [..., *grid, 2]`` pixel ``(u, v)``; intrinsics ``[..., 3, 3]``."""
+    k = intrinsics
+    for _ in range(points.dim() - 1 - (intrinsics.dim() - 2)):
+        k = k[..., None, :, :]
+    z = points[..., 2:3]
+    z = torch.where(z.abs() < eps, torch.full_like(z, eps), z)
+    homogeneous = (k @ (points / z)[..., None]).squeeze(-1)
+    return homogeneous[..., :2]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Similarity alignment
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def umeyama_alignment(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    with_scale: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form least-squares similarity ``target ≈ s R source + t`` (Umeyama 1991), optionally weighted.
+
+    Minimises ``Σ_i w_i ‖target_i - (s R source_i + t)‖²`` with ``R ∈ SO(3)`` (reflections excluded).
+    Solved in float64; results are cast back to the input dtype.
+
+    Args:
+        source: ``[..., N, 3]`` points to move (e.g. predicted).
+        target: ``[..., N, 3]`` corresponding points (e.g. ground truth).
+        weights: optional ``[..., N]`` non-negative weights (e.g. a validity mask or confidence).
+        with_scale: if False, ``s = 1`` (rigid alignment).
+
+    Returns:
+        ``(scale [...], rotation [..., 3, 3], translation [..., 3])``; apply with
+        ``scale[..., None, None] * source @ rotation.mT + translation[..., None, :]``.
+    """
+    if source.shape != target.shape or source.shape[-1] != 3:
+        raise ValueError(f"source {tuple(source.shape)} and target {tuple(target.shape)} must both be [..., N, 3]")
+    dtype = source.dtype
+    x, y = source.double(), target.double()
+    w = torch.ones_like(x[..., 0]) if weights is None else weights.double().expand_as(x[..., 0])
+    w = w / w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+
+    mean_x = (w[..., None] * x).sum(dim=-2)
+    mean_y = (w[..., None] * y).sum(dim=-2)
+    xc, yc = x - mean_x[..., None, :], y - mean_y[..., None, :]
+    covariance = (w[..., None, None] * yc[..., :, None] * xc[..., None, :]).sum(dim=-3)  # Σ_xy = E[(y-μy)(x-μx)ᵀ]
+    u, singular, vh = torch.linalg.svd(covariance)
+    sign = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    d = torch.ones_like(singular)
+    d[..., 2] = sign  # flip the weakest axis if the best orthogonal fit is a reflection
+    rotation = u @ torch.diag_embed(d) @ vh
+    if with_scale:
+        variance_x = (w * (xc * xc).sum(dim=-1)).sum(dim=-1)
+        scale = (singular * d).sum(dim=-1) / variance_x.clamp_min(torch.finfo(torch.float64).tiny)
+    else:
+        scale = torch.ones_like(mean_x[..., 0])
+    translation = mean_y - scale[..., None] * (rotation @ mean_x[..., None]).squeeze(-1)
+    return scale.to(dtype), rotation.to(dtype), translation.to(dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pose evaluation (paper protocol)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def rotation_angle_deg(rotation_a: torch.Tensor, rotation_b: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle in degrees between rotations ``[..., 3, 3]``: the angle of ``Aᵀ B``, in ``[0, 180]``.
+
+    Uses ``atan2(sin θ, cos θ)`` with ``sin θ = ‖vee(M - Mᵀ)‖ / 2`` and ``cos θ = (tr M - 1) / 2``, accurate
+    at 0 and 180 degrees alike.
+    """
+    m = rotation_a.transpose(-1, -2) @ rotation_b
+    sin_vec = torch.stack((m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]), -1)
+    sin_theta = sin_vec.norm(dim=-1) / 2
+    cos_theta = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1) / 2
+    return torch.rad2deg(torch.atan2(sin_theta, cos_theta))
+
+
+def translation_angle_deg(
+    translation_a: torch.Tensor, translation_b: torch.Tensor, sign_ambiguous: bool = True, eps: float = 1e-15
+) -> torch.Tensor:
+    """Angle in degrees between translation directions ``[..., 3]``.
+
+    With ``sign_ambiguous`` (the paper's RTA) the result is ``min(θ, 180° - θ)``. A zero-length translation has
+    no direction and scores 90 degrees (as the official evaluation does).
+    """
+    cross = torch.linalg.cross(translation_a, translation_b, dim=-1).norm(dim=-1)
+    dot = (translation_a * translation_b).sum(dim=-1)
+    theta = torch.rad2deg(torch.atan2(cross, dot))
+    degenerate = (translation_a.norm(dim=-1) <= eps) | (translation_b.norm(dim=-1) <= eps)
+    theta = torch.where(degenerate, torch.full_like(theta, 90.0), theta)
+    if sign_ambiguous:
+        theta = torch.minimum(theta, 180.0 - theta)
+    return theta
+
+
+def relative_pose_errors(
+    pred_extrinsics: torch.Tensor, gt_extrinsics: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative rotation and translation errors (RRA, RTA in degrees) over all view pairs ``i < j``.
+
+    For each pair the relative pose ``T_ij = T_j T_i⁻¹`` (camera ``i`` to camera ``j``) is compared between
+    prediction and ground truth: RRA = angle between the relative rotations, RTA = angle between the relative
+    translation directions as ``min(θ, 180° - θ)``. Both are invariant to a global similarity of either world,
+    so no alignment is needed.
+
+    Args:
+        pred_extrinsics: ``[..., S, 3, 4]`` (or ``[..., S, 4, 4]``) camera-from-world.
+        gt_extrinsics: same shape.
+
+    Returns:
+        ``(rra [..., P], rta [..., P])`` with ``P = S (S - 1) / 2`` pairs in ``torch.combinations`` order.
+    """
+    num_views = pred_extrinsics.shape[-3]
+    pairs = torch.combinations(torch.arange(num_views, device=pred_extrinsics.device), r=2)
+    first, second = pairs[:, 0], pairs[:, 1]
+
+    def relative(extrinsics: torch.Tensor) -> torch.Tensor:
+        rotation, translation = extrinsics[..., :3, :3], extrinsics[..., :3, 3]
+        r_ij = rotation[..., second, :, :] @ rotation[..., first, :, :].transpose(-1, -2)
+        t_ij = translation[..., second, :] - (r_ij @ translation[..., first, :, None]).squeeze(-1)
+        return torch.cat((r_ij, t_ij[..., None]), dim=-1)
+
+    rel_pred, rel_gt = relative(pred_extrinsics), relative(gt_extrinsics)
+    rra = rotation_angle_deg(rel_gt[..., :3], rel_pred[..., :3])
+    rta = translation_angle_deg(rel_gt[..., 3], rel_pred[..., 3])
+    return rra, rta
+
+
+def pose_auc(rra: torch.Tensor, rta: torch.Tensor, max_threshold: int = 30) -> torch.Tensor:
+    """Pose AUC@``max_threshold`` in [0, 1] over the last dim of pair errors (degrees).
+
+    Pair error ``e = max(RRA, RTA)``; with 1-degree bins the AUC is the mean over thresholds ``k = 1..T`` of the
+    fraction of pairs with ``e < k`` (``e <= T`` for the last bin), i.e. the mean of the normalised cumulative
+    histogram ``np.histogram(e, bins=arange(T + 1))`` as in the official evaluation. NaN errors count as
+    failures.
+
+    Args:
+        rra, rta: ``[..., P]`` errors in degrees.
+
+    Returns:
+        ``[...]`` AUC values.
+    """
+    errors = torch.maximum(rra, rta)
+    errors = torch.where(torch.isnan(errors), torch.full_like(errors, math.inf), errors)
+    thresholds = torch.arange(1, max_threshold + 1, dtype=errors.dtype, device=errors.device)
+    below = (errors[..., None] >= 0) & (errors[..., None] < thresholds)
+    below[..., -1] |= (errors == max_threshold)  # numpy's last bin is closed on the right
+    return below.to(errors.dtype).mean(dim=-2).mean(dim=-1)
