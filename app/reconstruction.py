@@ -58,14 +58,16 @@ class Reconstruction:
     def depth_points(self) -> np.ndarray:
         """World points ``[S, h, w, 3]`` unprojected from depth with the predicted cameras (pixel centres at
         integer coordinates, the project convention)."""
-        S, h, w = self.depth.shape
-        u, v = np.meshgrid(np.arange(w), np.arange(h))
-        K = self.network_intrinsics
-        x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * self.depth
-        y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * self.depth
-        cam = np.stack([x, y, self.depth], axis=-1)  # [S, h, w, 3]
-        R, t = self.cam_from_world[:, :3, :3], self.cam_from_world[:, :3, 3]
-        return np.einsum("sji,shwj->shwi", R, cam - t[:, None, None, :]).astype(np.float32)
+        import torch
+
+        from heads.geometry import depth_to_world_points
+
+        pts = depth_to_world_points(
+            torch.from_numpy(self.depth.astype(np.float64)),
+            torch.from_numpy(self.cam_from_world[:, :3, :]),
+            torch.from_numpy(self.network_intrinsics),
+        )
+        return pts.numpy().astype(np.float32)
 
     def point_cloud(
         self,
