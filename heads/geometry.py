@@ -260,7 +260,9 @@ def transform_points(transform: torch.Tensor, points: torch.Tensor) -> torch.Ten
 def pixel_grid(
     height: int, width: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Pixel coordinates ``[H, W, 2]`` with ``[..., 0] = u`` (column) and ``[..., 1] = v`` (row), centres at integers."""
+    """Pixel coordinates ``[H, W, 2]`` with ``[..., 0] = u`` (column) and ``[..., 1] = v`` (row), centres at integers
+    (float, torch's default dtype unless given)."""
+    dtype = dtype or torch.get_default_dtype()
     v, u = torch.meshgrid(
         torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij"
     )
@@ -271,8 +273,15 @@ def _depth_hw(depth: torch.Tensor, camera_batch: torch.Size) -> torch.Tensor:
     """Accept ``[..., H, W]`` or ``[..., H, W, 1]`` depth for cameras with batch shape ``...``."""
     if depth.dim() == len(camera_batch) + 3 and depth.shape[-1] == 1:
         depth = depth.squeeze(-1)
-    if depth.dim() != len(camera_batch) + 2:
-        raise ValueError(f"depth {tuple(depth.shape)} does not match cameras with batch shape {tuple(camera_batch)}")
+    try:
+        if depth.dim() != len(camera_batch) + 2:
+            raise RuntimeError
+        torch.broadcast_shapes(depth.shape[:-2], camera_batch)
+    except RuntimeError:
+        raise ValueError(
+            f"depth {tuple(depth.shape)} does not match cameras with batch shape {tuple(camera_batch)}: "
+            "expected [..., H, W] or [..., H, W, 1]"
+        ) from None
     return depth
 
 
