@@ -1,0 +1,211 @@
+"""``mum-web``: the Gradio app. Upload images or a video, run the model once, inspect the point cloud with its
+camera frustums, filter it by confidence and frame, download PLY/GLB/COLMAP/transforms.json/cameras.json.
+
+The same run is an API endpoint, ``/reconstruct`` (image files in; GLB, PLY and cameras.json out)::
+
+    from gradio_client import Client, handle_file
+    glb, ply, cameras = Client("http://127.0.0.1:7860/").predict(
+        [handle_file("a.jpg"), handle_file("b.jpg")], api_name="/reconstruct")
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+
+from app.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from app.web_handlers import Handlers, WebConfig
+from app.web_models import ModelCache
+from app.web_session import CAMERA_TABLE_HEADERS
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "demo"
+EXAMPLE_SCENES = {"tum_freiburg": 4, "sacre_coeur": 3, "buddha": 3}  # scene → views used by the example
+
+INTRO = """# MuM 3D reconstruction
+Upload **several photos** of one scene (or **one video**), pick a model and press **Reconstruct**. One forward
+pass gives every camera, per-pixel depth and a coloured point cloud. The filters on the right re-render the
+result without running the model again."""
+
+
+def example_scenes(demo_dir: Path = DEMO) -> list[list[list[str]]]:
+    """A few evenly spread views of each demo scene, as ``gr.Examples`` rows."""
+    rows = []
+    for scene, count in EXAMPLE_SCENES.items():
+        images = sorted(p for p in (demo_dir / scene / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if images:
+            step = max(len(images) // count, 1)
+            rows.append([[str(p) for p in images[::step][:count]]])
+    return rows
+
+
+def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
+    """The page layout and its events (no serving options: see :func:`launch`)."""
+    h = Handlers(cfg, models)
+    accepted = list(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    with gr.Blocks(title="MuM 3D reconstruction", delete_cache=(1800, 6 * 3600)) as app:
+        gr.Markdown(INTRO)
+        scene = gr.State(None, time_to_live=6 * 3600, delete_callback=lambda s: s.close() if s is not None else None)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                files = gr.File(
+                    file_count="multiple", file_types=accepted, label="Images or one video", elem_id="uploads"
+                )
+                model = gr.Dropdown(models.labels, value=models.default, label="Model", elem_id="model")
+                with gr.Accordion("Video frame sampling", open=False):
+                    stride = gr.Slider(1, 30, value=1, step=1, label="Keep every n-th frame")
+                    max_frames = gr.Slider(
+                        2, cfg.max_views, value=min(16, cfg.max_views), step=1, label="At most this many views"
+                    )
+                run = gr.Button("Reconstruct", variant="primary", elem_id="run")
+                examples = example_scenes()
+                if examples:
+                    gr.Examples(examples, inputs=[files], label="Example scenes (demo/)")
+                status = gr.Markdown("", elem_id="status")
+            with gr.Column(scale=2):
+                viewer = gr.Model3D(
+                    label="Point cloud and cameras", height=520, clear_color=(0.1, 0.1, 0.12, 1.0), elem_id="viewer"
+                )
+                with gr.Row():
+                    conf = gr.Slider(0, 99, value=50, step=1, label="Confidence percentile (drop points below)")
+                    source = gr.Radio(["depth", "pointmap"], value="depth", label="Points from")
+                with gr.Row():
+                    show_cams = gr.Checkbox(True, label="Show cameras")
+                    mask_bg = gr.Checkbox(False, label="Mask background (near-black / near-white pixels)")
+                frames = gr.CheckboxGroup([], type="value", label="Frames", show_select_all=True, elem_id="frames")
+        with gr.Tab("Depth and confidence"):
+            gallery = gr.Gallery(label="Input · depth · confidence per view", columns=6, height=420, format="png")
+        with gr.Tab("Cameras"):
+            table = gr.Dataframe(headers=CAMERA_TABLE_HEADERS, label="Camera poses and intrinsics", elem_id="cameras")
+            gr.Markdown(
+                "Intrinsics in pixels of the original image (pixel centres at integer coordinates); centre = camera "
+                "position in the world (first camera's frame, arbitrary scale); q = camera-from-world rotation, OpenCV axes."
+            )
+        downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+
+        run.click(
+            h.run,
+            inputs=[files, model, stride, max_frames, conf, show_cams, mask_bg, source, scene],
+            outputs=[viewer, gallery, table, downloads, frames, status, scene],
+            api_visibility="undocumented",
+            concurrency_id="model",
+            concurrency_limit=cfg.concurrency,
+        )
+        gr.on(
+            [conf.release, frames.input, show_cams.input, mask_bg.input, source.input],
+            h.rerender,
+            inputs=[scene, conf, frames, show_cams, mask_bg, source],
+            outputs=[viewer, downloads, status, scene],
+            api_visibility="undocumented",
+            concurrency_id="render",
+            concurrency_limit=4,
+            trigger_mode="always_last",
+        )
+        # the scripting endpoint: hidden components, documented on the page's "Use via API" panel
+        with gr.Row(visible=False):
+            api_files = gr.File(file_count="multiple", label="images")
+            api_glb = gr.File(label="scene.glb")
+            api_ply = gr.File(label="scene.ply")
+            api_cams = gr.File(label="cameras.json")
+            api_button = gr.Button("reconstruct")
+        api_button.click(
+            h.api_reconstruct,
+            inputs=[api_files],
+            outputs=[api_glb, api_ply, api_cams],
+            api_name="reconstruct",
+            api_description="Reconstruct a scene from image files (or one video): returns scene.glb (points and "
+            "camera frustums), scene.ply (points above the 50th confidence percentile) and cameras.json "
+            "(the CLI's schema: per image name, width, height, K, cam_from_world).",
+            concurrency_id="model",
+            concurrency_limit=cfg.concurrency,
+        )
+    return app
+
+
+def auth_from_env() -> Optional[tuple[str, str]]:
+    """``(MUM_WEB_USER or "mum", MUM_WEB_PASSWORD)`` when a password is set, else ``None``."""
+    password = os.environ.get("MUM_WEB_PASSWORD")
+    return (os.environ.get("MUM_WEB_USER", "mum"), password) if password else None
+
+
+def launch(app: gr.Blocks, cfg: WebConfig, host: str, port: int, block: bool = True, quiet: bool = False):
+    """Serve ``app``: queued model runs, upload size limit, optional password, never a public share link."""
+    app.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency)
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        auth=auth_from_env(),
+        max_file_size=f"{cfg.max_file_mb:g}mb",
+        allowed_paths=[str(DEMO)],
+        footer_links=["api"],
+        prevent_thread_lock=not block,
+        show_error=True,
+        quiet=quiet,
+        ssr_mode=False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="mum-web", description="Web app for feedforward 3D reconstruction (Gradio).")
+    p.add_argument("--host", default=env("MUM_WEB_HOST", "127.0.0.1"), help="address to listen on (0.0.0.0 in Docker)")
+    p.add_argument("--port", type=int, default=int(env("MUM_WEB_PORT", "7860")), help="port (default 7860)")
+    p.add_argument("--model", default=env("MUM_MODEL") or None, help="default model preset or checkpoint path [MUM_MODEL]")
+    p.add_argument("--weights", default=env("MUM_WEIGHTS") or None, help="weights file for --model [MUM_WEIGHTS]")
+    p.add_argument("--device", default=env("MUM_DEVICE", "auto"), help="auto, cpu, cuda, cuda:N [MUM_DEVICE]")
+    p.add_argument("--size", type=int, default=None, help="network input size, longer side in px (default: the model's)")
+    p.add_argument("--chunk-size", type=int, default=None, help="frames per encoder/DPT chunk")
+    p.add_argument("--concurrency", type=int, default=1, help="model runs at once on the device (default 1)")
+    p.add_argument("--max-queue", type=int, default=16, help="waiting requests before new ones are refused")
+    p.add_argument("--max-files", type=int, default=64, help="files per upload")
+    p.add_argument("--max-views", type=int, default=32, help="views per reconstruction (more are sampled down)")
+    p.add_argument("--max-file-mb", type=float, default=64.0, help="size limit per uploaded file, MB")
+    p.add_argument("--preload", action="store_true", help="load the default model before serving")
+    p.add_argument("--quiet", action="store_true", help="less logging")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
+    return WebConfig(
+        device=device,
+        max_files=args.max_files,
+        max_views=args.max_views,
+        max_file_mb=args.max_file_mb,
+        concurrency=args.concurrency,
+        max_queue=args.max_queue,
+        long_side=args.size,
+        chunk_size=args.chunk_size,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.cli_common import choose_device, friendly_errors
+
+    @friendly_errors
+    def _main() -> int:
+        from mum.errors import UserError
+
+        args = build_parser().parse_args(argv)
+        if args.weights and not Path(args.weights).is_file():
+            raise UserError(f"{args.weights}: weights file not found (mount it at /weights in Docker)")
+        device = choose_device(args.device)
+        cfg = config_from_args(args, device)
+        try:
+            models = ModelCache(device, model=args.model, weights=args.weights)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if args.preload:
+            models.get(None)
+        launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
+        return 0
+
+    return _main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

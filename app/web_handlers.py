@@ -1,0 +1,250 @@
+"""What the web app's events do: check uploads, run the model, re-render from the cached prediction, and the
+``/reconstruct`` API. Every user error surfaces as a one-line message in the page (``gr.Error``)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import gradio as gr
+
+from app.io import is_image_path, is_video_path, load_views
+from app.web_models import ModelCache
+from app.web_session import (
+    CAMERA_TABLE_HEADERS,
+    RenderOptions,
+    WebScene,
+    camera_table,
+    frame_labels,
+    gallery_items,
+    parse_frames,
+)
+from mum.errors import UserError
+
+log = logging.getLogger("mum.web")
+
+OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
+
+
+@dataclass
+class WebConfig:
+    """Serving limits and defaults (command-line flags of ``mum-web``)."""
+
+    device: str = "cpu"
+    max_files: int = 64  # files in one submission
+    max_views: int = 32  # views given to the model (video frames are sampled down to this)
+    max_file_mb: float = 64.0  # per uploaded file
+    concurrency: int = 1  # model runs at once on the device
+    max_queue: int = 16  # waiting requests before new ones are refused
+    long_side: Optional[int] = None  # network input size (None: the model's)
+    chunk_size: Optional[int] = None
+    work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mum-web")
+    api_conf_percentile: float = 50.0  # the CLI's default
+    api_max_points: int = 2_000_000  # the CLI's default
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a :class:`UserError` or an out-of-memory error into a ``gr.Error`` shown in the page."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except MemoryError:
+            raise gr.Error(OOM_MESSAGE, print_exception=False) from None
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            _free_cuda()
+            raise gr.Error(OOM_MESSAGE, print_exception=False) from None
+
+    return wrapper
+
+
+def _free_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def upload_paths(files: Any) -> list[Path]:
+    """Gradio's uploaded file value(s) → paths."""
+    if files is None:
+        return []
+    if isinstance(files, (str, Path)) or hasattr(files, "path") or isinstance(files, dict):
+        files = [files]
+    out = []
+    for f in files:
+        if isinstance(f, dict):
+            f = f.get("path") or f.get("name")
+        elif hasattr(f, "path"):
+            f = f.path
+        if f:
+            out.append(Path(str(f)))
+    return out
+
+
+def check_uploads(files: Any, cfg: WebConfig) -> list[Path]:
+    """Refuse an empty submission, too many or too large files, and a mix of videos and images."""
+    paths = upload_paths(files)
+    if not paths:
+        raise UserError("no files uploaded: add images (2 or more views work best) or one video")
+    if len(paths) > cfg.max_files:
+        raise UserError(f"too many files: {len(paths)} uploaded, at most {cfg.max_files} allowed")
+    for p in paths:
+        if not p.is_file():
+            raise UserError(f"{p.name}: upload is missing, please upload it again")
+        if p.stat().st_size > cfg.max_file_bytes:
+            raise UserError(f"{p.name}: file is too large ({p.stat().st_size / 2**20:.1f} MB, limit {cfg.max_file_mb:g} MB)")
+    videos = [p for p in paths if is_video_path(p)]
+    if videos and len(paths) > 1:
+        raise UserError("upload either images or one video, not both")
+    for p in paths:
+        if not (is_image_path(p) or is_video_path(p)):
+            raise UserError(f"{p.name}: not an image or video file")
+    return paths
+
+
+def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: Optional[int] = None) -> tuple[list[str], list]:
+    """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
+    paths = check_uploads(files, cfg)
+    limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
+    if len(paths) > limit:
+        gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
+    return load_views([str(p) for p in paths], stride=max(int(stride or 1), 1), max_frames=limit)
+
+
+class Handlers:
+    """The functions bound to the UI's events and to the API; ``models`` is shared by all sessions."""
+
+    def __init__(self, cfg: WebConfig, models: ModelCache) -> None:
+        self.cfg = cfg
+        self.models = models
+
+    # ----------------------------------------------------------------------------------- model run
+    def reconstruct_scene(
+        self, files: Any, model_label: Optional[str], stride: int, max_frames: Optional[int], say: Callable[[float, str], None]
+    ) -> WebScene:
+        from app.pipeline import reconstruct_arrays
+
+        t0 = time.perf_counter()
+        say(0.02, "reading uploads")
+        names, arrays = load_inputs(files, self.cfg, stride, max_frames)
+        say(0.1, f"loading model {model_label or self.models.default}")
+        model = self.models.get(model_label)
+        stages = iter((0.2, 0.3))
+        recon = reconstruct_arrays(
+            model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
+            chunk_size=self.cfg.chunk_size, on_stage=lambda msg: say(next(stages, 0.6), msg),
+        )
+        recon.meta["total_s"] = time.perf_counter() - t0
+        sweep(self.cfg.work_root)
+        return WebScene.create(recon, self.cfg.work_root, model=getattr(model, "name", str(model_label)))
+
+    @user_errors
+    def run(
+        self,
+        files: Any,
+        model_label: Optional[str],
+        stride: int,
+        max_frames: Optional[int],
+        conf_percentile: float,
+        show_cameras: bool,
+        mask_background: bool,
+        source: str,
+        old: Optional[WebScene],
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple:
+        """UI "Reconstruct": run the model once and show every result; the prediction goes into the session."""
+        scene = self.reconstruct_scene(files, model_label, stride, max_frames, lambda f, m: progress(f, desc=m))
+        if old is not None and old is not scene:
+            old.close()
+        progress(0.7, desc="writing point cloud, cameras and exports")
+        options = RenderOptions(conf_percentile, None, bool(show_cameras), bool(mask_background), source or "depth")
+        rendered = scene.render(options)
+        progress(0.9, desc="colour-mapping depth and confidence")
+        labels = frame_labels(scene.recon.names)
+        frames = gr.CheckboxGroup(choices=[(lab, i) for i, lab in enumerate(labels)], value=list(range(len(labels))))
+        return (
+            str(rendered.glb),
+            gallery_items(scene.recon),
+            camera_rows(scene),
+            rendered.downloads,
+            frames,
+            summary(scene, rendered.points),
+            scene,
+        )
+
+    @user_errors
+    def rerender(
+        self,
+        scene: Optional[WebScene],
+        conf_percentile: float,
+        frames: Optional[Sequence[int]],
+        show_cameras: bool,
+        mask_background: bool,
+        source: str,
+    ) -> tuple:
+        """Filter and re-export the cached prediction; never runs the model."""
+        if scene is None:
+            gr.Info("Run a reconstruction first; the filters apply to its result.")
+            return gr.skip(), gr.skip(), gr.skip(), scene
+        picked = parse_frames(frames, scene.recon.num_views)
+        if picked == []:
+            gr.Warning("No frame selected: showing cameras only.")
+        options = RenderOptions(conf_percentile, picked, bool(show_cameras), bool(mask_background), source or "depth")
+        rendered = scene.render(options)
+        return str(rendered.glb), rendered.downloads, summary(scene, rendered.points), scene
+
+    # ----------------------------------------------------------------------------------------- API
+    @user_errors
+    def api_reconstruct(self, files: Any) -> tuple[str, str, str]:
+        """Images (or one video) → (scene.glb, scene.ply, cameras.json) with the CLI's defaults: depth
+        points above the 50th confidence percentile, camera frustums in the GLB."""
+        scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None)
+        options = RenderOptions(self.cfg.api_conf_percentile, max_points=self.cfg.api_max_points)
+        rendered = scene.render(options, full_exports=False)
+        return str(rendered.glb), str(rendered.ply), str(rendered.cameras_json)
+
+
+def camera_rows(scene: WebScene) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(camera_table(scene.recon), columns=CAMERA_TABLE_HEADERS)
+
+
+def summary(scene: WebScene, points: int) -> str:
+    r = scene.recon
+    w, h = r.network_size
+    parts = [
+        f"**{r.num_views} views** → **{points:,} points** shown",
+        f"model `{scene.model}` on {r.meta.get('device', '?')}, input {w}×{h} px",
+    ]
+    if "inference_s" in r.meta:
+        parts.append(f"inference {r.meta['inference_s']:.2f} s, total {r.meta.get('total_s', 0):.1f} s")
+    return " · ".join(parts)
+
+
+def sweep(root: Path, max_age_s: float = 6 * 3600) -> None:
+    """Remove working folders older than ``max_age_s`` (results of closed sessions and API calls)."""
+    import shutil
+
+    now = time.time()
+    for d in Path(root).glob("mum-web-*"):
+        try:
+            if now - d.stat().st_mtime > max_age_s:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass

@@ -1,0 +1,86 @@
+"""The web app's models: which ones a user may pick, each loaded once per process and shared by all sessions."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+Loader = Callable[..., Any]  # heads.load_model(name_or_path, weights=None, device=None)
+
+
+def default_loader(name: str, weights: Optional[str] = None, device: Optional[str] = None) -> Any:
+    import heads
+
+    return heads.load_model(name, weights=weights, device=device)
+
+
+def registry_models() -> list[str]:
+    """Preset names from the model registry (empty if it is unavailable)."""
+    try:
+        import heads
+
+        return list(heads.list_models())
+    except (ImportError, AttributeError):
+        return []
+
+
+def registry_default() -> Optional[str]:
+    try:
+        import heads
+
+        return heads.DEFAULT_MODEL
+    except (ImportError, AttributeError):
+        return None
+
+
+class ModelCache:
+    """Lazily loads each model choice once (keyed by choice label) and keeps it for the process's lifetime.
+
+    ``choices`` maps the label shown in the UI to ``(name_or_path, weights)`` for the loader. A
+    ``--weights`` file given on the command line becomes its own choice, labelled with the file name."""
+
+    def __init__(
+        self,
+        device: str,
+        model: Optional[str] = None,
+        weights: Optional[str] = None,
+        loader: Loader = default_loader,
+        presets: Optional[list[str]] = None,
+    ) -> None:
+        self.device = device
+        self.loader = loader
+        self.choices: dict[str, tuple[str, Optional[str]]] = {}
+        presets = registry_models() if presets is None else presets
+        model = model or registry_default() or (presets[0] if presets else None)
+        if weights:
+            base = model or "mum-vitl16"
+            self.choices[f"{base} + {Path(weights).name}"] = (base, weights)
+        elif model and model not in presets:
+            self.choices[model] = (model, None)  # a checkpoint path or an unlisted preset
+        for name in presets:
+            self.choices.setdefault(name, (name, None))
+        if not self.choices:
+            raise ValueError("no model available: give --model")
+        self.default = next(iter(self.choices)) if (weights or (model and model not in presets)) else model
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times a model was actually loaded (tests check it)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.choices)
+
+    def get(self, label: Optional[str]) -> Any:
+        """The loaded model for ``label`` (the default for ``None``); loads it on first use."""
+        from mum.errors import UserError
+
+        label = label or self.default
+        if label not in self.choices:
+            raise UserError(f"unknown model {label!r}; choose one of: {', '.join(self.choices)}")
+        with self._lock:
+            if label not in self._models:
+                name, weights = self.choices[label]
+                self._models[label] = self.loader(name, weights=weights, device=self.device)
+                self.loads += 1
+            return self._models[label]
