@@ -55,7 +55,8 @@ def _close(actual: torch.Tensor | np.ndarray, expected: np.ndarray, name: str) -
 
 def test_pose_encoding_matches_reference(vectors):
     hw = tuple(int(v) for v in vectors["input.image_size_hw"])
-    extrinsics, intrinsics = torch.from_numpy(vectors["input.extrinsics"]), torch.from_numpy(vectors["input.intrinsics"])
+    extrinsics = torch.from_numpy(vectors["input.extrinsics"])
+    intrinsics = torch.from_numpy(vectors["input.intrinsics"])
     encoding = g.extri_intri_to_pose_encoding(extrinsics, intrinsics, hw)
     _close(encoding, vectors["output.pose_encoding"], "pose_encoding")
     ext, intr = g.pose_encoding_to_extri_intri(encoding, hw)
@@ -131,7 +132,8 @@ def test_pose_encoding_round_trip_random_cameras():
     # and encoding -> matrices -> encoding, from raw (non-unit) quaternions
     raw = encoding.clone()
     raw[..., 3:7] *= 2.5
-    again = g.extrinsics_intrinsics_to_pose_encoding(*g.pose_encoding_to_extrinsics_intrinsics(raw, (height, width)), (height, width))
+    ext, intr = g.pose_encoding_to_extrinsics_intrinsics(raw, (height, width))
+    again = g.extrinsics_intrinsics_to_pose_encoding(ext, intr, (height, width))
     torch.testing.assert_close(again, encoding, atol=TOL, rtol=TOL)
 
 
