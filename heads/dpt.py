@@ -306,6 +306,7 @@ class DPTHead(nn.Module):
         levels = []
         for level, layer_idx in enumerate(self.intermediate_layer_idx):
             tokens = aggregated_tokens_list[layer_idx][:, first:last, patch_start_idx:]
+            tokens = tokens.to(self.norm.weight.dtype)  # e.g. bf16 aggregator tokens into an fp32 head
             tokens = self.norm(tokens.reshape(batch * frames, grid_h * grid_w, tokens.shape[-1]))
             x = tokens.transpose(1, 2).reshape(batch * frames, -1, grid_h, grid_w)  # tokens -> image
             x = self.projects[level](x)
