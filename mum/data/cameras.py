@@ -1,0 +1,78 @@
+"""Camera paths for the synthetic engine (world frame z up). Each returns camera-from-world ``[N, 3, 4]``.
+
+``overlap`` (0..1) sets how much consecutive views share, approximately as a fraction of the field of view:
+the viewing direction changes by about ``(1 - overlap) · fov`` between neighbours (orbit, walk) or lies in a
+cone of that half-angle around the common target direction (random).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mum.data.geometry import look_at
+
+UP = np.array([0.0, 0.0, 1.0])
+
+
+def orbit(center: np.ndarray, radius: float, height: float, n: int, fov: float, overlap: float,
+          rng: np.random.Generator, inward: bool = True, jitter: float = 0.05) -> np.ndarray:
+    """Cameras on a horizontal circle of ``radius`` around ``center`` at ``height`` above it, looking at the
+    centre (``inward``) or away from it (a panning sweep from inside a room). Consecutive views are
+    ``(1 - overlap) · fov`` apart in azimuth (at most a full turn over the sequence), starting at a random
+    azimuth, in a random direction; positions and targets are jittered by ``jitter · radius``."""
+    step = (1.0 - overlap) * fov * (1.0 if not inward else 1.5)
+    step = min(step, 2 * np.pi / max(n, 1))
+    start = rng.uniform(0, 2 * np.pi)
+    sign = rng.choice([-1.0, 1.0])
+    out = []
+    for k in range(n):
+        a = start + sign * k * step
+        d = np.array([np.cos(a), np.sin(a), 0.0])
+        eye = center + d * radius + [0, 0, height] + rng.normal(0, jitter * radius, 3)
+        if inward:
+            target = center + rng.normal(0, jitter * radius, 3)
+        else:
+            target = eye + d * radius + [0, 0, rng.normal(0, 0.1) * radius]
+        out.append(look_at(eye, target, UP, roll=rng.normal(0, 0.02)))
+    return np.stack(out)
+
+
+def walk(start: np.ndarray, heading: float, n: int, step: float, fov: float, overlap: float,
+         rng: np.random.Generator, bounds: np.ndarray | None = None, pitch: float = 0.0) -> np.ndarray:
+    """Forward walk-through: ``n`` positions ``step`` apart (scaled by ``1 - overlap``) along a path that turns
+    smoothly (heading changes by ≲ ``(1 - overlap) · fov / 2`` per view), looking ahead with slight pitch and
+    roll noise; the path bounces off ``bounds = [[xmin, ymin], [xmax, ymax]]``."""
+    pos = np.asarray(start, np.float64).copy()
+    turn_rate = rng.normal(0, 0.5) * (1 - overlap) * fov * 0.5
+    out = []
+    for _ in range(n):
+        d = np.array([np.cos(heading), np.sin(heading), np.tan(pitch + rng.normal(0, 0.03))])
+        out.append(look_at(pos, pos + d, UP, roll=rng.normal(0, 0.02)))
+        heading += turn_rate + rng.normal(0, 0.05) * (1 - overlap)
+        move = step * (1 - overlap) * 2 * np.array([np.cos(heading), np.sin(heading), 0.0])
+        nxt = pos + move
+        if bounds is not None and not (np.all(nxt[:2] >= bounds[0]) and np.all(nxt[:2] <= bounds[1])):
+            heading += np.pi * rng.uniform(0.6, 1.0)  # turn around at the boundary
+            nxt = pos
+        pos = nxt
+    return np.stack(out)
+
+
+def random_look_at(target: np.ndarray, target_radius: float, distance: tuple[float, float],
+                   elevation: tuple[float, float], n: int, fov: float, overlap: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Cameras around ``target`` at ``distance`` and ``elevation`` (radians) ranges, their directions from the
+    target within a cone of half-angle ``(1 - overlap) · 90°`` around a random main direction, each looking at
+    a random point within ``target_radius`` of the target."""
+    main_az = rng.uniform(0, 2 * np.pi)
+    spread = (1 - overlap) * np.pi / 2 + 0.05
+    out = []
+    for _ in range(n):
+        az = main_az + rng.uniform(-spread, spread) * 1.5
+        el = np.clip(rng.uniform(*elevation), -1.2, 1.4)
+        dist = rng.uniform(*distance)
+        d = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+        eye = target + d * dist
+        aim = target + rng.normal(0, target_radius / 2, 3)
+        out.append(look_at(eye, aim, UP, roll=rng.normal(0, 0.03)))
+    return np.stack(out)

@@ -1,0 +1,199 @@
+"""Ray-cast rendering of a synthetic world with Open3D's ``RaycastingScene`` (Embree on CPU): exact z-depth,
+validity mask and Lambertian shading (hemispherical ambient + point/directional lights with cast shadows) of
+mip-mapped textures, then a shared exposure and the sRGB curve.
+
+World frame: z up. Ray directions are ``Rᵀ K⁻¹ [u, v, 1]`` so that the hit parameter is the z-depth itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mum.data.geometry import pixel_rays
+from mum.data.meshes import Material
+from mum.data.textures import Texture, linear_to_srgb
+
+SHADOW_EPS = 1e-3
+
+
+@dataclass
+class Light:
+    """``kind`` "point" (``vector`` = position) or "dir" (``vector`` = direction towards the light)."""
+
+    kind: str
+    vector: np.ndarray
+    color: np.ndarray
+    shadows: bool = True
+
+
+@dataclass
+class Background:
+    """Colour of rays that hit nothing: a sky gradient (``zenith``, ``horizon``, ``ground``), optionally with a
+    photograph wrapped around as a panorama (``photo``)."""
+
+    zenith: np.ndarray
+    horizon: np.ndarray
+    ground: np.ndarray
+    photo: Texture | None = None
+    photo_yaw: float = 0.0
+
+    def color(self, dirs: np.ndarray) -> np.ndarray:
+        d = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
+        elev = d[:, 2:3]
+        up = np.clip(elev, 0, 1) ** 0.5
+        sky = self.horizon * (1 - up) + self.zenith * up
+        out = np.where(elev >= 0, sky, self.ground * np.clip(-elev * 4, 0, 1) + self.horizon * (1 - np.clip(-elev * 4, 0, 1)))
+        if self.photo is not None:
+            az = (np.arctan2(d[:, 1], d[:, 0]) + self.photo_yaw) / (2 * np.pi)
+            el = 0.5 - np.arcsin(np.clip(d[:, 2], -1, 1)) / np.pi * 1.6
+            uv = np.stack([az * 2, el], 1)
+            out = self.photo.sample(uv, np.full(len(d), 2.0))
+        return out.astype(np.float32)
+
+
+@dataclass
+class World:
+    """Everything the renderer needs: mesh arrays (see :meth:`MeshBuilder.build`), materials, textures,
+    lights, ambient colours (sky from above, ground from below) and background."""
+
+    mesh: dict[str, np.ndarray]
+    materials: list[Material]
+    textures: list[Texture]
+    lights: list[Light]
+    ambient_sky: np.ndarray
+    ambient_ground: np.ndarray
+    background: Background
+    info: dict = field(default_factory=dict)
+    _raycaster: object = None
+
+    def raycaster(self):
+        """The Open3D ``RaycastingScene`` of the mesh (built once)."""
+        if self._raycaster is None:
+            import open3d as o3d
+
+            scene = o3d.t.geometry.RaycastingScene()
+            scene.add_triangles(
+                o3d.core.Tensor(np.ascontiguousarray(self.mesh["vertices"])),
+                o3d.core.Tensor(np.ascontiguousarray(self.mesh["triangles"])),
+            )
+            self._raycaster = scene
+        return self._raycaster
+
+    def cast(self, rays: np.ndarray, nthreads: int = 0) -> dict[str, np.ndarray]:
+        """``rays [..., 6]`` float32 → ``t_hit``, ``primitive_ids``, ``primitive_uvs`` as numpy."""
+        import open3d as o3d
+
+        out = self.raycaster().cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)), nthreads=nthreads)
+        return {k: out[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_uvs")}
+
+    def occluded(self, rays: np.ndarray, tfar: float, nthreads: int = 0) -> np.ndarray:
+        """Whether each ray ``[N, 6]`` hits anything with ``0 < t < tfar`` (origins are already offset)."""
+        import open3d as o3d
+
+        rays = o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32))
+        return self.raycaster().test_occlusions(rays, tnear=0.0, tfar=float(tfar), nthreads=nthreads).numpy().astype(bool)
+
+
+def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, width: int, height: int,
+                 exposure: float | None = None, nthreads: int = 0) -> dict[str, np.ndarray]:
+    """Render ``S`` views.
+
+    Args:
+        extrinsics: camera-from-world ``[S, 3, 4]``; intrinsics ``[S, 3, 3]`` pixels.
+    Returns:
+        ``images`` uint8 ``[S, H, W, 3]``, ``depths`` float32 ``[S, H, W]`` (z, 0 where no surface),
+        ``masks`` bool ``[S, H, W]``, ``exposure`` (the scale applied before the sRGB curve).
+    """
+    S = len(extrinsics)
+    rays = np.stack([pixel_rays(intrinsics[i], extrinsics[i], width, height) for i in range(S)])
+    hit = world.cast(rays, nthreads)
+    t = hit["t_hit"]
+    mask = np.isfinite(t) & (t > 0)
+    flat_rays = rays.reshape(-1, 6)
+    flat_mask = mask.ravel()
+    radiance = np.empty((flat_rays.shape[0], 3), np.float32)
+    radiance[~flat_mask] = world.background.color(flat_rays[~flat_mask, 3:])
+
+    idx = np.flatnonzero(flat_mask)
+    if len(idx):
+        prim = hit["primitive_ids"].ravel()[idx].astype(np.int64)
+        bu, bv = hit["primitive_uvs"].reshape(-1, 2)[idx].T
+        bary = np.stack([1 - bu - bv, bu, bv], 1).astype(np.float32)  # weights of corners 0, 1, 2
+        tt = t.ravel()[idx]
+        origin, direction = flat_rays[idx, :3], flat_rays[idx, 3:]
+        points = origin + direction * tt[:, None]
+        normals = np.einsum("nk,nkc->nc", bary, world.mesh["corner_normal"][prim])
+        normals /= np.sqrt(np.maximum(_dot(normals, normals), 1e-20))
+        normals *= -np.sign(_dot(normals, direction) + 1e-12)  # face the camera
+        uv = np.einsum("nk,nkc->nc", bary, world.mesh["corner_uv"][prim])
+        albedo = _albedo(world, prim, uv, mask, flat_mask, idx, t.shape)
+        light = _irradiance(world, points, normals, nthreads)
+        radiance[idx] = albedo * light
+    radiance = radiance.reshape(S, height, width, 3)
+    if exposure is None:
+        lum = radiance[:, ::4, ::4].mean(-1)
+        exposure = 0.85 / max(float(np.percentile(lum, 97)), 1e-4)
+    images = (linear_to_srgb(radiance * exposure) * 255.0 + 0.5).astype(np.uint8)
+    depths = np.where(mask, t, 0.0).astype(np.float32)
+    return {"images": images, "depths": depths, "masks": mask, "exposure": exposure}
+
+
+def _albedo(world: World, prim, uv, mask, flat_mask, idx, shape) -> np.ndarray:
+    """Texture colour (linear) per hit, with the mip level chosen from the UV change between neighbouring
+    pixels (smaller of the forward/backward differences, so edges between surfaces do not blur)."""
+    S, H, W = shape
+    fp = np.zeros((S, H, W), np.float32)
+    for c in range(2):
+        img = np.zeros((S, H, W), np.float32)
+        img.reshape(-1)[idx] = uv[:, c]
+        for axis in (1, 2):
+            d = np.abs(np.diff(img, axis=axis))
+            pad = [(0, 0)] * 3
+            pad[axis] = (0, 1)
+            fwd = np.pad(d, pad, mode="edge")
+            pad[axis] = (1, 0)
+            bwd = np.pad(d, pad, mode="edge")
+            robust = np.where((fwd > 0) & (bwd > 0), np.minimum(fwd, bwd), np.maximum(fwd, bwd))
+            np.maximum(fp, robust, out=fp)
+    footprint = fp.reshape(-1)[idx]
+    mat_ids = world.mesh["material"][prim]
+    tex_ids = np.array([m.texture for m in world.materials])[mat_ids]
+    tints = np.array([m.tint for m in world.materials], np.float32)[mat_ids]
+    out = np.empty((len(idx), 3), np.float32)
+    for k in np.unique(tex_ids):
+        sel = tex_ids == k
+        tex = world.textures[k]
+        out[sel] = tex.sample(uv[sel], footprint[sel] * tex.size)
+    return out * tints
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("nc,nc->n", a, b)[:, None]
+
+
+def _irradiance(world: World, points, normals, nthreads) -> np.ndarray:
+    up = normals[:, 2:3]
+    sky, ground = world.ambient_sky.astype(np.float32), world.ambient_ground.astype(np.float32)
+    light = (ground + sky) / 2 + up * ((sky - ground) / 2)
+    for L in world.lights:
+        vec = np.asarray(L.vector, np.float32)
+        if L.kind == "point":
+            to_light = vec[None] - points
+            dist2 = _dot(to_light, to_light)
+            cos = _dot(normals, to_light) / np.sqrt(dist2)
+            falloff = 1.0 / np.maximum(dist2, 1e-2)
+        else:
+            ldir = vec / np.linalg.norm(vec)
+            cos = (normals @ ldir)[:, None]
+            falloff = np.float32(1.0)
+        np.maximum(cos, 0, out=cos)
+        lit = np.flatnonzero(cos[:, 0] > 0)
+        if L.shadows and len(lit):
+            origins = points[lit] + normals[lit] * (SHADOW_EPS * 5)
+            dirs = to_light[lit] if L.kind == "point" else np.broadcast_to(ldir, origins.shape)
+            blocked = world.occluded(np.concatenate([origins, dirs], 1), 0.999 if L.kind == "point" else np.inf, nthreads)
+            cos[lit[blocked]] = 0
+        light = light + (cos * falloff) * np.asarray(L.color, np.float32)[None]
+    return light.astype(np.float32)

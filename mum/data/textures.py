@@ -1,0 +1,271 @@
+"""Textures for the synthetic engine: procedural patterns and crops of real photographs, as mip pyramids in
+linear RGB, sampled with bilinear filtering at a level chosen from the pixel's texture footprint.
+
+Photographs come from the repository's ``demo/*/images`` folders, from ``$MUM_TEXTURE_DIRS`` (``os.pathsep``
+separated folders) and from any folders passed to :class:`PhotoBank`; each process loads them once.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+TEXTURE_SIZE = 256
+PHOTO_LONG_SIDE = 640
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+
+
+class Texture:
+    """A tiling texture: ``levels[k]`` is float32 linear RGB ``[S/2^k, S/2^k, 3]``."""
+
+    def __init__(self, srgb: np.ndarray) -> None:
+        base = srgb_to_linear(np.clip(srgb.astype(np.float32), 0.0, 1.0))
+        self.levels = [base]
+        while self.levels[-1].shape[0] > 4:
+            self.levels.append(cv2.resize(self.levels[-1], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+
+    @property
+    def size(self) -> int:
+        return self.levels[0].shape[0]
+
+    def sample(self, uv: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+        """Colours ``[N, 3]`` at texture coordinates ``uv [N, 2]`` (1 = one repetition, wrapping) with
+        ``footprint [N]`` = texels of level 0 covered by one pixel."""
+        out = np.empty((len(uv), 3), np.float32)
+        level = np.clip(np.round(np.log2(np.maximum(footprint, 1.0))), 0, len(self.levels) - 1).astype(np.int64)
+        frac = uv - np.floor(uv)
+        for k in np.unique(level):
+            sel = level == k
+            tex = self.levels[k]
+            s = tex.shape[0]
+            coords = (frac[sel] * s - 0.5).astype(np.float32)
+            m = len(coords)
+            cols = 1024
+            rows = -(-m // cols)
+            maps = np.zeros((rows * cols, 2), np.float32)
+            maps[:m] = coords  # remap wants maps smaller than 32767 per side: fold into rows of 1024
+            maps = maps.reshape(rows, cols, 2)
+            res = cv2.remap(tex, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            out[sel] = res.reshape(-1, 3)[:m]
+        return out
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.power(x, 2.2, dtype=np.float32)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    return np.power(np.clip(x, 0.0, 1.0), 1 / 2.2, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------- procedural
+def value_noise(rng: np.random.Generator, size: int, octaves: int = 5, base: int = 4, persistence: float = 0.55) -> np.ndarray:
+    """Tileable fractal value noise ``[size, size]`` in about [0, 1]."""
+    out = np.zeros((size, size), np.float32)
+    amp, total = 1.0, 0.0
+    for o in range(octaves):
+        cells = base * 2**o
+        if cells > size:
+            break
+        grid = rng.random((cells, cells), dtype=np.float32)
+        grid = np.pad(grid, ((0, 1), (0, 1)), mode="wrap")  # periodic
+        up = cv2.resize(grid, (size + size // cells, size + size // cells), interpolation=cv2.INTER_CUBIC)
+        out += amp * up[:size, :size]
+        total += amp
+        amp *= persistence
+    out /= total
+    lo, hi = np.percentile(out, [1, 99])
+    return np.clip((out - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+def random_color(rng: np.random.Generator, sat: tuple[float, float] = (0.1, 0.8), val: tuple[float, float] = (0.2, 0.95)) -> np.ndarray:
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*sat) * 255, rng.uniform(*val) * 255]]], np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
+
+
+def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return a * (1 - t[..., None]) + b * t[..., None]
+
+
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    u, v = np.meshgrid(np.arange(size, dtype=np.float32) / size, np.arange(size, dtype=np.float32) / size)
+    return u, v
+
+
+def pattern_noise(rng, size):
+    return _mix(random_color(rng), random_color(rng), value_noise(rng, size))
+
+
+def pattern_checker(rng, size):
+    n = int(rng.choice([2, 4, 8]))
+    u, v = _grid(size)
+    t = ((np.floor(u * n) + np.floor(v * n)) % 2).astype(np.float32)
+    base = _mix(random_color(rng), random_color(rng), t)
+    return base * (0.85 + 0.3 * value_noise(rng, size)[..., None])
+
+
+def pattern_stripes(rng, size):
+    n = int(rng.integers(2, 12))
+    u, v = _grid(size)
+    w = value_noise(rng, size, octaves=3) * 0.15 * rng.random()
+    t = (np.sin(2 * np.pi * n * (u + w)) > rng.uniform(-0.5, 0.5)).astype(np.float32)
+    return _mix(random_color(rng), random_color(rng), t)
+
+
+def pattern_bricks(rng, size):
+    rows, cols = int(rng.choice([4, 8])), int(rng.choice([2, 4]))
+    u, v = _grid(size)
+    row = np.floor(v * rows)
+    uu = u * cols + 0.5 * (row % 2)
+    mortar = (np.abs(v * rows - np.round(v * rows)) < 0.06) | (np.abs(uu - np.round(uu)) < 0.03)
+    brick = random_color(rng, sat=(0.3, 0.7), val=(0.3, 0.7))
+    cell = (np.floor(uu) * 7 + row * 13) % 5 / 5.0
+    color = brick[None, None] * (0.75 + 0.25 * cell[..., None]) * (0.8 + 0.4 * value_noise(rng, size)[..., None])
+    return np.where(mortar[..., None], random_color(rng, sat=(0, 0.1), val=(0.6, 0.9)), color)
+
+
+def pattern_tiles(rng, size):
+    n = int(rng.choice([2, 4, 8]))
+    u, v = _grid(size)
+    fu, fv = u * n % 1, v * n % 1
+    grout = (fu < 0.04) | (fv < 0.04)
+    a, b = random_color(rng), random_color(rng)
+    t = ((np.floor(u * n) * 3 + np.floor(v * n) * 5) % 3 / 2.0).astype(np.float32)
+    return np.where(grout[..., None], random_color(rng, val=(0.1, 0.9)), _mix(a, b, t * rng.random()))
+
+
+def pattern_wood(rng, size):
+    u, v = _grid(size)
+    n = value_noise(rng, size, octaves=4, base=2)
+    rings = np.sin(2 * np.pi * (rng.uniform(4, 16) * v + 3 * n)) * 0.5 + 0.5
+    dark = random_color(rng, sat=(0.4, 0.8), val=(0.2, 0.4)) * np.array([1.0, 0.7, 0.45], np.float32)
+    light = random_color(rng, sat=(0.3, 0.6), val=(0.5, 0.85)) * np.array([1.0, 0.8, 0.55], np.float32)
+    return _mix(dark, light, rings.astype(np.float32))
+
+
+def pattern_voronoi(rng, size):
+    from scipy.spatial import cKDTree
+
+    k = int(rng.integers(8, 40))
+    seeds = rng.random((k, 2))
+    tiled = np.concatenate([seeds + [dx, dy] for dx in (-1, 0, 1) for dy in (-1, 0, 1)])
+    u, v = _grid(size)
+    dist, idx = cKDTree(tiled).query(np.stack([u.ravel(), v.ravel()], 1), k=2)
+    cell = (idx[:, 0] % k).reshape(size, size)
+    palette = np.stack([random_color(rng) for _ in range(k)])
+    edge = ((dist[:, 1] - dist[:, 0]) < 0.01).reshape(size, size)
+    return np.where(edge[..., None], 0.1, palette[cell])
+
+
+def pattern_windows(rng, size):
+    """Building facade: wall colour with a grid of dark, slightly varied windows."""
+    rows, cols = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    u, v = _grid(size)
+    fu, fv = u * cols % 1, v * rows % 1
+    win = (fu > 0.25) & (fu < 0.75) & (fv > 0.2) & (fv < 0.7)
+    wall = random_color(rng, sat=(0.0, 0.4), val=(0.4, 0.9)) * (0.85 + 0.3 * value_noise(rng, size)[..., None])
+    glass = random_color(rng, sat=(0.1, 0.4), val=(0.1, 0.35)) * (0.7 + 0.6 * ((np.floor(u * cols) + np.floor(v * rows)) % 3 / 3))[..., None]
+    return np.where(win[..., None], glass, wall)
+
+
+def pattern_marble(rng, size):
+    u, v = _grid(size)
+    n = value_noise(rng, size, octaves=6, base=2)
+    t = (np.sin(2 * np.pi * (u * rng.integers(1, 4) + 4 * n)) * 0.5 + 0.5) ** 3
+    return _mix(random_color(rng, sat=(0, 0.2), val=(0.7, 0.95)), random_color(rng, val=(0.1, 0.5)), t.astype(np.float32))
+
+
+def pattern_solid(rng, size):
+    return random_color(rng)[None, None] * (0.92 + 0.16 * value_noise(rng, size, octaves=3)[..., None])
+
+
+PATTERNS = {
+    "noise": pattern_noise,
+    "checker": pattern_checker,
+    "stripes": pattern_stripes,
+    "bricks": pattern_bricks,
+    "tiles": pattern_tiles,
+    "wood": pattern_wood,
+    "voronoi": pattern_voronoi,
+    "windows": pattern_windows,
+    "marble": pattern_marble,
+    "solid": pattern_solid,
+}
+
+
+def procedural_texture(rng: np.random.Generator, kind: str | None = None, size: int = TEXTURE_SIZE) -> Texture:
+    """A random procedural texture (``kind`` one of :data:`PATTERNS`, random when ``None``)."""
+    kind = kind or str(rng.choice(list(PATTERNS)))
+    img = np.broadcast_to(PATTERNS[kind](rng, size), (size, size, 3)).astype(np.float32)
+    return Texture(img)
+
+
+# --------------------------------------------------------------------------------------------- photos
+def default_photo_dirs() -> list[Path]:
+    dirs = sorted(DEMO_DIR.glob("*/images")) if DEMO_DIR.is_dir() else []
+    extra = os.environ.get("MUM_TEXTURE_DIRS", "")
+    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+@lru_cache(maxsize=8)
+def _load_photos(dirs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Every readable image under ``dirs`` (sorted), downscaled to :data:`PHOTO_LONG_SIDE`, float32 sRGB."""
+    from PIL import Image
+
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+    photos = []
+    for d in dirs:
+        for p in sorted(Path(d).rglob("*")):
+            if p.suffix.lower() not in suffixes:
+                continue
+            try:
+                with Image.open(p) as im:
+                    im.draft("RGB", (PHOTO_LONG_SIDE, PHOTO_LONG_SIDE))
+                    im = im.convert("RGB")
+                    im.thumbnail((PHOTO_LONG_SIDE, PHOTO_LONG_SIDE))
+                    photos.append(np.asarray(im, dtype=np.float32) / 255.0)
+            except Exception:  # an unreadable photo only removes one texture source
+                continue
+    return tuple(photos)
+
+
+class PhotoBank:
+    """Real photographs to cut textures and backdrops from (loaded once per process)."""
+
+    def __init__(self, dirs: Sequence[str | os.PathLike] | None = None) -> None:
+        chosen = default_photo_dirs() if dirs is None else [Path(d) for d in dirs]
+        self.photos = _load_photos(tuple(str(d) for d in chosen))
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def crop(self, rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarray:
+        """A random square crop, resized to ``size``, float32 sRGB (mirrored to tile without seams)."""
+        photo = self.photos[int(rng.integers(len(self.photos)))]
+        h, w = photo.shape[:2]
+        side = int(rng.uniform(0.25, 0.8) * min(h, w))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        half = cv2.resize(photo[y : y + side, x : x + side], (size // 2, size // 2), interpolation=cv2.INTER_AREA)
+        top = np.concatenate([half, half[:, ::-1]], axis=1)
+        return np.concatenate([top, top[::-1]], axis=0)
+
+    def texture(self, rng: np.random.Generator, size: int = TEXTURE_SIZE) -> Texture:
+        return Texture(self.crop(rng, size))
+
+    def picture(self, rng: np.random.Generator, size: int = TEXTURE_SIZE) -> Texture:
+        """A whole photo (not mirrored) squeezed to a square, for pictures on walls and backdrops."""
+        photo = self.photos[int(rng.integers(len(self.photos)))]
+        return Texture(cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA))
+
+
+def random_texture(rng: np.random.Generator, photos: PhotoBank | None, photo_fraction: float, kinds: Sequence[str] | None = None) -> Texture:
+    """A photo crop with probability ``photo_fraction`` (when photos exist), else a procedural pattern."""
+    if photos is not None and len(photos) and rng.random() < photo_fraction:
+        return photos.texture(rng)
+    return procedural_texture(rng, None if kinds is None else str(rng.choice(list(kinds))))
