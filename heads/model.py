@@ -1,0 +1,207 @@
+"""The one model class: encoder (MuM or the aggregator's own patch embedding) + aggregator + camera and dense heads.
+
+    images [B,S,3,H,W] in [0,1]
+      ─► patch tokens [B,S,P,C]        MuM encoder + linear projection (chunks of frames), or the aggregator's
+                                       patch embedding (``vggt-1b``: DINOv2 ViT-L/14)
+      ─► aggregator token list         [B,S,1+R+P,2C] per layer (frame ⊕ global block outputs)
+      ─► camera head  ─► pose encodings [B,S,9] (one per refinement iteration) ─► extrinsics, intrinsics
+      ─► point head   ─► world points [B,S,H,W,3] + confidence       (DPT, frame chunks)
+      ─► depth head   ─► depth [B,S,H,W,1] + confidence              (DPT, frame chunks)
+
+Memory grows linearly in the frame count apart from global attention: frames are encoded ``chunk_size`` at a
+time, the aggregator keeps only the layers the heads read, and the DPT heads run over frame chunks. On CUDA,
+:meth:`Reconstructor.predict` runs the encoder and aggregator under bf16 (fp16 where bf16 is unsupported)
+autocast; the heads always run in float32, as the official VGGT does.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from mum.encoder import MuMEncoder
+from mum.image import imagenet_normalize
+
+from .aggregator import Aggregator, TokenList
+from .camera_head import CameraHead
+from .config import ReconstructorConfig
+from .dinov2 import DinoVisionTransformer
+from .dpt import DPTHead
+from .geometry import pose_encoding_to_extrinsics_intrinsics
+from .prediction import Prediction
+
+DEFAULT_CHUNK_SIZE = 8
+
+
+class Reconstructor(nn.Module):
+    """Feedforward multi-view reconstruction model built from a :class:`ReconstructorConfig`.
+
+    State-dict prefixes: ``encoder.*`` and ``encoder_proj.*`` (MuM presets only), ``aggregator.*``,
+    ``camera_head.*``, ``point_head.*``, ``depth_head.*`` (for ``vggt-1b`` exactly the VGGT-1B layout minus
+    ``track_head.*``).
+    """
+
+    def __init__(self, cfg: ReconstructorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.name = cfg.name
+        self.patch_size = cfg.patch_size
+        agg = cfg.aggregator
+        patch_embed: Any
+        if cfg.encoder is not None:
+            self.encoder: Optional[MuMEncoder] = MuMEncoder(cfg.encoder)
+            self.encoder_proj: Optional[nn.Linear] = nn.Linear(cfg.encoder.embed_dim, agg.embed_dim)
+            patch_embed = None
+        else:
+            self.encoder = None
+            self.encoder_proj = None
+            patch_embed = DinoVisionTransformer(**(agg.dinov2 or {})) if agg.patch_embed == "dinov2" else agg.patch_embed
+        self.aggregator = Aggregator(
+            img_size=cfg.image_size,
+            patch_size=cfg.patch_size,
+            embed_dim=agg.embed_dim,
+            depth=agg.depth,
+            num_heads=agg.num_heads,
+            mlp_ratio=agg.mlp_ratio,
+            num_register_tokens=agg.num_register_tokens,
+            patch_embed=patch_embed,
+            aa_block_size=agg.aa_block_size,
+            qk_norm=agg.qk_norm,
+            rope_freq=agg.rope_freq,
+            init_values=agg.init_values,
+        )
+        cam = cfg.camera_head
+        self.camera_head = CameraHead(
+            dim_in=cfg.token_dim,
+            trunk_depth=cam.trunk_depth,
+            num_heads=cam.num_heads,
+            mlp_ratio=cam.mlp_ratio,
+            init_values=cam.init_values,
+        )
+        self.point_head = self._dpt_head(output_dim=4, activation="inv_log")
+        self.depth_head = self._dpt_head(output_dim=2, activation="exp")
+
+    def _dpt_head(self, output_dim: int, activation: str) -> DPTHead:
+        dpt = self.cfg.dpt
+        return DPTHead(
+            dim_in=self.cfg.token_dim,
+            patch_size=self.cfg.patch_size,
+            output_dim=output_dim,
+            activation=activation,
+            conf_activation="expp1",
+            features=dpt.features,
+            out_channels=list(dpt.out_channels),
+            intermediate_layer_idx=list(dpt.intermediate_layer_idx),
+            pos_embed=True,
+        )
+
+    # ------------------------------------------------------------------------------------------ utilities
+    @property
+    def head_layers(self) -> set[int]:
+        """Aggregator layers the heads read (DPT layers and the last one for the camera head)."""
+        depth = self.cfg.aggregator.depth
+        return {i % depth for i in self.cfg.dpt.intermediate_layer_idx} | {depth - 1}
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute encoder and aggregator blocks in the backward pass (training memory)."""
+        self.aggregator.grad_checkpointing = enabled
+        for module in (self.encoder, self.aggregator.patch_embed):
+            if module is not None and hasattr(module, "grad_checkpointing"):
+                module.grad_checkpointing = enabled
+
+    def _check_images(self, images: Tensor) -> Tensor:
+        if images.ndim == 4:
+            images = images.unsqueeze(0)
+        if images.ndim != 5 or images.shape[2] != 3:
+            raise ValueError(f"expected images [S,3,H,W] or [B,S,3,H,W], got {tuple(images.shape)}")
+        H, W = images.shape[-2:]
+        if H % self.patch_size or W % self.patch_size:
+            raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {self.patch_size}")
+        return images
+
+    # -------------------------------------------------------------------------------------------- forward
+    def embed(self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``[B, S, 3, H, W]`` in [0, 1] → patch tokens ``[B, S, P, C_agg]``, ``chunk_size`` frames at a time."""
+        if self.encoder is None:
+            return self.aggregator.embed_images(images, chunk_size)
+        assert self.encoder_proj is not None
+        B, S = images.shape[:2]
+        flat = images.reshape(B * S, *images.shape[2:])
+        chunk = chunk_size or flat.shape[0]
+        tokens = torch.cat(
+            [self.encoder_proj(self.encoder(imagenet_normalize(flat[i : i + chunk]))) for i in range(0, len(flat), chunk)]
+        )
+        return tokens.reshape(B, S, *tokens.shape[1:])
+
+    def aggregate(
+        self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE, keep_layers: Optional[set[int]] = None
+    ) -> tuple[TokenList, int]:
+        """``[B, S, 3, H, W]`` → (aggregator token list, ``patch_start_idx``); layers outside ``keep_layers``
+        (default: all) are ``None``."""
+        images = self._check_images(images)
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
+        return self.aggregator.aggregate(self.embed(images, chunk_size), grid, keep_layers)
+
+    def forward(
+        self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE, num_iterations: Optional[int] = None
+    ) -> dict[str, Any]:
+        """Raw outputs for training. ``images`` ``[B, S, 3, H, W]`` (or ``[S, 3, H, W]``) in [0, 1].
+
+        Returns ``pose_enc`` ``[B,S,9]`` (last iteration), ``pose_enc_list`` (every camera-head iteration),
+        ``depth`` ``[B,S,H,W,1]``, ``depth_conf`` ``[B,S,H,W]``, ``world_points`` ``[B,S,H,W,3]``,
+        ``world_points_conf`` ``[B,S,H,W]`` (float32), and ``images`` (the ``[B,S,3,H,W]`` input).
+        ``chunk_size``: frames per encoder / DPT chunk (``None`` = all at once).
+        """
+        images = self._check_images(images)
+        tokens, patch_start_idx = self.aggregate(images, chunk_size, keep_layers=self.head_layers)
+        tokens = [t.float() if t is not None else None for t in tokens]
+        iterations = num_iterations or self.cfg.camera_head.num_iterations
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            pose_enc_list = self.camera_head(tokens, num_iterations=iterations)
+            points, points_conf = self.point_head(tokens, images, patch_start_idx, frames_chunk_size=chunk_size)
+            depth, depth_conf = self.depth_head(tokens, images, patch_start_idx, frames_chunk_size=chunk_size)
+        return {
+            "pose_enc": pose_enc_list[-1],
+            "pose_enc_list": pose_enc_list,
+            "depth": depth,
+            "depth_conf": depth_conf,
+            "world_points": points,
+            "world_points_conf": points_conf,
+            "images": images,
+        }
+
+    @torch.inference_mode()
+    def predict(self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Prediction:
+        """Reconstruct ``[S, 3, H, W]`` or ``[B, S, 3, H, W]`` RGB in [0, 1] (H, W multiples of ``patch_size``).
+
+        Runs on the model's device; returns float32 tensors with a batch axis (see :class:`Prediction`;
+        use ``.squeeze_batch()`` for one scene, ``.numpy()`` for arrays)."""
+        device = next(self.parameters()).device
+        images = self._check_images(images.to(device=device, dtype=torch.float32))
+        autocast = nullcontext()
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            autocast = torch.autocast("cuda", dtype=dtype)
+        with autocast:
+            raw = self.forward(images, chunk_size)
+        pose_enc = raw["pose_enc"].float()
+        extrinsics, intrinsics = pose_encoding_to_extrinsics_intrinsics(pose_enc, images.shape[-2:])
+        return Prediction(
+            extrinsics=extrinsics,
+            intrinsics=intrinsics,
+            depth=raw["depth"],
+            depth_conf=raw["depth_conf"],
+            world_points=raw["world_points"],
+            world_points_conf=raw["world_points_conf"],
+            pose_enc=pose_enc,
+            images=images.permute(0, 1, 3, 4, 2),
+        )
+
+
+def build_reconstructor(cfg: ReconstructorConfig, device: Optional[torch.device | str] = None) -> Reconstructor:
+    """A randomly initialised model; ``device="meta"`` builds it without allocating memory."""
+    with torch.device(device or "cpu"):
+        return Reconstructor(cfg)
