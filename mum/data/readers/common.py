@@ -1,0 +1,132 @@
+"""Helpers shared by the readers and writers: image headers, writing views, ``cameras.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mum.data.scene import Scene
+from mum.errors import UserError
+
+CAMERAS_JSON = "cameras.json"
+REFERENCE_JSON = "cameras_reference.json"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file in display orientation (EXIF rotation applied), from its header.
+    Raises :class:`UserError` naming the file when it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable image ({str(exc).splitlines()[0][:100]})") from None
+    if w < 2 or h < 2:
+        raise UserError(f"{path}: image is too small ({w}x{h})")
+    return w, h
+
+
+def warn_skip(path: Path, problem: str) -> None:
+    warnings.warn(f"{path}: {problem}; skipping this view", UserWarning, stacklevel=3)
+
+
+def prepare_dir(folder: str | os.PathLike, overwrite: bool) -> Path:
+    """Create ``folder``; refuse a non-empty one unless ``overwrite`` (which empties it)."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise UserError(f"{folder}: exists and is not empty (pass overwrite=True / --overwrite)")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def png_names(scene: Scene) -> list[str]:
+    """Per-view output file names: the view's stem with ``.png`` (lossless)."""
+    names = [Path(n).stem + ".png" for n in scene.names]
+    if len(set(names)) != len(names):
+        names = [f"{i:05d}_{n}" for i, n in enumerate(names)]
+    return names
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+        raise OSError(f"could not write {path}")
+
+
+def write_views(scene: Scene, folder: Path, names: list[str]) -> None:
+    """Every view as ``folder/NAME`` (PNG)."""
+    for i, name in enumerate(names):
+        write_png(folder / name, scene.image(i))
+
+
+def write_depth_npy(folder: Path, stem: str, depth: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{stem}.depth.npy", np.asarray(depth, np.float32))
+
+
+def write_mask_png(folder: Path, stem: str, mask: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{stem}.png"), np.asarray(mask, np.uint8) * 255)
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        raise UserError(f"{path}: not a readable mask image")
+    return m > 127
+
+
+def cameras_json(scene: Scene, names: list[str] | None = None) -> dict:
+    """The project's ``cameras.json`` (same layout as ``app.export``): per image ``name``, ``width``,
+    ``height``, ``K`` 3×3 (pixel centres at integers) and ``cam_from_world`` 4×4 (OpenCV axes)."""
+    names = names or scene.names
+    E = scene.cam_from_world_4x4()
+    return {
+        "convention": "cam_from_world maps world to camera, OpenCV axes (x right, y down, z forward); K in pixels "
+        "of the image with pixel centres at integer coordinates",
+        "meta": {k: v for k, v in scene.meta.items() if isinstance(v, (int, float, str, bool))},
+        "images": [
+            {"name": n, "width": int(scene.widths[i]), "height": int(scene.heights[i]),
+             "K": scene.intrinsics[i].tolist(), "cam_from_world": E[i].tolist()}
+            for i, n in enumerate(names)
+        ],
+    }
+
+
+def load_cameras_file(path: Path) -> dict[str, dict]:
+    """``name → {"K", "cam_from_world", "width", "height"}`` from a ``cameras.json`` (project layout) or a
+    ``cameras_reference.json`` (``demo/`` layout, COLMAP principal point, shifted by −0.5 here)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+    out: dict[str, dict] = {}
+    try:
+        if "images" in data:
+            for im in data["images"]:
+                out[im["name"]] = {"K": np.array(im["K"], float), "cam_from_world": np.array(im["cam_from_world"], float),
+                                   "width": int(im["width"]), "height": int(im["height"])}
+        elif "cameras" in data:
+            for name, cam in data["cameras"].items():
+                K = np.array(cam["intrinsic"], float)
+                K[:2, 2] -= 0.5
+                out[name] = {"K": K, "cam_from_world": np.array(cam["extrinsic"], float),
+                             "width": int(cam["width"]), "height": int(cam["height"])}
+        else:
+            raise KeyError("images")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: camera file lacks a field or has a malformed one ({exc!r})") from None
+    return out

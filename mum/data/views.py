@@ -1,0 +1,73 @@
+"""Crop and resize a view so that image, depth, mask and intrinsics stay consistent.
+
+Pixel centres sit at integer coordinates (project convention), so a crop box ``[x0, x0+cw) × [y0, y0+ch)``
+resized to ``W × H`` maps pixel ``u`` to ``u' = (u + ½ − x0)·W/cw − ½`` (the same map ``cv2.resize`` uses).
+Depth and masks are resampled with exact nearest-neighbour (no mixing of foreground and background depths).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+
+class CropBox(NamedTuple):
+    """Integer pixel box ``x0, y0, width, height`` in the source image."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+
+
+def crop_box(width: int, height: int, aspect: float, scale: float = 1.0, rng: np.random.Generator | None = None) -> CropBox:
+    """The largest box of aspect ``aspect`` (width / height) inside ``width × height``, shrunk by ``scale``;
+    centred, or at a random position when ``rng`` is given."""
+    if width / height > aspect:
+        ch = height * scale
+        cw = ch * aspect
+    else:
+        cw = width * scale
+        ch = cw / aspect
+    cw, ch = max(1, min(width, int(round(cw)))), max(1, min(height, int(round(ch))))
+    if rng is None:
+        x0, y0 = (width - cw) // 2, (height - ch) // 2
+    else:
+        x0, y0 = int(rng.integers(0, width - cw + 1)), int(rng.integers(0, height - ch + 1))
+    return CropBox(x0, y0, cw, ch)
+
+
+def crop_resize_matrix(box: CropBox, out_width: int, out_height: int) -> np.ndarray:
+    """``[3, 3]`` affine map from source pixels to output pixels (``K_out = A @ K_in``)."""
+    sx, sy = out_width / box.width, out_height / box.height
+    return np.array([[sx, 0, (0.5 - box.x0) * sx - 0.5], [0, sy, (0.5 - box.y0) * sy - 0.5], [0, 0, 1.0]])
+
+
+def crop_resize(image: np.ndarray, intrinsics: np.ndarray | None, out_width: int, out_height: int,
+                box: CropBox | None = None, depth: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict:
+    """Crop ``box`` (default: the centred box of the output aspect) and resize to ``out_width × out_height``.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 or float; depth ``[H, W]`` float (0 = unknown); mask ``[H, W]`` bool;
+            intrinsics ``[3, 3]`` pixels of ``image``.
+    Returns:
+        dict with ``image``, ``intrinsics`` (``A @ K``), ``depth``, ``mask`` (``None`` when not given) and
+        ``matrix`` (the affine map ``A``).
+    """
+    h, w = image.shape[:2]
+    box = box or crop_box(w, h, out_width / out_height)
+    A = crop_resize_matrix(box, out_width, out_height)
+    sl = (slice(box.y0, box.y0 + box.height), slice(box.x0, box.x0 + box.width))
+    shrink = out_width < box.width or out_height < box.height
+    img = cv2.resize(image[sl], (out_width, out_height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    out = {"image": img, "matrix": A, "intrinsics": None if intrinsics is None else A @ intrinsics, "depth": None, "mask": None}
+    if depth is not None:
+        out["depth"] = cv2.resize(depth[sl].astype(np.float32), (out_width, out_height), interpolation=cv2.INTER_NEAREST_EXACT)
+    if mask is not None:
+        m = cv2.resize(mask[sl].astype(np.uint8), (out_width, out_height), interpolation=cv2.INTER_NEAREST_EXACT)
+        out["mask"] = m.astype(bool)
+    if out["depth"] is not None and out["mask"] is not None:
+        out["mask"] &= out["depth"] > 0
+    return out
