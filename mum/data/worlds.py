@@ -10,7 +10,15 @@ import numpy as np
 
 from mum.data.meshes import Material, MeshBuilder
 from mum.data.render import Background, Light, World
-from mum.data.textures import PhotoBank, Texture, procedural_texture, random_color, random_texture, srgb_to_linear, value_noise
+from mum.data.textures import (
+    PhotoBank,
+    Texture,
+    procedural_texture,
+    random_color,
+    random_texture,
+    srgb_to_linear,
+    value_noise,
+)
 
 KINDS = ("room", "object", "terrain")
 

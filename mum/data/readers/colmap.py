@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mum.data.readers.common import png_names, prepare_dir, warn_skip, write_views
+from mum.data.readers.common import attach_depth_masks, png_names, prepare_dir, warn_skip, write_views
 from mum.data.scene import Scene
 from mum.errors import UserError
 
@@ -83,6 +83,7 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
         points_rgb=np.array([p.color for p in pts], np.uint8).reshape(-1, 3) if pts else None,
         meta={"source": str(model_dir)},
     )
+    attach_depth_masks(scene, images_dir.parent)
     return scene.with_images_loaded() if load else scene
 
 

@@ -130,3 +130,14 @@ def load_cameras_file(path: Path) -> dict[str, dict]:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: camera file lacks a field or has a malformed one ({exc!r})") from None
     return out
+
+
+def attach_depth_masks(scene: Scene, scene_dir: Path) -> Scene:
+    """Attach ``scene_dir/depth/STEM.depth.npy`` and ``scene_dir/masks/STEM.png`` when every view has one."""
+    stems = [Path(n).stem for n in scene.names]
+    depth_dir, mask_dir = scene_dir / "depth", scene_dir / "masks"
+    if depth_dir.is_dir() and all((depth_dir / f"{s}.depth.npy").is_file() for s in stems):
+        scene.depths = [np.load(depth_dir / f"{s}.depth.npy").astype(np.float32) for s in stems]
+    if mask_dir.is_dir() and all((mask_dir / f"{s}.png").is_file() for s in stems):
+        scene.masks = [read_mask_png(mask_dir / f"{s}.png") for s in stems]
+    return scene

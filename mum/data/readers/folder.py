@@ -9,9 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mum.data.readers.common import (CAMERAS_JSON, REFERENCE_JSON, cameras_json, image_size, load_cameras_file,
-                                     png_names, prepare_dir, read_mask_png, warn_skip, write_depth_npy,
-                                     write_mask_png, write_views)
+from mum.data.readers.common import (
+    CAMERAS_JSON,
+    REFERENCE_JSON,
+    attach_depth_masks,
+    cameras_json,
+    image_size,
+    load_cameras_file,
+    png_names,
+    prepare_dir,
+    warn_skip,
+    write_depth_npy,
+    write_mask_png,
+    write_views,
+)
 from mum.data.scene import Scene
 from mum.errors import UserError
 
@@ -58,12 +69,6 @@ def read_image_folder(path: str | os.PathLike, load: bool = False) -> Scene:
             paths, sizes = [p for p, _ in kept], [s for _, s in kept]
             break
     names = [p.name for p in paths]
-    depth_dir, mask_dir = scene_dir / "depth", scene_dir / "masks"
-    depths = masks = None
-    if depth_dir.is_dir() and all((depth_dir / f"{p.stem}.depth.npy").is_file() for p in paths):
-        depths = [np.load(depth_dir / f"{p.stem}.depth.npy").astype(np.float32) for p in paths]
-    if mask_dir.is_dir() and all((mask_dir / f"{p.stem}.png").is_file() for p in paths):
-        masks = [read_mask_png(mask_dir / f"{p.stem}.png") for p in paths]
     scene = Scene(
         names=names,
         widths=[s[0] for s in sizes],
@@ -71,10 +76,9 @@ def read_image_folder(path: str | os.PathLike, load: bool = False) -> Scene:
         image_paths=paths,
         extrinsics=None if cams is None else np.stack([cams[n]["cam_from_world"] for n in names]),
         intrinsics=None if cams is None else np.stack([cams[n]["K"] for n in names]),
-        depths=depths,
-        masks=masks,
         meta={"source": str(scene_dir)},
     )
+    attach_depth_masks(scene, scene_dir)
     return scene.with_images_loaded() if load else scene
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mum.data.readers.common import image_size, png_names, prepare_dir, read_mask_png, warn_skip, write_mask_png, write_views
+from mum.data.readers.common import (
+    image_size,
+    png_names,
+    prepare_dir,
+    read_mask_png,
+    warn_skip,
+    write_mask_png,
+    write_views,
+)
 from mum.data.scene import Scene
 from mum.errors import UserError
 

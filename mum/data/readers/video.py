@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mum.data.readers.common import cameras_json, load_cameras_file
+from mum.data.readers.common import attach_depth_masks, cameras_json, load_cameras_file
 from mum.data.scene import Scene
 from mum.errors import UserError
 
@@ -38,8 +38,9 @@ def read_video(path: str | os.PathLike, num_frames: int | None = None, stride: i
         if all(n in cams for n in names):
             E = np.stack([cams[n]["cam_from_world"] for n in names])
             K = np.stack([cams[n]["K"] for n in names])
-    return Scene(names=names, widths=[f.shape[1] for f in frames], heights=[f.shape[0] for f in frames],
-                 images=frames, extrinsics=E, intrinsics=K, meta={"source": str(path)})
+    scene = Scene(names=names, widths=[f.shape[1] for f in frames], heights=[f.shape[0] for f in frames],
+                  images=frames, extrinsics=E, intrinsics=K, meta={"source": str(path)})
+    return attach_depth_masks(scene, path.parent)
 
 
 def write_video(scene: Scene, path: str | os.PathLike, fps: float = 10.0, overwrite: bool = False) -> Path:
