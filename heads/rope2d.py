@@ -17,15 +17,16 @@ import torch
 from torch import Tensor
 
 
-def _rotate_half_per_axis(x: Tensor) -> Tensor:
-    """Rotate-half inside each half of the last dimension: ``[a1, a2, b1, b2] → [-a2, a1, -b2, b1]``."""
-    a1, a2, b1, b2 = x.chunk(4, dim=-1)
-    return torch.cat((-a2, a1, -b2, b1), dim=-1)
+def _swap_quarters(x: Tensor) -> Tensor:
+    """``[a1, a2, b1, b2] → [a2, a1, b2, b1]`` along the last dimension (four equal parts)."""
+    return x.unflatten(-1, (2, 2, x.shape[-1] // 4)).flip(-2).flatten(-3)
 
 
 @dataclass
 class Rope2DTable:
-    """Cosines and sines ``[N, d]`` (float32) for the ``N`` tokens of a sequence, shared by batch and heads."""
+    """Cosines ``cos`` and signed sines ``sin`` ``[N, d]`` (float32) for the ``N`` tokens of a sequence, shared by
+    batch and heads. ``sin`` carries the rotate-half sign: rotating is ``x·cos + swap_quarters(x)·sin``, i.e.
+    ``[a1, a2]·cos + [-a2, a1]·sin`` inside each half."""
 
     cos: Tensor
     sin: Tensor
@@ -36,7 +37,7 @@ class Rope2DTable:
     def rotate(self, x: Tensor) -> Tensor:
         """Rotate ``x`` ``[B, heads, N, d]``; the result has ``x``'s dtype."""
         cos, sin = self.cos.to(x.dtype), self.sin.to(x.dtype)
-        return x * cos + _rotate_half_per_axis(x) * sin
+        return x * cos + _swap_quarters(x) * sin
 
     def repeat(self, times: int) -> "Rope2DTable":
         """The table of a sequence made of ``times`` copies of this one (global attention over frames)."""
@@ -61,7 +62,8 @@ class Rope2D:
             angles = positions[:, axis].float()[:, None] * inv_freq[None, :]  # [N, D/2]
             tables.append(torch.cat((angles, angles), dim=-1))  # [N, D]
         angles = torch.cat(tables, dim=-1)  # [N, d]: y half then x half
-        return Rope2DTable(angles.cos(), angles.sin())
+        sign = torch.tensor([-1.0, 1.0, -1.0, 1.0], device=angles.device).repeat_interleave(self.head_dim // 4)
+        return Rope2DTable(angles.cos(), angles.sin() * sign)
 
     def grid_table(self, grid_h: int, grid_w: int, num_special: int, device: torch.device | str) -> Rope2DTable:
         """Table for one frame: ``num_special`` tokens at ``(0, 0)``, then the ``grid_h × grid_w`` patches
