@@ -24,7 +24,11 @@ from app.web_session import CAMERA_TABLE_HEADERS
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo"
-EXAMPLE_SCENES = {"tum_freiburg": 4, "sacre_coeur": 3, "buddha": 3}  # scene → views used by the example
+EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
+    "tum_freiburg": ("TUM RGB-D desk", 4),
+    "sacre_coeur": ("Sacré-Cœur (photo collection)", 3),
+    "buddha": ("Buddha statue (high resolution)", 3),
+}
 
 INTRO = """# MuM 3D reconstruction
 Upload **several photos** of one scene (or **one video**), pick a model and press **Reconstruct**. One forward
@@ -32,15 +36,16 @@ pass gives every camera, per-pixel depth and a coloured point cloud. The filters
 result without running the model again."""
 
 
-def example_scenes(demo_dir: Path = DEMO) -> list[list[list[str]]]:
-    """A few evenly spread views of each demo scene, as ``gr.Examples`` rows."""
-    rows = []
-    for scene, count in EXAMPLE_SCENES.items():
+def example_scenes(demo_dir: Path = DEMO) -> tuple[list[list[list[str]]], list[str]]:
+    """A few evenly spread views of each demo scene, as ``gr.Examples`` rows and their labels."""
+    rows, labels = [], []
+    for scene, (label, count) in EXAMPLE_SCENES.items():
         images = sorted(p for p in (demo_dir / scene / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if images:
             step = max(len(images) // count, 1)
             rows.append([[str(p) for p in images[::step][:count]]])
-    return rows
+            labels.append(f"{label}: {min(count, len(images))} views")
+    return rows, labels
 
 
 def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
@@ -62,9 +67,9 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
                         2, cfg.max_views, value=min(16, cfg.max_views), step=1, label="At most this many views"
                     )
                 run = gr.Button("Reconstruct", variant="primary", elem_id="run")
-                examples = example_scenes()
+                examples, example_labels = example_scenes()
                 if examples:
-                    gr.Examples(examples, inputs=[files], label="Example scenes (demo/)")
+                    gr.Examples(examples, inputs=[files], label="Example scenes", example_labels=example_labels)
                 status = gr.Markdown("", elem_id="status")
             with gr.Column(scale=2):
                 viewer = gr.Model3D(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,14 @@ class WebConfig:
         return int(self.max_file_mb * 1024 * 1024)
 
 
+def tidy_message(message: str) -> str:
+    """Drop the server's upload folders from a message: users know their files by name."""
+    from gradio.utils import get_upload_folder
+
+    folder = re.escape(str(Path(get_upload_folder()).resolve()))
+    return re.sub(rf"(?:{folder}|{re.escape(get_upload_folder())})/[0-9a-f]+/", "", message)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn a :class:`UserError` or an out-of-memory error into a ``gr.Error`` shown in the page."""
 
@@ -60,7 +69,8 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            log.info("user error: %s", exc)
+            raise gr.Error(tidy_message(str(exc)), print_exception=False) from None
         except MemoryError:
             raise gr.Error(OOM_MESSAGE, print_exception=False) from None
         except RuntimeError as exc:

@@ -81,6 +81,9 @@ class ModelCache:
         with self._lock:
             if label not in self._models:
                 name, weights = self.choices[label]
-                self._models[label] = self.loader(name, weights=weights, device=self.device)
+                try:
+                    self._models[label] = self.loader(name, weights=weights, device=self.device)
+                except ValueError as exc:  # e.g. weights given for a checkpoint path
+                    raise UserError(f"model {label!r}: {exc}") from None
                 self.loads += 1
             return self._models[label]

@@ -104,8 +104,19 @@ def test_bad_uploads_get_errors_and_server_keeps_serving(client, tmp_path):
     assert "too many files" in messages["too many files"]
     assert "no files uploaded" in messages["empty submission"]
     assert "video" in messages["video without frames"]
+    assert "/tmp/gradio" not in messages["corrupt image"]  # server folders stay private
     assert "large" in messages["oversized file"].lower() or "size" in messages["oversized file"].lower()
     check_result(client.predict(images(2), api_name="/reconstruct"), 2)
+
+
+def test_server_refuses_oversized_upload(server):
+    """The limit holds for any HTTP client, not only for gradio_client's own check."""
+    import httpx
+
+    url, _ = server
+    big = b"\x89PNG" + bytes(int(MAX_FILE_MB * 2**20) + 10)
+    response = httpx.post(url + "gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=30)
+    assert response.status_code == 413 and "size" in response.text
 
 
 def test_concurrent_requests_all_complete(server, tmp_path):

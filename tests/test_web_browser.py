@@ -1,0 +1,107 @@
+"""The web app in a real browser: headless Debian Chromium driven by Playwright uploads demo images, runs the
+reconstruction, waits for the 3D view, the camera table and the downloads, checks the downloaded PLY and a
+bad upload's message, and takes a screenshot.
+
+Needs the Debian packages ``chromium`` (and ``chromium-driver``) and the ``playwright`` Python package; skips
+otherwise. Set ``MUM_WEB_SCREENSHOT=path.png`` to also save the screenshot there (the README's picture)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from web_support import DEMO_IMAGES, CountingModel, start_server, tiny_model
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def browser_page(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    tmp = tmp_path_factory.mktemp("browser")
+    model = CountingModel(tiny_model())
+    app, url, _ = start_server(model, tmp)
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 1300}, accept_downloads=True,
+        )
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        yield page, tmp, model
+        context.close()
+    app.close()
+
+
+def upload_and_run(page, files: list[Path]) -> None:
+    page.locator("#uploads input[type=file]").set_input_files([str(f) for f in files])
+    page.wait_for_function(
+        f"document.querySelectorAll('#uploads table tr, #uploads .file').length >= {len(files)}", timeout=TIMEOUT_MS
+    )
+    page.locator("#run").click()
+
+
+def test_browser_upload_run_inspect_download(browser_page):
+    from playwright import sync_api
+    from plyfile import PlyData
+
+    page, tmp, model = browser_page
+    upload_and_run(page, DEMO_IMAGES[:3])
+    # the camera table lists every image, the 3D view has a canvas, the downloads are offered
+    page.locator("#downloads a[download='scene.ply']").wait_for()
+    page.get_by_role("tab", name="Cameras").click()
+    for image in DEMO_IMAGES[:3]:
+        sync_api.expect(page.locator("#cameras")).to_contain_text(image.name, timeout=TIMEOUT_MS)
+    page.locator("#viewer canvas").first.wait_for(state="visible")
+    ply_link = page.locator("#downloads a[download='scene.ply']")
+    for name in ("scene.glb", "cameras.json", "transforms.json", "colmap_sparse.zip"):
+        page.locator(f"#downloads a[download='{name}']").wait_for()
+    status = page.locator("#status").inner_text()
+    shown = int(re.search(r"([\d,]+) points", status).group(1).replace(",", ""))
+    with page.expect_download() as download:
+        ply_link.click()
+    ply = tmp / "downloaded.ply"
+    download.value.save_as(ply)
+    assert PlyData.read(str(ply))["vertex"].count == shown > 0
+    assert model.calls == 1
+    page.get_by_role("tab", name="Depth and confidence").click()
+    page.wait_for_timeout(1500)  # let WebGL draw the point cloud
+    shot = tmp / "web_app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MUM_WEB_SCREENSHOT"):
+        shutil.copy(shot, os.environ["MUM_WEB_SCREENSHOT"])
+
+
+def test_browser_filter_rerenders_without_the_model(browser_page):
+    page, _, model = browser_page
+    calls = model.calls
+    before = page.locator("#status").inner_text()
+    page.get_by_label("Mask background (near-black / near-white pixels)").check()
+    page.wait_for_function(
+        "prev => document.querySelector('#status').innerText !== prev", arg=before, timeout=TIMEOUT_MS
+    )
+    assert model.calls == calls
+
+
+def test_browser_bad_upload_shows_message(browser_page):
+    page, tmp, _ = browser_page
+    bad = tmp / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    page.locator("#uploads button[aria-label='Clear']").first.click() if page.locator(
+        "#uploads button[aria-label='Clear']"
+    ).count() else None
+    upload_and_run(page, [bad])
+    page.get_by_text("broken.jpg: not a readable image").first.wait_for()
