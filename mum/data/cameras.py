@@ -62,14 +62,14 @@ def random_look_at(target: np.ndarray, target_radius: float, distance: tuple[flo
                    elevation: tuple[float, float], n: int, fov: float, overlap: float,
                    rng: np.random.Generator) -> np.ndarray:
     """Cameras around ``target`` at ``distance`` and ``elevation`` (radians) ranges, their directions from the
-    target within a cone of half-angle ``(1 - overlap) · 90°`` around a random main direction, each looking at
-    a random point within ``target_radius`` of the target."""
-    main_az = rng.uniform(0, 2 * np.pi)
+    target within ``±(1 - overlap) · 90°`` in azimuth and half that in elevation around a random main
+    direction, each looking at a random point within ``target_radius`` of the target."""
+    main_az, main_el = rng.uniform(0, 2 * np.pi), rng.uniform(*elevation)
     spread = (1 - overlap) * np.pi / 2 + 0.05
     out = []
     for _ in range(n):
-        az = main_az + rng.uniform(-spread, spread) * 1.5
-        el = np.clip(rng.uniform(*elevation), -1.2, 1.4)
+        az = main_az + rng.uniform(-spread, spread)
+        el = np.clip(main_el + rng.uniform(-spread, spread) / 2, *elevation)
         dist = rng.uniform(*distance)
         d = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
         eye = target + d * dist
