@@ -79,6 +79,7 @@ class DataConfig:
     views_max: int = 24
     scene_kinds: list[str] = field(default_factory=list)  # empty: every kind the engine has
     num_workers: int = 0
+    scene_pool: int = 0  # synthetic train split: >0 reuses this many scenes (rendered once with views_max views)
     eval_scenes: int = 16  # held-out scenes (test seed range) for the in-loop evaluation
     eval_views: int = 4
 

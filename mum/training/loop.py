@@ -118,6 +118,8 @@ def train(task: Task, stop_at: Optional[int] = None) -> dict[str, Any]:
         print(f"[{task.name}] {where}; world {info.world}, micro-batch {micro} × accum {accum}, lr {lr:.3g}, "
               f"device {info.device}", flush=True)
 
+    if start == 0 and run.eval_every:  # the untrained model's held-out figures, for comparison
+        logger.log(0, {f"eval/{k}": v for k, v in run_eval(task, core, info).items()})
     last: dict[str, Any] = {}
     end = run.steps if stop_at is None else min(run.steps, stop_at)
     for step in range(start, end):
