@@ -75,7 +75,7 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
         dist.append({} if cam.model_name in PINHOLE_MODELS else {"model": cam.model_name, "params": [float(x) for x in cam.params]})
     if not names:
         raise UserError(f"{model_dir}: no registered image of the model was found in {images_dir}")
-    pts = list(rec.points3D.values())
+    pts = [p for _, p in sorted(rec.points3D.items())]
     scene = Scene(
         names=names, widths=widths, heights=heights, image_paths=paths, extrinsics=np.stack(E), intrinsics=np.stack(K),
         distortion=dist if any(dist) else None,
