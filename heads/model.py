@@ -34,6 +34,7 @@ from .geometry import pose_encoding_to_extrinsics_intrinsics
 from .prediction import Prediction
 
 DEFAULT_CHUNK_SIZE = 8
+MIN_FOV = 1e-2  # radians; predicted FoVs (ReLU outputs) are clamped to this when building intrinsics
 
 
 class Reconstructor(nn.Module):
@@ -178,7 +179,8 @@ class Reconstructor(nn.Module):
         """Reconstruct ``[S, 3, H, W]`` or ``[B, S, 3, H, W]`` RGB in [0, 1] (H, W multiples of ``patch_size``).
 
         Runs on the model's device; returns float32 tensors with a batch axis (see :class:`Prediction`;
-        use ``.squeeze_batch()`` for one scene, ``.numpy()`` for arrays)."""
+        use ``.squeeze_batch()`` for one scene, ``.numpy()`` for arrays). ``pose_enc`` is the raw last
+        camera-head iteration; intrinsics are built from it with FoVs clamped to ``MIN_FOV`` so they stay finite."""
         device = next(self.parameters()).device
         images = self._check_images(images.to(device=device, dtype=torch.float32))
         autocast = nullcontext()
@@ -188,7 +190,8 @@ class Reconstructor(nn.Module):
         with autocast:
             raw = self.forward(images, chunk_size)
         pose_enc = raw["pose_enc"].float()
-        extrinsics, intrinsics = pose_encoding_to_extrinsics_intrinsics(pose_enc, images.shape[-2:])
+        decodable = torch.cat((pose_enc[..., :7], pose_enc[..., 7:].clamp(min=MIN_FOV)), dim=-1)
+        extrinsics, intrinsics = pose_encoding_to_extrinsics_intrinsics(decodable, images.shape[-2:])
         return Prediction(
             extrinsics=extrinsics,
             intrinsics=intrinsics,
