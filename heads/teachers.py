@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mum.data.groundtruth import normalize_by_mean_distance, to_first_camera_frame
+
 from .geometry import (
-    closed_form_inverse_se3,
     depth_to_world_points,
     extrinsics_intrinsics_to_pose_encoding,
     pose_encoding_to_extrinsics_intrinsics,
@@ -56,28 +57,22 @@ def normalize_targets(
     ``valid`` ``[B, S, H, W]`` bool; ``world_points`` ``[B, S, H, W, 3]`` in the same world (default: unprojected
     depth). Returns the target dict described in the module docstring (without confidences)."""
     H, W = depth.shape[-2:]
-    E = _homogeneous(extrinsics.float())
-    first = E[:, :1]  # cam0-from-world
-    rel = (E @ closed_form_inverse_se3(first))[..., :3, :4]  # cam_i-from-cam0
+    rel = to_first_camera_frame(extrinsics.float())  # cam_i-from-cam0
     depth = depth.float()
     if world_points is None:
         points = depth_to_world_points(depth, rel, intrinsics.float())
     else:
-        points = transform_points(first, world_points.float())  # world → cam0 frame
+        points = transform_points(_homogeneous(extrinsics.float())[:, :1], world_points.float())  # world → cam0
     v = valid.bool() & torch.isfinite(points).all(-1) & (depth > 0)
-    dist = points.norm(dim=-1)
-    scale = (dist * v).flatten(1).sum(1) / v.flatten(1).sum(1).clamp_min(1)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    s = scale.view(-1, 1, 1, 1)
-    rel = torch.cat([rel[..., :3], rel[..., 3:] / s], dim=-1)
-    points = points / s[..., None]
-    depth = torch.where(v, depth / s, torch.zeros_like(depth))
+    points = torch.where(v[..., None], points, torch.zeros_like(points))
+    rel, depth, points, scale = normalize_by_mean_distance(rel, depth, points, v)
+    depth = torch.where(v, depth, torch.zeros_like(depth))
     return {
         "pose_enc": extrinsics_intrinsics_to_pose_encoding(rel, intrinsics.float(), (H, W)),
         "extrinsics": rel,
         "intrinsics": intrinsics.float(),
         "depth": depth,
-        "world_points": torch.where(v[..., None], points, torch.zeros_like(points)),
+        "world_points": points,
         "valid": v,
         "scale": scale,
     }
