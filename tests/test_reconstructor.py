@@ -13,7 +13,7 @@ from mum import build_autoencoder, build_encoder
 from mum.checkpoint import save_safetensors
 from mum.errors import CheckpointError, UserError
 
-H, W = 64, 96  # non-square, multiples of the patch size 16
+H, W = 48, 80  # non-square, odd patch grid (3 x 5), multiples of the patch size 16
 
 
 @pytest.fixture(scope="module")
