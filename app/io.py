@@ -206,6 +206,7 @@ def read_video_frames(
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such video file")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines would break one-line errors
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise UserError(f"{path}: cannot open video")
