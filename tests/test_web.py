@@ -109,6 +109,21 @@ def test_bad_uploads_get_errors_and_server_keeps_serving(client, tmp_path):
     check_result(client.predict(images(2), api_name="/reconstruct"), 2)
 
 
+def test_api_accepts_one_video(client, tmp_path):
+    """One video in: frames are sampled (at most the server's view limit) and named by frame index."""
+    import cv2
+
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (320, 240))
+    for p in DEMO_IMAGES[:5]:
+        writer.write(cv2.resize(cv2.imread(str(p)), (320, 240)))
+    writer.release()
+    glb, ply, cams = client.predict([handle_file(str(video))], api_name="/reconstruct")
+    names = [e["name"] for e in json.loads(Path(cams).read_text())["images"]]
+    assert names == [f"frame_{i:06d}.png" for i in range(5)]
+    assert sum(k.startswith("camera_") for k in trimesh.load(glb).geometry) == 5
+
+
 def test_server_refuses_oversized_upload(server):
     """The limit holds for any HTTP client, not only for gradio_client's own check."""
     import httpx
