@@ -156,3 +156,20 @@ def test_wrong_weights_give_one_line_errors(tiny, tmp_path):
         with pytest.raises(CheckpointError) as err:
             heads.load_model(name, weights=weights, device="cpu")
         assert "\n" not in str(err.value)
+
+
+def test_every_block_uses_the_project_attention_function(tiny, monkeypatch):
+    import mum.layers.attention as attention_module
+
+    calls = []
+    original = attention_module.attention
+
+    def counting(q, k, v, backend=None):
+        calls.append(q.shape)
+        return original(q, k, v, backend)
+
+    monkeypatch.setattr(attention_module, "attention", counting)
+    tiny.predict(_images(3), chunk_size=None)
+    cfg = tiny.cfg
+    expected = cfg.encoder.depth + 2 * cfg.aggregator.depth + cfg.camera_head.trunk_depth * cfg.camera_head.num_iterations
+    assert len(calls) == expected
