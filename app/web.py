@@ -152,6 +152,7 @@ def launch(app: gr.Blocks, cfg: WebConfig, host: str, port: int, block: bool = T
         show_error=True,
         quiet=quiet,
         ssr_mode=False,
+        state_session_capacity=cfg.max_sessions,
     )
 
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=None, help="frames per encoder/DPT chunk")
     p.add_argument("--concurrency", type=int, default=1, help="model runs at once on the device (default 1)")
     p.add_argument("--max-queue", type=int, default=16, help="waiting requests before new ones are refused")
+    p.add_argument("--max-sessions", type=int, default=64, help="users whose result is kept in memory for the filters")
     p.add_argument("--max-files", type=int, default=64, help="files per upload")
     p.add_argument("--max-views", type=int, default=32, help="views per reconstruction (more are sampled down)")
     p.add_argument("--max-file-mb", type=float, default=64.0, help="size limit per uploaded file, MB")
@@ -183,6 +185,7 @@ def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
         max_file_mb=args.max_file_mb,
         concurrency=args.concurrency,
         max_queue=args.max_queue,
+        max_sessions=args.max_sessions,
         long_side=args.size,
         chunk_size=args.chunk_size,
     )

@@ -42,6 +42,7 @@ class WebConfig:
     max_file_mb: float = 64.0  # per uploaded file
     concurrency: int = 1  # model runs at once on the device
     max_queue: int = 16  # waiting requests before new ones are refused
+    max_sessions: int = 64  # cached results kept in memory (least recently used dropped first)
     long_side: Optional[int] = None  # network input size (None: the model's)
     chunk_size: Optional[int] = None
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mum-web")

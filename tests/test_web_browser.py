@@ -105,3 +105,14 @@ def test_browser_bad_upload_shows_message(browser_page):
     ).count() else None
     upload_and_run(page, [bad])
     page.get_by_text("broken.jpg: not a readable image").first.wait_for()
+
+
+def test_browser_example_scene_runs(browser_page):
+    page, _, model = browser_page
+    calls = model.calls
+    page.get_by_text("TUM RGB-D desk: 4 views").first.click()
+    page.wait_for_function("document.querySelectorAll('#uploads table tr, #uploads .file').length >= 4")
+    page.locator("#run").click()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api.expect(page.locator("#status")).to_contain_text("4 views", timeout=TIMEOUT_MS)
+    assert model.calls == calls + 1
