@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 
 def colorize(
     values: np.ndarray,
     cmap: str = "turbo",
-    lo: Optional[float] = None,
-    hi: Optional[float] = None,
+    lo: float | None = None,
+    hi: float | None = None,
     invert: bool = False,
 ) -> np.ndarray:
     """``[H, W]`` float map → ``[H, W, 3]`` uint8 RGB. The range defaults to the 2nd–98th percentile of the

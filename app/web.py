@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Optional
 
 import gradio as gr
 
@@ -131,7 +130,7 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
     return app
 
 
-def auth_from_env() -> Optional[tuple[str, str]]:
+def auth_from_env() -> tuple[str, str] | None:
     """``(MUM_WEB_USER or "mum", MUM_WEB_PASSWORD)`` when a password is set, else ``None``."""
     password = os.environ.get("MUM_WEB_PASSWORD")
     return (os.environ.get("MUM_WEB_USER", "mum"), password) if password else None

@@ -8,9 +8,10 @@ import logging
 import re
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import gradio as gr
 
@@ -43,8 +44,8 @@ class WebConfig:
     concurrency: int = 1  # model runs at once on the device
     max_queue: int = 16  # waiting requests before new ones are refused
     max_sessions: int = 64  # cached results kept in memory (least recently used dropped first)
-    long_side: Optional[int] = None  # network input size (None: the model's)
-    chunk_size: Optional[int] = None
+    long_side: int | None = None  # network input size (None: the model's)
+    chunk_size: int | None = None
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mum-web")
     api_conf_percentile: float = 50.0  # the CLI's default
     api_max_points: int = 2_000_000  # the CLI's default
@@ -128,7 +129,7 @@ def check_uploads(files: Any, cfg: WebConfig) -> list[Path]:
     return paths
 
 
-def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: Optional[int] = None) -> tuple[list[str], list]:
+def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | None = None) -> tuple[list[str], list]:
     """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
     paths = check_uploads(files, cfg)
     limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
@@ -146,7 +147,7 @@ class Handlers:
 
     # ----------------------------------------------------------------------------------- model run
     def reconstruct_scene(
-        self, files: Any, model_label: Optional[str], stride: int, max_frames: Optional[int], say: Callable[[float, str], None]
+        self, files: Any, model_label: str | None, stride: int, max_frames: int | None, say: Callable[[float, str], None]
     ) -> WebScene:
         from app.pipeline import reconstruct_arrays
 
@@ -168,15 +169,15 @@ class Handlers:
     def run(
         self,
         files: Any,
-        model_label: Optional[str],
+        model_label: str | None,
         stride: int,
-        max_frames: Optional[int],
+        max_frames: int | None,
         conf_percentile: float,
         show_cameras: bool,
         mask_background: bool,
         source: str,
-        old: Optional[WebScene],
-        progress: gr.Progress = gr.Progress(),
+        old: WebScene | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's way to ask for a progress bar
     ) -> tuple:
         """UI "Reconstruct": run the model once and show every result; the prediction goes into the session."""
         scene = self.reconstruct_scene(files, model_label, stride, max_frames, lambda f, m: progress(f, desc=m))
@@ -201,9 +202,9 @@ class Handlers:
     @user_errors
     def rerender(
         self,
-        scene: Optional[WebScene],
+        scene: WebScene | None,
         conf_percentile: float,
-        frames: Optional[Sequence[int]],
+        frames: Sequence[int] | None,
         show_cameras: bool,
         mask_background: bool,
         source: str,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 Loader = Callable[..., Any]  # heads.load_model(name_or_path, weights=None, device=None)
 
 
-def default_loader(name: str, weights: Optional[str] = None, device: Optional[str] = None) -> Any:
+def default_loader(name: str, weights: str | None = None, device: str | None = None) -> Any:
     import heads
 
     return heads.load_model(name, weights=weights, device=device)
@@ -25,7 +26,7 @@ def registry_models() -> list[str]:
         return []
 
 
-def registry_default() -> Optional[str]:
+def registry_default() -> str | None:
     try:
         import heads
 
@@ -43,14 +44,14 @@ class ModelCache:
     def __init__(
         self,
         device: str,
-        model: Optional[str] = None,
-        weights: Optional[str] = None,
+        model: str | None = None,
+        weights: str | None = None,
         loader: Loader = default_loader,
-        presets: Optional[list[str]] = None,
+        presets: list[str] | None = None,
     ) -> None:
         self.device = device
         self.loader = loader
-        self.choices: dict[str, tuple[str, Optional[str]]] = {}
+        self.choices: dict[str, tuple[str, str | None]] = {}
         presets = registry_models() if presets is None else presets
         model = model or registry_default() or (presets[0] if presets else None)
         if weights:
@@ -71,7 +72,7 @@ class ModelCache:
     def labels(self) -> list[str]:
         return list(self.choices)
 
-    def get(self, label: Optional[str]) -> Any:
+    def get(self, label: str | None) -> Any:
         """The loaded model for ``label`` (the default for ``None``); loads it on first use."""
         from mum.errors import UserError
 

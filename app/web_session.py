@@ -10,9 +10,9 @@ import shutil
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class RenderOptions:
     """What the user sees: confidence filter, frames, cameras, background masking, point source."""
 
     conf_percentile: float = 50.0
-    frames: Optional[list[int]] = None  # None = all views
+    frames: list[int] | None = None  # None = all views
     show_cameras: bool = True
     mask_background: bool = False
     source: str = "depth"
@@ -45,8 +45,8 @@ class Rendered:
     glb: Path
     ply: Path
     cameras_json: Path
-    transforms_json: Optional[Path]
-    colmap_zip: Optional[Path]
+    transforms_json: Path | None
+    colmap_zip: Path | None
     points: int
 
     @property
@@ -65,7 +65,7 @@ class WebScene:
     renders: int = field(default=0)
 
     @classmethod
-    def create(cls, recon: Reconstruction, root: Optional[Path] = None, model: str = "") -> "WebScene":
+    def create(cls, recon: Reconstruction, root: Path | None = None, model: str = "") -> WebScene:
         root = Path(root or tempfile.gettempdir())
         root.mkdir(parents=True, exist_ok=True)
         return cls(recon=recon, workdir=Path(tempfile.mkdtemp(prefix="mum-web-", dir=root)), model=model)
@@ -101,7 +101,7 @@ class WebScene:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def write_folder_exports(out: Path, recon: Reconstruction, cloud: PointCloud) -> tuple[Optional[Path], Optional[Path]]:
+def write_folder_exports(out: Path, recon: Reconstruction, cloud: PointCloud) -> tuple[Path | None, Path | None]:
     """The CLI's folder exports (``transforms.json``, COLMAP ``sparse/0``); the COLMAP model is zipped."""
     transforms = colmap_zip = None
     folder = out / "exports"
@@ -123,7 +123,7 @@ def zip_folder(folder: Path, dest: Path, arc_root: str) -> Path:
     return dest
 
 
-def parse_frames(selected: Optional[Sequence[int]], num_views: int) -> Optional[list[int]]:
+def parse_frames(selected: Sequence[int] | None, num_views: int) -> list[int] | None:
     """Frame filter from the UI's selected view indices; nothing to filter (all selected) → ``None``."""
     if selected is None:
         return None

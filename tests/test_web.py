@@ -12,9 +12,8 @@ import pytest
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 trimesh = pytest.importorskip("trimesh")
-from gradio_client import Client, handle_file  # noqa: E402
-
-from web_support import DEMO_IMAGES, CountingModel, start_server, tiny_model  # noqa: E402
+from gradio_client import Client, handle_file
+from web_support import DEMO_IMAGES, CountingModel, start_server, tiny_model
 
 MAX_FILES = 6
 MAX_FILE_MB = 2.0
@@ -23,7 +22,7 @@ MAX_FILE_MB = 2.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     model = CountingModel(tiny_model())
-    app, url, models = start_server(model, tmp_path_factory.mktemp("web"), max_files=MAX_FILES, max_file_mb=MAX_FILE_MB)
+    app, url, _models = start_server(model, tmp_path_factory.mktemp("web"), max_files=MAX_FILES, max_file_mb=MAX_FILE_MB)
     yield url, model
     app.close()
 
@@ -58,7 +57,7 @@ def check_result(result, n_views: int) -> None:
 
 
 def test_api_reconstruct_returns_cli_exports(server, client):
-    url, model = server
+    _url, model = server
     before = model.calls
     check_result(client.predict(images(3), api_name="/reconstruct"), 3)
     assert model.calls == before + 1
@@ -118,7 +117,7 @@ def test_api_accepts_one_video(client, tmp_path):
     for p in DEMO_IMAGES[:5]:
         writer.write(cv2.resize(cv2.imread(str(p)), (320, 240)))
     writer.release()
-    glb, ply, cams = client.predict([handle_file(str(video))], api_name="/reconstruct")
+    glb, _ply, cams = client.predict([handle_file(str(video))], api_name="/reconstruct")
     names = [e["name"] for e in json.loads(Path(cams).read_text())["images"]]
     assert names == [f"frame_{i:06d}.png" for i in range(5)]
     assert sum(k.startswith("camera_") for k in trimesh.load(glb).geometry) == 5

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from web_support import DEMO_IMAGES, CountingModel, start_server, tiny_model
 
 CHROMIUM = "/usr/bin/chromium"

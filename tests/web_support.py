@@ -8,9 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +26,7 @@ class StandInModel:
     def __init__(self, image_size: int = 112) -> None:
         self.cfg = SimpleNamespace(image_size=image_size)
 
-    def predict(self, images: torch.Tensor, chunk_size: Optional[int] = None) -> Any:
+    def predict(self, images: torch.Tensor, chunk_size: int | None = None) -> Any:
         S, _, H, W = images.shape
         f = 0.8 * W
         K = torch.tensor([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]]).expand(S, 3, 3)
@@ -57,7 +56,7 @@ class CountingModel:
         self.cfg = model.cfg
         self.patch_size = model.patch_size
 
-    def predict(self, images: torch.Tensor, chunk_size: Optional[int] = None) -> Any:
+    def predict(self, images: torch.Tensor, chunk_size: int | None = None) -> Any:
         self.calls += 1
         return self.model.predict(images, chunk_size=chunk_size)
 
