@@ -25,6 +25,7 @@ from .aggregator import Aggregator
 from .camera_head import CameraHead
 from .dinov2 import DinoVisionTransformer
 from .dpt import DPTHead
+from .model import Reconstructor
 from .vggt import config_from_official
 
 TOLERANCE = 1e-5
@@ -82,8 +83,6 @@ def _run_dpt_head(spec: dict, state: dict[str, Tensor], inputs: dict[str, Tensor
 
 
 def _run_vggt(spec: dict, state: dict[str, Tensor], inputs: dict[str, Tensor]) -> Outputs:
-    from .model import Reconstructor
-
     model = _load(Reconstructor(config_from_official(spec["submodules"], name=spec.get("name", "vggt"))), state)
     out: Outputs = {}
     raw = model(inputs["images"])
