@@ -110,6 +110,8 @@ def build_glb_scene(recon: Reconstruction, cloud: PointCloud, show_cameras: bool
         extent = np.ptp(cloud.xyz, axis=0).max() if len(cloud) else np.ptp(centers, axis=0).max()
         scale = 0.05 * float(extent) if np.isfinite(extent) and extent > 0 else 0.1
         for i, color in enumerate(camera_colors(recon.num_views)):
+            if not (np.isfinite(recon.cam_from_world[i]).all() and np.isfinite(recon.intrinsics[i]).all()):
+                continue  # a degenerate camera (e.g. infinite focal length) has no drawable frustum
             mesh = frustum_mesh(recon.cam_from_world[i], recon.intrinsics[i], recon.image_sizes[i], scale)
             mesh.visual.face_colors = color
             scene.add_geometry(mesh, geom_name=f"camera_{i:04d}")
