@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mum.data.readers import (read_colmap, read_image_folder, read_scene, read_transforms_json, read_video, write_colmap,
-                              write_image_folder, write_transforms_json, write_video)
+from mum.data.readers import (
+    read_colmap,
+    read_image_folder,
+    read_scene,
+    read_transforms_json,
+    read_video,
+    write_colmap,
+    write_image_folder,
+    write_transforms_json,
+    write_video,
+)
 from mum.data.scene import Scene
 from mum.data.synthetic import SyntheticConfig, generate_scene
 from mum.errors import UserError

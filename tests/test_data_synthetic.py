@@ -8,7 +8,16 @@ import pytest
 from mum.data.geometry import depth_to_world, intrinsics_from_fov, look_at, project
 from mum.data.meshes import Material, MeshBuilder
 from mum.data.render import Background, Light, World, render_views
-from mum.data.synthetic import SPLITS, TEST_SEEDS, TRAIN_SEEDS, VAL_SEEDS, SyntheticConfig, build_world, generate_scene, seed_for
+from mum.data.synthetic import (
+    SPLITS,
+    TEST_SEEDS,
+    TRAIN_SEEDS,
+    VAL_SEEDS,
+    SyntheticConfig,
+    build_world,
+    generate_scene,
+    seed_for,
+)
 from mum.data.textures import procedural_texture
 
 

@@ -16,6 +16,7 @@ from mum.data.meshes import Material
 from mum.data.textures import Texture, linear_to_srgb
 
 SHADOW_EPS = 1e-3
+SRGB_LUT = (linear_to_srgb(np.linspace(0, 1, 4096, dtype=np.float32)) * 255 + 0.5).astype(np.uint8)  # linear → 8-bit sRGB
 
 
 @dataclass
@@ -120,14 +121,14 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
     if len(idx):
         prim = hit["primitive_ids"].ravel()[idx].astype(np.int64)
         bu, bv = hit["primitive_uvs"].reshape(-1, 2)[idx].T
-        bary = np.stack([1 - bu - bv, bu, bv], 1).astype(np.float32)  # weights of corners 0, 1, 2
+        bary = (1 - bu - bv, bu, bv)  # weights of corners 0, 1, 2
         tt = t.ravel()[idx]
         origin, direction = flat_rays[idx, :3], flat_rays[idx, 3:]
         points = origin + direction * tt[:, None]
-        normals = np.einsum("nk,nkc->nc", bary, world.mesh["corner_normal"][prim])
+        normals = _interpolate(world.mesh["corner_normal"], prim, bary)
         normals /= np.sqrt(np.maximum(_dot(normals, normals), 1e-20))
         normals *= -np.sign(_dot(normals, direction) + 1e-12)  # face the camera
-        uv = np.einsum("nk,nkc->nc", bary, world.mesh["corner_uv"][prim])
+        uv = _interpolate(world.mesh["corner_uv"], prim, bary)
         albedo = _albedo(world, prim, uv, mask, flat_mask, idx, t.shape)
         light = _irradiance(world, points, normals, nthreads)
         radiance[idx] = albedo * light
@@ -135,9 +136,16 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
     if exposure is None:
         lum = radiance[:, ::4, ::4].mean(-1)
         exposure = 0.85 / max(float(np.percentile(lum, 97)), 1e-4)
-    images = (linear_to_srgb(radiance * exposure) * 255.0 + 0.5).astype(np.uint8)
+    codes = np.clip(radiance * np.float32(exposure * (len(SRGB_LUT) - 1)) + 0.5, 0, len(SRGB_LUT) - 1).astype(np.int32)
+    images = SRGB_LUT[codes]
     depths = np.where(mask, t, 0.0).astype(np.float32)
     return {"images": images, "depths": depths, "masks": mask, "exposure": exposure}
+
+
+def _interpolate(corners: np.ndarray, prim: np.ndarray, bary: tuple) -> np.ndarray:
+    """Barycentric interpolation of per-corner attributes ``corners [T, 3, C]`` at hits ``prim [N]``."""
+    c = corners[prim]
+    return c[:, 0] * bary[0][:, None] + c[:, 1] * bary[1][:, None] + c[:, 2] * bary[2][:, None]
 
 
 def _albedo(world: World, prim, uv, mask, flat_mask, idx, shape) -> np.ndarray:

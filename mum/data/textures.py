@@ -246,14 +246,13 @@ class PhotoBank:
         return len(self.photos)
 
     def crop(self, rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarray:
-        """A random square crop, resized to ``size``, float32 sRGB (mirrored to tile without seams)."""
+        """A random square crop, resized to ``size``, float32 sRGB. Not mirrored: mirror-tiling would make
+        symmetric textures, which are ambiguous for matching; the tiling seams are the lesser evil."""
         photo = self.photos[int(rng.integers(len(self.photos)))]
         h, w = photo.shape[:2]
         side = int(rng.uniform(0.25, 0.8) * min(h, w))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        half = cv2.resize(photo[y : y + side, x : x + side], (size // 2, size // 2), interpolation=cv2.INTER_AREA)
-        top = np.concatenate([half, half[:, ::-1]], axis=1)
-        return np.concatenate([top, top[::-1]], axis=0)
+        return cv2.resize(photo[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
 
     def texture(self, rng: np.random.Generator, size: int = TEXTURE_SIZE) -> Texture:
         return Texture(self.crop(rng, size))

@@ -1,0 +1,87 @@
+"""Synthetic data engine throughput: generated views per second, single process and through a DataLoader.
+
+Run: ``python benchmarks/data.py [--sizes 224 512] [--views 8] [--scenes 16] [--workers 0 2]``.
+Prints a table and writes ``benchmarks/results/data_cpu.json``. "workers 0" times ``generate_scene`` in this
+process with one ray-casting thread and also reports views per CPU-second (robust to other load); "workers N" times a ``DataLoader`` over ``SyntheticMultiViewDataset``
+with N worker processes (one ray-casting thread each), after the workers have produced a first batch, so
+process start-up and photo loading are not counted. Views are full training samples (RGB, depth, mask, points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mum.data.dataset import SyntheticMultiViewDataset, collate  # noqa: E402
+from mum.data.synthetic import SyntheticConfig, generate_scene  # noqa: E402
+from mum.data.textures import PhotoBank  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bench_inline(size: int, views: int, scenes: int) -> tuple[float, float]:
+    """(views/s by wall clock, views per CPU-second) for one process with one ray-casting thread; the second
+    figure is what one otherwise idle core delivers, whatever else the machine is running."""
+    PhotoBank()
+    config = SyntheticConfig(nthreads=1)
+    generate_scene(10_000, views, size, size, config)  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    for k in range(scenes):
+        generate_scene(k, views, size, size, config)
+    return scenes * views / (time.perf_counter() - t0), scenes * views / (time.process_time() - c0)
+
+
+def bench_loader(size: int, views: int, scenes: int, workers: int) -> float:
+    ds = SyntheticMultiViewDataset("train", length=scenes + 2 * workers, num_views=views, height=size, width=size)
+    loader = DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=collate, prefetch_factor=2)
+    it = iter(loader)
+    for _ in range(workers):  # every worker has started and loaded its photos
+        next(it)
+    t0 = time.perf_counter()
+    n = 0
+    for batch in it:
+        n += batch["images"].shape[0] * batch["images"].shape[1]
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--scenes", type=int, default=16)
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for size in args.sizes:
+        for w in args.workers:
+            row = {"size": size, "views": args.views, "workers": w}
+            if w == 0:
+                vps, per_cpu = bench_inline(size, args.views, args.scenes)
+                row["views_per_cpu_s"] = round(per_cpu, 1)
+                extra = f"  ({per_cpu:.1f} views per CPU-second)"
+            else:
+                vps, extra = bench_loader(size, args.views, args.scenes, w), ""
+            row.update(views_per_s=round(vps, 1), scenes_per_s=round(vps / args.views, 2))
+            rows.append(row)
+            print(f"{size}x{size}  {args.views} views/scene  workers={w}:  {vps:7.1f} views/s  ({vps / args.views:.2f} scenes/s){extra}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    out = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+           "load_average_after": os.getloadavg()[0], "results": rows}
+    (RESULTS / "data_cpu.json").write_text(json.dumps(out, indent=1))
+    print(f"wrote {RESULTS / 'data_cpu.json'}")
+
+
+if __name__ == "__main__":
+    main()
