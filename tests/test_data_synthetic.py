@@ -158,3 +158,23 @@ def test_world_has_textures_from_photos_when_asked():
     assert len(world.textures) >= 3
     with pytest.raises(ValueError):
         SyntheticConfig(kinds=("castle",))
+
+
+def test_user_photo_folder_textures(tmp_path):
+    import cv2
+
+    from mum.data.textures import PhotoBank
+    from mum.errors import UserError
+
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[:, :48] = (255, 0, 0)
+    cv2.imwrite(str(tmp_path / "red_blue.png"), img)
+    bank = PhotoBank([tmp_path])
+    assert len(bank) == 1
+    crop = bank.crop(np.random.default_rng(0), 32)
+    assert crop.shape == (32, 32, 3) and crop.max() <= 1.0
+    (tmp_path / "none").mkdir()
+    with pytest.raises(UserError, match="no readable images"):
+        PhotoBank([tmp_path / "none"])
+    scene = generate_scene(1, 2, 32, 32, SyntheticConfig(photo_dirs=(str(tmp_path),), photo_fraction=1.0))
+    assert scene.num_views == 2

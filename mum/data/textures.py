@@ -241,6 +241,10 @@ class PhotoBank:
     def __init__(self, dirs: Sequence[str | os.PathLike] | None = None) -> None:
         chosen = default_photo_dirs() if dirs is None else [Path(d) for d in dirs]
         self.photos = _load_photos(tuple(str(d) for d in chosen))
+        if dirs is not None and dirs and not self.photos:
+            from mum.errors import UserError
+
+            raise UserError(f"{', '.join(str(d) for d in dirs)}: no readable images to cut textures from")
 
     def __len__(self) -> int:
         return len(self.photos)
