@@ -81,9 +81,8 @@ class SceneListSource:
         self.H, self.W = cfg.image_size
 
     def __call__(self, key: SampleKey) -> dict[str, Tensor]:
-        import torch.nn.functional as F
-
         from heads.teachers import sparse_depth
+        from mum.data.views import crop_resize
 
         scene = _read_scene(self.paths[key.index % len(self.paths)])
         if self.need_cameras and not scene.has_cameras:
@@ -93,18 +92,11 @@ class SceneListSource:
         idx = torch.randperm(n, generator=g)[: key.num_views].tolist() if n >= key.num_views else \
             torch.randint(0, n, (key.num_views,), generator=g).tolist()
         imgs, Ks = [], []
-        for i in idx:
-            im = torch.from_numpy(scene.image(i)).permute(2, 0, 1).float()[None] / 255.0
-            h, w = im.shape[-2:]
-            imgs.append(F.interpolate(im, (self.H, self.W), mode="bilinear", align_corners=False, antialias=True)[0])
-            if scene.intrinsics is not None:
-                K = scene.intrinsics[i].copy()
-                sx, sy = self.W / w, self.H / h
-                K[0, :] *= sx
-                K[1, :] *= sy
-                K[0, 2] = (scene.intrinsics[i][0, 2] + 0.5) * sx - 0.5  # integer pixel-centre convention
-                K[1, 2] = (scene.intrinsics[i][1, 2] + 0.5) * sy - 0.5
-                Ks.append(K)
+        for i in idx:  # centre crop to the output aspect, resize; intrinsics follow (mum.data.views)
+            K = None if scene.intrinsics is None else scene.intrinsics[i]
+            o = crop_resize(scene.image(i), K, self.W, self.H)
+            imgs.append(torch.from_numpy(np.ascontiguousarray(o["image"])).permute(2, 0, 1).float() / 255.0)
+            Ks.append(o["intrinsics"])
         out: dict[str, Tensor] = {"images": torch.stack(imgs).clamp(0, 1), "index": torch.tensor(key.index)}
         if scene.has_cameras:
             E, K = scene.extrinsics[idx], np.stack(Ks)
