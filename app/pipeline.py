@@ -13,6 +13,7 @@ import torch
 
 from app.io import ViewTransform, preprocess
 from app.reconstruction import Reconstruction
+from mum.errors import UserError
 
 
 def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Sequence[ViewTransform]) -> Reconstruction:
@@ -44,6 +45,34 @@ def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Se
     )
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def predict_with_oom_fallback(model: Any, images: torch.Tensor, chunk_size: Optional[int], say: Callable[[str], None]):
+    """``model.predict`` that, on out-of-memory, frees the cache and retries with half the frame chunk down to 1
+    (memory of the encoder and DPT heads is linear in the chunk), telling the user each time; gives a
+    :class:`UserError` when even one frame per chunk does not fit (global attention over all frames remains)."""
+    from heads.model import DEFAULT_CHUNK_SIZE
+
+    chunk = min(chunk_size or DEFAULT_CHUNK_SIZE, images.shape[-4])
+    while True:
+        try:
+            return model.predict(images, chunk_size=chunk)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            if images.is_cuda:
+                torch.cuda.empty_cache()
+            if chunk <= 1:
+                raise UserError(
+                    f"out of memory with {images.shape[-4]} views at {images.shape[-1]}x{images.shape[-2]} px even "
+                    "one frame per chunk: use fewer views (--max-frames) or a smaller --size"
+                ) from None
+            chunk = max(1, chunk // 2)
+            say(f"out of memory: retrying with {chunk} frame(s) per chunk")
+
+
 def reconstruct_arrays(
     model: Any,
     names: Sequence[str],
@@ -60,7 +89,7 @@ def reconstruct_arrays(
     images, transforms = preprocess(arrays, long_side=size, patch_size=model.patch_size)
     say(f"running the model on {device}")
     t0 = time.perf_counter()
-    pred = model.predict(images.to(device), chunk_size=chunk_size)
+    pred = predict_with_oom_fallback(model, images.to(device), chunk_size, say)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0

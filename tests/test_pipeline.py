@@ -1,0 +1,67 @@
+"""The shared reconstruction pipeline: out-of-memory fallback to smaller chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import heads
+from app.pipeline import predict_with_oom_fallback, reconstruct_arrays
+from mum.errors import UserError
+
+
+class OomAboveChunk:
+    """Wraps a model; ``predict`` raises the CUDA out-of-memory error for chunks larger than ``limit``."""
+
+    def __init__(self, model, limit: int) -> None:
+        self.model, self.limit, self.chunks = model, limit, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def predict(self, images, chunk_size=None):
+        self.chunks.append(chunk_size)
+        if chunk_size is None or chunk_size > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.model.predict(images, chunk_size=chunk_size)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return heads.load_model("mum-tiny", device="cpu")
+
+
+def test_oom_retries_with_smaller_chunks_and_same_result(tiny):
+    images = torch.rand(6, 3, 64, 96)
+    messages = []
+    wrapped = OomAboveChunk(tiny, limit=1)
+    pred = predict_with_oom_fallback(wrapped, images, chunk_size=6, say=messages.append)
+    assert wrapped.chunks == [6, 3, 1]
+    assert len(messages) == 2 and "retrying with 1 frame" in messages[-1]
+    ref = tiny.predict(images, chunk_size=None)
+    torch.testing.assert_close(pred.depth, ref.depth, atol=1e-5, rtol=1e-5)
+
+
+def test_oom_at_chunk_one_is_a_user_error(tiny):
+    with pytest.raises(UserError, match="fewer views"):
+        predict_with_oom_fallback(OomAboveChunk(tiny, limit=0), torch.rand(2, 3, 32, 32), 4, say=lambda m: None)
+
+
+def test_other_errors_are_not_swallowed(tiny):
+    class Broken(OomAboveChunk):
+        def predict(self, images, chunk_size=None):
+            raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        predict_with_oom_fallback(Broken(tiny, 1), torch.rand(2, 3, 32, 32), 4, say=lambda m: None)
+
+
+def test_reconstruct_arrays_reports_original_pixels(tiny):
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(3)]
+    recon = reconstruct_arrays(tiny, ["a.png", "b.png", "c.png"], arrays, long_side=128, device="cpu")
+    assert recon.image_sizes == [(400, 300)] * 3 and recon.network_size == (128, 96)
+    # intrinsics scale by original/network size: 400 px wide original, 128 px network
+    np.testing.assert_allclose(recon.intrinsics[:, 0, 0], recon.network_intrinsics[:, 0, 0] * 400 / 128, rtol=1e-6)
