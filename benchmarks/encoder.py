@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mum  # noqa: E402,F401  (sets the CPU threading policy before torch starts)
+import torch  # noqa: E402
 
 from mum.encoder import build_encoder  # noqa: E402
 
