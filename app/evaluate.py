@@ -112,7 +112,7 @@ def print_table(groups: dict[str, dict[str, float]]) -> None:
         t.add_column(c, justify="right")
     for name, r in groups.items():
         t.add_row(name, *[f"{r[c]:.4g}" if c in r else "–" for c in cols])
-    Console().print(t)
+    Console(width=200).print(t)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def test_kill_and_resume_gives_identical_losses(tmp_path: Path) -> None:
     train(tiny_task(full))
     cut = tmp_path / "cut"
     train(tiny_task(cut), stop_at=5)  # "killed" after step 5; last checkpoint at step 3
-    assert latest_checkpoint(cut).name == "step_00000003"
+    assert latest_checkpoint(cut).name == "step_00000003"  # (step 6 is the end)
     train(tiny_task(cut))  # resumes from step 3
     a = read_metrics(full / "metrics.jsonl", "train/loss")
     b = read_metrics(cut / "metrics.jsonl", "train/loss")
