@@ -9,7 +9,6 @@ vectors' README suggests). The tests call :func:`check_parity_file`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from .dinov2 import DinoVisionTransformer
 from .dpt import DPTHead
 from .model import Reconstructor
 from .vggt import config_from_official
+from mum.parity import max_abs_diffs, parity_main
 
 TOLERANCE = 1e-5
 
@@ -150,38 +150,11 @@ def compute_outputs(npz_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndar
 
 def check_parity_file(npz_path: str | Path) -> dict[str, float]:
     """``{output name: max abs diff}`` for one vector file (shape mismatches raise ``ValueError``)."""
-    diffs = {}
-    for name, (ours, ref) in compute_outputs(npz_path).items():
-        if ours.shape != ref.shape:
-            raise ValueError(f"{name}: shape {ours.shape} differs from reference {ref.shape}")
-        diffs[name] = float(np.max(np.abs(ours.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
-    return diffs
+    return max_abs_diffs(compute_outputs(npz_path))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m heads.parity", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="parity .npz files (with .json beside them)")
-    parser.add_argument("--tol", type=float, default=TOLERANCE, help="max abs diff allowed (default 1e-5)")
-    args = parser.parse_args(argv)
-    ok = True
-    for f in args.files:
-        if not f.is_file() or not f.with_suffix(".json").is_file():
-            print(f"{f}: missing .npz or its .json", file=sys.stderr)
-            ok = False
-            continue
-        if len(args.files) > 1:
-            print(f"# {f}")
-        try:
-            diffs = check_parity_file(f)
-        except (KeyError, ValueError, RuntimeError) as exc:
-            print(f"{f}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            ok = False
-            continue
-        for name, diff in diffs.items():
-            flag = "" if diff <= args.tol else "  FAIL"
-            ok &= diff <= args.tol
-            print(f"{name} {diff:.3e}{flag}")
-    return 0 if ok else 1
+    return parity_main(check_parity_file, argv, "python -m heads.parity", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -83,18 +84,27 @@ def compute_outputs(npz_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndar
     return result
 
 
-def check_parity_file(npz_path: str | Path) -> dict[str, float]:
-    """``{output name: max abs diff}`` for one vector file."""
+def max_abs_diffs(outputs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """``{name: max |ours − reference|}`` for ``{name: (ours, reference)}`` (shape mismatches raise ``ValueError``)."""
     diffs = {}
-    for name, (ours, ref) in compute_outputs(npz_path).items():
+    for name, (ours, ref) in outputs.items():
         if ours.shape != ref.shape:
             raise ValueError(f"{name}: shape {ours.shape} differs from reference {ref.shape}")
         diffs[name] = float(np.max(np.abs(ours.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
     return diffs
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mum.parity", description=__doc__.splitlines()[0])
+def check_parity_file(npz_path: str | Path) -> dict[str, float]:
+    """``{output name: max abs diff}`` for one vector file."""
+    return max_abs_diffs(compute_outputs(npz_path))
+
+
+def parity_main(
+    check: Callable[[Path], dict[str, float]], argv: list[str] | None, prog: str, description: str
+) -> int:
+    """The parity command shared by ``mum.parity`` and ``heads.parity``: one ``name max_abs_diff`` line per
+    output (a ``# FILE`` header when several files are given); exit status 1 if any exceeds ``--tol``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("files", nargs="+", type=Path, help="parity .npz files (with .json beside them)")
     parser.add_argument("--tol", type=float, default=TOLERANCE, help="max abs diff allowed (default 1e-5)")
     args = parser.parse_args(argv)
@@ -106,11 +116,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if len(args.files) > 1:
             print(f"# {f}")
-        for name, diff in check_parity_file(f).items():
+        try:
+            diffs = check(f)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            print(f"{f}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            ok = False
+            continue
+        for name, diff in diffs.items():
             flag = "" if diff <= args.tol else "  FAIL"
             ok &= diff <= args.tol
             print(f"{name} {diff:.3e}{flag}")
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return parity_main(check_parity_file, argv, "python -m mum.parity", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
