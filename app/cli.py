@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     import heads
     from app.pipeline import reconstruct_arrays
 
-    model = heads.load_model(args.model or heads.DEFAULT_MODEL, weights=args.weights, device=device)
+    try:
+        model = heads.load_model(args.model or heads.DEFAULT_MODEL, weights=args.weights, device=device)
+    except ValueError as exc:  # an unknown name, or --weights with a checkpoint path
+        raise UserError(f"--model/--weights: {exc}") from None
     say(f"model {model.name} on {device}")
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size, on_stage=say)
     if args.refine:
@@ -122,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
 
         report = refine_cameras(recon, arrays, say=say)
         recon.meta["refine"] = report
-    written = write_exports(out, recon, args, say)
+    try:
+        written = write_exports(out, recon, args, say)
+    except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
+        raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     summary = {
         "views": recon.num_views,
         "points": recon.meta.get("points_kept", 0),

@@ -49,8 +49,13 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists (use --overwrite to replace it)")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise UserError(f"{path.parent}: is not a folder")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():  # the folders to be created must hang off a writable folder
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{ancestor}: is not a folder, cannot write {path} under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{ancestor}: folder is not writable, cannot write {path}")
     return path
 
 
@@ -60,6 +65,13 @@ def choose_device(requested: str | None = None) -> str:
 
     if requested in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {requested}: unknown device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {requested} requested but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) present")
     return requested

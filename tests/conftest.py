@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import mum  # noqa: F401  (sets the CPU threading policy before any test module imports torch)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"
 
