@@ -13,34 +13,65 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from app.cli_common import check_output_path, choose_device, friendly_errors
+from app.cli_common import (
+    EXIT_INTERRUPTED,
+    EXIT_OUT_OF_MEMORY,
+    EXIT_USER_ERROR,
+    check_output_path,
+    choose_device,
+    friendly_errors,
+)
 from mum.errors import UserError
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 
 
+EXAMPLES = f"""\
+examples:
+  mum-reconstruct demo/tum_freiburg/images -o scene.ply        coloured point cloud (binary PLY)
+  mum-reconstruct photos/ -o scene.glb --conf-percentile 70     point cloud + camera frustums
+  mum-reconstruct clip.mp4 --max-frames 24 -o out/              a folder gets every export
+  mum-reconstruct "shots/*.jpg" -o out/ --refine --overwrite    + COLMAP bundle adjustment
+
+A folder output holds scene.ply, scene.glb, cameras.json, depth/, sparse/0/ (COLMAP) and transforms.json
+(nerfstudio). Outputs are written atomically; an existing one is kept unless --overwrite is given.
+Exit status: 0 done, {EXIT_USER_ERROR} bad input (one "error: ..." line), {EXIT_OUT_OF_MEMORY} out of memory, {EXIT_INTERRUPTED} interrupted.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mum-reconstruct`` argument parser; every option carries its help and default."""
+    import heads
+
     p = argparse.ArgumentParser(
         prog="mum-reconstruct",
         description="Feedforward 3D reconstruction: cameras, depth and a coloured point cloud from images or a video.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", help="image folder(s), image files, a glob, or one video file")
-    p.add_argument("-o", "--output", required=True, help="scene.ply | scene.glb | cameras.json | a folder for every export")
-    p.add_argument("--model", default=None, help="model preset name or checkpoint path (default: the bundled model)")
-    p.add_argument("--weights", default=None, help="weights file for the chosen preset (official .pth, VGGT, safetensors)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--size", type=int, default=None, help="network input size, longer side in px (default: the model's)")
-    p.add_argument("--max-frames", type=int, default=None, help="use at most this many views (sampled uniformly)")
-    p.add_argument("--stride", type=int, default=1, help="keep every n-th image or video frame")
-    p.add_argument("--conf-percentile", type=float, default=50.0, help="drop points below this confidence percentile (0-100)")
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="image folder(s), image files, a quoted glob, or one video file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="scene.ply | scene.glb | cameras.json | a folder for every export")
+    p.add_argument(
+        "--model", default=None, metavar="NAME|FILE",
+        help=f"model name ({', '.join(heads.list_models())}) or a checkpoint file (default: {heads.DEFAULT_MODEL})",
+    )
+    p.add_argument("--weights", default=None, metavar="FILE", help="weights file for the chosen preset (official MuM .pth, VGGT, safetensors)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--size", type=int, default=None, metavar="PX", help="network input size, longer side in px (default: the model's)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="use at most N views, sampled uniformly (default: all)")
+    p.add_argument("--stride", type=int, default=1, metavar="N", help="keep every N-th image or video frame (default: 1)")
+    p.add_argument("--conf-percentile", type=float, default=50.0, metavar="P", help="drop points below this confidence percentile, 0-100 (default: 50)")
     p.add_argument("--mask-background", action="store_true", help="drop near-black and near-white pixels")
-    p.add_argument("--points-from", choices=("depth", "pointmap"), default="depth", help="unproject depth with the cameras, or use the point head")
-    p.add_argument("--max-points", type=int, default=2_000_000, help="subsample the exported cloud to at most this many points")
-    p.add_argument("--chunk-size", type=int, default=None, help="frames per encoder/DPT chunk (memory vs speed)")
-    p.add_argument("--refine", action="store_true", help="refine cameras with pycolmap bundle adjustment")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--points-from", choices=("depth", "pointmap"), default="depth",
+        help="depth: unproject depth maps with the predicted cameras; pointmap: use the point head (default: depth)",
+    )
+    p.add_argument("--max-points", type=int, default=2_000_000, metavar="N", help="subsample the exported cloud to at most N points (default: 2000000)")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="frames per encoder/DPT chunk, lower to save memory (default: the model's)")
+    p.add_argument("--refine", action="store_true", help="refine cameras with pycolmap (SIFT, matching, bundle adjustment); slow")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (implies no progress output)")
     return p
 
 
@@ -101,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     check_output_path(out, overwrite=True)
     if not 0 <= args.conf_percentile < 100:
         raise UserError("--conf-percentile must be in [0, 100)")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max-frames must be at least 1")
+    for option in ("max_frames", "stride", "size", "max_points", "chunk_size"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1")
     device = choose_device(args.device)
     t0 = time.perf_counter()
 

@@ -104,3 +104,20 @@ def test_bad_weights_and_model(tmp_path, capsys):
     assert str(bad) in capsys.readouterr().err
     assert main([str(DEMO), "-o", str(tmp_path / "o.ply"), "--model", "no-such-model", "--quiet"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_help_is_complete(capsys):
+    from app.cli import build_parser
+
+    parser = build_parser()
+    assert all(action.help for action in parser._actions)
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and text.count("mum-reconstruct ") >= 4 and "--overwrite" in text
+
+
+def test_nonpositive_numbers_are_user_errors(tmp_path, capsys):
+    assert main([str(DEMO), "-o", str(tmp_path / "o.ply"), *FAST, "--stride", "0"]) == 2
+    assert "--stride must be at least 1" in capsys.readouterr().err
