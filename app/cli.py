@@ -7,6 +7,8 @@ OUT's extension picks the export: ``.ply`` (point cloud), ``.glb`` (point cloud 
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import sys
 import time
@@ -124,6 +126,9 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Pa
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
+    """Run the command on ``argv`` (default: ``sys.argv``); returns the exit status."""
+    if argv is None:  # this process is the command: skip the final garbage collection over torch (~0.4 s at exit)
+        atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     say = _stage_printer(args.quiet or args.json)
     out = Path(args.output)

@@ -276,7 +276,9 @@ def _depth_hw(depth: torch.Tensor, camera_batch: torch.Size) -> torch.Tensor:
     try:
         if depth.dim() != len(camera_batch) + 2:
             raise RuntimeError
-        torch.broadcast_shapes(depth.shape[:-2], camera_batch)
+        # broadcast check by hand: torch.broadcast_shapes imports sympy (~0.3 s) on first use
+        if any(a != b and 1 not in (a, b) for a, b in zip(depth.shape[:-2], camera_batch)):
+            raise RuntimeError
     except RuntimeError:
         raise ValueError(
             f"depth {tuple(depth.shape)} does not match cameras with batch shape {tuple(camera_batch)}: "

@@ -292,3 +292,10 @@ def test_pose_auc_matches_numpy_histogram():
     assert float(g.pose_auc(zeros + 31, zeros)) == 0.0
     batched = g.pose_auc(torch.stack((zeros, zeros + 31)), torch.zeros(2, 7))
     torch.testing.assert_close(batched, torch.tensor([1.0, 0.0]))
+
+
+def test_depth_shape_checked_against_camera_batch():
+    K = torch.eye(3).expand(2, 3, 3, 3)
+    assert g.depth_to_camera_points(torch.ones(1, 3, 4, 5, 1), K).shape == (2, 3, 4, 5, 3)  # broadcasts
+    with pytest.raises(ValueError, match="does not match"):
+        g.depth_to_camera_points(torch.ones(2, 4, 4, 5), K)
