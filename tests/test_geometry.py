@@ -296,6 +296,6 @@ def test_pose_auc_matches_numpy_histogram():
 
 def test_depth_shape_checked_against_camera_batch():
     K = torch.eye(3).expand(2, 3, 3, 3)
-    assert g.depth_to_camera_points(torch.ones(1, 3, 4, 5, 1), K).shape == (2, 3, 4, 5, 3)  # broadcasts
+    assert g.depth_to_camera_points(torch.ones(2, 3, 4, 5, 1), K).shape == (2, 3, 4, 5, 3)
     with pytest.raises(ValueError, match="does not match"):
         g.depth_to_camera_points(torch.ones(2, 4, 4, 5), K)
