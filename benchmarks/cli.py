@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -74,7 +75,8 @@ def pick_model(requested: str | None) -> tuple[str, str]:
         heads.model_config(heads.DEFAULT_MODEL)
         return heads.DEFAULT_MODEL, f"default model {heads.DEFAULT_MODEL}"
     except (UserError, ValueError) as exc:
-        return "mum-tiny", f"default model {heads.DEFAULT_MODEL} unavailable ({exc}); fell back to mum-tiny (random weights)"
+        reason = str(exc).replace(str(ROOT) + "/", "")
+        return "mum-tiny", f"default model {heads.DEFAULT_MODEL} unavailable ({reason}); fell back to mum-tiny (random weights)"
 
 
 def run_total(argv: list[str]) -> float:
@@ -100,9 +102,17 @@ def run_stages(argv: list[str]) -> dict:
 
 def load_average() -> list[float]:
     try:
-        return [round(x, 2) for x in __import__("os").getloadavg()]
+        return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
+
+
+def busy_note(load: list[float]) -> str:
+    """Whether other work shared the CPU while timing (the 1-minute load average against the core count)."""
+    cores = os.cpu_count() or 1
+    if load and load[0] > 0.5 * cores:
+        return f"machine busy (load average {load[0]} on {cores} cores, e.g. a training job): timings are noisy"
+    return f"machine mostly idle (load average {load[0] if load else '?'} on {cores} cores)"
 
 
 def main() -> None:
@@ -128,9 +138,10 @@ def main() -> None:
         for _ in range(args.repeats):
             totals.append(run_total(argv))
             breakdowns.append(run_stages(argv))
-    median = {stage: statistics.median(b[stage] for b in breakdowns) for stage in STAGES}
-    median["startup_plus_model_load"] = median["startup"] + median["imports"] + median["model_load"]
-    median["sum_of_stages"] = sum(median[s] for s in STAGES)
+    for b in breakdowns:
+        b["startup_plus_model_load"] = b["startup"] + b["imports"] + b["model_load"]
+        b["sum_of_stages"] = sum(b[s] for s in STAGES)
+    median = {key: statistics.median(b[key] for b in breakdowns) for key in (*STAGES, "startup_plus_model_load", "sum_of_stages")}
     total = statistics.median(totals)
     command = "mum-reconstruct " + " ".join(a if a != str(ply) else "scene.ply" for a in argv).replace(str(ROOT) + "/", "")
 
@@ -139,10 +150,11 @@ def main() -> None:
         "load_images": "read images", "model_load": "model load", "inference": "inference (preprocess + predict)",
         "export": "export (point cloud + PLY)", "sum_of_stages": "sum of stages (in-process)",
     }
-    print(f"{command}\n{note}\nmachine load average before: {load_before} (a training job shares the CPU: timings are noisy)\n")
+    busy = busy_note(load_before)
+    print(f"{command}\n{note}\n{busy}\n")
     print(f"{'stage':45} {'median s':>9} {'min s':>8} {'max s':>8}")
     for key in (*STAGES, "sum_of_stages"):
-        values = [b[key] for b in breakdowns] if key in STAGES else [sum(b[s] for s in STAGES) for b in breakdowns]
+        values = [b[key] for b in breakdowns]
         print(f"{names[key]:45} {median[key]:9.2f} {min(values):8.2f} {max(values):8.2f}")
     print(f"{'total, real command in a subprocess':45} {total:9.2f} {min(totals):8.2f} {max(totals):8.2f}")
     verdict = "within" if median["startup_plus_model_load"] < BUDGET_S else "OVER"
@@ -160,7 +172,7 @@ def main() -> None:
         "torch": torch.__version__,
         "load_average_before": load_before,
         "load_average_after": load_average(),
-        "noisy": "measured while a CPU training job ran on the same 2 cores",
+        "conditions": busy,
         "median_s": {k: round(v, 4) for k, v in median.items()},
         "total_subprocess_s": {"median": round(total, 4), "runs": [round(x, 4) for x in totals]},
         "breakdown_runs": breakdowns,
