@@ -27,6 +27,7 @@ EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
     "tum_freiburg": ("TUM RGB-D desk", 4),
     "sacre_coeur": ("Sacré-Cœur (photo collection)", 3),
     "buddha": ("Buddha statue (high resolution)", 3),
+    "synthetic_room": ("Synthetic room (exact ground truth)", 4),
 }
 
 INTRO = """# MuM 3D reconstruction

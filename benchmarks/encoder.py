@@ -3,13 +3,18 @@
 Run: ``python benchmarks/encoder.py [--presets tiny vitl16] [--sizes 224 512] [--batch 8] [--device auto]``.
 Prints a table and writes ``benchmarks/results/encoder_<device>.json``. On CPU, peak memory is the growth of
 the process's peak resident set during the timed runs (``ru_maxrss``); on CUDA, ``max_memory_allocated``.
+
+On CUDA the encoder runs under bf16 autocast, once per attention backend (``--attention``, default xformers
+and sdpa), and each row reports model FLOPs utilisation: forward FLOPs counted by
+``torch.utils.flop_counter`` (matmuls and attention) over the measured time, divided by the device's dense
+bf16 peak (``benchmarks/hardware.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import resource
 import statistics
 import sys
@@ -17,11 +22,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mum  # noqa: E402,F401  (sets the CPU threading policy before torch starts)
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from hardware import device_name, peak_bf16_tflops  # noqa: E402
 from mum.encoder import build_encoder  # noqa: E402
+from mum.layers.attention import resolve_backend, xformers_available  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,13 +39,19 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench(preset: str, size: int, batch: int, device: str, repeats: int) -> dict:
+def bench(preset: str, size: int, batch: int, device: str, repeats: int, backend: str = "auto") -> dict:
     torch.manual_seed(0)
     enc = build_encoder(preset).to(device).eval()
     x = torch.rand(batch, 3, size, size, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), autocast:
-        enc(x)  # warm-up
+        # FLOPs of one forward pass, counted through SDPA (the counter has no formula for xformers' kernel;
+        # both backends do the same arithmetic), then a warm-up with the backend under test
+        os.environ["MUM_ATTENTION"] = "sdpa"
+        with FlopCounterMode(display=False) as counter:
+            enc(x)
+        os.environ["MUM_ATTENTION"] = backend
+        enc(x)
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -51,6 +66,8 @@ def bench(preset: str, size: int, batch: int, device: str, repeats: int) -> dict
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mib()
     params = sum(p.numel() for p in enc.parameters())
+    flops = counter.get_total_flops()
+    peak_tflops = peak_bf16_tflops(device)
     return {
         "preset": preset,
         "size": size,
@@ -60,6 +77,10 @@ def bench(preset: str, size: int, batch: int, device: str, repeats: int) -> dict
         "peak_mem_mib": peak,
         "rss_growth_mib": None if device == "cuda" else _rss_mib() - rss0,
         "params_m": params / 1e6,
+        "attention": resolve_backend(x),
+        "gflops_per_image": flops / batch / 1e9,
+        "tflops_per_s": flops / median / 1e12,
+        "mfu_percent": None if peak_tflops is None else 100 * flops / median / (peak_tflops * 1e12),
     }
 
 
@@ -70,14 +91,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--attention", nargs="+", default=None,
+                        help="attention backends (default: xformers and sdpa on CUDA, auto on CPU)")
     args = parser.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    rows = [bench(p, s, args.batch, device, args.repeats) for p in args.presets for s in args.sizes]
-    name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    backends = args.attention or (["xformers", "sdpa"] if device == "cuda" and xformers_available() else ["auto"])
+    rows = [bench(p, s, args.batch, device, args.repeats, b) for b in backends for p in args.presets for s in args.sizes]
+    name = device_name(device)
     print(f"device: {device} ({name}), torch {torch.__version__}, batch {args.batch}")
-    print(f"{'preset':8} {'px':>5} {'params(M)':>9} {'img/s':>9} {'median(s)':>10} {'peak MiB':>9}")
+    print(f"{'preset':8} {'px':>5} {'attention':>9} {'params(M)':>9} {'img/s':>9} {'median(s)':>10} {'peak MiB':>9} "
+          f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU %':>6}")
     for r in rows:
-        print(f"{r['preset']:8} {r['size']:5d} {r['params_m']:9.1f} {r['images_per_s']:9.2f} {r['median_s']:10.3f} {r['peak_mem_mib']:9.0f}")
+        mfu = "–" if r["mfu_percent"] is None else f"{r['mfu_percent']:.1f}"
+        print(f"{r['preset']:8} {r['size']:5d} {r['attention']:>9} {r['params_m']:9.1f} {r['images_per_s']:9.2f} "
+              f"{r['median_s']:10.3f} {r['peak_mem_mib']:9.0f} {r['gflops_per_image']:9.1f} {r['tflops_per_s']:8.3f} {mfu:>6}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"encoder_{device}.json"
     out.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=1))

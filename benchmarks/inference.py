@@ -1,11 +1,16 @@
 """End-to-end inference benchmark: time of one ``predict`` and peak memory vs number of frames.
 
-Run: ``python benchmarks/inference.py`` (CPU defaults: mum-tiny and mum-small at 224 px, 1–100 frames)
-or e.g. ``python benchmarks/inference.py --presets mum-vitl16 vggt-1b --frames 1 10 50 100 200 500 1000``
-on a GPU (each preset at its own resolution unless ``--size`` is given; vggt-1b at 518 px).
+Run: ``python benchmarks/inference.py``. Defaults per device (each preset at its own resolution unless
+``--size`` is given: mum-vitl16 at 480 px, vggt-1b at 518 px):
+
+* CPU: the small presets at 1–100 frames, and mum-vitl16 beside vggt-1b at 1–2 frames;
+* CUDA: every preset at 1, 10, 50, 100, 200, 500, 1000 frames (until out of memory), once per attention
+  backend (``--attention xformers sdpa``: xformers ``memory_efficient_attention`` vs PyTorch SDPA).
 Every configuration runs in a fresh subprocess, so peak memory is its own: CUDA ``max_memory_allocated``,
 or on CPU the peak resident set of the process minus the resident set after the model is built.
-Times are the median of ``--repeats`` synchronised runs after one warm-up. Prints a table, writes
+Times are the median of ``--repeats`` synchronised runs after one warm-up. After the table it prints the
+speed-up of each MuM preset over ``vggt-1b`` at equal frame counts and the memory per extra frame (slope of a
+least-squares line through peak memory vs frames, with its worst relative residual: near 0 = linear). Writes
 ``benchmarks/results/inference_<device>.json`` and draws ``benchmarks/results/inference_<device>.png``.
 """
 
@@ -85,7 +90,49 @@ def run_one(preset: str, frames: int, size: int | None, device: str, repeats: in
         "params_m": sum(q.numel() for q in model.parameters()) / 1e6,
         "threads": torch.get_num_threads(),
         "attention": __import__("mum.layers.attention", fromlist=["resolve_backend"]).resolve_backend(images),
+        "compiled": compile_,
     }
+
+
+CPU_PLAN = {"mum-tiny": [1, 2, 10, 25, 50, 100], "mum-small": [1, 2, 10, 25, 50, 100], "mum-vitl16": [1, 2],
+            "vggt-1b": [1, 2]}
+CUDA_FRAMES = [1, 10, 50, 100, 200, 500, 1000]
+CUDA_PRESETS = ["mum-tiny", "mum-small", "mum-vitl16", "vggt-1b"]
+
+
+def speedups(rows: list[dict], baseline: str = "vggt-1b") -> list[dict]:
+    """Time of ``baseline`` over each other preset's time, at equal frame count and attention backend."""
+    ok = [r for r in rows if "error" not in r]
+    base = {(r["frames"], r["attention"]): r for r in ok if r["preset"] == baseline}
+    out = []
+    for r in ok:
+        b = base.get((r["frames"], r["attention"]))
+        if r["preset"] != baseline and b is not None:
+            out.append({"preset": r["preset"], "frames": r["frames"], "attention": r["attention"],
+                        "speedup": b["median_s"] / r["median_s"], "memory_ratio": b["peak_mem_mib"] / r["peak_mem_mib"]})
+    return out
+
+
+def memory_slopes(rows: list[dict]) -> list[dict]:
+    """Per preset/backend with ≥ 3 frame counts: MiB per extra frame from a least-squares line through the
+    activation memory, and the largest residual relative to the largest measurement (linearity check)."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if "error" not in r:
+            groups.setdefault((r["preset"], r["attention"]), []).append(r)
+    out = []
+    for (preset, attn), rs in groups.items():
+        if len(rs) < 3:
+            continue
+        x = np.array([r["frames"] for r in rs], float)
+        y = np.array([r["activation_mem_mib"] for r in rs], float)
+        slope, icpt = np.polyfit(x, y, 1)
+        resid = np.abs(y - (slope * x + icpt)).max() / max(np.abs(y).max(), 1e-9)
+        out.append({"preset": preset, "attention": attn, "mib_per_frame": float(slope), "max_rel_residual": float(resid),
+                    "frames": [int(v) for v in x]})
+    return out
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -95,11 +142,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for preset in dict.fromkeys(r["preset"] for r in rows):
-        rs = sorted((r for r in rows if r["preset"] == preset and "error" not in r), key=lambda r: r["frames"])
-        if not rs:
-            continue
-        label = f"{preset} ({rs[0]['size'][0]} px)"
+    backends = {r.get("attention") for r in rows if "error" not in r}
+    for preset, attn in dict.fromkeys((r["preset"], r.get("attention")) for r in rows if "error" not in r):
+        rs = sorted((r for r in rows if r["preset"] == preset and r.get("attention") == attn and "error" not in r),
+                    key=lambda r: r["frames"])
+        label = f"{preset} ({rs[0]['size'][0]} px)" + (f" [{attn}]" if len(backends) > 1 else "")
         ax_t.plot([r["frames"] for r in rs], [r["median_s"] for r in rs], "o-", label=label)
         ax_m.plot([r["frames"] for r in rs], [r["activation_mem_mib"] / 1024 for r in rs], "o-", label=label)
     ax_t.set(xlabel="frames", ylabel="time per forward pass (s)", xscale="log", yscale="log", title="time")
@@ -112,6 +159,30 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def measure(preset: str, n: int, backend: str, device: str, args: argparse.Namespace) -> dict:
+    """One configuration in a fresh subprocess (its own peak memory); prints its line."""
+    import os
+
+    cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", str(n), "--repeats", str(args.repeats),
+           "--chunk", str(args.chunk), "--device", device]
+    if args.size:
+        cmd += ["--size", str(args.size)]
+    if args.compile:
+        cmd.append("--compile")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MUM_ATTENTION": backend})
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        print(f"{preset:10} {n:5d} frames [{backend}]: {err[:100]}")
+        return {"preset": preset, "frames": n, "attention": backend, "error": err[:200]}
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"{preset:10} {n:5d} frames {row['size'][0]:4d} px [{row['attention']:8}] {row['median_s']:8.3f} s  "
+        f"{row['frames'] / row['median_s']:7.1f} frames/s  peak {row['peak_mem_mib']:8.0f} MiB  "
+        f"(+{row['activation_mem_mib']:.0f} above weights)", flush=True
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=None)
@@ -121,6 +192,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=8, help="frames per encoder/DPT chunk")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument("--attention", nargs="+", default=None,
+                        help="attention backends to compare (default: xformers and sdpa on CUDA, auto on CPU)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -131,36 +204,39 @@ def main() -> None:
         row = run_one(args.presets[0], args.frames[0], args.size, device, args.repeats, args.chunk, args.compile)
         print(json.dumps(row))
         return
-    presets = args.presets or (["mum-tiny", "mum-small"] if device == "cpu" else ["mum-tiny", "mum-small", "mum-vitl16", "vggt-1b"])
-    frames = args.frames or ([1, 2, 10, 25, 50, 100] if device == "cpu" else [1, 10, 50, 100, 200, 500, 1000])
+    if args.presets:
+        plan = {p: args.frames or (CUDA_FRAMES if device == "cuda" else CPU_PLAN.get(p, [1, 2, 10])) for p in args.presets}
+    elif device == "cuda":
+        plan = {p: args.frames or CUDA_FRAMES for p in CUDA_PRESETS}
+    else:
+        plan = {p: args.frames or f for p, f in CPU_PLAN.items()}
+    from mum.layers.attention import xformers_available
+
+    backends = args.attention or (["xformers", "sdpa"] if device == "cuda" and xformers_available() else ["auto"])
     rows = []
-    for preset in presets:
-        for n in frames:
-            cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", str(n), "--repeats", str(args.repeats),
-                   "--chunk", str(args.chunk), "--device", device]
-            if args.size:
-                cmd += ["--size", str(args.size)]
-            if args.compile:
-                cmd.append("--compile")
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-                rows.append({"preset": preset, "frames": n, "error": err[:200]})
-                print(f"{preset:10} {n:5d} frames: {err[:100]}")
-                if "out of memory" in err.lower():
+    for backend in backends:
+        for preset, frames in plan.items():
+            for n in frames:
+                row = measure(preset, n, backend, device, args)
+                rows.append(row)
+                if "error" in row and "out of memory" in row["error"].lower():
                     break  # larger frame counts will not fit either
-                continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(
-                f"{preset:10} {n:5d} frames {row['size'][0]:4d} px  {row['median_s']:8.3f} s  "
-                f"{row['frames'] / row['median_s']:7.1f} frames/s  peak {row['peak_mem_mib']:8.0f} MiB  "
-                f"(+{row['activation_mem_mib']:.0f} above weights)"
-            )
+    ups, slopes = speedups(rows), memory_slopes(rows)
+    if ups:
+        print("\nspeed-up over vggt-1b (same frames, same attention backend):")
+        for u in ups:
+            print(f"  {u['preset']:10} {u['frames']:5d} frames [{u['attention']}]  {u['speedup']:6.2f}x faster, "
+                  f"{u['memory_ratio']:5.2f}x less peak memory")
+    if slopes:
+        print("\nmemory growth (least-squares line through activation memory vs frames):")
+        for m in slopes:
+            print(f"  {m['preset']:10} [{m['attention']}]  {m['mib_per_frame']:8.2f} MiB per frame, "
+                  f"max residual {100 * m['max_rel_residual']:.1f} % of the largest (frames {m['frames']})")
     name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"inference_{device}.json"
-    out.write_text(json.dumps({"device": name, "torch": torch.__version__, "chunk": args.chunk, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"device": name, "torch": torch.__version__, "chunk": args.chunk, "rows": rows,
+                               "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, indent=1))
     plot(rows, RESULTS / f"inference_{device}.png", f"predict() on {name}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

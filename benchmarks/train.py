@@ -11,17 +11,14 @@ import argparse
 import json
 import time
 
+import sys
+from pathlib import Path
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.0}  # dense bf16
-
-
-def _peak(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hardware import device_name, peak_bf16_tflops  # noqa: E402
 
 
 def bench(name: str, model: torch.nn.Module, step_loss, batch: dict, views: int, steps: int,
@@ -50,7 +47,7 @@ def bench(name: str, model: torch.nn.Module, step_loss, batch: dict, views: int,
     dt = (time.perf_counter() - t) / steps
     out = {"stage": name, "views_per_step": views, "step_s": round(dt, 4), "views_per_s": round(views / dt, 2),
            "tflops_per_step": round(flops / 1e12, 4)}
-    peak = _peak(device)
+    peak = peak_bf16_tflops(device)
     if peak:
         out["mfu_percent"] = round(100 * flops / dt / (peak * 1e12), 2)
     return out
@@ -93,7 +90,7 @@ def main() -> None:
     cfg = LossConfig()
     results.append(bench("distill", student, lambda m, b: distillation_loss(m(b["x"]), targets, cfg)["loss"],
                          {"x": images}, B * S, a.steps, dev))
-    info = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+    info = {"device": device_name(dev),
             "size": H, "views": S, "batch": B, "pretrain_preset": a.pretrain_preset, "distill_preset": a.distill_preset}
     for r in results:
         print(json.dumps({**info, **r}))

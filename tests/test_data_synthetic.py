@@ -178,3 +178,15 @@ def test_user_photo_folder_textures(tmp_path):
         PhotoBank([tmp_path / "none"])
     scene = generate_scene(1, 2, 32, 32, SyntheticConfig(photo_dirs=(str(tmp_path),), photo_fraction=1.0))
     assert scene.num_views == 2
+
+
+def test_default_photo_dirs_skip_synthetic_demo_scenes(tmp_path, monkeypatch):
+    """Photo textures come from real demo photos only: a demo scene marked synthetic is not a texture source."""
+    from mum.data import textures
+
+    for name in ("real_a", "synth", "real_b"):
+        (tmp_path / name / "images").mkdir(parents=True)
+    (tmp_path / "synth" / textures.SYNTHETIC_MARKER).write_text("{}")
+    monkeypatch.setattr(textures, "DEMO_DIR", tmp_path)
+    monkeypatch.delenv("MUM_TEXTURE_DIRS", raising=False)
+    assert textures.default_photo_dirs() == [tmp_path / "real_a" / "images", tmp_path / "real_b" / "images"]

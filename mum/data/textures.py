@@ -1,8 +1,10 @@
 """Textures for the synthetic engine: procedural patterns and crops of real photographs, as mip pyramids in
 linear RGB, sampled with bilinear filtering at a level chosen from the pixel's texture footprint.
 
-Photographs come from the repository's ``demo/*/images`` folders, from ``$MUM_TEXTURE_DIRS`` (``os.pathsep``
-separated folders) and from any folders passed to :class:`PhotoBank`; each process loads them once.
+Photographs come from the repository's real demo scenes (``demo/*/images``, except scenes marked synthetic by
+a ``synthetic.json`` beside their ``images/``: the engine's own renders are not photographs), from
+``$MUM_TEXTURE_DIRS`` (``os.pathsep`` separated folders) and from any folders passed to :class:`PhotoBank`;
+each process loads them once.
 """
 
 from __future__ import annotations
@@ -206,8 +208,12 @@ def procedural_texture(rng: np.random.Generator, kind: str | None = None, size: 
 
 
 # --------------------------------------------------------------------------------------------- photos
+SYNTHETIC_MARKER = "synthetic.json"
+
+
 def default_photo_dirs() -> list[Path]:
-    dirs = sorted(DEMO_DIR.glob("*/images")) if DEMO_DIR.is_dir() else []
+    """The real demo scenes' ``images/`` folders (sorted) and ``$MUM_TEXTURE_DIRS``."""
+    dirs = sorted(d for d in DEMO_DIR.glob("*/images") if not (d.parent / SYNTHETIC_MARKER).exists()) if DEMO_DIR.is_dir() else []
     extra = os.environ.get("MUM_TEXTURE_DIRS", "")
     dirs += [Path(p) for p in extra.split(os.pathsep) if p]
     return dirs
