@@ -1,5 +1,6 @@
 """Training throughput: views/s of pretraining and distillation steps (forward + backward + AdamW), and on
-CUDA the model FLOPs utilisation (FLOPs counted with ``torch.utils.flop_counter`` over one step).
+CUDA the model FLOPs utilisation (FLOPs counted with ``torch.utils.flop_counter`` over one step). Prints one
+JSON line per stage and writes them to ``benchmarks/results/train_<device>.json``.
 
     python benchmarks/train.py                           # CPU defaults: tiny models, 64 px
     python benchmarks/train.py --size 224 --views 8 --batch 4 --pretrain-preset vitl16 --distill-preset mum-vitl16
@@ -92,8 +93,13 @@ def main() -> None:
                          {"x": images}, B * S, a.steps, dev))
     info = {"device": device_name(dev),
             "size": H, "views": S, "batch": B, "pretrain_preset": a.pretrain_preset, "distill_preset": a.distill_preset}
-    for r in results:
-        print(json.dumps({**info, **r}))
+    rows = [{**info, **r} for r in results]
+    for r in rows:
+        print(json.dumps(r))
+    out = Path(__file__).resolve().parent / "results" / f"train_{dev.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
