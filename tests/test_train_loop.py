@@ -70,6 +70,38 @@ def test_sampler_partitions_global_batch() -> None:
         assert {k.num_views for r in range(2) for mb in two[r][2 * step : 2 * step + 2] for k in mb} == {one[step][0].num_views}
 
 
+def test_sampler_crop_sizes_are_per_step_and_resume_safe() -> None:
+    sizes = [(32, 32), (24, 32), (32, 24)]
+    keys = list(StepBatchSampler(0, 4, 4, 0, 1, (2, 3), steps=12, crops=sizes))
+    crops = [mb[0].crop for mb in keys]
+    assert all(len({k.crop for k in mb}) == 1 for mb in keys) and set(crops) == set(sizes)
+    resumed = list(StepBatchSampler(0, 4, 4, 0, 1, (2, 3), steps=12, start_step=5, crops=sizes))
+    assert [mb[0].crop for mb in resumed] == crops[5:]
+    assert all(k.crop is None for mb in StepBatchSampler(0, 4, 4, 0, 1, (2, 3), steps=2) for k in mb)
+
+
+def test_centre_crop_keeps_depth_and_intrinsics_consistent() -> None:
+    """Unprojecting a cropped view with its shifted intrinsics gives the same 3D points as the full view."""
+    from mum.data.geometry import intrinsics_from_fov
+    from mum.training.sources import centre_crop
+
+    K = torch.from_numpy(intrinsics_from_fov(1.0, 40, 32)).float()
+    depth = 1 + torch.rand(2, 32, 40)
+    sample = {"images": torch.rand(2, 3, 32, 40), "depth": depth, "valid": depth > 1.5, "intrinsics": K.expand(2, 3, 3)}
+    out = centre_crop(sample, 24, 32)
+    assert out["images"].shape == (2, 3, 24, 32) and out["depth"].shape == out["valid"].shape == (2, 24, 32)
+
+    def unproject(d: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        v, u = torch.meshgrid(torch.arange(d.shape[-2]).float(), torch.arange(d.shape[-1]).float(), indexing="ij")
+        return torch.stack([(u - K[0, 2]) / K[0, 0] * d, (v - K[1, 2]) / K[1, 1] * d, d], -1)
+
+    torch.testing.assert_close(unproject(out["depth"][0], out["intrinsics"][0]), unproject(depth[0], K)[4:28, 4:36])
+    # a centred principal point stays centred
+    assert out["intrinsics"][0, 0, 2] == pytest.approx(K[0, 2] - 4) and out["intrinsics"][0, 1, 2] == pytest.approx(K[1, 2] - 4)
+    with pytest.raises(UserError, match="even margins"):
+        centre_crop(sample, 23, 32)
+
+
 def test_kill_and_resume_gives_identical_losses(tmp_path: Path) -> None:
     full = tmp_path / "full"
     train(tiny_task(full))

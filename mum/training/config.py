@@ -75,6 +75,9 @@ class DataConfig:
     source: str = "synthetic"
     paths: list[str] = field(default_factory=list)
     image_size: tuple[int, int] = (224, 224)  # (H, W), multiples of the patch size
+    # per optimiser step one (H, W) drawn from this list (repeats weight it): every view of the step is centre-
+    # cropped from image_size to it, intrinsics following (mixed aspect ratios); empty: image_size only
+    crop_sizes: list[tuple[int, int]] = field(default_factory=list)
     views_min: int = 2
     views_max: int = 24
     scene_kinds: list[str] = field(default_factory=list)  # empty: every kind the engine has

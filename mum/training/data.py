@@ -1,8 +1,9 @@
 """Deterministic, step-indexed batches: exact resume and rank-invariant global batches.
 
-Every sample is named by a :class:`SampleKey` ``(index, num_views)``; a source turns a key into tensors
+Every sample is named by a :class:`SampleKey` ``(index, num_views, crop)``; a source turns a key into tensors
 deterministically (scene seed, view choice and any random masking derive from the index). Optimiser step
-``t`` uses the global sample indices ``t·B … t·B + B - 1`` and one view count drawn from ``(seed, t)``;
+``t`` uses the global sample indices ``t·B … t·B + B - 1`` and one view count (and, with several crop sizes,
+one crop size) drawn from ``(seed, t)``;
 rank ``r`` of ``W`` takes, in micro-step ``m``, the slice starting at ``t·B + (m·W + r)·b``. Hence the data
 position is just the step number, and 1 process × batch B sees exactly the samples of W processes × B/W.
 """
@@ -10,7 +11,7 @@ position is just the step number, and 1 process × batch B sees exactly the samp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -18,10 +19,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 @dataclass(frozen=True)
 class SampleKey:
-    """One training sample: a scene ``index`` (within the split) with ``num_views`` views."""
+    """One training sample: a scene ``index`` (within the split) with ``num_views`` views, centre-cropped to
+    ``crop`` ``(H, W)`` when set."""
 
     index: int
     num_views: int
+    crop: Optional[tuple[int, int]] = None
 
 
 SampleFn = Callable[[SampleKey], Mapping[str, Any]]
@@ -33,6 +36,14 @@ def views_for_step(seed: int, step: int, views_min: int, views_max: int) -> int:
         return views_min
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return int(torch.randint(views_min, views_max + 1, (1,), generator=g))
+
+
+def crop_for_step(seed: int, step: int, sizes: Sequence[tuple[int, int]]) -> Optional[tuple[int, int]]:
+    """Crop size shared by all samples of optimiser step ``step`` (``None`` without ``sizes``)."""
+    if not sizes:
+        return None
+    g = torch.Generator().manual_seed(seed * 2_000_029 + step + 17)
+    return tuple(sizes[int(torch.randint(len(sizes), (1,), generator=g))])  # type: ignore[return-value]
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -53,11 +64,12 @@ class StepBatchSampler(Sampler[list[SampleKey]]):
         views: tuple[int, int],
         steps: int,
         start_step: int = 0,
+        crops: Sequence[tuple[int, int]] = (),
     ) -> None:
         if batch_size % (micro_batch * world):
             raise ValueError(f"batch_size {batch_size} is not a multiple of micro_batch {micro_batch} × world {world}")
         self.seed, self.B, self.b, self.rank, self.world = seed, batch_size, micro_batch, rank, world
-        self.views, self.steps, self.start = views, steps, start_step
+        self.views, self.steps, self.start, self.crops = views, steps, start_step, list(crops)
         self.accum = batch_size // (micro_batch * world)
 
     def __len__(self) -> int:
@@ -66,9 +78,10 @@ class StepBatchSampler(Sampler[list[SampleKey]]):
     def __iter__(self) -> Iterator[list[SampleKey]]:
         for step in range(self.start, self.steps):
             S = views_for_step(self.seed, step, *self.views)
+            crop = crop_for_step(self.seed, step, self.crops)
             for m in range(self.accum):
                 first = step * self.B + (m * self.world + self.rank) * self.b
-                yield [SampleKey(first + i, S) for i in range(self.b)]
+                yield [SampleKey(first + i, S, crop) for i in range(self.b)]
 
 
 class KeyedDataset(Dataset):

@@ -109,7 +109,7 @@ def train(task: Task, stop_at: Optional[int] = None) -> dict[str, Any]:
     core = D.unwrap(ddp)
 
     sampler = StepBatchSampler(run.seed, run.batch_size, micro, info.rank, info.world,
-                               (task.data.views_min, task.data.views_max), run.steps, start)
+                               (task.data.views_min, task.data.views_max), run.steps, start, task.data.crop_sizes)
     batches = iter(make_loader(task.sample_fn("train"), sampler, task.data.num_workers))
     logger = MetricsLogger(run.out_dir, info.is_main)
     bar = Progress(run.steps, start, run.progress and info.is_main, task.name)

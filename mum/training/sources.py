@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+import torch
 from torch import Tensor
 
 from mum.errors import UserError
@@ -24,14 +25,48 @@ from .data import SampleKey
 ViewSource = Callable[[SampleKey], Mapping[str, Tensor]]
 
 
+def centre_crop(sample: Mapping[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
+    """Centre-crop every view of a source sample to ``height × width`` (even margins, so a centred principal
+    point stays centred); ``intrinsics`` shift their principal point by the margins."""
+    H, W = sample["images"].shape[-2:]
+    if height > H or width > W or (H - height) % 2 or (W - width) % 2:
+        raise UserError(f"crop {height}x{width} does not fit {H}x{W} with even margins (data.crop_sizes)")
+    y0, x0 = (H - height) // 2, (W - width) // 2
+    out = dict(sample)
+    for key in ("images", "depth", "valid"):
+        if key in out:
+            out[key] = out[key][..., y0 : y0 + height, x0 : x0 + width]
+    if "intrinsics" in out:
+        shift = torch.tensor([x0, y0], dtype=out["intrinsics"].dtype)
+        K = out["intrinsics"].clone()
+        K[..., :2, 2] -= shift
+        out["intrinsics"] = K
+    return out
+
+
+class CroppingSource:
+    """A source whose samples are centre-cropped to their key's ``crop`` size (when set)."""
+
+    def __init__(self, inner: ViewSource) -> None:
+        self.inner = inner
+
+    def __call__(self, key: SampleKey) -> Mapping[str, Tensor]:
+        sample = self.inner(key)
+        return sample if key.crop is None else centre_crop(sample, *key.crop)
+
+
 def build_source(cfg: DataConfig, split: str, seed: int) -> ViewSource:
-    """The view source ``cfg.source`` (``synthetic``, ``folder`` or ``colmap``) for ``split``."""
+    """The view source ``cfg.source`` (``synthetic``, ``folder`` or ``colmap``) for ``split``, applying the
+    per-step crop sizes of ``cfg.crop_sizes``."""
+    inner: ViewSource
     if cfg.source == "synthetic":
         from .sources_impl import SyntheticSource
 
-        return SyntheticSource(cfg, split, seed)
-    if cfg.source in ("folder", "colmap"):
+        inner = SyntheticSource(cfg, split, seed)
+    elif cfg.source in ("folder", "colmap"):
         from .sources_impl import SceneListSource
 
-        return SceneListSource(cfg, split, seed, need_cameras=cfg.source == "colmap")
-    raise UserError(f"data.source {cfg.source!r}: choose synthetic, folder or colmap")
+        inner = SceneListSource(cfg, split, seed, need_cameras=cfg.source == "colmap")
+    else:
+        raise UserError(f"data.source {cfg.source!r}: choose synthetic, folder or colmap")
+    return CroppingSource(inner) if cfg.crop_sizes else inner
