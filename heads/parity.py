@@ -26,7 +26,7 @@ from .dinov2 import DinoVisionTransformer
 from .dpt import DPTHead
 from .model import Reconstructor
 from .vggt import config_from_official
-from mum.parity import max_abs_diffs, parity_main
+from mum.parity import max_abs_diffs, pair_outputs, parity_main
 
 TOLERANCE = 1e-5
 
@@ -137,15 +137,7 @@ def compute_outputs(npz_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndar
     data = np.load(npz_path)
     with torch.no_grad():
         ours = runner(spec, _strip(data, "state."), _strip(data, "input."))
-    result = {}
-    for key in data.files:
-        if key.startswith("output."):
-            name = key[len("output.") :]
-            if name not in ours:
-                raise KeyError(f"{npz_path.name}: no implementation output for {name!r}")
-            value = ours[name]
-            result[name] = (value.detach().numpy() if isinstance(value, Tensor) else np.asarray(value), data[key])
-    return result
+    return pair_outputs(npz_path.name, data, ours)
 
 
 def check_parity_file(npz_path: str | Path) -> dict[str, float]:

@@ -39,6 +39,25 @@ def _strip_state(data: np.lib.npyio.NpzFile) -> dict[str, torch.Tensor]:
     return {k[len("state.") :]: torch.from_numpy(data[k]) for k in data.files if k.startswith("state.")}
 
 
+def pair_outputs(name: str, data, ours: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{output: (ours, reference)}`` for every ``output.*`` array of a reference file ``data``; a reference
+    output the implementation did not produce is an error."""
+    result = {}
+    for key in data.files:
+        if key.startswith("output."):
+            out = key[len("output.") :]
+            if out not in ours:
+                raise KeyError(f"{name}: no implementation output for {out!r}")
+            value = ours[out]
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+                mine = (value.float() if value.dtype in (torch.bfloat16, torch.float16) else value).numpy()
+            else:
+                mine = np.asarray(value)
+            result[out] = (mine, data[key])
+    return result
+
+
 def compute_outputs(npz_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{output name: (ours, reference)}`` for one vector file (encoder or autoencoder)."""
     npz_path = Path(npz_path)
@@ -72,13 +91,7 @@ def compute_outputs(npz_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndar
             model = build_encoder(enc_cfg).eval()
             model.load_state_dict(state, strict=True)
             ours.update(model.forward_features(torch.from_numpy(data["input.images"])))
-    result = {}
-    for key in data.files:
-        if key.startswith("output."):
-            name = key[len("output.") :]
-            if name not in ours:
-                raise KeyError(f"{npz_path.name}: no implementation output for {name!r}")
-            result[name] = (ours[name].float().numpy(), data[key])
+    result = pair_outputs(Path(npz_path).name, data, ours)
     if "input.mask" in data.files:  # the masking we rebuilt from ids_restore must be the one that was drawn
         result["input_mask"] = (ours["mask"].numpy(), data["input.mask"])
     return result
