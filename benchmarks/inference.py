@@ -3,7 +3,8 @@
 Run: ``python benchmarks/inference.py``. Defaults per device (each preset at its own resolution unless
 ``--size`` is given: mum-vitl16 at 480 px, vggt-1b at 518 px):
 
-* CPU: the small presets at 1–100 frames, and mum-vitl16 beside vggt-1b at 1–2 frames;
+* CPU: mum-tiny at 1–100 frames, mum-small at 1–10, and mum-vitl16 beside vggt-1b at 1–2 frames (one timed
+  run each);
 * CUDA: every preset at 1, 10, 50, 100, 200, 500, 1000 frames (until out of memory), once per attention
   backend (``--attention xformers sdpa``: xformers ``memory_efficient_attention`` vs PyTorch SDPA).
 Every configuration runs in a fresh subprocess, so peak memory is its own: CUDA ``max_memory_allocated``,
@@ -94,8 +95,8 @@ def run_one(preset: str, frames: int, size: int | None, device: str, repeats: in
     }
 
 
-CPU_PLAN = {"mum-tiny": [1, 2, 10, 25, 50, 100], "mum-small": [1, 2, 10, 25, 50, 100], "mum-vitl16": [1, 2],
-            "vggt-1b": [1, 2]}
+CPU_PLAN = {"mum-tiny": [1, 2, 10, 25, 50, 100], "mum-small": [1, 2, 10], "mum-vitl16": [1, 2], "vggt-1b": [1, 2]}
+CPU_SINGLE_RUN = {"mum-vitl16", "vggt-1b"}  # tens of seconds per frame on a CPU: one timed run after the warm-up
 CUDA_FRAMES = [1, 10, 50, 100, 200, 500, 1000]
 CUDA_PRESETS = ["mum-tiny", "mum-small", "mum-vitl16", "vggt-1b"]
 
@@ -163,7 +164,8 @@ def measure(preset: str, n: int, backend: str, device: str, args: argparse.Names
     """One configuration in a fresh subprocess (its own peak memory); prints its line."""
     import os
 
-    cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", str(n), "--repeats", str(args.repeats),
+    repeats = 1 if device == "cpu" and preset in CPU_SINGLE_RUN else args.repeats
+    cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", str(n), "--repeats", str(repeats),
            "--chunk", str(args.chunk), "--device", device]
     if args.size:
         cmd += ["--size", str(args.size)]
