@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-points", action="store_true", help="skip the point-cloud protocol (ICP)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -123,14 +124,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.model, weights=args.weights, device=args.device)
     per_scene: dict[str, dict[str, float]] = {}
     groups: dict[str, dict[str, float]] = {}
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.synthetic + len(args.scene), desc="mum-eval", unit="scene", disable=args.quiet)
     if args.synthetic:
-        rows = {name: evaluate_sample(model, s, not args.no_points) for name, s in
-                synthetic_samples(args.synthetic, args.views, tuple(args.size))}
+        rows = {}
+        for name, s in synthetic_samples(args.synthetic, args.views, tuple(args.size)):
+            rows[name] = evaluate_sample(model, s, not args.no_points)
+            bar.update()
         per_scene.update(rows)
         groups[f"synthetic ({args.synthetic})"] = summarize(rows)
     for path in args.scene:
         per_scene[path] = evaluate_sample(model, real_sample(path, args.views, args.seed, tuple(args.size)), False)
         groups[Path(path).name] = per_scene[path]
+        bar.update()
+    bar.close()
     print_table(groups)
     return {"model": args.model, "weights": args.weights, "views": args.views, "seed": args.seed,
             "size": list(args.size), "summary": groups, "scenes": per_scene}
