@@ -65,20 +65,33 @@ PRESETS: dict[str, ReconstructorConfig] = {
     "vggt-1b": vggt_1b_config(),
 }
 
-DEFAULT_MODEL = "mum-small"
+# Trained weights shipped inside the package (see MODEL_CARD.md); loaded by name, no download needed.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+BUNDLED: dict[str, Path] = {"mum-default": WEIGHTS_DIR / "mum-tiny.safetensors"}
+DEFAULT_MODEL = "mum-default"
 
 
 def list_models() -> list[str]:
-    """Names of the presets :func:`load_model` accepts."""
-    return list(PRESETS)
+    """Names :func:`load_model` accepts: bundled trained models, then presets (random weights unless given)."""
+    return [*BUNDLED, *PRESETS]
+
+
+def _bundled_path(name: str) -> Path:
+    path = BUNDLED[name]
+    if not path.is_file():
+        raise CheckpointError(path, f"the bundled weights of {name!r} are missing: reinstall the package, or use --model/--weights")
+    return path
 
 
 def model_config(name: str) -> ReconstructorConfig:
-    """The preset ``name``."""
+    """The config of the preset or bundled model ``name``."""
+    if name in BUNDLED:
+        _, cfg = read_config(_bundled_path(name))
+        return ReconstructorConfig.from_dict(cfg)
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)} or give a checkpoint path") from None
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())} or give a checkpoint path") from None
 
 
 def save_model(model: Reconstructor, path: str | os.PathLike) -> Path:
@@ -101,7 +114,11 @@ def load_model(
     (see the module docstring for the accepted formats)."""
     device = device or _default_device()
     name = str(name_or_path)
-    if name in PRESETS:
+    if name in BUNDLED:
+        model = _load_checkpoint(_bundled_path(name))
+        if weights is not None:
+            load_weights(model, weights)
+    elif name in PRESETS:
         model = build_reconstructor(PRESETS[name])
         if weights is not None:
             load_weights(model, weights)
@@ -115,7 +132,7 @@ def load_model(
 def _load_checkpoint(path: str | os.PathLike) -> Reconstructor:
     """A model from a file alone: project safetensors with a recorded config, or an official VGGT checkpoint."""
     if not Path(path).exists():
-        raise CheckpointError(path, f"file not found (and not a model name: {', '.join(PRESETS)})")
+        raise CheckpointError(path, f"file not found (and not a model name: {', '.join(list_models())})")
     kind, cfg = read_config(path)
     if cfg is not None:
         if kind != CHECKPOINT_KIND:
