@@ -3,6 +3,7 @@ server started in this process."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.request
@@ -62,12 +63,13 @@ class CountingModel:
 
 
 def tiny_model() -> Any:
-    """The registry's ``mum-tiny`` (random weights) at a small input size, or the stand-in without a registry."""
+    """The registry's ``mum-tiny`` (random weights, the same every run), or the model named by
+    ``$MUM_WEB_TEST_MODEL`` (e.g. ``mum-default`` for the README screenshot); the stand-in without a registry."""
     try:
         import heads
 
-        torch.manual_seed(0)  # random weights, the same every run
-        model = heads.load_model("mum-tiny", device="cpu")
+        torch.manual_seed(0)
+        model = heads.load_model(os.environ.get("MUM_WEB_TEST_MODEL", "mum-tiny"), device="cpu")
     except (ImportError, AttributeError):
         return StandInModel()
     return model
