@@ -1,7 +1,7 @@
 """End-to-end inference benchmark: time of one ``predict`` and peak memory vs number of frames.
 
 Run: ``python benchmarks/inference.py``. Defaults per device (each preset at its own resolution unless
-``--size`` is given: mum-vitl16 at 480 px, vggt-1b at 518 px):
+``--size`` is given, except mum-vitl16 at 512 px beside vggt-1b at 518 px):
 
 * CPU: mum-tiny at 1–100 frames, mum-small at 1–10, and mum-vitl16 beside vggt-1b at 1–2 frames (one timed
   run each);
@@ -96,6 +96,7 @@ def run_one(preset: str, frames: int, size: int | None, device: str, repeats: in
 
 
 CPU_PLAN = {"mum-tiny": [1, 2, 10, 25, 50, 100], "mum-small": [1, 2, 10], "mum-vitl16": [1, 2], "vggt-1b": [1, 2]}
+BENCH_SIZE = {"mum-vitl16": 512}  # the comparison with vggt-1b (518 px) is at 512 px; other presets: their own size
 CPU_SINGLE_RUN = {"mum-vitl16", "vggt-1b"}  # tens of seconds per frame on a CPU: one timed run after the warm-up
 CUDA_FRAMES = [1, 10, 50, 100, 200, 500, 1000]
 CUDA_PRESETS = ["mum-tiny", "mum-small", "mum-vitl16", "vggt-1b"]
@@ -167,8 +168,9 @@ def measure(preset: str, n: int, backend: str, device: str, args: argparse.Names
     repeats = 1 if device == "cpu" and preset in CPU_SINGLE_RUN else args.repeats
     cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", str(n), "--repeats", str(repeats),
            "--chunk", str(args.chunk), "--device", device]
-    if args.size:
-        cmd += ["--size", str(args.size)]
+    size = args.size or BENCH_SIZE.get(preset)
+    if size:
+        cmd += ["--size", str(size)]
     if args.compile:
         cmd.append("--compile")
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MUM_ATTENTION": backend})
@@ -189,7 +191,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=None)
     parser.add_argument("--frames", nargs="+", type=int, default=None)
-    parser.add_argument("--size", type=int, default=None, help="square input side (default: each preset's own)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="square input side (default: each preset's own; mum-vitl16 at 512 beside vggt-1b at 518)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=8, help="frames per encoder/DPT chunk")
     parser.add_argument("--device", default="auto")
