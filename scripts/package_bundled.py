@@ -1,6 +1,6 @@
 """Package a distillation run's final weights as the bundled default model.
 
-Usage: ``python scripts/package_bundled.py RUN_DIR OUT.safetensors [--name mum-tiny] [--image-size 160]``.
+Usage: ``python scripts/package_bundled.py RUN_DIR OUT.safetensors [--name mum-tiny] [--image-size 128]``.
 Takes the newest complete checkpoint of RUN_DIR, records the name and the resolution it was trained at in the
 config, and writes project safetensors (loadable with ``heads.load_model(path)``).
 """
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--name", default="mum-tiny")
-    parser.add_argument("--image-size", type=int, default=160, help="default long side (the training resolution)")
+    parser.add_argument("--image-size", type=int, default=128, help="default long side (the training resolution)")
     args = parser.parse_args()
     ckpt = newest_checkpoint(args.run_dir)
     model = heads.load_model(ckpt, device="cpu")
