@@ -53,14 +53,19 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def pixel_rays(K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int) -> np.ndarray:
     """World rays ``[H, W, 6]`` float32 (origin, direction) through pixel centres, directions scaled so that
-    the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``)."""
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    pix = np.stack([u, v, np.ones_like(u)], axis=-1)
-    d_cam = pix @ np.linalg.inv(K).T
-    R = cam_from_world[:3, :3]
-    d_world = d_cam @ R  # R^T d
-    origin = np.broadcast_to(camera_center(cam_from_world), d_world.shape)
-    return np.concatenate([origin, d_world], axis=-1).astype(np.float32)
+    the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``).
+    Batched: ``K [..., 3, 3]`` and ``cam_from_world [..., 3, 4]`` give ``[..., H, W, 6]``."""
+    K, E = np.asarray(K, np.float64), np.asarray(cam_from_world, np.float64)
+    # world direction of pixel (u, v) = Rᵀ K⁻¹ [u, v, 1] = u·a + v·b + c, with [a b c] = Rᵀ K⁻¹
+    M = (np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)).astype(np.float32)
+    u = np.arange(width, dtype=np.float32)
+    v = np.arange(height, dtype=np.float32)
+    batch = M.shape[:-2]
+    rays = np.empty(batch + (height, width, 6), np.float32)
+    rays[..., :3] = camera_center(E).astype(np.float32)[..., None, None, :]
+    a, b, c = (M[..., None, None, :, k] for k in range(3))
+    rays[..., 3:] = u[:, None] * a + v[:, None, None] * b + c
+    return rays
 
 
 def depth_to_world(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray) -> np.ndarray:

@@ -68,6 +68,13 @@ class World:
     background: Background
     info: dict = field(default_factory=dict)
     _raycaster: object = None
+    _corner_attributes: np.ndarray | None = None
+
+    def corner_attributes(self) -> np.ndarray:
+        """Per-corner normal and texture coordinates ``[T, 3, 5]`` float32 (built once), interpolated together."""
+        if self._corner_attributes is None:
+            self._corner_attributes = np.concatenate([self.mesh["corner_normal"], self.mesh["corner_uv"]], -1)
+        return self._corner_attributes
 
     def raycaster(self):
         """The Open3D ``RaycastingScene`` of the mesh (built once)."""
@@ -108,7 +115,7 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
         ``masks`` bool ``[S, H, W]``, ``exposure`` (the scale applied before the sRGB curve).
     """
     S = len(extrinsics)
-    rays = np.stack([pixel_rays(intrinsics[i], extrinsics[i], width, height) for i in range(S)])
+    rays = pixel_rays(intrinsics, extrinsics, width, height)
     hit = world.cast(rays, nthreads)
     t = hit["t_hit"]
     mask = np.isfinite(t) & (t > 0)
@@ -121,14 +128,15 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
     if len(idx):
         prim = hit["primitive_ids"].ravel()[idx].astype(np.int64)
         bu, bv = hit["primitive_uvs"].reshape(-1, 2)[idx].T
-        bary = (1 - bu - bv, bu, bv)  # weights of corners 0, 1, 2
+        bary = np.stack([1 - bu - bv, bu, bv], 1)  # weights of corners 0, 1, 2
         tt = t.ravel()[idx]
-        origin, direction = flat_rays[idx, :3], flat_rays[idx, 3:]
-        points = origin + direction * tt[:, None]
-        normals = _interpolate(world.mesh["corner_normal"], prim, bary)
+        hit_rays = flat_rays[idx]
+        direction = hit_rays[:, 3:]
+        points = hit_rays[:, :3] + direction * tt[:, None]
+        attributes = _interpolate(world.corner_attributes(), prim, bary)
+        normals, uv = attributes[:, :3], attributes[:, 3:]
         normals /= np.sqrt(np.maximum(_dot(normals, normals), 1e-20))
         normals *= -np.sign(_dot(normals, direction) + 1e-12)  # face the camera
-        uv = _interpolate(world.mesh["corner_uv"], prim, bary)
         albedo = _albedo(world, prim, uv, mask, flat_mask, idx, t.shape)
         light = _irradiance(world, points, normals, nthreads)
         radiance[idx] = albedo * light
@@ -142,10 +150,10 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
     return {"images": images, "depths": depths, "masks": mask, "exposure": exposure}
 
 
-def _interpolate(corners: np.ndarray, prim: np.ndarray, bary: tuple) -> np.ndarray:
-    """Barycentric interpolation of per-corner attributes ``corners [T, 3, C]`` at hits ``prim [N]``."""
-    c = corners[prim]
-    return c[:, 0] * bary[0][:, None] + c[:, 1] * bary[1][:, None] + c[:, 2] * bary[2][:, None]
+def _interpolate(corners: np.ndarray, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Barycentric interpolation of per-corner attributes ``corners [T, 3, C]`` at hits ``prim [N]`` with
+    weights ``bary [N, 3]``."""
+    return np.einsum("nkc,nk->nc", corners[prim], bary)
 
 
 def _albedo(world: World, prim, uv, mask, flat_mask, idx, shape) -> np.ndarray:
@@ -153,18 +161,17 @@ def _albedo(world: World, prim, uv, mask, flat_mask, idx, shape) -> np.ndarray:
     pixels (smaller of the forward/backward differences, so edges between surfaces do not blur)."""
     S, H, W = shape
     fp = np.zeros((S, H, W), np.float32)
+    img = np.zeros((S, H, W), np.float32)
     for c in range(2):
-        img = np.zeros((S, H, W), np.float32)
         img.reshape(-1)[idx] = uv[:, c]
         for axis in (1, 2):
-            d = np.abs(np.diff(img, axis=axis))
-            pad = [(0, 0)] * 3
-            pad[axis] = (0, 1)
-            fwd = np.pad(d, pad, mode="edge")
-            pad[axis] = (1, 0)
-            bwd = np.pad(d, pad, mode="edge")
-            robust = np.where((fwd > 0) & (bwd > 0), np.minimum(fwd, bwd), np.maximum(fwd, bwd))
-            np.maximum(fp, robust, out=fp)
+            d = np.abs(np.diff(img, axis=axis))  # |uv(i+1) - uv(i)|, one shorter along axis
+            fwd, bwd = d[_along(axis, slice(1, None))], d[_along(axis, slice(None, -1))]
+            lo, hi = np.minimum(fwd, bwd), np.maximum(fwd, bwd)
+            robust = np.where(lo > 0, lo, hi)  # interior pixels; an edge pixel has its one difference
+            for target, value in ((slice(1, -1), robust), (0, d[_along(axis, 0)]), (-1, d[_along(axis, -1)])):
+                view = fp[_along(axis, target)]
+                np.maximum(view, value, out=view)
     footprint = fp.reshape(-1)[idx]
     mat_ids = world.mesh["material"][prim]
     tex_ids = np.array([m.texture for m in world.materials])[mat_ids]
@@ -175,6 +182,13 @@ def _albedo(world: World, prim, uv, mask, flat_mask, idx, shape) -> np.ndarray:
         tex = world.textures[k]
         out[sel] = tex.sample(uv[sel], footprint[sel] * tex.size)
     return out * tints
+
+
+def _along(axis: int, index) -> tuple:
+    """Index ``index`` along ``axis`` of an ``[S, H, W]`` array."""
+    key = [slice(None)] * 3
+    key[axis] = index
+    return tuple(key)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
