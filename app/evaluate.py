@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mum-tiny", help="preset name or checkpoint path")
     p.add_argument("--weights", help="weights for a preset name")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="evaluate on N held-out synthetic scenes")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="synthetic split: test (report figures) or val (choose checkpoints without touching test)")
     p.add_argument("--scene", action="append", default=[], help="COLMAP / transforms.json scene (repeatable)")
     p.add_argument("--views", type=int, default=10, help="views per scene (N of the pose protocol)")
     p.add_argument("--seed", type=int, default=0, help="seed of the view sampling")
@@ -66,15 +68,16 @@ def evaluate_sample(model: Any, sample: dict[str, torch.Tensor], points: bool) -
     return res
 
 
-def synthetic_samples(n: int, views: int, size: tuple[int, int]):
-    """The held-out synthetic test scenes ``0 … n-1`` (the engine's test seed range)."""
+def synthetic_samples(n: int, views: int, size: tuple[int, int], split: str = "test"):
+    """The held-out synthetic scenes ``0 … n-1`` of ``split`` (the engine's test or validation seed range)."""
     from mum.training.config import DataConfig
     from mum.training.data import SampleKey
     from mum.training.sources_impl import SyntheticSource
 
-    src = SyntheticSource(DataConfig(image_size=tuple(size)), "test", 0)
+    src = SyntheticSource(DataConfig(image_size=tuple(size)), split, 0)
+    prefix = "synthetic" if split == "test" else f"synthetic-{split}"
     for i in range(n):
-        yield f"synthetic/{i:04d}", src(SampleKey(i, views))
+        yield f"{prefix}/{i:04d}", src(SampleKey(i, views))
 
 
 def real_sample(path: str, views: int, seed: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -129,18 +132,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bar = tqdm(total=args.synthetic + len(args.scene), desc="mum-eval", unit="scene", disable=args.quiet)
     if args.synthetic:
         rows = {}
-        for name, s in synthetic_samples(args.synthetic, args.views, tuple(args.size)):
+        for name, s in synthetic_samples(args.synthetic, args.views, tuple(args.size), args.split):
             rows[name] = evaluate_sample(model, s, not args.no_points)
             bar.update()
         per_scene.update(rows)
-        groups[f"synthetic ({args.synthetic})"] = summarize(rows)
+        label = "synthetic" if args.split == "test" else f"synthetic {args.split}"
+        groups[f"{label} ({args.synthetic})"] = summarize(rows)
     for path in args.scene:
         per_scene[path] = evaluate_sample(model, real_sample(path, args.views, args.seed, tuple(args.size)), False)
         groups[Path(path).name] = per_scene[path]
         bar.update()
     bar.close()
     print_table(groups)
-    return {"model": args.model, "weights": args.weights, "views": args.views, "seed": args.seed,
+    return {"model": args.model, "weights": args.weights, "split": args.split, "views": args.views, "seed": args.seed,
             "size": list(args.size), "summary": groups, "scenes": per_scene}
 
 

@@ -78,3 +78,12 @@ def test_mum_eval_smoke(tmp_path: Path) -> None:
     row = res["summary"]["synthetic (1)"]
     assert 0 <= row["auc30"] <= 100 and math.isfinite(row["abs_rel"]) and "acc_mean" in row
     assert main(["--model", "mum-tiny"]) == 2  # nothing to evaluate → one-line error
+
+
+def test_validation_split_scenes_differ_from_test_scenes() -> None:
+    from app.evaluate import synthetic_samples
+
+    (test_name, test), = synthetic_samples(1, 2, (32, 32), "test")
+    (val_name, val), = synthetic_samples(1, 2, (32, 32), "val")
+    assert test_name == "synthetic/0000" and val_name == "synthetic-val/0000"
+    assert not torch.equal(test["images"], val["images"])
