@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.synthetic and not args.scene:
         raise UserError("nothing to evaluate: give --synthetic N and/or --scene PATH")
+    torch.manual_seed(args.seed)  # a preset without weights (the untrained baseline) starts the same each run
     model = load_model(args.model, weights=args.weights, device=args.device)
     per_scene: dict[str, dict[str, float]] = {}
     groups: dict[str, dict[str, float]] = {}
