@@ -1,6 +1,6 @@
 """README pictures: input views above the reconstructed point cloud with cameras, per demo scene.
 
-Usage: ``python scripts/readme_figures.py [--model mum-default] [--views 8] [--scenes tum_freiburg buddha]``;
+Usage: ``python scripts/readme_figures.py [--model mum-default] [--views 8] [--scenes tum_freiburg synthetic_room]``;
 writes ``docs/recon_<scene>.png``.
 """
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--model", default=heads.DEFAULT_MODEL)
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--conf-percentile", type=float, default=50.0)
-    parser.add_argument("--scenes", nargs="+", default=["tum_freiburg", "buddha"])
+    parser.add_argument("--scenes", nargs="+", default=["tum_freiburg", "synthetic_room"])
     args = parser.parse_args()
     model = heads.load_model(args.model, device="cpu")
     for scene in args.scenes:
