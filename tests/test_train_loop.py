@@ -124,23 +124,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, out: str, port: int) -> None:
+def _ddp_worker(rank: int, out: str, port: int, fsdp: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from mum.training import distributed
 
     try:
-        train(tiny_task(Path(out), "run.steps=3", "run.ckpt_every=3"))
+        train(tiny_task(Path(out), "run.steps=3", "run.ckpt_every=3", f"run.fsdp={str(fsdp).lower()}"))
     finally:
         distributed.teardown()
 
 
-def test_two_process_gloo_equals_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp2"])
+def test_two_process_gloo_equals_one_process(tmp_path: Path, fsdp: bool) -> None:
+    """DDP, or FSDP2 sharding per block (its checkpoint gathered to a full state dict), on 2 gloo processes."""
     single = tmp_path / "single"
     train(tiny_task(single, "run.steps=3", "run.ckpt_every=3"))
     ddp = tmp_path / "ddp"
-    mp.start_processes(_ddp_worker, args=(str(ddp), _free_port()), nprocs=2, start_method="spawn")
+    mp.start_processes(_ddp_worker, args=(str(ddp), _free_port(), fsdp), nprocs=2, start_method="spawn")
     wa = load_state_dict(latest_checkpoint(single) / "model.safetensors")
     wb = load_state_dict(latest_checkpoint(ddp) / "model.safetensors")
     assert wa.keys() == wb.keys()

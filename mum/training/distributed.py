@@ -90,6 +90,9 @@ def wrap(model: nn.Module, info: DistInfo, fsdp: bool = False) -> nn.Module:
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
+        # every rank shards its own copy: start them all from rank 0's weights (DDP does this itself)
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
         for module in model.modules():
             if type(module).__name__ == "Block":
                 fully_shard(module)
