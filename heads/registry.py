@@ -118,6 +118,7 @@ def load_model(
     name = str(name_or_path)
     if name in BUNDLED:
         model = _load_checkpoint(_bundled_path(name))
+        model.name = name  # shown to users as the name they asked for (the architecture stays in model.cfg.name)
         if weights is not None:
             load_weights(model, weights)
     elif name in PRESETS:
