@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import heads
-from app.evaluate import synthetic_samples
-from heads.metrics import depth_metrics, pose_auc30
+from app.evaluate import evaluate_sample, summarize, synthetic_samples
 
 SCENES, VIEWS, SIZE = 6, 8, (128, 128)  # the bundled model's training size
 # Means over the scenes. Random weights score AUC@30 ≈ 2 %, RRA ≈ 50°, δ<1.25 ≈ 40 %; the bundled model
@@ -27,12 +26,8 @@ def scenes() -> list[dict[str, torch.Tensor]]:
 
 
 def _scores(model, scenes) -> dict[str, float]:
-    rows = []
-    for s in scenes:
-        pred = model.predict(s["images"][None])
-        rows.append({**pose_auc30(pred.extrinsics[0], s["extrinsics"]),
-                     **depth_metrics(pred.depth[0, ..., 0], s["depth"], s["valid"])})
-    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    """Mean pose and depth metrics over ``scenes``, by the same code as ``mum-eval``."""
+    return summarize({str(i): evaluate_sample(model, s, points=False) for i, s in enumerate(scenes)})
 
 
 def test_default_model_is_bundled_and_loads_by_name():
