@@ -40,14 +40,23 @@ class MetricsLogger:
             self.tb.close()
 
 
+def read_all_metrics(path: str | Path) -> dict[str, dict[int, float]]:
+    """``{key: {step: value}}`` of every key in a ``metrics.jsonl`` except ``step``/``time`` (the last record
+    of a step wins, e.g. after a resume)."""
+    out: dict[str, dict[int, float]] = {}
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        for key, value in rec.items():
+            if key not in ("step", "time"):
+                out.setdefault(key, {})[rec["step"]] = value
+    return out
+
+
 def read_metrics(path: str | Path, key: str) -> dict[int, float]:
     """``{step: value}`` of ``key`` in a ``metrics.jsonl`` (the last record wins, e.g. after a resume)."""
-    out: dict[int, float] = {}
-    for line in Path(path).read_text().splitlines():
-        rec = json.loads(line)
-        if key in rec:
-            out[rec["step"]] = rec[key]
-    return out
+    return read_all_metrics(path).get(key, {})
 
 
 class Progress:
