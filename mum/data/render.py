@@ -137,7 +137,7 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
         normals, uv = attributes[:, :3], attributes[:, 3:]
         normals /= np.sqrt(np.maximum(_dot(normals, normals), 1e-20))
         normals *= -np.sign(_dot(normals, direction) + 1e-12)  # face the camera
-        albedo = _albedo(world, prim, uv, mask, flat_mask, idx, t.shape)
+        albedo = _albedo(world, prim, uv, idx, t.shape)
         light = _irradiance(world, points, normals, nthreads)
         radiance[idx] = albedo * light
     radiance = radiance.reshape(S, height, width, 3)
@@ -156,7 +156,7 @@ def _interpolate(corners: np.ndarray, prim: np.ndarray, bary: np.ndarray) -> np.
     return np.einsum("nkc,nk->nc", corners[prim], bary)
 
 
-def _albedo(world: World, prim, uv, mask, flat_mask, idx, shape) -> np.ndarray:
+def _albedo(world: World, prim, uv, idx, shape) -> np.ndarray:
     """Texture colour (linear) per hit, with the mip level chosen from the UV change between neighbouring
     pixels (smaller of the forward/backward differences, so edges between surfaces do not blur)."""
     S, H, W = shape
