@@ -53,8 +53,8 @@ def views_to_sample(images: Sequence[np.ndarray], intrinsics: np.ndarray, extrin
     S = len(images)
     H, W = images[0].shape[:2]
     img = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    if img.max() > 1.5 or images[0].dtype == np.uint8:
-        img = img / 255.0
+    if images[0].dtype == np.uint8 or img.max() > 1.5:
+        img /= 255.0
     K = torch.from_numpy(np.asarray(intrinsics, np.float64)).float()
     ext = torch.eye(4, dtype=torch.float64)[:3].repeat(S, 1, 1) if extrinsics is None else torch.from_numpy(np.asarray(extrinsics, np.float64))
     ext = to_first_camera_frame(ext).float()

@@ -56,16 +56,15 @@ def pixel_rays(K: np.ndarray, cam_from_world: np.ndarray, width: int, height: in
     the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``).
     Batched: ``K [..., 3, 3]`` and ``cam_from_world [..., 3, 4]`` give ``[..., H, W, 6]``."""
     K, E = np.asarray(K, np.float64), np.asarray(cam_from_world, np.float64)
-    # world direction of pixel (u, v) = Rᵀ K⁻¹ [u, v, 1] = u·a + v·b + c, with [a b c] = Rᵀ K⁻¹
-    M = (np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)).astype(np.float32)
-    u = np.arange(width, dtype=np.float32)
-    v = np.arange(height, dtype=np.float32)
+    M = (np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)).astype(np.float32)  # world direction = M [u, v, 1]
     batch = M.shape[:-2]
-    rays = np.empty(batch + (height, width, 6), np.float32)
-    rays[..., :3] = camera_center(E).astype(np.float32)[..., None, None, :]
-    a, b, c = (M[..., None, None, :, k] for k in range(3))
-    rays[..., 3:] = u[:, None] * a + v[:, None, None] * b + c
-    return rays
+    pixels = np.ones((height, width, 3), np.float32)
+    pixels[..., 0] = np.arange(width, dtype=np.float32)
+    pixels[..., 1] = np.arange(height, dtype=np.float32)[:, None]
+    rays = np.empty(batch + (height * width, 6), np.float32)
+    rays[..., :3] = camera_center(E).astype(np.float32)[..., None, :]
+    rays[..., 3:] = pixels.reshape(-1, 3) @ np.swapaxes(M, -1, -2)
+    return rays.reshape(batch + (height, width, 6))
 
 
 def depth_to_world(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray) -> np.ndarray:

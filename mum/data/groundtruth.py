@@ -23,16 +23,17 @@ def to_first_camera_frame(extrinsics: torch.Tensor) -> torch.Tensor:
 
 def depth_to_points(depth: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
     """z-depth ``[..., H, W]``, intrinsics ``[..., 3, 3]``, camera-from-world ``[..., 3, 4]`` → world points
-    ``[..., H, W, 3]`` (pixel centres at integer coordinates)."""
+    ``[..., H, W, 3]`` (pixel centres at integer coordinates): ``c + z · Rᵀ K⁻¹ [u, v, 1]`` with the camera
+    centre ``c = −Rᵀ t``."""
     H, W = depth.shape[-2:]
     v, u = torch.meshgrid(torch.arange(H, dtype=depth.dtype, device=depth.device),
                           torch.arange(W, dtype=depth.dtype, device=depth.device), indexing="ij")
-    fx, fy = intrinsics[..., 0, 0, None, None], intrinsics[..., 1, 1, None, None]
-    cx, cy = intrinsics[..., 0, 2, None, None], intrinsics[..., 1, 2, None, None]
-    cam = torch.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], dim=-1)
-    R, t = extrinsics[..., :3, :3], extrinsics[..., :3, 3]
-    # world = Rᵀ (cam − t)
-    return torch.einsum("...ji,...hwj->...hwi", R, cam - t[..., None, None, :])
+    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(H * W, 3)
+    R, t = extrinsics[..., :3, :3].double(), extrinsics[..., :3, 3:].double()
+    # row-vector form: world direction of pixel p is p · K⁻ᵀ R, the centre is −tᵀ R
+    dirs = pixels @ (torch.linalg.inv(intrinsics.double()).mT @ R).to(depth.dtype)  # [..., H·W, 3]
+    centre = (-t.mT @ R).to(depth.dtype)  # [..., 1, 3]
+    return torch.addcmul(centre, dirs, depth.reshape(*depth.shape[:-2], H * W, 1)).reshape(*depth.shape, 3)
 
 
 def mean_valid_distance(points: torch.Tensor, valid: torch.Tensor, sample_dims: int = 4) -> torch.Tensor:
