@@ -23,17 +23,18 @@ def to_first_camera_frame(extrinsics: torch.Tensor) -> torch.Tensor:
 
 def depth_to_points(depth: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
     """z-depth ``[..., H, W]``, intrinsics ``[..., 3, 3]``, camera-from-world ``[..., 3, 4]`` → world points
-    ``[..., H, W, 3]`` (pixel centres at integer coordinates): ``c + z · Rᵀ K⁻¹ [u, v, 1]`` with the camera
-    centre ``c = −Rᵀ t``."""
+    ``[..., H, W, 3]`` (pixel centres at integer coordinates): ``c + z · M [u, v, 1]`` with ``M = Rᵀ K⁻¹``
+    and the camera centre ``c = −Rᵀ t``."""
     H, W = depth.shape[-2:]
-    v, u = torch.meshgrid(torch.arange(H, dtype=depth.dtype, device=depth.device),
-                          torch.arange(W, dtype=depth.dtype, device=depth.device), indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(H * W, 3)
     R, t = extrinsics[..., :3, :3].double(), extrinsics[..., :3, 3:].double()
-    # row-vector form: world direction of pixel p is p · K⁻ᵀ R, the centre is −tᵀ R
-    dirs = pixels @ (torch.linalg.inv(intrinsics.double()).mT @ R).to(depth.dtype)  # [..., H·W, 3]
-    centre = (-t.mT @ R).to(depth.dtype)  # [..., 1, 3]
-    return torch.addcmul(centre, dirs, depth.reshape(*depth.shape[:-2], H * W, 1)).reshape(*depth.shape, 3)
+    M = (R.mT @ torch.linalg.inv(intrinsics.double())).to(depth.dtype)
+    centre = (-R.mT @ t)[..., 0].to(depth.dtype)  # [..., 3]
+    u = torch.arange(W, dtype=depth.dtype, device=depth.device)
+    v = torch.arange(H, dtype=depth.dtype, device=depth.device)
+    along_row = u[:, None] * M[..., None, :, 0]  # u · M[:, 0]   [..., W, 3]
+    along_col = v[:, None] * M[..., None, :, 1] + M[..., None, :, 2]  # v · M[:, 1] + M[:, 2]   [..., H, 3]
+    dirs = along_row[..., None, :, :] + along_col[..., :, None, :]  # [..., H, W, 3]
+    return torch.addcmul(centre[..., None, None, :], dirs, depth[..., None])
 
 
 def mean_valid_distance(points: torch.Tensor, valid: torch.Tensor, sample_dims: int = 4) -> torch.Tensor:

@@ -29,20 +29,21 @@ class MeshBuilder:
 
     # ------------------------------------------------------------------------------------------ core
     def add(self, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, material: int, smooth: bool = False) -> None:
-        """Add a mesh ``vertices [V, 3]``, ``faces [F, 3]`` (indices into vertices), ``uvs [V, 2]``."""
+        """Add a mesh ``vertices [V, 3]``, ``faces [F, 3]`` (indices into vertices), ``uvs [V, 2]``; corner
+        normals are the face normal (flat), or with ``smooth`` the area-weighted mean of the faces around
+        each vertex."""
         vertices = np.asarray(vertices, np.float64)
         faces = np.asarray(faces, np.int64)
-        tri = vertices[faces]
-        face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         if smooth:
+            tri = vertices[faces]
+            face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
             vn = np.zeros_like(vertices)
             for k in range(3):
                 np.add.at(vn, faces[:, k], face_n)
             vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
             corner_n = vn[faces]
         else:
-            fn = face_n / np.maximum(np.linalg.norm(face_n, axis=1, keepdims=True), 1e-12)
-            corner_n = np.repeat(fn[:, None], 3, axis=1)
+            corner_n = None  # flat: computed for all flat triangles at once in build()
         self._vertices.append(vertices)
         self._faces.append(faces + self._count)
         self._uvs.append(np.asarray(uvs, np.float64)[faces])
@@ -53,11 +54,20 @@ class MeshBuilder:
     def build(self) -> dict[str, np.ndarray]:
         """``vertices [V,3]`` float32, ``triangles [T,3]`` uint32, ``corner_uv [T,3,2]``, ``corner_normal [T,3,3]``
         float32, ``material [T]`` int32."""
+        vertices = np.concatenate(self._vertices)
+        faces = np.concatenate(self._faces)
+        flat = np.concatenate([np.full(len(f), n is None) for f, n in zip(self._faces, self._normals)])
+        normals = np.empty((len(faces), 3, 3))
+        tri = vertices[faces[flat]]
+        face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normals[flat] = (face_n / np.maximum(np.linalg.norm(face_n, axis=1, keepdims=True), 1e-12))[:, None]
+        if not flat.all():
+            normals[~flat] = np.concatenate([n for n in self._normals if n is not None])
         return {
-            "vertices": np.concatenate(self._vertices).astype(np.float32),
-            "triangles": np.concatenate(self._faces).astype(np.uint32),
+            "vertices": vertices.astype(np.float32),
+            "triangles": faces.astype(np.uint32),
             "corner_uv": np.concatenate(self._uvs).astype(np.float32),
-            "corner_normal": np.concatenate(self._normals).astype(np.float32),
+            "corner_normal": normals.astype(np.float32),
             "material": np.concatenate(self._materials),
         }
 

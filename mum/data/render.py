@@ -147,8 +147,8 @@ def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, w
     idx = np.flatnonzero(flat_mask)
     if len(idx):
         prim = hit["primitive_ids"].ravel()[idx].astype(np.intp)
-        bary = hit["primitive_uvs"].reshape(-1, 2)[idx].T  # weights of corners 1 and 2 [2, N]
-        hit_rays = flat_rays[idx].T  # [6, N]
+        bary = np.ascontiguousarray(hit["primitive_uvs"].reshape(-1, 2)[idx].T)  # weights of corners 1 and 2 [2, N]
+        hit_rays = np.ascontiguousarray(flat_rays[idx].T)  # [6, N]
         direction = hit_rays[3:]
         points = hit_rays[:3] + direction * t.ravel()[idx]
         attributes = _interpolate(world.corner_attributes(), prim, bary)

@@ -129,7 +129,8 @@ def random_color(rng: np.random.Generator, sat: tuple[float, float] = (0.1, 0.8)
 
 
 def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    return a * (1 - t[..., None]) + b * t[..., None]
+    """``a (1 − t) + b t`` per pixel: colours ``a, b [3]`` (or images), weights ``t [H, W]``."""
+    return a + t[..., None] * (b - a)
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
