@@ -2,8 +2,9 @@
 
 Run: ``python benchmarks/data.py [--sizes 224 512] [--views 8] [--scenes 16] [--workers 0 2]``.
 Prints a table and writes ``benchmarks/results/data_cpu.json``. "workers 0" times ``generate_scene`` in this
-process with one ray-casting thread and also reports views per CPU-second (robust to other load); "workers N" times a ``DataLoader`` over ``SyntheticMultiViewDataset``
-with N worker processes (one ray-casting thread each), after the workers have produced a first batch, so
+process with one thread for ray casting, BLAS/OpenMP and torch (what a DataLoader worker gets) and
+also reports views per CPU-second (robust to other load); "workers N" times a ``DataLoader`` over
+``SyntheticMultiViewDataset`` with N worker processes, after the workers have produced a first batch, so
 process start-up and photo loading are not counted. Views are full training samples (RGB, depth, mask, points).
 """
 
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mum.data.dataset import SyntheticMultiViewDataset, collate  # noqa: E402
+from mum.data.dataset import SyntheticMultiViewDataset, collate, single_threaded  # noqa: E402
 from mum.data.synthetic import SyntheticConfig, generate_scene  # noqa: E402
 from mum.data.textures import PhotoBank  # noqa: E402
 
@@ -30,8 +31,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bench_inline(size: int, views: int, scenes: int) -> tuple[float, float]:
-    """(views/s by wall clock, views per CPU-second) for one process with one ray-casting thread; the second
-    figure is what one otherwise idle core delivers, whatever else the machine is running."""
+    """(views/s by wall clock, views per CPU-second) for one single-threaded process; the second figure is
+    what one otherwise idle core delivers, whatever else the machine is running."""
+    single_threaded()
     PhotoBank()
     config = SyntheticConfig(nthreads=1)
     generate_scene(10_000, views, size, size, config)  # warm-up

@@ -111,15 +111,16 @@ class World:
         """``rays [..., 6]`` float32 → ``t_hit``, ``primitive_ids``, ``primitive_uvs`` as numpy."""
         import open3d as o3d
 
-        out = self.raycaster().cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)), nthreads=nthreads)
+        rays = np.ascontiguousarray(rays, dtype=np.float32)  # kept alive here: the tensor shares its memory
+        out = self.raycaster().cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=nthreads)
         return {k: out[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_uvs")}
 
     def occluded(self, rays: np.ndarray, tfar: float, nthreads: int = 0) -> np.ndarray:
         """Whether each ray ``[N, 6]`` hits anything with ``0 < t < tfar`` (origins are already offset)."""
         import open3d as o3d
 
-        rays = o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32))
-        return self.raycaster().test_occlusions(rays, tnear=0.0, tfar=float(tfar), nthreads=nthreads).numpy().astype(bool)
+        rays = np.ascontiguousarray(rays, dtype=np.float32)  # kept alive here: the tensor shares its memory
+        return self.raycaster().test_occlusions(o3d.core.Tensor.from_numpy(rays), tnear=0.0, tfar=float(tfar), nthreads=nthreads).numpy().astype(bool)
 
 
 def render_views(world: World, extrinsics: np.ndarray, intrinsics: np.ndarray, width: int, height: int,

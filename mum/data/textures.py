@@ -80,10 +80,12 @@ class TextureAtlas:
         x0, y0, w, h = (np.take(column, key) for column in self.table)
         m = len(u)
         cols = 1024  # remap wants maps smaller than 32767 per side: fold into rows of 1024
-        maps = np.zeros((-(-m // cols) * cols, 2), np.float32)
-        maps[:m, 0] = x0 + (u - np.floor(u)) * w
-        maps[:m, 1] = y0 + (v - np.floor(v)) * h
-        out = cv2.remap(self.image, maps.reshape(-1, cols, 2), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        map_x, map_y = np.zeros((2, -(-m // cols), cols), np.float32)
+        np.multiply(u - np.floor(u), w, out=map_x.reshape(-1)[:m])
+        map_x.reshape(-1)[:m] += x0
+        np.multiply(v - np.floor(v), h, out=map_y.reshape(-1)[:m])
+        map_y.reshape(-1)[:m] += y0
+        out = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return out.reshape(-1, 3)[:m]
 
 
