@@ -1,6 +1,6 @@
 """Synthetic data engine throughput: generated views per second, single process and through a DataLoader.
 
-Run: ``python benchmarks/data.py [--sizes 224 512] [--views 8] [--scenes 16] [--workers 0 2]``.
+Run: ``python benchmarks/data.py [--sizes 224 512] [--views 8] [--scenes 32] [--workers 0 2]``.
 Prints a table and writes ``benchmarks/results/data_cpu.json``. "workers 0" times ``generate_scene`` in this
 process with one thread for ray casting, BLAS/OpenMP and torch (what a DataLoader worker gets) and
 also reports views per CPU-second (robust to other load); "workers N" times a ``DataLoader`` over
@@ -60,7 +60,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
     p.add_argument("--views", type=int, default=8)
-    p.add_argument("--scenes", type=int, default=16)
+    p.add_argument("--scenes", type=int, default=32)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -171,3 +171,16 @@ def test_scene_dataset_on_posed_scene():
     unposed.extrinsics = None
     with pytest.raises(ValueError):
         SceneDataset([unposed])
+
+
+def test_single_threaded_limits_blas_pools():
+    """DataLoader workers limit numpy's BLAS pool to one thread (checked in a fresh process: the limit is
+    process-wide)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy; from mum.data.dataset import single_threaded; single_threaded(); "
+            "from threadpoolctl import threadpool_info; "
+            "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[1]"

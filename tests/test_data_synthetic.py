@@ -190,3 +190,36 @@ def test_default_photo_dirs_skip_synthetic_demo_scenes(tmp_path, monkeypatch):
     monkeypatch.setattr(textures, "DEMO_DIR", tmp_path)
     monkeypatch.delenv("MUM_TEXTURE_DIRS", raising=False)
     assert textures.default_photo_dirs() == [tmp_path / "real_a" / "images", tmp_path / "real_b" / "images"]
+
+
+def _wrap_bilinear(level: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Reference: bilinear sample of one tiling image at ``u, v`` (1 = one repetition), texel centres at
+    ``(i + 0.5) / size``, wrapping at every edge."""
+    h, w = level.shape[:2]
+    x, y = (u % 1.0) * w - 0.5, (v % 1.0) * h - 0.5
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    at = lambda yy, xx: level[yy % h, xx % w]  # noqa: E731
+    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x0 + 1) * fx * (1 - fy)
+            + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy)
+
+
+def test_texture_atlas_samples_each_texture_and_mip_level_as_if_alone():
+    """One remap over the packed atlas gives, for every hit, the bilinear wrapped sample of its own texture at
+    the mip level its footprint selects (textures of different sizes, coordinates far outside [0, 1))."""
+    from mum.data.textures import Texture, TextureAtlas
+
+    rng = np.random.default_rng(3)
+    textures = [Texture(rng.random((s, s, 3), dtype=np.float32)) for s in (64, 32, 16, 64)]
+    atlas = TextureAtlas(textures, width=128)  # narrow: several shelves
+    n = 4000
+    tex = rng.integers(0, len(textures), n)
+    u, v = rng.uniform(-3, 5, n).astype(np.float32), rng.uniform(-3, 5, n).astype(np.float32)
+    level = rng.integers(0, 6, n)
+    sizes = np.array([t.size for t in textures])
+    footprint = (2.0 ** level / sizes[tex]).astype(np.float32)  # exactly level `level` texels per pixel
+    got = atlas.sample(tex, u, v, footprint)
+    for i in range(n):
+        lv = textures[tex[i]].levels[min(level[i], len(textures[tex[i]].levels) - 1)]
+        want = _wrap_bilinear(lv, u[i : i + 1].astype(np.float64), v[i : i + 1].astype(np.float64))[0]
+        np.testing.assert_allclose(got[i], want, atol=2e-3, err_msg=f"hit {i}: texture {tex[i]}, level {level[i]}")

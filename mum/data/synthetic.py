@@ -12,10 +12,11 @@ another, so the same seed at another resolution or view count shows the same wor
 come from the repository's ``demo/*/images`` (plus ``$MUM_TEXTURE_DIRS`` or ``photo_dirs``); changing the set
 of photos changes the scenes.
 
-Speed (``python benchmarks/data.py``, 8 views per scene, on the project's 2-core CPU machine while other jobs
-kept its load average near 9): 35.5 views per CPU-second at 224×224 (≈ 4.4 scenes/s per core) and 7.6 at
-512×512 with one ray-casting thread; by wall clock under that load 18.7 views/s at 224×224 through a
-2-worker ``DataLoader``. On an idle 2-core machine two workers give ≈ 2 × 35 ≈ 70 views/s at 224×224.
+Speed (``python benchmarks/data.py``, 8-view scenes, the project's 2-core CPU, 2026-12-02): at 224×224 one
+single-threaded process renders 21 views per CPU-second and a 2-worker ``DataLoader`` delivers ≈ 37 views/s of
+full training samples; at 512×512, 5.2 and 8.9. Per 224×224 scene of one process, ≈ 0.37 s: ray casting
+(Embree) ≈ 0.11 s of it (camera rays and shadow rays), building the world (meshes, procedural textures)
+≈ 0.07 s, texture sampling and shading the rest.
 """
 
 from __future__ import annotations
