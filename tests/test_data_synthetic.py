@@ -223,3 +223,4 @@ def test_texture_atlas_samples_each_texture_and_mip_level_as_if_alone():
         lv = textures[tex[i]].levels[min(level[i], len(textures[tex[i]].levels) - 1)]
         want = _wrap_bilinear(lv, u[i : i + 1].astype(np.float64), v[i : i + 1].astype(np.float64))[0]
         np.testing.assert_allclose(got[i], want, atol=2e-3, err_msg=f"hit {i}: texture {tex[i]}, level {level[i]}")
+    assert atlas.sample(tex[:0], u[:0], v[:0], footprint[:0]).shape == (0, 3)  # e.g. a view without sky

@@ -74,11 +74,13 @@ class TextureAtlas:
         """Colours ``[N, 3]`` of textures ``texture [N]`` (indices into the atlas's list) at texture coordinates
         ``u, v [N]`` (1 = one repetition, wrapping), at the mip level whose texels match ``footprint [N]``, the
         change of ``uv`` between neighbouring pixels."""
+        m = len(u)
+        if m == 0:
+            return np.empty((0, 3), np.float32)
         texels = np.maximum(footprint * self.sizes[texture], 1.0)
         level = np.minimum(np.rint(np.log2(texels)), self.num_levels[texture] - 1).astype(np.intp)
         key = texture * self.max_levels + level
         x0, y0, w, h = (np.take(column, key) for column in self.table)
-        m = len(u)
         cols = 1024  # remap wants maps smaller than 32767 per side: fold into rows of 1024
         map_x, map_y = np.zeros((2, -(-m // cols), cols), np.float32)
         np.multiply(u - np.floor(u), w, out=map_x.reshape(-1)[:m])
