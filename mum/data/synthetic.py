@@ -13,10 +13,10 @@ come from the repository's ``demo/*/images`` (plus ``$MUM_TEXTURE_DIRS`` or ``ph
 of photos changes the scenes.
 
 Speed (``python benchmarks/data.py``, 8-view scenes, the project's 2-core CPU, 2026-12-02): at 224×224 one
-single-threaded process renders 21 views per CPU-second and a 2-worker ``DataLoader`` delivers ≈ 37 views/s of
-full training samples; at 512×512, 5.2 and 8.9. Per 224×224 scene of one process, ≈ 0.37 s: ray casting
-(Embree) ≈ 0.11 s of it (camera rays and shadow rays), building the world (meshes, procedural textures)
-≈ 0.07 s, texture sampling and shading the rest.
+single-threaded process makes 22 views of full training samples per CPU-second and a 2-worker ``DataLoader``
+delivers ≈ 38 views/s; at 512×512, 5.3 and 9.1. CPU time per 224×224 scene ≈ 0.36 s: building the world
+(meshes, procedural textures) 0.08 s, planning cameras 0.01 s, rendering 0.25 s (of which Embree ray casting
+for camera and shadow rays ≈ 0.11 s), sample assembly 0.02 s.
 """
 
 from __future__ import annotations
