@@ -24,6 +24,7 @@ from app.cli_common import (
     friendly_errors,
 )
 from mum.errors import UserError
+from mum.files import atomic_dir
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 
@@ -109,7 +110,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Pa
     if suffix == ".json":
         return [export.write_cameras_json(out, recon)]
     written = []
-    with export.atomic_dir(out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(out, overwrite=args.overwrite) as tmp:
         steps = [
             ("scene.ply", lambda: export.write_ply(tmp / "scene.ply", cloud)),
             ("scene.glb", lambda: export.write_glb(tmp / "scene.glb", recon, cloud)),

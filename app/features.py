@@ -6,10 +6,7 @@ Example: ``mum-features demo/tum_freiburg/images -o features.npz --weights MuM_V
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +15,7 @@ from app.cli_common import check_output_path, choose_device, friendly_errors
 from app.io import list_image_paths, load_images, preprocess
 from mum.config import ENCODER_PRESETS
 from mum.encoder import build_encoder
+from mum.files import atomic_path
 from mum.weights import load_encoder
 
 
@@ -69,11 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for layer, t in zip(args.layers, feats.intermediate):
         arrays[f"layer_{layer}"] = t.float().cpu().numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz")
-    os.close(fd)
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     import cv2
 
     png = out.with_suffix(".png")

@@ -18,6 +18,7 @@ import numpy as np
 
 from app import export
 from app.reconstruction import PointCloud, Reconstruction
+from mum.files import atomic_path
 
 VIEWER_MAX_POINTS = 400_000  # what a browser's WebGL view handles smoothly
 GALLERY_MAX_VIEWS = 24
@@ -116,7 +117,7 @@ def write_folder_exports(out: Path, recon: Reconstruction, cloud: PointCloud) ->
 
 
 def zip_folder(folder: Path, dest: Path, arc_root: str) -> Path:
-    with export.atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(folder.rglob("*")):
             if f.is_file():
                 zf.write(f, Path(arc_root) / f.relative_to(folder))

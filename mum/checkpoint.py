@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError
+from .files import atomic_path
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
@@ -132,15 +132,8 @@ def save_safetensors(
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"mum.kind": kind, "mum.config": json.dumps(config)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"mum.kind": kind, "mum.config": json.dumps(config)})
     return path
 
 

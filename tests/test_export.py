@@ -151,6 +151,26 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_atomic_writes_get_the_umask_permissions_of_a_plain_write(tmp_path):
+    """Results are as readable as ``open(path, "w")`` would make them (not mkstemp's owner-only 0o600)."""
+    import os
+    import stat
+
+    from mum.files import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with export.atomic_path(tmp_path / "scene.ply") as tmp:
+            tmp.write_text("points")
+        with atomic_dir(tmp_path / "exports") as tmp:
+            (tmp / "cameras.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "scene.ply").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "exports").stat().st_mode) == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "scene.ply"]  # no temporaries left
+
+
 def test_colmap_model_reads_back_in_pycolmap(tmp_path):
     pycolmap = pytest.importorskip("pycolmap")
     from app.export_formats import write_colmap
