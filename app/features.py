@@ -15,6 +15,7 @@ from app.cli_common import check_output_path, choose_device, friendly_errors
 from app.io import list_image_paths, load_images, preprocess
 from mum.config import ENCODER_PRESETS
 from mum.encoder import build_encoder
+from mum.errors import UserError
 from mum.files import atomic_path
 from mum.weights import load_encoder
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = check_output_path(args.output, args.overwrite)
+    if out.suffix != ".npz":
+        raise UserError(f"{out}: the output must be a .npz file")
+    png = check_output_path(out.with_suffix(".png"), args.overwrite)
     device = choose_device(args.device)
     paths = list_image_paths(args.inputs)
     images, _ = preprocess(load_images(paths), long_side=args.size, patch_size=16)
@@ -67,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     for layer, t in zip(args.layers, feats.intermediate):
         arrays[f"layer_{layer}"] = t.float().cpu().numpy()
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
     import cv2
 
-    png = out.with_suffix(".png")
-    cv2.imwrite(str(png), pca_image(arrays["patch_tokens"], feats.grid_hw)[..., ::-1])
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    with atomic_path(png) as tmp:
+        cv2.imwrite(str(tmp), pca_image(arrays["patch_tokens"], feats.grid_hw)[..., ::-1])
     S, P, C = arrays["patch_tokens"].shape
     print(f"{S} images {tuple(images.shape[-2:])} px -> {P} patches x {C} dims in {elapsed:.2f} s on {device}")
     print(f"wrote {out} and {png}")
