@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="network input size")
     p.add_argument("--no-points", action="store_true", help="skip the point-cloud protocol (ICP)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="write the results here (checked before evaluating)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -150,15 +151,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from app.cli_common import check_output_path
+    from mum.files import atomic_path
+
     args = build_parser().parse_args(argv)
     try:
+        out = check_output_path(args.json, args.overwrite) if args.json else None  # before a long evaluation
         result = run(args)
     except UserError as exc:
         print(f"mum-eval: error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
     return 0
 
 

@@ -10,8 +10,8 @@ SCENES="${SCENES:-50}"
 mkdir -p docs/eval
 for model in mum-default mum-tiny; do
   mum-eval --model "$model" --synthetic "$SCENES" --views 10 --size 128 128 --quiet \
-    --json "docs/eval/${model}_synthetic.json"
+    --json "docs/eval/${model}_synthetic.json" --overwrite
   mum-eval --model "$model" --views 10 --size 96 128 --quiet \
     --scene demo/tum_freiburg --scene demo/buddha --scene demo/sacre_coeur --scene demo/synthetic_room \
-    --json "docs/eval/${model}_real.json"
+    --json "docs/eval/${model}_real.json" --overwrite
 done

@@ -78,6 +78,9 @@ def test_mum_eval_smoke(tmp_path: Path) -> None:
     row = res["summary"]["synthetic (1)"]
     assert 0 <= row["auc30"] <= 100 and math.isfinite(row["abs_rel"]) and "acc_mean" in row
     assert main(["--model", "mum-tiny"]) == 2  # nothing to evaluate → one-line error
+    before = out.read_text()
+    assert main(["--model", "mum-tiny", "--synthetic", "1", "--json", str(out)]) == 2  # refused before evaluating
+    assert out.read_text() == before
 
 
 def test_validation_split_scenes_differ_from_test_scenes() -> None:
