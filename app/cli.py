@@ -10,6 +10,7 @@ import argparse
 import atexit
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -132,10 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     say = _stage_printer(args.quiet or args.json)
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out}: already exists (use --overwrite to replace it)")
-    check_output_path(out, overwrite=True)
+    out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
+    suffix = out.suffix.lower()
+    if suffix in FILE_EXPORTS and out.is_dir():
+        raise UserError(f"{out}: is a folder; a {suffix} output must be a file")
+    if suffix and suffix not in FILE_EXPORTS and not (args.output.endswith(("/", os.sep)) or out.is_dir()):
+        raise UserError(f"{out}: unknown output type {out.suffix!r}: use .ply, .glb, .json, or a folder "
+                        f"(end it with / to name a folder with a dot)")
+    if out.exists() and not out.is_dir() and suffix not in FILE_EXPORTS:
+        raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
     if not 0 <= args.conf_percentile < 100:
         raise UserError("--conf-percentile must be in [0, 100)")
     for option in ("max_frames", "stride", "size", "max_points", "chunk_size"):
@@ -158,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown name, or --weights with a checkpoint path
         raise UserError(f"--model/--weights: {exc}") from None
     say(f"model {model.name} on {device}")
+    if args.model in heads.PRESETS and args.weights is None and not args.quiet:
+        print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, for testing "
+              f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size, on_stage=say)
     if args.refine:
         from app.refine import refine_cameras

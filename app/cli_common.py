@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 from mum.errors import UserError
+from mum.files import check_output_path  # noqa: F401  (the commands' output check lives with the atomic writers)
 
 EXIT_USER_ERROR = 2
 EXIT_OUT_OF_MEMORY = 3
@@ -44,21 +43,6 @@ def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
     return wrapper
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse to overwrite an existing output unless ``overwrite``; make sure its folder can be created."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path}: already exists (use --overwrite to replace it)")
-    ancestor = path.absolute().parent
-    while not ancestor.exists():  # the folders to be created must hang off a writable folder
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UserError(f"{ancestor}: is not a folder, cannot write {path} under it")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{ancestor}: folder is not writable, cannot write {path}")
-    return path
-
-
 def choose_device(requested: str | None = None) -> str:
     """``cuda`` when available (or as requested), else ``cpu``; a request for an absent CUDA is a user error."""
     import torch
@@ -69,6 +53,8 @@ def choose_device(requested: str | None = None) -> str:
         device = torch.device(requested)
     except (RuntimeError, ValueError):
         raise UserError(f"--device {requested}: unknown device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {requested}: not supported (use auto, cpu, cuda or cuda:N)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {requested} requested but no CUDA device is available")

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the view sampling")
     p.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="network input size")
     p.add_argument("--no-points", action="store_true", help="skip the point-cloud protocol (ICP)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--json", help="write the results here (checked before evaluating)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -123,10 +123,20 @@ def print_table(groups: dict[str, dict[str, float]]) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from heads.registry import load_model
 
-    if not args.synthetic and not args.scene:
-        raise UserError("nothing to evaluate: give --synthetic N and/or --scene PATH")
+    from app.cli_common import choose_device
+
+    if args.synthetic < 0 or (not args.synthetic and not args.scene):
+        raise UserError("nothing to evaluate: give --synthetic N (N ≥ 1) and/or --scene PATH")
+    if args.views < 2:
+        raise UserError("--views must be at least 2 (the pose protocol scores pairs of views)")
+    if min(args.size) < 16 or any(s % 16 for s in args.size):
+        raise UserError(f"--size {args.size[0]} {args.size[1]}: height and width must be positive multiples of 16")
+    device = choose_device(args.device)
     torch.manual_seed(args.seed)  # a preset without weights (the untrained baseline) starts the same each run
-    model = load_model(args.model, weights=args.weights, device=args.device)
+    try:
+        model = load_model(args.model, weights=args.weights, device=device)
+    except ValueError as exc:  # an unknown name, or --weights with a checkpoint path
+        raise UserError(f"--model/--weights: {exc}") from None
     per_scene: dict[str, dict[str, float]] = {}
     groups: dict[str, dict[str, float]] = {}
     from tqdm import tqdm
@@ -157,6 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = check_output_path(args.json, args.overwrite) if args.json else None  # before a long evaluation
+        if out is not None and out.is_dir():
+            raise UserError(f"{out}: is a folder; --json needs a file name")
         result = run(args)
     except UserError as exc:
         print(f"mum-eval: error: {exc}", file=sys.stderr)

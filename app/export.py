@@ -142,8 +142,7 @@ def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     scales = {}
-    for i, name in enumerate(recon.names):
-        stem = Path(name).stem
+    for i, (name, stem) in enumerate(zip(recon.names, file_stems(recon.names))):
         depth = depth_to_original(recon, i, recon.depth[i], cv2.INTER_LINEAR)
         conf = depth_to_original(recon, i, recon.depth_conf[i], cv2.INTER_NEAREST)
         finite = np.isfinite(depth) & (depth > 0)
@@ -160,6 +159,15 @@ def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
     with atomic_path(folder / "depth_scale.json") as tmp:
         tmp.write_text(json.dumps({"png_depth_unit": scales, "note": "depth = png_value * png_depth_unit[name]"}, indent=1))
     return folder
+
+
+def file_stems(names: list[str]) -> list[str]:
+    """A distinct file-name stem per view name: ``a/img_1.png`` → ``a_img_1``, or ``a_img_1.png`` when two
+    names differ only in their extension."""
+    stems = [Path(n).with_suffix("").as_posix().replace("/", "_") for n in names]
+    if len(set(stems)) < len(stems):
+        stems = [Path(n).as_posix().replace("/", "_") for n in names]
+    return stems
 
 
 def extra_folder_exports() -> list[tuple[str, Callable[[Path, Reconstruction, PointCloud], object]]]:

@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
-    out = check_output_path(args.output, args.overwrite)
+    out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
+    if args.size < 16:
+        raise UserError("--size must be at least 16 (one patch)")
     if out.suffix != ".npz":
         raise UserError(f"{out}: the output must be a .npz file")
     png = check_output_path(out.with_suffix(".png"), args.overwrite)
@@ -61,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         encoder = build_encoder(args.preset)
     encoder = encoder.to(device).eval()
     t0 = time.perf_counter()
-    feats = encoder.extract(images.to(device), layers=args.layers, chunk_size=8)
+    try:
+        feats = encoder.extract(images.to(device), layers=args.layers, chunk_size=8)
+    except ValueError as exc:  # --layers out of range
+        raise UserError(f"--layers: {exc}") from None
     elapsed = time.perf_counter() - t0
     arrays = {
         "patch_tokens": feats.patch_tokens.float().cpu().numpy(),

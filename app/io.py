@@ -66,7 +66,10 @@ def list_image_paths(inputs: Sequence[str | os.PathLike] | str | os.PathLike) ->
             raise UserError(f"{text}: no such file or folder")
     if not paths:
         raise UserError("no input images given")
-    return paths
+    first: dict[Path, Path] = {}  # the same file twice (a folder and a file in it, overlapping globs): once
+    for p in paths:
+        first.setdefault(p.resolve(), p)
+    return list(first.values())
 
 
 def to_rgb8(img: Image.Image) -> np.ndarray:
@@ -250,4 +253,14 @@ def load_views(
     if len(inputs) == 1 and is_video_path(inputs[0]):
         return read_video_frames(inputs[0], stride, max_frames)
     paths = subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
-    return [p.name for p in paths], load_images(paths)
+    return view_names(paths), load_images(paths)
+
+
+def view_names(paths: Sequence[Path]) -> list[str]:
+    """Distinct names of image files: their file names, or, when two share one (``a/x.png``, ``b/x.png``), their
+    paths below the deepest folder they all share, e.g. ``a/x.png``."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    common = Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    return [p.resolve().relative_to(common).as_posix() for p in paths]

@@ -139,13 +139,18 @@ class MuMEncoder(nn.Module):
     ) -> EncoderFeatures:
         """Features of RGB images in [0, 1], ``[N, 3, H, W]`` or ``[B, S, 3, H, W]`` (H, W multiples of 16).
 
-        ``layers``: block indices whose normed patch tokens go into ``intermediate`` (negative counts from the
-        end). ``normalize``: apply ImageNet normalisation first (set False for pre-normalised input).
-        ``chunk_size``: encode this many images at a time (memory linear in the image count).
+        ``layers``: block indices whose normed patch tokens go into ``intermediate``, in the order given
+        (negative counts from the end; ``ValueError`` outside ``[-depth, depth)``). ``normalize``: apply
+        ImageNet normalisation first (set False for pre-normalised input). ``chunk_size``: encode this many
+        images at a time (memory linear in the image count).
         """
         flat, lead = as_batched_views(images)
         depth = len(self.blocks)
-        keep = sorted({i % depth for i in (layers or ())})
+        bad = [i for i in (layers or ()) if not -depth <= i < depth]
+        if bad:
+            raise ValueError(f"layers {bad} out of range: the encoder has {depth} blocks (0..{depth - 1}, or negative from the end)")
+        wanted = [i % depth for i in (layers or ())]
+        keep = sorted(set(wanted))
         chunk = chunk_size or flat.shape[0]
         patch, cls, inter = [], [], []
         for start in range(0, flat.shape[0], chunk):
@@ -165,7 +170,7 @@ class MuMEncoder(nn.Module):
         return EncoderFeatures(
             patch_tokens=unflat(torch.cat(patch)),
             cls_token=unflat(torch.cat(cls)),
-            intermediate=[unflat(torch.cat([c[j] for c in inter])) for j in range(len(keep))],
+            intermediate=[unflat(torch.cat([c[keep.index(i)] for c in inter])) for i in wanted],
             grid_hw=grid,
         )
 

@@ -10,7 +10,9 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
+
+from mum.errors import UserError
 
 
 def _sibling(path: Path, suffix: str) -> Path:
@@ -50,3 +52,30 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse to overwrite an existing output unless ``overwrite``; make sure its folder can be created.
+
+    Never acceptable, whatever ``overwrite`` says: an empty path, the current folder or one above it (or the
+    file-system root), and an output that is or contains one of ``inputs`` (replacing it would delete them)."""
+    if not str(path).strip():
+        raise UserError("the output path is empty")
+    path = Path(path)
+    target = path.resolve()
+    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents or target == Path(target.anchor):
+        raise UserError(f"{path}: is the current folder or one above it; name a new file or folder")
+    for item in inputs:
+        source = Path(item).resolve()
+        if target == source or target in source.parents:
+            raise UserError(f"{path}: is or contains the input {item}; write the output somewhere else")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: already exists (use --overwrite to replace it)")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():  # the folders to be created must hang off a writable folder
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{ancestor}: is not a folder, cannot write {path} under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{ancestor}: folder is not writable, cannot write {path}")
+    return path

@@ -275,3 +275,45 @@ def test_unknown_device(tmp_path: Path, capsys) -> None:
     _image(tmp_path / "in" / "a.png")
     code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "s.ply", *FAST, "--device", "tpu9")
     _assert_one_line_error(code, err, "tpu9")
+
+
+# ------------------------------------------------------------------------- outputs that would lose data
+@pytest.mark.parametrize("out", ["", ".", ".."])
+def test_output_never_the_current_folder_or_above(tmp_path: Path, capsys, monkeypatch, out: str) -> None:
+    """``-o ""`` / ``-o .`` with --overwrite used to empty the current folder before failing."""
+    _image(tmp_path / "work" / "in" / "a.png")
+    (tmp_path / "work" / "keep.txt").write_text("precious")
+    monkeypatch.chdir(tmp_path / "work")
+    code, err = _run(capsys, "in", "-o", out, *FAST, "--overwrite")
+    _assert_one_line_error(code, err, "")
+    assert (tmp_path / "work" / "keep.txt").read_text() == "precious" and (tmp_path / "work" / "in" / "a.png").exists()
+
+
+@pytest.mark.parametrize("out", ["in", "."])
+def test_output_never_replaces_the_inputs(tmp_path: Path, capsys, out: str) -> None:
+    _image(tmp_path / "in" / "a.png")
+    code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / out, *FAST, "--overwrite")
+    _assert_one_line_error(code, err, "input")
+    assert (tmp_path / "in" / "a.png").exists()
+
+
+@pytest.mark.parametrize("out", ["scene.obj", "photo.png"])
+def test_unknown_output_suffix_is_refused(tmp_path: Path, capsys, out: str) -> None:
+    """A typo or an image name used to become a folder of exports (replacing the image with --overwrite)."""
+    _image(tmp_path / "in" / "a.png")
+    _image(tmp_path / "photo.png")
+    before = (tmp_path / "photo.png").read_bytes()
+    code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / out, *FAST, "--overwrite")
+    _assert_one_line_error(code, err, "unknown output type")
+    assert (tmp_path / "photo.png").read_bytes() == before and not (tmp_path / "scene.obj").exists()
+
+
+def test_same_file_names_in_two_folders_stay_apart(tmp_path: Path, capsys) -> None:
+    """``a/x.png`` and ``b/x.png``: distinct view names and depth files (one used to overwrite the other)."""
+    _image(tmp_path / "a" / "x.png")
+    _image(tmp_path / "b" / "x.png", size=(40, 30))
+    code, err = _run(capsys, tmp_path / "a", tmp_path / "b", "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    names = [c["name"] for c in json.loads((tmp_path / "out" / "cameras.json").read_text())["images"]]
+    assert names == ["a/x.png", "b/x.png"]
+    assert sorted(p.name for p in (tmp_path / "out" / "depth").glob("*.depth.npy")) == ["a_x.depth.npy", "b_x.depth.npy"]

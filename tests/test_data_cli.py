@@ -40,3 +40,21 @@ def test_make_testset_bad_arguments(tmp_path, capsys):
     assert main([str(tmp_path / "x"), "--kinds", "castle"]) == 2
     assert "castle" in capsys.readouterr().err
     assert main([str(tmp_path / "x"), "--scenes", "0"]) == 2
+
+
+def test_make_testset_keeps_the_old_set_when_the_new_one_fails(tmp_path, capsys):
+    """Arguments are checked before anything is removed; a failing run leaves neither a half set nor an
+    emptied folder; a contact sheet is not replaced without --overwrite."""
+    out = tmp_path / "set"
+    small = ["--scenes", "1", "--views", "2", "--width", "32", "--height", "24"]
+    assert main([str(out), *small]) == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert main([str(out), *small, "--overwrite", "--fov", "80", "40"]) == 2
+    assert main([str(out), *small, "--overwrite", "--photos", str(tmp_path / "none")]) == 2
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert main([str(tmp_path / "new"), *small, "--photos", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "sheet.png").write_text("mine")
+    assert main([str(tmp_path / "other"), *small, "--contact-sheet", str(tmp_path / "sheet.png")]) == 2
+    assert (tmp_path / "sheet.png").read_text() == "mine" and not (tmp_path / "other").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set", "sheet.png"]  # no temporaries left

@@ -82,3 +82,14 @@ def test_mae_loss_decreases_when_training():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_extract_layers_in_the_order_asked_and_in_range(encoder):
+    images = torch.rand(2, 3, 32, 32)
+    a = encoder.extract(images, layers=[1, 3])
+    b = encoder.extract(images, layers=[3, 1, -1])
+    torch.testing.assert_close(b.intermediate[0], a.intermediate[1])  # block 3 first, as asked
+    torch.testing.assert_close(b.intermediate[1], a.intermediate[0])
+    torch.testing.assert_close(b.intermediate[2], b.patch_tokens)
+    with pytest.raises(ValueError, match="out of range"):
+        encoder.extract(images, layers=[len(encoder.blocks)])

@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 from mum.data.readers import FORMATS, WRITERS
-from mum.data.readers.common import prepare_dir, write_depth_npy, write_mask_png
+from mum.data.readers.common import write_depth_npy, write_mask_png
 from mum.data.synthetic import PATHS, SPLITS, SyntheticConfig, generate_scene
 from mum.data.worlds import KINDS
 from mum.errors import UserError
+from mum.files import atomic_dir, atomic_path, check_output_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,55 +45,82 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> Path:
+def _config(args: argparse.Namespace) -> SyntheticConfig:
+    """The engine configuration the arguments ask for; every argument is checked here, before anything is
+    written."""
     kinds = tuple(k for k in args.kinds.split(",") if k)
     unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise UserError(f"unknown scene kind(s) {unknown}; choose from {', '.join(KINDS)}")
+    if not kinds or unknown:
+        raise UserError(f"--kinds must name some of {', '.join(KINDS)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     known_paths = {p for ps in PATHS.values() for p in ps}
     cam_paths = tuple(p for p in args.paths.split(",") if p)
     if not cam_paths or any(p not in known_paths for p in cam_paths):
         raise UserError(f"--paths must name some of {', '.join(sorted(known_paths))}")
     if args.scenes < 1 or args.views < 1 or args.width < 8 or args.height < 8:
         raise UserError("--scenes and --views must be ≥ 1, --width and --height ≥ 8")
+    if not 0 < args.fov[0] <= args.fov[1] < 180:
+        raise UserError("--fov MIN MAX must satisfy 0 < MIN ≤ MAX < 180 (degrees)")
+    if not 0 <= args.overlap[0] <= args.overlap[1] <= 1:
+        raise UserError("--overlap MIN MAX must satisfy 0 ≤ MIN ≤ MAX ≤ 1")
     seeds = SPLITS[args.split]
     if args.start < 0 or args.start + args.scenes > len(seeds):
         raise UserError(f"--start/--scenes exceed the {args.split} seed range ({len(seeds)} seeds)")
-    config = SyntheticConfig(kinds=kinds, camera_paths=cam_paths, fov_deg=tuple(args.fov), overlap=tuple(args.overlap),
-                             photo_dirs=tuple(args.photos) if args.photos is not None else None)
-    out = prepare_dir(args.output, args.overwrite)
+    return SyntheticConfig(kinds=kinds, camera_paths=cam_paths, fov_deg=tuple(args.fov), overlap=tuple(args.overlap),
+                           photo_dirs=tuple(args.photos) if args.photos is not None else None)
+
+
+def _check_output(args: argparse.Namespace) -> Path:
+    """The output folder: absent, empty, or (with ``--overwrite``) replaced once the new set is complete."""
+    out = check_output_path(args.output, overwrite=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"{out}: exists and is not empty (use --overwrite to replace it)")
+    if args.contact_sheet is not None:
+        check_output_path(args.contact_sheet, args.overwrite)
+        if args.contact_sheet.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise UserError(f"{args.contact_sheet}: the contact sheet must be a .png or .jpg file")
+    return out
+
+
+def run(args: argparse.Namespace) -> Path:
+    config = _config(args)
+    out = _check_output(args)
+    seeds = SPLITS[args.split]
     entries, sheet_scenes = [], []
     t0 = time.time()
-    for k in range(args.scenes):
-        seed = seeds[args.start + k]
-        scene = generate_scene(seed, args.views, args.width, args.height, config)
-        folder = out / f"scene_{seed}"
-        if args.format == "video":
-            folder.mkdir()
-            WRITERS["video"](scene, folder / "video.avi")
-            for i, name in enumerate(scene.names):  # a video holds no depth: keep it beside it
-                write_depth_npy(folder / "depth", f"frame_{i:06d}", scene.depths[i])
-                write_mask_png(folder / "masks", f"frame_{i:06d}", scene.masks[i])
-        else:
-            WRITERS[args.format](scene, folder)
-            if args.format == "colmap":  # COLMAP has no depth: keep it beside the model
-                for i, name in enumerate(scene.names):
-                    write_depth_npy(folder / "depth", Path(name).stem, scene.depths[i])
-                    write_mask_png(folder / "masks", Path(name).stem, scene.masks[i])
-        entries.append({"seed": seed, "folder": folder.name, **{k2: scene.meta[k2] for k2 in ("kind", "path", "fov_deg", "overlap")}})
-        if args.contact_sheet is not None and len(sheet_scenes) < 8:
-            sheet_scenes.append(scene)
-        print(f"[{k + 1}/{args.scenes}] scene {seed}: {scene.meta['kind']} / {scene.meta['path']} → {folder}", flush=True)
-    manifest = {"format": args.format, "split": args.split, "views": args.views, "width": args.width, "height": args.height,
-                "command": "mum-make-testset " + " ".join(sys.argv[1:]), "scenes": entries}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    with atomic_dir(out, overwrite=True) as tmp:  # the old set stays until the new one is complete
+        for k in range(args.scenes):
+            seed = seeds[args.start + k]
+            scene = generate_scene(seed, args.views, args.width, args.height, config)
+            folder = tmp / f"scene_{seed}"
+            if args.format == "video":
+                folder.mkdir()
+                WRITERS["video"](scene, folder / "video.avi")
+                for i, name in enumerate(scene.names):  # a video holds no depth: keep it beside it
+                    write_depth_npy(folder / "depth", f"frame_{i:06d}", scene.depths[i])
+                    write_mask_png(folder / "masks", f"frame_{i:06d}", scene.masks[i])
+            else:
+                WRITERS[args.format](scene, folder)
+                if args.format == "colmap":  # COLMAP has no depth: keep it beside the model
+                    for i, name in enumerate(scene.names):
+                        write_depth_npy(folder / "depth", Path(name).stem, scene.depths[i])
+                        write_mask_png(folder / "masks", Path(name).stem, scene.masks[i])
+            entries.append({"seed": seed, "folder": folder.name, **{k2: scene.meta[k2] for k2 in ("kind", "path", "fov_deg", "overlap")}})
+            if args.contact_sheet is not None and len(sheet_scenes) < 8:
+                sheet_scenes.append(scene)
+            print(f"[{k + 1}/{args.scenes}] scene {seed}: {scene.meta['kind']} / {scene.meta['path']} → {out / folder.name}", flush=True)
+        manifest = {"format": args.format, "split": args.split, "views": args.views, "width": args.width, "height": args.height,
+                    "command": "mum-make-testset " + " ".join(sys.argv[1:]), "scenes": entries}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     if args.contact_sheet is not None:
         import cv2
 
         from mum.data.preview import contact_sheet
 
-        args.contact_sheet.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(args.contact_sheet), contact_sheet(sheet_scenes)[..., ::-1])
+        with atomic_path(args.contact_sheet) as sheet:
+            if not cv2.imwrite(str(sheet), contact_sheet(sheet_scenes)[..., ::-1]):
+                raise OSError(f"could not write {args.contact_sheet}")
     print(f"wrote {args.scenes} scenes to {out} in {time.time() - t0:.1f} s")
     return out
 
@@ -104,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporaries
+        print(f"error: cannot write the test set ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
