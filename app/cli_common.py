@@ -18,6 +18,13 @@ def print_error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is PyTorch running out of memory: CUDA ("CUDA out of memory") or the CPU allocator
+    ("DefaultCPUAllocator: can't allocate memory")."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
 def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a ``main`` so user errors, out-of-memory and Ctrl-C end with one line and a non-zero exit code."""
 
@@ -35,7 +42,7 @@ def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
             print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
             return EXIT_OUT_OF_MEMORY
         except RuntimeError as exc:
-            if "out of memory" in str(exc).lower():
+            if is_out_of_memory(exc):
                 print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
                 return EXIT_OUT_OF_MEMORY
             raise

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from app.cli_common import is_out_of_memory
 from app.io import ViewTransform, preprocess
 from app.reconstruction import Reconstruction
 from mum.errors import UserError
@@ -45,10 +46,6 @@ def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Se
     )
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 def predict_with_oom_fallback(model: Any, images: torch.Tensor, chunk_size: Optional[int], say: Callable[[str], None]):
     """``model.predict`` that, on out-of-memory, frees the cache and retries with half the frame chunk down to 1
     (memory of the encoder and DPT heads is linear in the chunk), telling the user each time; gives a
@@ -60,7 +57,7 @@ def predict_with_oom_fallback(model: Any, images: torch.Tensor, chunk_size: Opti
         try:
             return model.predict(images, chunk_size=chunk)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             if images.is_cuda:
                 torch.cuda.empty_cache()

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.cli_common import is_out_of_memory
 from app.io import is_image_path, is_video_path, load_views
 from app.web_models import ModelCache
 from app.web_session import (
@@ -73,10 +74,8 @@ def user_errors(fn: Callable) -> Callable:
         except UserError as exc:
             log.info("user error: %s", exc)
             raise gr.Error(tidy_message(str(exc)), print_exception=False) from None
-        except MemoryError:
-            raise gr.Error(OOM_MESSAGE, print_exception=False) from None
-        except RuntimeError as exc:
-            if "out of memory" not in str(exc).lower():
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
                 raise
             _free_cuda()
             raise gr.Error(OOM_MESSAGE, print_exception=False) from None

@@ -65,3 +65,29 @@ def test_reconstruct_arrays_reports_original_pixels(tiny):
     assert recon.image_sizes == [(400, 300)] * 3 and recon.network_size == (128, 96)
     # intrinsics scale by original/network size: 400 px wide original, 128 px network
     np.testing.assert_allclose(recon.intrinsics[:, 0, 0], recon.network_intrinsics[:, 0, 0] * 400 / 128, rtol=1e-6)
+
+
+def test_cpu_allocator_failure_counts_as_out_of_memory(tiny):
+    """The CPU allocator's message ("can't allocate memory") gets the same fallback and, at the command line,
+    the out-of-memory exit code instead of a traceback."""
+    from app.cli_common import EXIT_OUT_OF_MEMORY, friendly_errors
+
+    cpu_oom = RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 91268055040 bytes. Error code 12 (Cannot allocate memory)")
+
+    class CpuOom(OomAboveChunk):
+        def predict(self, images, chunk_size=None):
+            self.chunks.append(chunk_size)
+            if chunk_size > self.limit:
+                raise cpu_oom
+            return self.model.predict(images, chunk_size=chunk_size)
+
+    wrapped = CpuOom(tiny, limit=1)
+    predict_with_oom_fallback(wrapped, torch.rand(4, 3, 32, 32), 4, say=lambda m: None)
+    assert wrapped.chunks == [4, 2, 1]
+
+    @friendly_errors
+    def command() -> int:
+        raise cpu_oom
+
+    assert command() == EXIT_OUT_OF_MEMORY
