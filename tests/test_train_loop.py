@@ -151,3 +151,24 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path, fsdp: bool) -> None
     la = read_metrics(single / "metrics.jsonl", "train/loss")
     lb = read_metrics(ddp / "metrics.jsonl", "train/loss")
     assert [la[k] for k in sorted(la)] == pytest.approx([lb[k] for k in sorted(lb)], rel=1e-5)
+
+
+@pytest.mark.parametrize("override", ["run.batch_size=0", "run.steps=0", "run.precision=fp8", "data.image_size=[50,50]",
+                                      "data.views_min=5", "data.views_max=1"])
+def test_bad_config_values_are_user_errors(override):
+    """Caught when the config is built (one line from mum-train), not as a ZeroDivisionError mid-run."""
+    from mum.errors import UserError
+    from mum.pretrain import PretrainConfig
+    from mum.training.config import load_config
+
+    with pytest.raises(UserError):
+        load_config(PretrainConfig, None, [override, "data.views_max=4"] if "views_max" not in override else [override])
+
+
+@pytest.mark.parametrize("device", ["foo", "mps"])
+def test_unsupported_training_device_is_a_user_error(device):
+    from mum.errors import UserError
+    from mum.training.distributed import pick_device
+
+    with pytest.raises(UserError, match="not supported"):
+        pick_device(device)

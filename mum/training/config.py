@@ -40,6 +40,15 @@ class RunConfig:
     keep_checkpoints: int = 2
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "ckpt_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise UserError(f"run.{name} must be at least 1 (got {getattr(self, name)})")
+        if self.micro_batch < 0 or self.eval_every < 0 or self.eval_batches < 0:
+            raise UserError("run.micro_batch, run.eval_every and run.eval_batches must not be negative")
+        if self.precision not in ("bf16", "fp16", "fp32"):
+            raise UserError(f"run.precision={self.precision}: use bf16, fp16 or fp32")
+
 
 @dataclass
 class OptimConfig:
@@ -85,6 +94,15 @@ class DataConfig:
     scene_pool: int = 0  # synthetic train split: >0 reuses this many scenes (rendered once with views_max views)
     eval_scenes: int = 16  # held-out scenes (test seed range) for the in-loop evaluation
     eval_views: int = 4
+
+    def __post_init__(self) -> None:
+        sizes = [tuple(self.image_size), *map(tuple, self.crop_sizes)]
+        if any(len(s) != 2 or min(s) < 16 or s[0] % 16 or s[1] % 16 for s in sizes):
+            raise UserError(f"data.image_size / data.crop_sizes {sizes}: (H, W) pairs of positive multiples of 16")
+        if not 1 <= self.views_min <= self.views_max:
+            raise UserError(f"data.views_min={self.views_min}, views_max={self.views_max}: need 1 ≤ views_min ≤ views_max")
+        if self.num_workers < 0 or self.scene_pool < 0 or self.eval_scenes < 0 or self.eval_views < 1:
+            raise UserError("data.num_workers, scene_pool and eval_scenes must not be negative, eval_views ≥ 1")
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mum.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -31,12 +33,19 @@ class DistInfo:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → the local CUDA device when available, else CPU."""
+    """``auto`` → the local CUDA device when available, else CPU; ``cpu``, ``cuda`` (the local rank's GPU) or
+    ``cuda:N`` as asked, a :class:`UserError` for anything else or for CUDA on a machine without it."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    try:
+        device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"run.device={name}: not supported (use auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"run.device={name} but no CUDA device is available")
+    return device
 
 
 def setup(device: str = "auto") -> DistInfo:
