@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="mum-web", description="Web app for feedforward 3D reconstruction (Gradio).")
     p.add_argument("--host", default=env("MUM_WEB_HOST", "127.0.0.1"), help="address to listen on (0.0.0.0 in Docker)")
-    p.add_argument("--port", type=int, default=int(env("MUM_WEB_PORT", "7860")), help="port (default 7860)")
+    p.add_argument("--port", type=int, default=env("MUM_WEB_PORT", "7860"), help="port (default 7860) [MUM_WEB_PORT]")
     p.add_argument("--model", default=env("MUM_MODEL") or None, help="default model preset or checkpoint path [MUM_MODEL]")
     p.add_argument("--weights", default=env("MUM_WEIGHTS") or None, help="weights file for --model [MUM_WEIGHTS]")
     p.add_argument("--device", default=env("MUM_DEVICE", "auto"), help="auto, cpu, cuda, cuda:N [MUM_DEVICE]")
@@ -175,6 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preload", action="store_true", help="load the default model before serving")
     p.add_argument("--quiet", action="store_true", help="less logging")
     return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """One-line :class:`UserError` for values the server would fail on later (or serve nonsense with)."""
+    from mum.errors import UserError
+
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: must be in 1..65535")
+    for name, least in (("max_views", 2), ("max_files", 1), ("concurrency", 1), ("max_queue", 1), ("max_sessions", 1),
+                        ("size", 16), ("chunk_size", 1)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
+    if not args.max_file_mb >= 1:
+        raise UserError("--max-file-mb must be at least 1")
 
 
 def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
@@ -199,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         from mum.errors import UserError
 
         args = build_parser().parse_args(argv)
+        check_args(args)
         if args.weights and not Path(args.weights).is_file():
             raise UserError(f"{args.weights}: weights file not found (mount it at /weights in Docker)")
         device = choose_device(args.device)
@@ -209,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(str(exc)) from None
         if args.preload:
             models.get(None)
-        launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
+        try:
+            launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
+        except OSError as exc:  # port taken, an address this machine does not have
+            raise UserError(f"cannot serve on {args.host}:{args.port} ({exc}); pick another --port or --host") from None
         return 0
 
     return _main()

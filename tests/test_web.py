@@ -222,3 +222,27 @@ def test_depth_and_confidence_images():
     assert not np.array_equal(img[1, 1], img[-1, -1])
     conf = confidence_image(1 + np.random.default_rng(0).random((8, 8)) * 10)
     assert conf.shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("argv", [["--port", "99999"], ["--max-views", "1"], ["--max-file-mb", "0.5"], ["--size", "-5"],
+                                  ["--concurrency", "0"], ["--device", "mps"]])
+def test_bad_server_options_are_one_line_errors(argv, capsys):
+    """Refused before the server starts, with one line (Gradio used to raise mid-start-up)."""
+    from app.web import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_port_in_use_is_a_one_line_error(capsys):
+    import socket
+
+    from app.web import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port), "--quiet"]) == 2
+    assert "cannot serve on" in capsys.readouterr().err
