@@ -1,7 +1,8 @@
 """``mum-reconstruct PATH... -o OUT``: reconstruct a scene from images or a video and export it.
 
 OUT's extension picks the export: ``.ply`` (point cloud), ``.glb`` (point cloud + camera frustums),
-``.json`` (cameras.json); any other OUT is a folder that receives every export.
+``.json`` (cameras.json); an OUT without a suffix (or ending in ``/``) is a folder that receives every export;
+other suffixes are refused.
 """
 
 from __future__ import annotations
