@@ -43,6 +43,19 @@ def _reexpress(cams: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out @ align
 
 
+def _incremental_reconstruction(pycolmap, database: Path, image_dir: Path, out: Path, num_views: int):
+    """COLMAP's incremental mapping from the matched database; the largest model, which must register every
+    view (the exports need a camera for each), else a :class:`UserError`."""
+    out.mkdir()
+    models = pycolmap.incremental_mapping(database, image_dir, out)
+    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    registered = 0 if best is None else best.num_reg_images()
+    if registered < num_views:
+        raise UserError(f"--refine: the predicted cameras triangulate no track and COLMAP's own mapping registers "
+                        f"{registered} of {num_views} views (too little texture or overlap)")
+    return best
+
+
 def refine_cameras(
     recon: Reconstruction,
     arrays: Sequence[np.ndarray],
@@ -104,6 +117,13 @@ def refine_cameras(
             out = tmp / f"round{round_}"
             out.mkdir()
             rec = pycolmap.triangulate_points(rec, database, image_dir, out)
+            if rec.num_points3D() == 0 and round_ == 0:
+                # the predicted cameras are too far off for any track to pass COLMAP's triangulation checks:
+                # start from COLMAP's own incremental reconstruction instead (already bundle-adjusted)
+                say("refine: the predicted cameras triangulate no track; running COLMAP incremental mapping")
+                rec = _incremental_reconstruction(pycolmap, database, image_dir, tmp / "mapping", recon.num_views)
+                before = {"points3D": 0, "reprojection_px": float("nan"), "initialised_by": "incremental mapping"}
+                break
             if rec.num_points3D() == 0:
                 raise UserError("--refine: no feature tracks could be triangulated (too little texture or overlap)")
             if before is None:
