@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.refine:
         from app.refine import refine_cameras
 
-        report = refine_cameras(recon, arrays, say=say)
+        report = refine_cameras(recon, arrays, say=say, native_log=os.devnull)  # COLMAP's own log: not for users
         recon.meta["refine"] = report
     try:
         written = write_exports(out, recon, args, say)

@@ -6,6 +6,9 @@ points. The refined cameras replace the predicted ones, expressed again in the p
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -43,6 +46,29 @@ def _reexpress(cams: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out @ align
 
 
+@contextlib.contextmanager
+def _native_stderr_to(path: Optional[str | os.PathLike]):
+    """Send what native code writes to file descriptor 2 (COLMAP's glog lines, which ignore
+    ``pycolmap.logging.minloglevel`` for the mapping and triangulation code) to ``path``; Python's own
+    ``sys.stderr`` (progress lines, errors) keeps going to the terminal. ``None``: change nothing."""
+    if path is None:
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    python_stderr = sys.stderr
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        sys.stderr = open(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding or "utf-8", errors="replace")
+        try:
+            yield
+        finally:
+            sys.stderr.close()
+            sys.stderr = python_stderr
+            os.dup2(terminal, 2)
+            os.close(terminal)
+
+
 def _incremental_reconstruction(pycolmap, database: Path, image_dir: Path, out: Path, num_views: int):
     """COLMAP's incremental mapping from the matched database; the largest model, which must register every
     view (the exports need a camera for each), else a :class:`UserError`."""
@@ -62,10 +88,18 @@ def refine_cameras(
     say: Optional[Callable[[str], None]] = None,
     refine_focal: bool = True,
     rounds: int = 3,
+    native_log: Optional[str | os.PathLike] = None,
 ) -> dict:
     """Refine ``recon``'s cameras in place from the views ``arrays`` (``uint8`` RGB, original size).
 
+    ``native_log``: where COLMAP's C++ log lines go (e.g. ``os.devnull``; default: the process's stderr).
     Returns a report: observations, 3D points and mean reprojection error (px) before and after adjustment."""
+    with _native_stderr_to(native_log):
+        return _refine(recon, arrays, say, refine_focal, rounds)
+
+
+def _refine(recon: Reconstruction, arrays: Sequence[np.ndarray], say: Optional[Callable[[str], None]],
+            refine_focal: bool, rounds: int) -> dict:
     import cv2
     import pycolmap
 
@@ -116,16 +150,19 @@ def refine_cameras(
         for round_ in range(rounds):  # re-triangulate with the improved cameras, adjust again
             out = tmp / f"round{round_}"
             out.mkdir()
-            rec = pycolmap.triangulate_points(rec, database, image_dir, out)
-            if rec.num_points3D() == 0 and round_ == 0:
+            previous = pycolmap.Reconstruction(rec)  # triangulate_points rebuilds the tracks of its input
+            triangulated = pycolmap.triangulate_points(rec, database, image_dir, out)
+            if triangulated.num_points3D() == 0 and round_ == 0:
                 # the predicted cameras are too far off for any track to pass COLMAP's triangulation checks:
                 # start from COLMAP's own incremental reconstruction instead (already bundle-adjusted)
                 say("refine: the predicted cameras triangulate no track; running COLMAP incremental mapping")
                 rec = _incremental_reconstruction(pycolmap, database, image_dir, tmp / "mapping", recon.num_views)
                 before = {"points3D": 0, "reprojection_px": float("nan"), "initialised_by": "incremental mapping"}
                 break
-            if rec.num_points3D() == 0:
-                raise UserError("--refine: no feature tracks could be triangulated (too little texture or overlap)")
+            if triangulated.num_points3D() == 0:
+                rec = previous  # re-triangulation lost every track: keep the previous round's adjusted model
+                break
+            rec = triangulated
             if before is None:
                 before = {"points3D": rec.num_points3D(), "reprojection_px": rec.compute_mean_reprojection_error()}
                 say(f"refine: bundle adjustment of {rec.num_points3D()} points, {rounds} rounds")
