@@ -85,3 +85,20 @@ def test_refine_reduces_pose_error():
     after = np.mean([_rotation_error_deg(a, b) for a, b in zip(recon.cam_from_world[1:], T_ref[1:])])
     assert after < 0.5 * before
     np.testing.assert_allclose(recon.cam_from_world[0], np.eye(4), atol=1e-9)
+
+
+def test_native_log_lines_leave_the_terminal_alone(tmp_path, capfd):
+    """Native writes to file descriptor 2 (COLMAP's glog) go to the log; Python's stderr still reaches the user."""
+    import os
+    import sys
+
+    from app.refine import _native_stderr_to
+
+    log = tmp_path / "colmap.log"
+    with _native_stderr_to(log):
+        os.write(2, b"I20261202 bundle_adjustment.cc:46] === Global bundle adjustment ===\n")
+        print("refine: progress for the user", file=sys.stderr)
+    print("after", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert "bundle_adjustment.cc" in log.read_text() and "bundle_adjustment.cc" not in err
+    assert "refine: progress for the user" in err and "after" in err
