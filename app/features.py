@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
     if args.size < 16:
         raise UserError("--size must be at least 16 (one patch)")
-    if out.suffix != ".npz":
+    if out.suffix.lower() != ".npz":
         raise UserError(f"{out}: the output must be a .npz file")
     png = check_output_path(out.with_suffix(".png"), args.overwrite)
     device = choose_device(args.device)

@@ -78,9 +78,12 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     except (zipfile.BadZipFile, EOFError, RuntimeError) as exc:
         raise CheckpointError(path, f"not a readable PyTorch checkpoint, truncated or corrupt ({_reason(exc)})") from None
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(path, f"refused to load: not a plain weights file ({_reason(exc)})") from None
+        if "unsupported global" in str(exc).lower():  # pickled objects besides tensors
+            raise CheckpointError(path, "refused to load: it holds pickled Python objects besides tensors, and "
+                                        "loading those could run code; only plain weights files are accepted") from None
+        raise CheckpointError(path, "not a readable PyTorch checkpoint, truncated or corrupt") from None
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(path, f"cannot read checkpoint ({_reason(exc)})") from None
+        raise CheckpointError(path, f"not a PyTorch checkpoint ({type(exc).__name__}: {_reason(exc)})") from None
     if isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], Mapping):

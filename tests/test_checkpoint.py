@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,7 +88,16 @@ def test_not_a_checkpoint(tmp_path):
 def test_pickled_object_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"weights": torch.nn.Linear(2, 2)}, path)  # a module, not tensors: weights_only refuses it
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(CheckpointError, match="pickled Python objects") as info:
+        load_encoder(path, preset=SMALL)
+    _one_line(info.value, path)
+    assert "weights_only" not in str(info.value)  # no hint towards the unsafe way round
+
+
+def test_random_bytes_are_called_corrupt_not_unsafe(tmp_path):
+    path = tmp_path / "noise.pth"
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
         load_encoder(path, preset=SMALL)
     _one_line(info.value, path)
 
