@@ -58,6 +58,8 @@ class ModelCache:
             base = model or "mum-vitl16"
             self.choices[f"{base} + {Path(weights).name}"] = (base, weights)
         elif model and model not in presets:
+            if loader is default_loader and not Path(model).is_file():  # fail at start-up, not at the first request
+                raise ValueError(f"--model {model}: neither a model name ({', '.join(presets)}) nor a checkpoint file")
             self.choices[model] = (model, None)  # a checkpoint path or an unlisted preset
         for name in presets:
             self.choices.setdefault(name, (name, None))
