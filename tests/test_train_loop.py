@@ -172,3 +172,17 @@ def test_unsupported_training_device_is_a_user_error(device):
 
     with pytest.raises(UserError, match="not supported"):
         pick_device(device)
+
+
+def test_out_dir_that_is_a_file_is_a_user_error(tmp_path):
+    from mum.pretrain import PretrainConfig, PretrainTask
+    from mum.training.config import load_config
+    from mum.training.loop import train
+
+    (tmp_path / "taken").write_text("not a folder")
+    for out in ("taken", "taken/run"):
+        task = PretrainTask(load_config(PretrainConfig, None, [f"run.out_dir={tmp_path / out}", "run.steps=1",
+                                                               "run.device=cpu", "data.image_size=[32,32]", "data.views_max=2"]))
+        with pytest.raises(UserError, match="not a folder"):
+            train(task)
+    assert (tmp_path / "taken").read_text() == "not a folder"

@@ -22,6 +22,8 @@ from .logs import MetricsLogger, Progress
 from .optim import build_optimizer, clip_gradients
 from .schedule import build_scheduler
 from .state import latest_checkpoint, load_checkpoint, save_checkpoint
+from ..errors import UserError
+from ..files import check_output_path
 
 
 class Task(ABC):
@@ -86,9 +88,15 @@ def train(task: Task, stop_at: Optional[int] = None) -> dict[str, Any]:
     """Run (or resume) ``task`` to ``task.run.steps`` optimiser steps; ``stop_at`` ends early as a kill would
     (used by the resume test). Returns the last logged metrics and the final evaluation."""
     run = task.run
+    out = check_output_path(run.out_dir, overwrite=True)  # resuming reuses it; a file or unwritable place is an error
+    if out.exists() and not out.is_dir():
+        raise UserError(f"run.out_dir={run.out_dir}: is a file, not a folder")
     info = D.setup(run.device)
     D.seed_everything(run.seed, info.rank)
     micro = run.micro_batch or run.batch_size // info.world
+    if micro < 1 or run.batch_size % (micro * info.world):
+        raise UserError(f"run.batch_size={run.batch_size} must be a multiple of micro_batch × world size "
+                        f"({run.micro_batch or 'batch/world'} × {info.world})")
     accum = run.batch_size // (micro * info.world)
     lr = task.optim.resolve_lr(run.batch_size)
 
