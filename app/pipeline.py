@@ -82,8 +82,10 @@ def reconstruct_arrays(
     """Run ``model`` (a ``heads.Reconstructor``) on ``uint8`` RGB views; returns the scene in user conventions."""
     say = on_stage or (lambda _msg: None)
     size = long_side or model.cfg.image_size
-    say(f"preprocessing {len(arrays)} views to {size} px")
     images, transforms = preprocess(arrays, long_side=size, patch_size=model.patch_size)
+    H, W = images.shape[-2:]
+    say(f"preprocessed {len(arrays)} views to {W} × {H} px" + (f" (--size {size} → a multiple of {model.patch_size})"
+                                                               if max(H, W) != size else ""))
     say(f"running the model on {device}")
     t0 = time.perf_counter()
     pred = predict_with_oom_fallback(model, images.to(device), chunk_size, say)
