@@ -58,7 +58,7 @@ def evaluate_sample(model: Any, sample: dict[str, torch.Tensor], points: bool) -
     from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc30
 
     out = _predict(model, sample["images"])
-    res = pose_auc30(out["extrinsics"], sample["extrinsics"])
+    res = {"views": float(sample["images"].shape[0]), **pose_auc30(out["extrinsics"], sample["extrinsics"])}
     if "depth" in sample and bool(sample["valid"].any()):
         res.update(depth_metrics(out["depth"], sample["depth"], sample["valid"]))
         if points:

@@ -77,6 +77,7 @@ def test_mum_eval_smoke(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     row = res["summary"]["synthetic (1)"]
     assert 0 <= row["auc30"] <= 100 and math.isfinite(row["abs_rel"]) and "acc_mean" in row
+    assert row["views"] == 3  # the views each scene really had (a real scene with fewer records its own count)
     assert main(["--model", "mum-tiny"]) == 2  # nothing to evaluate → one-line error
     before = out.read_text()
     assert main(["--model", "mum-tiny", "--synthetic", "1", "--json", str(out)]) == 2  # refused before evaluating
