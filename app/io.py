@@ -250,8 +250,14 @@ def load_views(
     """Names and ``uint8`` RGB arrays of the views given as one video, or as image files/folders/globs."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    if len(inputs) == 1 and is_video_path(inputs[0]):
-        return read_video_frames(inputs[0], stride, max_frames)
+    if len(inputs) == 1 and is_video_path(inputs[0]) and not Path(inputs[0]).is_dir():
+        video = str(inputs[0])
+        if not Path(video).exists() and any(ch in video for ch in "*?["):  # a quoted glob of videos
+            found = sorted(glob.glob(video))
+            if len(found) != 1:
+                raise UserError(f"{video}: pattern matches {len(found)} videos; give exactly one video (or images)")
+            video = found[0]
+        return read_video_frames(video, stride, max_frames)
     paths = subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
     return view_names(paths), load_images(paths)
 

@@ -92,3 +92,31 @@ def test_preprocess_mixed_sizes_and_intrinsics_mapping():
         centroid = np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
         Kn = tf.intrinsics_to_network(np.array([[1.0, 0, int(u)], [0, 1, int(v)], [0, 0, 1]]))
         np.testing.assert_allclose(centroid, Kn[:2, 2], atol=0.3)
+
+
+def _video(path, frames: int = 5) -> None:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+
+
+def test_quoted_video_glob_and_a_folder_named_like_a_video(tmp_path, monkeypatch):
+    """``"*.avi"`` (quoted, so the shell did not expand it) reads the one matching video; a folder called
+    ``x.mp4`` is a folder of images; a pattern matching no or several videos is one clear error."""
+    from app.io import load_views
+
+    monkeypatch.chdir(tmp_path)
+    _video(tmp_path / "clip.avi")
+    names, frames = load_views(["*.avi"])
+    assert len(frames) == 5 and names[0].startswith("frame_")
+    (tmp_path / "x.mp4").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.mp4" / "a.png")
+    assert load_views(["x.mp4"])[0] == ["a.png"]
+    with pytest.raises(UserError, match="matches 0 videos"):
+        load_views(["*.mkv"])
+    _video(tmp_path / "other.avi")
+    with pytest.raises(UserError, match="matches 2 videos"):
+        load_views(["*.avi"])
