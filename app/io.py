@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from app.native_stderr import native_stderr_to
 from mum.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -210,7 +211,8 @@ def read_video_frames(
     if not path.is_file():
         raise UserError(f"{path}: no such video file")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines would break one-line errors
-    cap = cv2.VideoCapture(str(path))
+    with native_stderr_to(os.devnull):  # nor OpenCV's AVI parser ("Unexpected element ...") on broken files
+        cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise UserError(f"{path}: cannot open video")
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -6,15 +6,14 @@ points. The refined cameras replace the predicted ones, expressed again in the p
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from app.native_stderr import native_stderr_to
 from app.reconstruction import Reconstruction
 from mum.errors import UserError
 
@@ -46,29 +45,6 @@ def _reexpress(cams: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out @ align
 
 
-@contextlib.contextmanager
-def _native_stderr_to(path: Optional[str | os.PathLike]):
-    """Send what native code writes to file descriptor 2 (COLMAP's glog lines, which ignore
-    ``pycolmap.logging.minloglevel`` for the mapping and triangulation code) to ``path``; Python's own
-    ``sys.stderr`` (progress lines, errors) keeps going to the terminal. ``None``: change nothing."""
-    if path is None:
-        yield
-        return
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    python_stderr = sys.stderr
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 2)
-        sys.stderr = open(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding or "utf-8", errors="replace")
-        try:
-            yield
-        finally:
-            sys.stderr.close()
-            sys.stderr = python_stderr
-            os.dup2(terminal, 2)
-            os.close(terminal)
-
-
 def _incremental_reconstruction(pycolmap, database: Path, image_dir: Path, out: Path, num_views: int):
     """COLMAP's incremental mapping from the matched database; the largest model, which must register every
     view (the exports need a camera for each), else a :class:`UserError`."""
@@ -94,7 +70,7 @@ def refine_cameras(
 
     ``native_log``: where COLMAP's C++ log lines go (e.g. ``os.devnull``; default: the process's stderr).
     Returns a report: observations, 3D points and mean reprojection error (px) before and after adjustment."""
-    with _native_stderr_to(native_log):
+    with native_stderr_to(native_log):
         return _refine(recon, arrays, say, refine_focal, rounds)
 
 

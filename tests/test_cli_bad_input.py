@@ -134,6 +134,22 @@ def test_error_seen_from_a_real_process(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and not (tmp_path / "o.ply").exists()
 
 
+def test_truncated_video_is_one_line_from_a_real_process(tmp_path: Path) -> None:
+    """OpenCV's AVI parser prints its own complaint straight to stderr; the user sees only our line."""
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for i in range(8):
+        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
+    writer.release()
+    video.write_bytes(video.read_bytes()[:300])  # cut inside the headers
+    proc = subprocess.run([sys.executable, "-m", "app.cli", str(video), "-o", str(tmp_path / "o.ply"), *FAST],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: "), proc.stderr
+
+
 # ------------------------------------------------------------------------------------ unusual but valid
 @pytest.mark.parametrize(
     "mode, name",

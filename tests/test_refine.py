@@ -92,10 +92,10 @@ def test_native_log_lines_leave_the_terminal_alone(tmp_path, capfd):
     import os
     import sys
 
-    from app.refine import _native_stderr_to
+    from app.native_stderr import native_stderr_to
 
     log = tmp_path / "colmap.log"
-    with _native_stderr_to(log):
+    with native_stderr_to(log):
         os.write(2, b"I20261202 bundle_adjustment.cc:46] === Global bundle adjustment ===\n")
         print("refine: progress for the user", file=sys.stderr)
     print("after", file=sys.stderr)
