@@ -21,12 +21,11 @@ from app.cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OUT_OF_MEMORY,
     EXIT_USER_ERROR,
-    check_output_path,
     choose_device,
     friendly_errors,
 )
 from mum.errors import UserError
-from mum.files import atomic_dir
+from mum.files import atomic_dir, check_output_path
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 

@@ -1,4 +1,4 @@
-"""What every command-line front end shares: one-line errors, exit codes, safe output paths."""
+"""What every command-line front end shares: one-line errors, exit codes, device choice (safe output paths: mum.files)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 from typing import Callable
 
 from mum.errors import UserError
-from mum.files import check_output_path  # noqa: F401  (the commands' output check lives with the atomic writers)
 
 EXIT_USER_ERROR = 2
 EXIT_OUT_OF_MEMORY = 3
@@ -38,14 +37,11 @@ def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print_error("interrupted")
             return EXIT_INTERRUPTED
-        except MemoryError:
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
             print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
             return EXIT_OUT_OF_MEMORY
-        except RuntimeError as exc:
-            if is_out_of_memory(exc):
-                print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
-                return EXIT_OUT_OF_MEMORY
-            raise
 
     return wrapper
 

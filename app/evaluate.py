@@ -161,8 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from app.cli_common import check_output_path
-    from mum.files import atomic_path
+    from mum.files import atomic_path, check_output_path
 
     args = build_parser().parse_args(argv)
     try:

@@ -11,12 +11,12 @@ import time
 import numpy as np
 import torch
 
-from app.cli_common import check_output_path, choose_device, friendly_errors
+from app.cli_common import choose_device, friendly_errors
 from app.io import list_image_paths, load_images, preprocess
 from mum.config import ENCODER_PRESETS
 from mum.encoder import build_encoder
 from mum.errors import UserError
-from mum.files import atomic_path
+from mum.files import atomic_path, check_output_path
 from mum.weights import load_encoder
 
 
