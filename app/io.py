@@ -146,6 +146,36 @@ class ViewTransform:
         """``[..., 3, 3]`` intrinsics in original pixels → network pixels."""
         return self._to_network() @ np.asarray(K, dtype=np.float64)
 
+    def scaled(self, factor: int) -> "ViewTransform":
+        """The same crop resampled to ``factor``× the network size (dense maps at a finer grid)."""
+        W, H = self.network_size
+        return ViewTransform(self.original_size, (W * factor, H * factor), self.x0, self.y0,
+                             self.sx * factor, self.sy * factor)
+
+    def points_to_original(self, uv: np.ndarray) -> np.ndarray:
+        """``[..., 2]`` pixel-centre coordinates in network pixels → original pixels."""
+        uv = np.asarray(uv, dtype=np.float64)
+        return np.stack([(uv[..., 0] + 0.5) / self.sx + self.x0 - 0.5, (uv[..., 1] + 0.5) / self.sy + self.y0 - 0.5], -1)
+
+    def points_to_network(self, uv: np.ndarray) -> np.ndarray:
+        """``[..., 2]`` pixel-centre coordinates in original pixels → network pixels."""
+        uv = np.asarray(uv, dtype=np.float64)
+        return np.stack([(uv[..., 0] + 0.5 - self.x0) * self.sx - 0.5, (uv[..., 1] + 0.5 - self.y0) * self.sy - 0.5], -1)
+
+
+def warp_view(image: np.ndarray, tf: ViewTransform) -> np.ndarray:
+    """Resample ``image`` (``[h, w, C]``, the original) to ``tf.network_size`` by ``tf``'s exact crop and scale:
+    area-averaging when shrinking (the crop's corner is then whole pixels), bilinear when enlarging."""
+    import cv2
+
+    W, H = tf.network_size
+    if tf.sx < 1 and float(tf.x0).is_integer() and float(tf.y0).is_integer():
+        xi, yi = int(tf.x0), int(tf.y0)
+        crop = image[yi : yi + int(round(H / tf.sy)), xi : xi + int(round(W / tf.sx))]
+        return cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA)
+    M = np.array([[tf.sx, 0, (0.5 - tf.x0) * tf.sx - 0.5], [0, tf.sy, (0.5 - tf.y0) * tf.sy - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(image, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
 
 def network_size(width: int, height: int, long_side: int, patch_size: int) -> tuple[int, int]:
     """``(W, H)`` with the aspect of ``width × height``, longer side ≈ ``long_side``, both multiples of the patch."""
@@ -160,8 +190,6 @@ def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: i
 
     The network size follows the median aspect ratio of the views; a view of another aspect is centre-cropped
     to that aspect before resizing (no distortion, no padding)."""
-    import cv2
-
     if not images:
         raise UserError("no images to preprocess")
     aspects = sorted(im.shape[1] / im.shape[0] for im in images)
@@ -177,20 +205,12 @@ def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: i
         else:
             cw, ch = float(w), w / target_aspect
         x0, y0 = (w - cw) / 2, (h - ch) / 2
-        sx, sy = W / cw, H / ch
-        # warp by the exact affine map (sub-pixel crop offsets included), area-averaging when shrinking
-        M = np.array([[sx, 0, -x0 * sx + 0.5 * sx - 0.5], [0, sy, -y0 * sy + 0.5 * sy - 0.5]], dtype=np.float64)
-        interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
-        if sx < 1:  # INTER_AREA needs resize, not warpAffine: crop (rounded) then resize
-            xi, yi = int(round(x0)), int(round(y0))
-            crop = im[yi : yi + int(round(ch)), xi : xi + int(round(cw))]
-            x0, y0 = float(xi), float(yi)
-            sx, sy = W / crop.shape[1], H / crop.shape[0]
-            res = cv2.resize(crop, (W, H), interpolation=interp)
-        else:
-            res = cv2.warpAffine(im, M, (W, H), flags=interp, borderMode=cv2.BORDER_REPLICATE)
-        out[i] = res.astype(np.float32) / 255.0
-        transforms.append(ViewTransform((w, h), (W, H), x0, y0, sx, sy))
+        if W / cw < 1:  # shrinking: INTER_AREA needs a whole-pixel crop, so round the crop (inside the image)
+            x0, y0 = float(round(x0)), float(round(y0))
+            cw, ch = float(min(round(cw), w - x0)), float(min(round(ch), h - y0))
+        tf = ViewTransform((w, h), (W, H), x0, y0, W / cw, H / ch)
+        out[i] = warp_view(im, tf).astype(np.float32) / 255.0
+        transforms.append(tf)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), transforms
 
 

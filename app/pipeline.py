@@ -1,11 +1,28 @@
-"""From user input to a :class:`~app.reconstruction.Reconstruction`: load, preprocess, predict, convert.
+"""From user input to a :class:`~app.reconstruction.Reconstruction`: preprocess, predict, then (unless
+``fast``) cameras from SfM and dense depth fitted to them.
 
-Shared by the command-line tool and the web app (one implementation for both).
+Shared by the command-line tool, the web app and the benchmarks (one implementation for all).
+
+Default path (:func:`reconstruct_arrays`):
+
+1. the network predicts cameras, depth, confidence and a retrieval descriptor per view (one pass);
+2. SfM from scratch (:mod:`app.sfm`): SIFT, matching of all pairs up to ``exhaustive_up_to`` views and of the
+   network-guided pairs beyond (:mod:`app.pair_selection`), incremental mapping with the network's focal
+   length as the initial one;
+3. views SfM did not register get the network's camera placed by a similarity fitted on the registered ones
+   (:mod:`app.camera_fusion`); with fewer than two registered views the network's cameras are used alone
+   (one warning line);
+4. each view's depth is fitted to the SfM points it sees, upsampled to at least ``dense_min_long_side``
+   pixels guided by the image, and kept only where another view's depth agrees (:mod:`app.dense_fit`); the
+   SfM points join the cloud.
+
+``fast`` stops after step 1.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -14,7 +31,28 @@ import torch
 from app.cli_common import is_out_of_memory
 from app.io import ViewTransform, preprocess
 from app.reconstruction import Reconstruction
+from app.sfm import SfmOptions
 from mum.errors import UserError
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a scene is reconstructed. ``fast``: the network alone (one pass, nothing else).
+    Matching: every pair up to ``exhaustive_up_to`` views, else ``retrieval_neighbours`` +
+    ``overlap_neighbours`` + ``sequential_window`` per view. Dense maps: at least ``dense_min_long_side`` px on
+    the long side; a pixel is kept when at least one of its ``consistency_neighbours`` most-overlapping views
+    has a depth within ``consistency_tolerance`` (relative) of it."""
+
+    fast: bool = False
+    sfm: SfmOptions = field(default_factory=SfmOptions)
+    exhaustive_up_to: int = 30
+    retrieval_neighbours: int = 8
+    overlap_neighbours: int = 8
+    sequential_window: int = 2
+    dense_min_long_side: int = 256
+    consistency_neighbours: int = 4
+    consistency_tolerance: float = 0.05
+    native_log: Optional[str] = None  # where COLMAP's C++ log lines go (None: the process's stderr)
 
 
 def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Sequence[ViewTransform]) -> Reconstruction:
@@ -27,8 +65,12 @@ def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Se
     S = extr.shape[0]
     cam_from_world = np.tile(np.eye(4), (S, 1, 1))
     cam_from_world[:, :3, :] = extr
-    K_net = arr(pred.intrinsics).astype(np.float64)
-    K_orig = np.stack([tf.intrinsics_to_original(K) for tf, K in zip(transforms, K_net)])
+    K_orig = np.stack([tf.intrinsics_to_original(K) for tf, K in zip(transforms, arr(pred.intrinsics).astype(np.float64))])
+    # square pixels: one focal length per camera (the network predicts equal horizontal and vertical fields of
+    # view, which gives fx != fy on non-square images); the geometric mean of the two
+    focal = np.sqrt(K_orig[:, 0, 0] * K_orig[:, 1, 1])
+    K_orig[:, 0, 0] = K_orig[:, 1, 1] = focal
+    K_net = np.stack([tf.intrinsics_to_network(K) for tf, K in zip(transforms, K_orig)])
     images = arr(pred.images)  # [S, 3, H, W] or [S, H, W, 3]
     if images.shape[1] == 3 and images.shape[-1] != 3:
         images = images.transpose(0, 2, 3, 1)
@@ -78,9 +120,45 @@ def reconstruct_arrays(
     device: str = "cpu",
     chunk_size: Optional[int] = None,
     on_stage: Optional[Callable[[str], None]] = None,
+    options: PipelineOptions = PipelineOptions(),
+    warn: Optional[Callable[[str], None]] = None,
 ) -> Reconstruction:
-    """Run ``model`` (a ``heads.Reconstructor``) on ``uint8`` RGB views; returns the scene in user conventions."""
+    """Reconstruct ``uint8`` RGB views (original size) with ``model`` (a ``heads.Reconstructor``) and, unless
+    ``options.fast``, SfM and dense fitting; returns the scene in user conventions. ``on_stage``: progress
+    lines; ``warn``: the one warning line when the cameras fall back to the network alone."""
     say = on_stage or (lambda _msg: None)
+    recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
+    if options.fast:
+        recon.meta["consistency"] = network_consistency(recon, options)
+        return recon
+    from app.geometric_reconstruction import add_geometry
+
+    add_geometry(recon, arrays, transforms, descriptors, options, say, warn or say)
+    return recon
+
+
+def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:
+    """The multi-view disagreement of the network's own depth and cameras (what ``--fast`` exports)."""
+    from app.dense_fit import depth_agreement, overlap_neighbours
+
+    depth = recon.depth.astype(np.float64)
+    neighbours = overlap_neighbours(depth, recon.network_intrinsics, recon.cam_from_world, options.consistency_neighbours)
+    agreement = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
+                                options.consistency_tolerance)
+    return {"median_depth_disagreement": agreement.median_disagreement, "view_pairs": agreement.pairs}
+
+
+def predict_arrays(
+    model: Any,
+    names: Sequence[str],
+    arrays: Sequence[np.ndarray],
+    long_side: Optional[int],
+    device: str,
+    chunk_size: Optional[int],
+    say: Callable[[str], None],
+) -> tuple[Reconstruction, list[ViewTransform], np.ndarray]:
+    """One network pass: the feedforward reconstruction, the view transforms and the retrieval descriptors
+    ``[S, C]``."""
     size = long_side or model.cfg.image_size
     images, transforms = preprocess(arrays, long_side=size, patch_size=model.patch_size)
     H, W = images.shape[-2:]
@@ -94,4 +172,5 @@ def reconstruct_arrays(
     elapsed = time.perf_counter() - t0
     recon = prediction_to_reconstruction(pred, names, transforms)
     recon.meta.update(inference_s=elapsed, device=device, network_size=tuple(images.shape[-1:-3:-1]))
-    return recon
+    descriptors = pred.descriptors[0].detach().float().cpu().numpy()
+    return recon, transforms, descriptors

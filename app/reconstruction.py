@@ -1,7 +1,8 @@
 """A reconstructed scene in the user's coordinates: what every export and front end consumes.
 
 Cameras are camera-from-world 4×4 (OpenCV axes, world = first camera) with intrinsics in pixels of the
-*original* images; dense maps (depth, points, confidences, colours) are at network resolution ``h × w``.
+*original* images; dense maps (depth, points, confidences, colours) share one grid of ``h × w`` per view (the
+network's, or a finer one after geometric fitting), described by ``network_intrinsics``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,15 @@ class Reconstruction:
     world_points: np.ndarray  # [S, h, w, 3] float32 from the point head
     world_points_conf: np.ndarray  # [S, h, w] float32 (≥ 1)
     colors: np.ndarray  # [S, h, w, 3] uint8, the network input
-    network_intrinsics: np.ndarray  # [S, 3, 3] float64, network pixels
+    network_intrinsics: np.ndarray  # [S, 3, 3] float64, pixels of the dense-map grid
     meta: dict = field(default_factory=dict)
+    camera_sources: Optional[list[str]] = None  # per view "sfm" or "network" (None: all from the network)
+    valid: Optional[np.ndarray] = None  # [S, h, w] bool: pixels whose depth other views confirm (None: all)
+    sfm_points: Optional[PointCloud] = None  # triangulated SfM points (world), added to every cloud
+
+    def sources(self) -> list[str]:
+        """Where each view's camera came from: ``"sfm"`` or ``"network"``."""
+        return list(self.camera_sources) if self.camera_sources is not None else ["network"] * self.num_views
 
     @property
     def num_views(self) -> int:
@@ -85,6 +93,8 @@ class Reconstruction:
         conf = self.depth_conf if source == "depth" else self.world_points_conf
         S, h, w = conf.shape
         keep = np.isfinite(pts).all(-1)
+        if self.valid is not None:
+            keep &= self.valid
         if frames is not None:
             chosen = np.zeros(S, bool)
             chosen[list(frames)] = True
@@ -95,6 +105,8 @@ class Reconstruction:
             bright = self.colors.astype(np.int32).sum(-1)
             keep &= (bright > 3 * 16) & (bright < 3 * 240)
         view, vy, vx = np.nonzero(keep)
+        if max_points is not None and self.sfm_points is not None:  # SfM points count towards the budget
+            max_points = max(0, max_points - min(max_points, len(self.sfm_points)))
         if max_points is not None and view.size > max_points:
             idx = np.sort(np.random.default_rng(seed).choice(view.size, max_points, replace=False))
             view, vy, vx = view[idx], vy[idx], vx[idx]
@@ -103,10 +115,28 @@ class Reconstruction:
         un, vn = vx.astype(np.float64), vy.astype(np.float64)
         u = (un - Kn[:, 0, 2]) / Kn[:, 0, 0] * Ko[:, 0, 0] + Ko[:, 0, 2]
         v = (vn - Kn[:, 1, 2]) / Kn[:, 1, 1] * Ko[:, 1, 1] + Ko[:, 1, 2]
-        return PointCloud(
+        cloud = PointCloud(
             xyz=pts[view, vy, vx].astype(np.float32),
             rgb=self.colors[view, vy, vx],
             conf=conf[view, vy, vx].astype(np.float32),
             view=view.astype(np.int32),
             pixel=np.stack([u, v], -1).astype(np.float64),
+        )
+        return self._with_sfm_points(cloud, frames)
+
+    def _with_sfm_points(self, cloud: PointCloud, frames: Optional[Sequence[int]]) -> PointCloud:
+        """``cloud`` plus the SfM points (of the chosen ``frames``), at the cloud's highest confidence."""
+        extra = self.sfm_points
+        if extra is None or len(extra) == 0:
+            return cloud
+        if frames is not None:
+            chosen = np.isin(extra.view, list(frames))
+            extra = PointCloud(extra.xyz[chosen], extra.rgb[chosen], extra.conf[chosen], extra.view[chosen], extra.pixel[chosen])
+        top = float(cloud.conf.max()) if len(cloud) else 1.0
+        return PointCloud(
+            xyz=np.concatenate([cloud.xyz, extra.xyz.astype(np.float32)]),
+            rgb=np.concatenate([cloud.rgb, extra.rgb]),
+            conf=np.concatenate([cloud.conf, np.full(len(extra), top, np.float32)]),
+            view=np.concatenate([cloud.view, extra.view.astype(np.int32)]),
+            pixel=np.concatenate([cloud.pixel, extra.pixel]),
         )

@@ -143,8 +143,11 @@ class Reconstructor(nn.Module):
         """``[B, S, 3, H, W]`` → (aggregator token list, ``patch_start_idx``); layers outside ``keep_layers``
         (default: all) are ``None``."""
         images = self._check_images(images)
+        return self._aggregate_tokens(self.embed(images, chunk_size), images, keep_layers)
+
+    def _aggregate_tokens(self, patch_tokens: Tensor, images: Tensor, keep_layers: Optional[set[int]]) -> tuple[TokenList, int]:
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
-        return self.aggregator.aggregate(self.embed(images, chunk_size), grid, keep_layers)
+        return self.aggregator.aggregate(patch_tokens, grid, keep_layers)
 
     def forward(
         self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE, num_iterations: Optional[int] = None
@@ -153,11 +156,15 @@ class Reconstructor(nn.Module):
 
         Returns ``pose_enc`` ``[B,S,9]`` (last iteration), ``pose_enc_list`` (every camera-head iteration),
         ``depth`` ``[B,S,H,W,1]``, ``depth_conf`` ``[B,S,H,W]``, ``world_points`` ``[B,S,H,W,3]``,
-        ``world_points_conf`` ``[B,S,H,W]`` (float32), and ``images`` (the ``[B,S,3,H,W]`` input).
+        ``world_points_conf`` ``[B,S,H,W]`` (float32), ``images`` (the ``[B,S,3,H,W]`` input) and
+        ``descriptors`` ``[B,S,C]``: each view's patch tokens before the aggregator, mean-pooled and L2-normalised
+        (a global image descriptor for retrieval: views whose descriptors have a high dot product likely overlap).
         ``chunk_size``: frames per encoder / DPT chunk (``None`` = all at once).
         """
         images = self._check_images(images)
-        tokens, patch_start_idx = self.aggregate(images, chunk_size, keep_layers=self.head_layers)
+        patch_tokens = self.embed(images, chunk_size)
+        descriptors = torch.nn.functional.normalize(patch_tokens.float().mean(dim=2), dim=-1)
+        tokens, patch_start_idx = self._aggregate_tokens(patch_tokens, images, keep_layers=self.head_layers)
         tokens = [t.float() if t is not None else None for t in tokens]
         iterations = num_iterations or self.cfg.camera_head.num_iterations
         with torch.autocast(device_type=images.device.type, enabled=False):
@@ -172,6 +179,7 @@ class Reconstructor(nn.Module):
             "world_points": points,
             "world_points_conf": points_conf,
             "images": images,
+            "descriptors": descriptors,
         }
 
     @torch.inference_mode()
@@ -201,6 +209,7 @@ class Reconstructor(nn.Module):
             world_points_conf=raw["world_points_conf"],
             pose_enc=pose_enc,
             images=images.permute(0, 1, 3, 4, 2),
+            descriptors=raw["descriptors"],
         )
 
 

@@ -28,6 +28,7 @@ class Prediction:
     world_points_conf: Array  # [B, S, H, W]
     pose_enc: Array  # [B, S, 9]  [t, quaternion xyzw, fov_h, fov_w]
     images: Array  # [B, S, H, W, 3] RGB in [0, 1] (the network input: point colours)
+    descriptors: Array  # [B, S, C] pooled patch tokens, L2-normalised (image retrieval)
 
     @property
     def batched(self) -> bool:

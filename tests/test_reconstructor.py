@@ -87,7 +87,10 @@ def test_forward_returns_training_outputs(tiny):
         out = tiny(_images(2, 2), chunk_size=None)
     finally:
         tiny.eval()
-    assert set(out) == {"pose_enc", "pose_enc_list", "depth", "depth_conf", "world_points", "world_points_conf", "images"}
+    assert set(out) == {"pose_enc", "pose_enc_list", "depth", "depth_conf", "world_points", "world_points_conf", "images",
+                        "descriptors"}
+    assert out["descriptors"].shape == (2, 2, tiny.cfg.aggregator.embed_dim)
+    assert torch.allclose(out["descriptors"].norm(dim=-1), torch.ones(2, 2), atol=1e-5)
     assert len(out["pose_enc_list"]) == tiny.cfg.camera_head.num_iterations
     assert out["pose_enc"] is out["pose_enc_list"][-1]
     loss = out["depth"].mean() + out["world_points"].mean() + sum(p.mean() for p in out["pose_enc_list"])

@@ -1,0 +1,85 @@
+"""Combine the network's cameras with the SfM cameras: place the views SfM could not register.
+
+The network's cameras live in their own frame (world = first camera, arbitrary scale). A similarity
+``x_sfm = s·R·x_net + t`` is fitted on the views both have — ``R`` by a robust chordal mean of the per-view
+rotation offsets (the network's rotations are better than its translations), then ``s`` and ``t`` from the
+camera centres by medians — and applied to the network cameras of the other views. Cameras are OpenCV
+camera-from-world ``[S, 4, 4]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Similarity:
+    """``x_target = scale · rotation · x_source + translation``."""
+
+    scale: float
+    rotation: np.ndarray  # [3, 3]
+    translation: np.ndarray  # [3]
+
+    def apply_to_cameras(self, cam_from_world: np.ndarray) -> np.ndarray:
+        """Camera-from-source-world ``[N, 4, 4]`` → camera-from-target-world, camera frames scaled by ``scale``
+        (so that depths are in target units): ``R' = R_c Rᵀ``, ``t' = s·t_c − R_c Rᵀ t``."""
+        out = np.tile(np.eye(4), (len(cam_from_world), 1, 1))
+        Rc, tc = cam_from_world[:, :3, :3], cam_from_world[:, :3, 3]
+        out[:, :3, :3] = Rc @ self.rotation.T
+        out[:, :3, 3] = self.scale * tc - np.einsum("nij,j->ni", out[:, :3, :3], self.translation)
+        return out
+
+
+def camera_centres(cam_from_world: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` centres ``−Rᵀ t`` of camera-from-world ``[N, 4, 4]`` (or ``[N, 3, 4]``)."""
+    return -np.einsum("nji,nj->ni", cam_from_world[:, :3, :3], cam_from_world[:, :3, 3])
+
+
+def _project_to_rotation(M: np.ndarray) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(M)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def _angle_deg(R: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip((np.trace(R, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+
+
+def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
+    """Robust similarity from cameras ``source`` to ``target`` (``[N, 4, 4]`` camera-from-world of the same
+    views in two frames, ``N ≥ 1``). With one view the scale is 1."""
+    Rs, Rt = source[:, :3, :3], target[:, :3, :3]
+    offsets = np.einsum("nji,njk->nik", Rt, Rs)  # R = R_tᵀ R_s per view (R_c,t = R_c,s Rᵀ)
+    keep = np.ones(len(offsets), bool)
+    for _ in range(3):  # chordal mean, then drop views far from it
+        R = _project_to_rotation(offsets[keep].sum(0))
+        residual = _angle_deg(np.einsum("ij,njk->nik", R.T, offsets))
+        new_keep = residual <= max(5.0, 2.0 * float(np.median(residual)))
+        if new_keep.sum() == 0 or (new_keep == keep).all():
+            break
+        keep = new_keep
+    cs, ct = camera_centres(source)[keep], camera_centres(target)[keep]
+    rotated = cs @ R.T
+    scale = 1.0
+    if len(cs) >= 2:
+        ds = np.linalg.norm(rotated - np.median(rotated, 0), axis=1)
+        dt = np.linalg.norm(ct - np.median(ct, 0), axis=1)
+        valid = ds > 1e-9 * max(1.0, float(ds.max()))
+        if valid.any() and float(np.median(dt[valid])) > 0:
+            scale = float(np.median(dt[valid]) / np.median(ds[valid]))
+    translation = np.median(ct - scale * rotated, axis=0)
+    return Similarity(scale, R, translation)
+
+
+def fill_unregistered(network: np.ndarray, sfm: np.ndarray, registered: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Cameras for every view: SfM's where ``registered`` ``[S]``, the network's placed by the fitted
+    similarity elsewhere. Returns ``[S, 4, 4]`` in the SfM frame and each view's source (``"sfm"`` or
+    ``"network"``). Needs at least one registered view."""
+    if not registered.any():
+        raise ValueError("no registered view to align the network's cameras to")
+    sim = fit_similarity(network[registered], sfm[registered])
+    placed = sim.apply_to_cameras(network)
+    out = np.where(registered[:, None, None], sfm, placed)
+    return out, ["sfm" if r else "network" for r in registered]

@@ -1,0 +1,174 @@
+"""Dense geometry consistent with the cameras: network depth fitted to SfM points, upsampled, cross-checked.
+
+* :func:`fit_depth` — per view, a robust scale (and a shift where it clearly helps) that maps the network's
+  depth onto the depths of the SfM points that view observes;
+* :func:`upsample_depth` — a finer grid (``factor``× the network's) by bilinear interpolation of log-depth
+  followed by a guided filter on the full-resolution image (kornia), so that depth edges follow image edges;
+* :func:`depth_agreement` — each pixel's depth projected into its most-overlapping views and compared with
+  their depth there: a per-pixel count of views that agree (the consistency filter) and the median relative
+  disagreement over all overlapping pixels (the figure reported to users).
+
+Depth is camera z; intrinsics ``[S, 3, 3]`` are in pixels of the depth grid (pixel centres at integers);
+cameras are OpenCV camera-from-world ``[S, 4, 4]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_POINTS_FOR_FIT = 12  # fewer SfM points in a view: it takes the scene's median scale
+
+
+@dataclass
+class DepthFit:
+    """``depth_fitted = scale · depth + shift``; ``points`` used, median relative residual before/after."""
+
+    scale: float
+    shift: float
+    points: int
+    residual: float
+
+
+def sample_bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Values of ``image`` ``[h, w]`` at pixel-centre coordinates ``uv`` ``[n, 2]`` (NaN outside)."""
+    h, w = image.shape
+    u, v = uv[:, 0], uv[:, 1]
+    inside = (u >= 0) & (v >= 0) & (u <= w - 1) & (v <= h - 1)
+    out = np.full(len(uv), np.nan)
+    u, v = u[inside], v[inside]
+    u0, v0 = np.minimum(np.floor(u).astype(int), w - 2 if w > 1 else 0), np.minimum(np.floor(v).astype(int), h - 2 if h > 1 else 0)
+    du, dv = u - u0, v - v0
+    u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
+    out[inside] = ((1 - du) * (1 - dv) * image[v0, u0] + du * (1 - dv) * image[v0, u1]
+                   + (1 - du) * dv * image[v1, u0] + du * dv * image[v1, u1])
+    return out
+
+
+def fit_depth(depth: np.ndarray, uv: np.ndarray, z: np.ndarray) -> DepthFit | None:
+    """Fit ``depth`` ``[h, w]`` (network, arbitrary scale) to SfM depths ``z`` ``[n]`` observed at ``uv``
+    ``[n, 2]`` (depth-grid pixels). Scale = median of ratios; a shift is kept only when an iteratively
+    reweighted (Cauchy) affine fit lowers the median relative residual by more than 10 % and keeps every
+    depth positive. ``None`` when fewer than ``MIN_POINTS_FOR_FIT`` points fall on valid depth."""
+    d = sample_bilinear(depth, uv)
+    ok = np.isfinite(d) & (d > 0) & np.isfinite(z) & (z > 0)
+    if ok.sum() < MIN_POINTS_FOR_FIT:
+        return None
+    d, z = d[ok], z[ok]
+    scale = float(np.median(z / d))
+    residual = float(np.median(np.abs(scale * d - z) / z))
+    a, b = scale, 0.0
+    for _ in range(10):  # IRLS on relative residuals
+        r = (a * d + b - z) / z
+        c = max(1.4826 * float(np.median(np.abs(r))), 1e-6)
+        wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2) / z**2
+        A = np.stack([d, np.ones_like(d)], 1) * np.sqrt(wgt)[:, None]
+        a, b = np.linalg.lstsq(A, z * np.sqrt(wgt), rcond=None)[0]
+    affine_residual = float(np.median(np.abs(a * d + b - z) / z))
+    if a > 0 and affine_residual < 0.9 * residual and a * float(np.nanmin(depth)) + b > 0:
+        return DepthFit(float(a), float(b), int(ok.sum()), affine_residual)
+    return DepthFit(scale, 0.0, int(ok.sum()), residual)
+
+
+def upsample_depth(depth: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
+    """``depth`` ``[h, w]`` (positive) → ``[factor·h, factor·w]`` guided by ``guide`` ``[factor·h, factor·w, 3]``
+    uint8 (the view at that size). Pixel centres stay aligned (``u' = (u + ½)·factor − ½``)."""
+    import cv2
+
+    if factor == 1:
+        return depth.astype(np.float32)
+    h, w = depth.shape
+    log_depth = cv2.resize(np.log(depth.astype(np.float32)), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
+    import kornia
+    import torch
+
+    gray = torch.from_numpy(cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0)[None, None]
+    src = torch.from_numpy(log_depth)[None, None]
+    radius = 2 * factor + 1
+    filtered = kornia.filters.guided_blur(gray, src, (radius, radius), eps=1e-3)
+    return np.exp(filtered[0, 0].numpy()).astype(np.float32)
+
+
+def _unproject(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = depth.shape
+    v, u = np.mgrid[0:h:step, 0:w:step]
+    d = depth[v, u].reshape(-1)
+    rays = np.stack([(u.reshape(-1) - K[0, 2]) / K[0, 0], (v.reshape(-1) - K[1, 2]) / K[1, 1], np.ones(d.size)], 1)
+    cam = rays * d[:, None]
+    R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
+    return (cam - t) @ R, np.stack([v.reshape(-1), u.reshape(-1)], 1)
+
+
+def _project(points: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, shape: tuple[int, int]):
+    x = points @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+    z = x[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = K[0, 0] * x[:, 0] / z + K[0, 2]
+        v = K[1, 1] * x[:, 1] / z + K[1, 2]
+    h, w = shape
+    ui, vi = np.round(u), np.round(v)
+    inside = (z > 0) & (ui >= 0) & (vi >= 0) & (ui <= w - 1) & (vi <= h - 1)
+    return z, ui, vi, inside
+
+
+def overlap_neighbours(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, count: int,
+                       min_overlap: float = 0.1) -> list[list[int]]:
+    """For each view, up to ``count`` other views that see most of it (fraction of a coarse pixel grid that
+    projects inside them, in front), best first, each seeing at least ``min_overlap``."""
+    S, h, w = depth.shape
+    step = max(1, max(h, w) // 24)
+    frac = np.zeros((S, S))
+    for i in range(S):
+        pts, _ = _unproject(depth[i], K[i], cam_from_world[i], step)
+        pts = pts[np.isfinite(pts).all(1)]
+        if len(pts) == 0:
+            continue
+        for j in range(S):
+            if j != i:
+                frac[i, j] = _project(pts, K[j], cam_from_world[j], (h, w))[3].mean()
+    out = []
+    for i in range(S):
+        order = [int(j) for j in np.argsort(-frac[i]) if j != i and frac[i, j] >= min_overlap]
+        out.append(order[:count])
+    return out
+
+
+@dataclass
+class Agreement:
+    """``agreeing`` ``[S, h, w]``: how many neighbour views confirm each pixel's depth (within ``tolerance``);
+    ``median_disagreement``: median relative depth difference over all pixels that project into a
+    neighbour (NaN when no view overlaps another); ``pairs``: the (view, neighbour) pairs compared."""
+
+    agreeing: np.ndarray
+    median_disagreement: float
+    pairs: int
+
+
+def depth_agreement(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, neighbours: list[list[int]],
+                    tolerance: float = 0.05) -> Agreement:
+    """Project every pixel of every view into its ``neighbours`` and compare with their depth there
+    (nearest pixel): relative difference ``|z_projected − d_neighbour| / d_neighbour``."""
+    S, h, w = depth.shape
+    agreeing = np.zeros((S, h, w), np.int16)
+    differences = []
+    pairs = 0
+    for i in range(S):
+        pts, pix = _unproject(depth[i], K[i], cam_from_world[i], 1)
+        finite = np.isfinite(pts).all(1)
+        for j in neighbours[i]:
+            z, u, v, inside = _project(pts, K[j], cam_from_world[j], (h, w))
+            inside &= finite
+            dj = np.full(len(z), np.nan)
+            dj[inside] = depth[j, v[inside].astype(int), u[inside].astype(int)]
+            valid = inside & np.isfinite(dj) & (dj > 0)
+            if not valid.any():
+                continue
+            rel = np.abs(z[valid] - dj[valid]) / dj[valid]
+            differences.append(rel[:: max(1, rel.size // 20000)])
+            ok = np.zeros(len(z), bool)
+            ok[valid] = rel < tolerance
+            agreeing[i, pix[ok, 0], pix[ok, 1]] += 1
+            pairs += 1
+    median = float(np.median(np.concatenate(differences))) if differences else float("nan")
+    return Agreement(agreeing, median, pairs)

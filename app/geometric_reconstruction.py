@@ -1,0 +1,177 @@
+"""Steps 2–4 of the default path (see :mod:`app.pipeline`): SfM cameras, placement of the views SfM missed,
+dense depth fitted to the SfM points, upsampled and cross-checked between views.
+
+Everything happens in place on a feedforward :class:`~app.reconstruction.Reconstruction`; afterwards its
+cameras are the exported ones and ``recon.meta["sfm"]`` / ``recon.meta["consistency"]`` describe exactly them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from app.camera_fusion import fill_unregistered, fit_similarity
+from app.dense_fit import depth_agreement, fit_depth, overlap_neighbours, upsample_depth
+from app.io import ViewTransform, warp_view
+from app.native_stderr import native_stderr_to
+from app.pair_selection import select_pairs
+from app.reconstruction import PointCloud, Reconstruction
+from app.sfm import SfmResult, reprojection_errors, run_sfm
+
+if TYPE_CHECKING:
+    from app.pipeline import PipelineOptions
+
+
+def add_geometry(
+    recon: Reconstruction,
+    arrays: Sequence[np.ndarray],
+    transforms: Sequence[ViewTransform],
+    descriptors: np.ndarray,
+    options: "PipelineOptions",
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> None:
+    """Replace ``recon``'s cameras by SfM's (network-placed where SfM has none) and its dense maps by the
+    network depth fitted to them; see the module docstring of :mod:`app.pipeline`."""
+    S = recon.num_views
+    pairs = None
+    if S > options.exhaustive_up_to:
+        overlap = overlap_neighbours(recon.depth.astype(np.float64), recon.network_intrinsics, recon.cam_from_world,
+                                     options.overlap_neighbours)
+        pairs = select_pairs(descriptors, overlap, options.retrieval_neighbours, options.sequential_window)
+    if S >= 2:
+        with native_stderr_to(options.native_log):
+            sfm = run_sfm(arrays, recon.intrinsics[:, 0, 0], pairs, options.sfm, say)
+    else:
+        sfm = None
+    network_cams = recon.cam_from_world.copy()
+    depth_scale = 1.0  # network depth units → world units when no view can be fitted
+    if sfm is not None and sfm.num_registered >= 2:
+        cams, sources = fill_unregistered(network_cams, sfm.cam_from_world, sfm.registered)
+        depth_scale = fit_similarity(network_cams[sfm.registered], sfm.cam_from_world[sfm.registered]).scale
+        K = _intrinsics(sfm, recon)
+        if sources.count("network"):
+            missing = [recon.names[i] for i, s in enumerate(sources) if s == "network"]
+            say(f"sfm: {len(missing)} view(s) not registered, placed from the network: {', '.join(missing[:5])}"
+                + (" …" if len(missing) > 5 else ""))
+    else:
+        registered = 0 if sfm is None else sfm.num_registered
+        reason = "one view" if S < 2 else f"SfM registered {registered} of {S} views (too few matches)"
+        warn(f"warning: {reason}: cameras and depth come from the network alone")
+        cams, sources, K = network_cams, ["network"] * S, recon.intrinsics.copy()
+        sfm = None
+    # world = first camera (scale: SfM's)
+    to_first = np.linalg.inv(cams[0])
+    cams = cams @ to_first
+    recon.cam_from_world, recon.intrinsics, recon.camera_sources = cams, K, sources
+    recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(transforms, K)])
+    points = np.zeros((0, 3))
+    if sfm is not None and len(sfm.points):
+        points = _transform_points(np.linalg.inv(to_first), sfm.points)  # old world → first camera's frame
+    _fit_dense(recon, arrays, transforms, sfm, points, depth_scale, options, say)
+    if sfm is not None:
+        errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, points, sfm.observations)
+        recon.sfm_points = _sfm_cloud(points, sfm)
+        recon.meta["sfm"] = {
+            "registered_views": sfm.num_registered,
+            "views": S,
+            "points3D": int(len(points)),
+            "observations": int(errors.size),
+            "reprojection_px_mean": float(errors.mean()) if errors.size else float("nan"),
+            "reprojection_px_median": float(np.median(errors)) if errors.size else float("nan"),
+            "pairs_matched": sfm.pairs_matched,
+            "pairs_verified": sfm.pairs_verified,
+            "matching": "exhaustive" if pairs is None else "network-guided",
+            "relaxed_mapping": sfm.relaxed,
+            "seconds": {k: round(v, 3) for k, v in sfm.seconds.items()},
+        }
+        say(f"sfm: {sfm.num_registered}/{S} views registered, {len(points):,} points, reprojection error "
+            f"{recon.meta['sfm']['reprojection_px_mean']:.2f} px (exported cameras)")
+
+
+def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+def _intrinsics(sfm: SfmResult, recon: Reconstruction) -> np.ndarray:
+    """SfM intrinsics; views SfM did not register take the median SfM focal length of views of the same size,
+    else the network's."""
+    K = sfm.intrinsics.copy()
+    for i in np.nonzero(~sfm.registered)[0]:
+        same = [j for j in np.nonzero(sfm.registered)[0] if recon.image_sizes[j] == recon.image_sizes[i]]
+        if same:
+            K[i, 0, 0] = K[i, 1, 1] = float(np.median(sfm.intrinsics[same, 0, 0]))
+        else:
+            K[i] = recon.intrinsics[i]
+    return K
+
+
+def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:
+    """The SfM points with their colours, each credited to its first observing view."""
+    P = len(points)
+    view = np.full(P, -1, np.int32)
+    pixel = np.zeros((P, 2))
+    for i, (idx, uv) in enumerate(sfm.observations):
+        first = view[idx] < 0
+        view[idx[first]] = i
+        pixel[idx[first]] = uv[first]
+    seen = view >= 0
+    return PointCloud(points[seen].astype(np.float32), sfm.point_colors[seen], np.ones(int(seen.sum()), np.float32),
+                      view[seen], pixel[seen])
+
+
+def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None, points: np.ndarray,
+               depth_scale: float, options: "PipelineOptions", say: Callable[[str], None]) -> None:
+    """Fit, upsample and cross-check the dense maps (in place)."""
+    S, h, w = recon.depth.shape
+    depth = recon.depth.astype(np.float64)
+    fits = [None] * S
+    if sfm is not None:
+        for i, (idx, uv) in enumerate(sfm.observations):
+            if len(idx):
+                x = _transform_points(recon.cam_from_world[i], points[idx])
+                fits[i] = fit_depth(depth[i], transforms[i].points_to_network(uv), x[:, 2])
+    fitted = [f for f in fits if f is not None]
+    default_scale = float(np.median([f.scale for f in fitted])) if fitted else depth_scale
+    for i in range(S):
+        f = fits[i]
+        depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
+    if fitted:
+        say(f"dense: depth fitted to SfM points in {len(fitted)}/{S} views (median residual "
+            f"{100 * float(np.median([f.residual for f in fitted])):.1f} %)")
+    depth[~(depth > 0)] = np.nan
+    factor = max(1, math.ceil(options.dense_min_long_side / max(h, w)))
+    if factor > 1:
+        fine = [tf.scaled(factor) for tf in transforms]
+        colors = np.stack([warp_view(a, tf) for a, tf in zip(arrays, fine)])
+        depth = np.stack([upsample_depth(np.nan_to_num(d, nan=np.nanmedian(d) if np.isfinite(d).any() else 1.0), c, factor)
+                          * np.where(np.isfinite(cv_resize(d, factor)), 1, np.nan) for d, c in zip(depth, colors)])
+        conf = np.stack([cv_resize(c, factor) for c in recon.depth_conf])
+        recon.colors, recon.depth_conf = colors, conf.astype(np.float32)
+        recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
+        say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
+    recon.depth = depth.astype(np.float32)
+    neighbours = overlap_neighbours(depth, recon.network_intrinsics, recon.cam_from_world, options.consistency_neighbours)
+    agreement = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
+                                options.consistency_tolerance)
+    checked = np.array([len(n) > 0 for n in neighbours])
+    recon.valid = (agreement.agreeing >= 1) | ~checked[:, None, None]
+    recon.valid &= np.isfinite(depth)
+    recon.world_points = recon.depth_points()
+    recon.world_points_conf = recon.depth_conf.copy()
+    kept = float(recon.valid.mean())
+    recon.meta["consistency"] = {"median_depth_disagreement": agreement.median_disagreement,
+                                 "view_pairs": agreement.pairs, "pixels_kept": round(kept, 4),
+                                 "tolerance": options.consistency_tolerance}
+    say(f"dense: views agree to {100 * agreement.median_disagreement:.1f} % (median relative depth difference); "
+        f"{100 * kept:.0f} % of pixels confirmed by another view")
+
+
+def cv_resize(image: np.ndarray, factor: int) -> np.ndarray:
+    """Bilinear ``factor``× enlargement with pixel centres aligned (NaN spreads to its neighbours)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    return cv2.resize(image.astype(np.float32), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
