@@ -71,6 +71,60 @@ def fit_depth(depth: np.ndarray, uv: np.ndarray, z: np.ndarray) -> DepthFit | No
     return DepthFit(scale, 0.0, int(ok.sum()), residual)
 
 
+def _hat_weights(x: np.ndarray, nodes: int, length: int) -> np.ndarray:
+    """``[n, nodes]`` linear-interpolation weights of coordinates ``x`` (pixel centres in ``[0, length-1]``) on
+    ``nodes`` evenly spaced nodes spanning the same range."""
+    if nodes == 1:
+        return np.ones((len(x), 1))
+    t = np.clip(x / max(length - 1, 1), 0, 1) * (nodes - 1)
+    k = np.minimum(np.floor(t).astype(int), nodes - 2)
+    f = t - k
+    W = np.zeros((len(x), nodes))
+    W[np.arange(len(x)), k] = 1 - f
+    W[np.arange(len(x)), k + 1] = f
+    return W
+
+
+def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, points_per_node: int = 10,
+                         max_nodes: int = 16, smoothness: float = 0.2) -> np.ndarray | None:
+    """A smooth multiplicative correction ``[h, w]`` so that ``depth · correction`` meets the SfM depths ``z``
+    ``[n]`` at ``uv`` ``[n, 2]``: log-depth offsets on a coarse bilinear grid (about ``points_per_node``
+    points per node, at most ``max_nodes`` a side), membrane-regularised (``smoothness`` relative to the data
+    term) and fitted by iteratively reweighted least squares (Cauchy). It absorbs the network depth's
+    low-frequency shape error (a tilted or bent floor), which no single scale and shift can. ``None`` with
+    fewer than ``MIN_POINTS_FOR_FIT`` usable points."""
+    h, w = depth.shape
+    d = sample_bilinear(depth, uv)
+    ok = np.isfinite(d) & (d > 0) & np.isfinite(z) & (z > 0)
+    n = int(ok.sum())
+    if n < MIN_POINTS_FOR_FIT:
+        return None
+    y = np.log(z[ok]) - np.log(d[ok])
+    total = max(1.0, n / points_per_node)
+    gw = int(np.clip(round(np.sqrt(total * w / h)), 1, max_nodes))
+    gh = int(np.clip(round(total / gw), 1, max_nodes))
+    A = np.einsum("ni,nj->nij", _hat_weights(uv[ok, 1], gh, h), _hat_weights(uv[ok, 0], gw, w)).reshape(n, gh * gw)
+    rows = []  # membrane: neighbouring nodes alike
+    for r in range(gh):
+        for c in range(gw):
+            for dr, dc in ((0, 1), (1, 0)):
+                if r + dr < gh and c + dc < gw:
+                    e = np.zeros(gh * gw)
+                    e[r * gw + c], e[(r + dr) * gw + c + dc] = 1, -1
+                    rows.append(e)
+    L = np.array(rows).reshape(-1, gh * gw)
+    lam = smoothness * n / (gh * gw)
+    coef = np.full(gh * gw, np.median(y))
+    for _ in range(8):
+        r = A @ coef - y
+        c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
+        wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
+        H = A.T @ (A * wgt[:, None]) + lam * L.T @ L + 1e-6 * np.eye(gh * gw)
+        coef = np.linalg.solve(H, A.T @ (wgt * y) + 1e-6 * np.median(y))
+    field = _hat_weights(np.arange(h, dtype=float), gh, h) @ coef.reshape(gh, gw) @ _hat_weights(np.arange(w, dtype=float), gw, w).T
+    return np.exp(field)
+
+
 def upsample_depth(depth: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
     """``depth`` ``[h, w]`` (positive) → ``[factor·h, factor·w]`` guided by ``guide`` ``[factor·h, factor·w, 3]``
     uint8 (the view at that size). Pixel centres stay aligned (``u' = (u + ½)·factor − ½``)."""
@@ -132,6 +186,40 @@ def overlap_neighbours(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndar
         order = [int(j) for j in np.argsort(-frac[i]) if j != i and frac[i, j] >= min_overlap]
         out.append(order[:count])
     return out
+
+
+def warp_depth(depth_j: np.ndarray, K_j: np.ndarray, cam_j: np.ndarray, K_i: np.ndarray, cam_i: np.ndarray) -> np.ndarray:
+    """View ``j``'s depth ``[h, w]`` seen from view ``i``: its points projected into ``i`` (nearest pixel,
+    the nearest point where several land: a z-buffer); NaN where none lands."""
+    h, w = depth_j.shape
+    pts, _ = _unproject(depth_j, K_j, cam_j, 1)
+    pts = pts[np.isfinite(pts).all(1)]
+    z, u, v, inside = _project(pts, K_i, cam_i, (h, w))
+    flat = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
+    out = np.full(h * w, np.inf)
+    np.minimum.at(out, flat, z[inside])
+    out[~np.isfinite(out)] = np.nan
+    return out.reshape(h, w)
+
+
+def fuse_depths(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, neighbours: list[list[int]],
+                max_relative_offset: float = 0.3) -> np.ndarray:
+    """Multi-view consensus: each pixel's depth becomes the median of its own and its neighbours' depths warped
+    into its view (:func:`warp_depth`), counting only those within ``max_relative_offset`` of its own (a
+    neighbour that sees another surface there, through a disocclusion, is ignored). Independent errors of the
+    per-view network depth average out; ``[S, h, w]`` in, ``[S, h, w]`` out."""
+    fused = depth.copy()
+    for i in range(len(depth)):
+        if not neighbours[i]:
+            continue
+        own = depth[i]
+        candidates = [own]
+        for j in neighbours[i]:
+            warped = warp_depth(depth[j], K[j], cam_from_world[j], K[i], cam_from_world[i])
+            warped[~(np.abs(warped - own) <= max_relative_offset * own)] = np.nan
+            candidates.append(warped)
+        fused[i] = np.nanmedian(np.stack(candidates), axis=0)
+    return fused
 
 
 @dataclass

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from app.camera_fusion import fill_unregistered, fit_similarity
-from app.dense_fit import depth_agreement, fit_depth, overlap_neighbours, upsample_depth
+from app.dense_fit import (
+    depth_agreement,
+    fit_correction_field,
+    fit_depth,
+    fuse_depths,
+    overlap_neighbours,
+    upsample_depth,
+)
 from app.io import ViewTransform, warp_view
 from app.native_stderr import native_stderr_to
 from app.pair_selection import select_pairs
@@ -138,6 +145,12 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
     for i in range(S):
         f = fits[i]
         depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
+        if f is not None and options.depth_correction_field:
+            idx, uv = sfm.observations[i]
+            x = _transform_points(recon.cam_from_world[i], points[idx])
+            field = fit_correction_field(depth[i], transforms[i].points_to_network(uv), x[:, 2])
+            if field is not None:
+                depth[i] *= field
     if fitted:
         say(f"dense: depth fitted to SfM points in {len(fitted)}/{S} views (median residual "
             f"{100 * float(np.median([f.residual for f in fitted])):.1f} %)")
@@ -154,6 +167,9 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
         say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
     recon.depth = depth.astype(np.float32)
     neighbours = overlap_neighbours(depth, recon.network_intrinsics, recon.cam_from_world, options.consistency_neighbours)
+    for _ in range(options.fusion_rounds):
+        depth = fuse_depths(depth, recon.network_intrinsics, recon.cam_from_world, neighbours)
+    recon.depth = depth.astype(np.float32)
     agreement = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
                                 options.consistency_tolerance)
     checked = np.array([len(n) > 0 for n in neighbours])

@@ -50,6 +50,8 @@ class PipelineOptions:
     overlap_neighbours: int = 8
     sequential_window: int = 2
     dense_min_long_side: int = 256
+    depth_correction_field: bool = True
+    fusion_rounds: int = 2
     consistency_neighbours: int = 4
     consistency_tolerance: float = 0.05
     native_log: Optional[str] = None  # where COLMAP's C++ log lines go (None: the process's stderr)
