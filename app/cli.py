@@ -35,7 +35,11 @@ examples:
   mum-reconstruct demo/tum_freiburg/images -o scene.ply        coloured point cloud (binary PLY)
   mum-reconstruct photos/ -o scene.glb --conf-percentile 70     point cloud + camera frustums
   mum-reconstruct clip.mp4 --max-frames 24 -o out/              a folder gets every export
-  mum-reconstruct "shots/*.jpg" -o out/ --refine --overwrite    + COLMAP bundle adjustment
+  mum-reconstruct "shots/*.jpg" -o out/ --fast --overwrite      the network alone (one pass, no SfM)
+
+By default cameras come from structure-from-motion (SIFT, matching, bundle adjustment; pycolmap on the CPU)
+with the network's help, and each view's depth is fitted to them and cross-checked between views; --fast
+keeps the network's own cameras and depth.
 
 A folder output holds scene.ply, scene.glb, cameras.json, depth/, sparse/0/ (COLMAP) and transforms.json
 (nerfstudio). Outputs are written atomically; an existing one is kept unless --overwrite is given.
@@ -64,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, metavar="PX", help="network input size, longer side in px (default: the model's)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="use at most N views, sampled uniformly (default: all)")
     p.add_argument("--stride", type=int, default=1, metavar="N", help="keep every N-th image or video frame (default: 1)")
-    p.add_argument("--conf-percentile", type=float, default=50.0, metavar="P", help="drop points below this confidence percentile, 0-100 (default: 50)")
+    p.add_argument("--conf-percentile", type=float, default=None, metavar="P",
+                   help="drop points below this confidence percentile, 0-100 (default: 0, or 50 with --fast; the "
+                        "default path already keeps only points that another view confirms)")
     p.add_argument("--mask-background", action="store_true", help="drop near-black and near-white pixels")
     p.add_argument(
         "--points-from", choices=("depth", "pointmap"), default="depth",
@@ -72,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-points", type=int, default=2_000_000, metavar="N", help="subsample the exported cloud to at most N points (default: 2000000)")
     p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="frames per encoder/DPT chunk, lower to save memory (default: the model's)")
-    p.add_argument("--refine", action="store_true", help="refine cameras with pycolmap (SIFT, matching, bundle adjustment); slow")
+    p.add_argument("--fast", action="store_true",
+                   help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
+    p.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old flag: SfM is now the default
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (implies no progress output)")
@@ -97,7 +105,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Pa
     from app import export
 
     cloud = recon.point_cloud(
-        conf_percentile=args.conf_percentile,
+        conf_percentile=conf_percentile(args),
         mask_background=args.mask_background,
         source=args.points_from,
         max_points=args.max_points,
@@ -126,6 +134,21 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Pa
     return written
 
 
+def conf_percentile(args: argparse.Namespace) -> float:
+    """The confidence percentile in force: the user's, else 50 with ``--fast`` and 0 otherwise."""
+    if args.conf_percentile is not None:
+        return args.conf_percentile
+    return 50.0 if args.fast else 0.0
+
+
+def _warner(json_output: bool) -> Callable[[str], None]:
+    """Warnings go to stderr as one line each, even with --quiet/--json (they say the result is weaker)."""
+    def warn(msg: str) -> None:
+        print(msg if msg.startswith("warning:") else f"warning: {msg}", file=sys.stderr)
+
+    return warn
+
+
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the command on ``argv`` (default: ``sys.argv``); returns the exit status."""
@@ -142,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"(end it with / to name a folder with a dot)")
     if out.exists() and not out.is_dir() and suffix not in FILE_EXPORTS:
         raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
-    if not 0 <= args.conf_percentile < 100:
+    if args.conf_percentile is not None and not 0 <= args.conf_percentile < 100:
         raise UserError("--conf-percentile must be in [0, 100)")
     for option in ("max_frames", "stride", "size", "max_points", "chunk_size"):
         value = getattr(args, option)
@@ -157,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"loaded {len(arrays)} views")
 
     import heads
-    from app.pipeline import reconstruct_arrays
+    from app.pipeline import PipelineOptions, reconstruct_arrays
 
     try:
         model = heads.load_model(args.model or heads.DEFAULT_MODEL, weights=args.weights, device=device)
@@ -167,12 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model in heads.PRESETS and args.weights is None and not args.quiet:
         print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, for testing "
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
-    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size, on_stage=say)
-    if args.refine:
-        from app.refine import refine_cameras
-
-        report = refine_cameras(recon, arrays, say=say, native_log=os.devnull)  # COLMAP's own log: not for users
-        recon.meta["refine"] = report
+    options = PipelineOptions(fast=args.fast, native_log=os.devnull)  # COLMAP's own log: not for users
+    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
+                               on_stage=say, options=options, warn=_warner(args.json))
     try:
         written = write_exports(out, recon, args, say)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
@@ -180,21 +200,27 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "views": recon.num_views,
         "points": recon.meta.get("points_kept", 0),
-        "network_size": list(recon.network_size),
+        "mode": "fast" if args.fast else "default",
+        "cameras": {source: recon.sources().count(source) for source in ("sfm", "network")},
+        "network_size": list(recon.meta["network_size"]),
+        "depth_size": list(recon.network_size),
         "device": device,
         "model": model.name,
         "inference_s": round(recon.meta["inference_s"], 3),
         "total_s": round(time.perf_counter() - t0, 3),
         "outputs": [str(p) for p in written],
     }
-    if "refine" in recon.meta:
-        summary["refine"] = recon.meta["refine"]
+    for key in ("sfm", "consistency"):
+        if key in recon.meta:
+            summary[key] = recon.meta[key]
     if args.json:
         print(json.dumps(summary, indent=1))
     elif not args.quiet:
+        cams = summary["cameras"]
+        how = "network cameras" if args.fast or not cams["sfm"] else f"{cams['sfm']} SfM + {cams['network']} network cameras"
         print(
             f"{summary['views']} views -> {summary['points']:,} points in {summary['total_s']:.1f} s "
-            f"(model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"
+            f"({how}; model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"
         )
     return 0
 

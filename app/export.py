@@ -96,8 +96,9 @@ def write_glb(path: str | os.PathLike, recon: Reconstruction, cloud: PointCloud,
 
 # -------------------------------------------------------------------------------------- cameras.json
 def cameras_dict(recon: Reconstruction) -> dict:
-    """``{"images": [{"name", "width", "height", "K" 3×3, "cam_from_world" 4×4}, ...]}``, OpenCV axes,
-    original-image pixels (pixel centres at integer coordinates)."""
+    """``{"images": [{"name", "width", "height", "K" 3×3, "cam_from_world" 4×4, "source"}, ...]}``, OpenCV
+    axes, original-image pixels (pixel centres at integer coordinates); ``source`` says where the camera came
+    from: ``"sfm"`` (structure-from-motion) or ``"network"`` (the network's, placed in the SfM frame)."""
     return {
         "convention": "cam_from_world maps world to camera, OpenCV axes (x right, y down, z forward); K in pixels "
         "of the original image with pixel centres at integer coordinates; world frame = first camera, scale arbitrary",
@@ -108,8 +109,9 @@ def cameras_dict(recon: Reconstruction) -> dict:
                 "height": int(size[1]),
                 "K": recon.intrinsics[i].tolist(),
                 "cam_from_world": recon.cam_from_world[i].tolist(),
+                "source": source,
             }
-            for i, (name, size) in enumerate(zip(recon.names, recon.image_sizes))
+            for i, (name, size, source) in enumerate(zip(recon.names, recon.image_sizes, recon.sources()))
         ],
     }
 

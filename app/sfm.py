@@ -3,8 +3,10 @@
 SIFT features on every view (downscaled to ``max_image_size``), matching of all pairs or of the pairs given
 (network-guided, see :mod:`app.pair_selection`), geometric verification and COLMAP's incremental mapping. The
 network contributes the initial focal length of every camera (COLMAP's own guess is ``1.2 × max(w, h)``), which
-bundle adjustment then refines. When the first mapping registers fewer than two views (two photos, few matches)
-it is run again with relaxed thresholds (15 inliers for the initial pair and for registration).
+bundle adjustment then refines. When the first mapping leaves views out, the pairs are matched again with
+guided matching and mapped again; when views are still missing, mapping runs once more with relaxed thresholds
+(15 inliers for the initial pair and for registration: two photos, few matches); the model that registers
+most views is kept.
 
 Conventions of the result: OpenCV camera-from-world, intrinsics in pixels of the *original* images with pixel
 centres at integer coordinates (COLMAP's are at half-integers; converted here), one focal length per camera.
@@ -41,6 +43,7 @@ class SfmOptions:
     num_threads: int = -1
     relaxed_min_inliers: int = 15
     random_seed: int = 0
+    sift_first_octave: int = -1
 
 
 @dataclass
@@ -91,7 +94,7 @@ def _write_images(arrays: Sequence[np.ndarray], folder: Path, max_size: int) -> 
         tf = downscale_transform(arr.shape[1], arr.shape[0], max_size)
         small = warp_view(arr, tf) if tf.sx < 1 or tf.sy < 1 else arr
         name = f"{i:05d}.png"
-        cv2.imwrite(str(folder / name), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        cv2.imwrite(str(folder / name), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 0])
         names.append(name)
         transforms.append(tf)
     return names, transforms
@@ -99,7 +102,8 @@ def _write_images(arrays: Sequence[np.ndarray], folder: Path, max_size: int) -> 
 
 def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTransform], focal: np.ndarray) -> None:
     """Initial focal length of a camera that several views share: the median of ``focal`` ``[S]`` (original
-    pixels) over them. A camera of one view keeps COLMAP's guess (``1.2 × max(w, h)``): one network
+    pixels) over them, marked as a prior (verification then estimates essential matrices, not fundamental
+    ones: matching of demo/tum_freiburg takes 1.7 s instead of 3.2 s; the guided second pass drops the mark). A camera of one view keeps COLMAP's guess (``1.2 × max(w, h)``): one network
     prediction is too noisy there (on demo/sacre_coeur it is 0.2–1.3× the reference, median 0.65×, and
     mapping registered less accurately with it), while the median over a shared camera's views is closer to
     the reference than COLMAP's guess (demo/tum_freiburg 1.11× vs 1.45×, demo/buddha 1.41× vs 1.76×)."""
@@ -120,11 +124,12 @@ def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTra
             if camera.model.name == "PINHOLE":
                 params[1] = f
             camera.params = params
+            camera.has_prior_focal_length = True  # calibrated verification (E, not F): 2x faster matching
             db.update_camera(camera)
 
 
 def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pairs: Sequence[tuple[int, int]],
-                 matching, replace: bool = False) -> None:
+                 matching, verification, replace: bool = False) -> None:
     """Match and verify the listed pairs (``replace``: drop their earlier matches first; COLMAP skips pairs
     that already have matches)."""
     if replace:
@@ -139,7 +144,24 @@ def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pa
     pair_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in pairs))
     pairing = pycolmap.ImportedPairingOptions()
     pairing.match_list_path = pair_file
-    pycolmap.match_image_pairs(database, matching, pairing, device=pycolmap.Device.cpu)
+    pycolmap.match_image_pairs(database, matching, pairing, verification, device=pycolmap.Device.cpu)
+
+
+def _verification(options: SfmOptions):
+    import pycolmap
+
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = options.random_seed  # the same photos give the same matches
+    return verification
+
+
+def _drop_focal_priors(pycolmap, database: Path) -> None:
+    """Keep the initial focal lengths but let verification and registration treat them as unknown."""
+    with pycolmap.Database.open(str(database)) as db:
+        for camera in db.read_all_cameras():
+            if camera.has_prior_focal_length:
+                camera.has_prior_focal_length = False
+                db.update_camera(camera)
 
 
 def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool):
@@ -188,6 +210,7 @@ def run_sfm(
         extraction = pycolmap.FeatureExtractionOptions()
         extraction.max_image_size = options.max_image_size
         extraction.num_threads = options.num_threads
+        extraction.sift.first_octave = options.sift_first_octave
         pycolmap.extract_features(
             database, image_dir, image_names=names, reader_options=reader, extraction_options=extraction,
             camera_mode=pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE,
@@ -200,11 +223,12 @@ def run_sfm(
         matching.num_threads = options.num_threads
         if pairs is None:
             say(f"sfm: matching all {S * (S - 1) // 2} pairs")
-            pycolmap.match_exhaustive(database, matching, device=pycolmap.Device.cpu)
+            pycolmap.match_exhaustive(database, matching, verification_options=_verification(options),
+                                      device=pycolmap.Device.cpu)
             pairs_matched = S * (S - 1) // 2
         else:
             say(f"sfm: matching {len(pairs)} network-guided pairs (of {S * (S - 1) // 2})")
-            _match_pairs(pycolmap, database, tmp / "pairs.txt", names, pairs, matching)
+            _match_pairs(pycolmap, database, tmp / "pairs.txt", names, pairs, matching, _verification(options))
             pairs_matched = len(pairs)
         with pycolmap.Database.open(str(database)) as db:
             pairs_verified = int(db.num_verified_image_pairs())
@@ -224,10 +248,12 @@ def run_sfm(
             # registers neither of its two hard views, all pairs registers both)
             redo = list(all_pairs)
             say(f"sfm: {len(missing)} view(s) not registered: guided matching of {len(redo)} pairs, mapping again")
+            _drop_focal_priors(pycolmap, database)  # a wrong network focal may be why they failed
             guided = pycolmap.FeatureMatchingOptions()
             guided.num_threads = options.num_threads
             guided.guided_matching = True
-            _match_pairs(pycolmap, database, tmp / "pairs_guided.txt", names, redo, guided, replace=True)
+            _match_pairs(pycolmap, database, tmp / "pairs_guided.txt", names, redo, guided, _verification(options),
+                         replace=True)
             with pycolmap.Database.open(str(database)) as db:
                 pairs_verified = int(db.num_verified_image_pairs())
             seconds["guided_matching"] = time.perf_counter() - t0
@@ -237,9 +263,11 @@ def run_sfm(
                 best = again
             seconds["mapping"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        if (best is None or best.num_reg_images() < 2) and S >= 2 and pairs_verified > 0:
-            say("sfm: too few views registered; mapping again with relaxed thresholds")
-            best, relaxed = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True), True
+        if (best is None or best.num_reg_images() < S) and S >= 2 and pairs_verified > 0:
+            say("sfm: views still missing; mapping again with relaxed thresholds")
+            again = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True)
+            if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
+                best, relaxed = again, True
         seconds["mapping"] += time.perf_counter() - t0
     return _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
                    pairs_matched, pairs_verified, seconds, relaxed)
