@@ -164,6 +164,48 @@ def _drop_focal_priors(pycolmap, database: Path) -> None:
                 db.update_camera(camera)
 
 
+def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions):
+    """Two views that incremental mapping refuses (a short baseline fails its 16° / 4° initial triangulation
+    angle): the relative pose of their verified two-view geometry with the cameras' initial focal lengths (the
+    network's), the inlier matches triangulated, then bundle adjustment of poses and points (focal lengths
+    held: two views do not constrain them). ``None`` with too few inliers or triangulated points."""
+    with pycolmap.Database.open(str(database)) as db:
+        pair_ids, geometries = db.read_two_view_geometries()
+        if not geometries:
+            return None
+        k = int(np.argmax([len(g.inlier_matches) for g in geometries]))
+        geometry = geometries[k]
+        if len(geometry.inlier_matches) < options.relaxed_min_inliers:
+            return None
+        id1, id2 = pycolmap.pair_id_to_image_pair(pair_ids[k])
+        images = {image.image_id: image for image in db.read_all_images()}
+        cameras = [db.read_camera(images[i].camera_id) for i in (id1, id2)]
+        points = [db.read_keypoints(i)[:, :2].astype(np.float64) for i in (id1, id2)]
+    if not pycolmap.estimate_two_view_geometry_pose(cameras[0], points[0], cameras[1], points[1], geometry):
+        return None
+    rec = pycolmap.Reconstruction()
+    for camera in cameras:
+        if not rec.exists_camera(camera.camera_id):
+            rec.add_camera_with_trivial_rig(camera)
+    poses = [pycolmap.Rigid3d(), geometry.cam2_from_cam1]
+    for image_id, camera, pose in zip((id1, id2), cameras, poses):
+        image = pycolmap.Image(name=images[image_id].name, camera_id=camera.camera_id, image_id=image_id)
+        rec.add_image_with_trivial_frame(image, pose)
+    out.mkdir()
+    triangulation = pycolmap.IncrementalPipelineOptions()
+    triangulation.triangulation.ignore_two_view_tracks = False  # with two views every track is one
+    triangulation.triangulation.random_seed = options.random_seed
+    triangulated = pycolmap.triangulate_points(rec, database, image_dir, out, options=triangulation)
+    if triangulated.num_points3D() < options.relaxed_min_inliers:
+        return None
+    adjustment = pycolmap.BundleAdjustmentOptions()
+    adjustment.refine_focal_length = False
+    adjustment.refine_extra_params = False
+    adjustment.print_summary = False
+    pycolmap.bundle_adjustment(triangulated, adjustment)
+    return triangulated
+
+
 def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool):
     out.mkdir()
     mapping = pycolmap.IncrementalPipelineOptions()
@@ -268,6 +310,9 @@ def run_sfm(
             again = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True)
             if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
                 best, relaxed = again, True
+        if (best is None or best.num_reg_images() < 2) and S == 2 and pairs_verified > 0:
+            say("sfm: mapping refused the two views; relative pose from their two-view geometry")
+            best, relaxed = _two_view_model(pycolmap, database, image_dir, tmp / "two_view", options), True
         seconds["mapping"] += time.perf_counter() - t0
     return _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
                    pairs_matched, pairs_verified, seconds, relaxed)

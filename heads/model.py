@@ -163,7 +163,7 @@ class Reconstructor(nn.Module):
         """
         images = self._check_images(images)
         patch_tokens = self.embed(images, chunk_size)
-        descriptors = torch.nn.functional.normalize(patch_tokens.float().mean(dim=2), dim=-1)
+        descriptors = torch.nn.functional.normalize(patch_tokens.detach().float().mean(dim=2), dim=-1)
         tokens, patch_start_idx = self._aggregate_tokens(patch_tokens, images, keep_layers=self.head_layers)
         tokens = [t.float() if t is not None else None for t in tokens]
         iterations = num_iterations or self.cfg.camera_head.num_iterations

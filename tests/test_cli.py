@@ -14,7 +14,8 @@ import pytest
 from app.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "tum_freiburg" / "images"
-FAST = ["--model", "mum-tiny", "--size", "112", "--max-frames", "3", "--quiet"]
+# the network alone (--fast): these tests are about the command and its exports, not the SfM path
+FAST = ["--model", "mum-tiny", "--size", "112", "--max-frames", "3", "--quiet", "--fast"]
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,11 @@ def test_single_file_outputs_and_overwrite(tmp_path, capsys):
 
 
 def test_json_summary(tmp_path, capsys):
-    assert main([str(DEMO), "-o", str(tmp_path / "x.glb"), "--model", "mum-tiny", "--size", "112", "--max-frames", "2", "--json"]) == 0
+    assert main([str(DEMO), "-o", str(tmp_path / "x.glb"), "--model", "mum-tiny", "--size", "112", "--max-frames", "2",
+                 "--json", "--fast"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["views"] == 2 and summary["points"] > 0 and summary["outputs"] == [str(tmp_path / "x.glb")]
+    assert summary["mode"] == "fast" and summary["cameras"] == {"sfm": 0, "network": 2} and "sfm" not in summary
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,188 @@
+"""Units of the default path's geometry: similarity placement of network cameras, depth fitting, correction
+field, warping, fusion, agreement, pair selection, and the view transform's finer grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.camera_fusion import Similarity, camera_centres, fill_unregistered, fit_similarity
+from app.dense_fit import (
+    depth_agreement,
+    fit_correction_field,
+    fit_depth,
+    fuse_depths,
+    nanmedian_first_axis,
+    overlap_neighbours,
+    warp_depth,
+)
+from app.io import ViewTransform, warp_view
+from app.pair_selection import pairs_from_neighbours, retrieval_neighbours, select_pairs, sequential_neighbours
+
+
+def _rotation(rng: np.random.Generator, degrees: float | None = None) -> np.ndarray:
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.radians(degrees if degrees is not None else rng.uniform(0, 180))
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+
+
+def _cameras_looking_at_origin(n: int, rng: np.random.Generator, radius: float = 4.0) -> np.ndarray:
+    """Cameras on a ring around the origin, looking at it: camera-from-world ``[n, 4, 4]``."""
+    cams = np.tile(np.eye(4), (n, 1, 1))
+    for i in range(n):
+        a = 2 * np.pi * i / n * 0.25  # a quarter circle: views overlap
+        centre = np.array([radius * np.sin(a), 0.3 * rng.normal(), -radius * np.cos(a)])
+        z = -centre / np.linalg.norm(centre)
+        x = np.cross([0, 1, 0], z)
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        R = np.stack([x, y, z])
+        cams[i, :3, :3], cams[i, :3, 3] = R, -R @ centre
+    return cams
+
+
+def test_similarity_recovered_from_cameras_with_an_outlier():
+    rng = np.random.default_rng(0)
+    target = _cameras_looking_at_origin(8, rng)
+    truth = Similarity(2.5, _rotation(rng), np.array([1.0, -2.0, 0.5]))
+    # source-frame cameras whose similarity to target is ``truth``: invert the mapping on the cameras
+    inverse = Similarity(1 / truth.scale, truth.rotation.T, -truth.rotation.T @ truth.translation / truth.scale)
+    source = inverse.apply_to_cameras(target)
+    source[3, :3, :3] = _rotation(rng, 60) @ source[3, :3, :3]  # one wrong network camera
+    fit = fit_similarity(source, target)
+    assert fit.scale == pytest.approx(truth.scale, rel=1e-6)
+    np.testing.assert_allclose(fit.rotation, truth.rotation, atol=1e-6)
+    np.testing.assert_allclose(fit.translation, truth.translation, atol=1e-5)
+    placed = fit.apply_to_cameras(source)
+    np.testing.assert_allclose(camera_centres(placed)[[0, 1, 2, 4]], camera_centres(target)[[0, 1, 2, 4]], atol=1e-5)
+
+
+def test_fill_unregistered_keeps_sfm_cameras_and_places_the_rest():
+    rng = np.random.default_rng(1)
+    sfm = _cameras_looking_at_origin(6, rng)
+    network = Similarity(0.3, _rotation(rng), np.array([0.2, 0.1, -0.4])).apply_to_cameras(sfm)
+    registered = np.array([True, True, False, True, True, False])
+    sfm_with_gaps = sfm.copy()
+    sfm_with_gaps[~registered] = np.nan
+    cams, sources = fill_unregistered(network, sfm_with_gaps, registered)
+    assert sources == ["sfm", "sfm", "network", "sfm", "sfm", "network"]
+    np.testing.assert_allclose(cams, sfm, atol=1e-6)  # the placed network cameras land on the true ones
+    with pytest.raises(ValueError):
+        fill_unregistered(network, sfm, np.zeros(6, bool))
+
+
+def test_depth_fit_recovers_scale_and_shift_despite_outliers():
+    rng = np.random.default_rng(2)
+    depth = rng.uniform(1, 5, (30, 40))
+    uv = np.stack([rng.uniform(0, 39, 300), rng.uniform(0, 29, 300)], 1)
+    from app.dense_fit import sample_bilinear
+
+    z = 3.0 * sample_bilinear(depth, uv) + 0.0
+    z[:30] *= rng.uniform(2, 4, 30)  # 10 % gross outliers
+    fit = fit_depth(depth, uv, z)
+    assert fit.scale == pytest.approx(3.0, rel=1e-3) and fit.points == 300
+    z_affine = 2.0 * sample_bilinear(depth, uv) + 4.0
+    fit = fit_depth(depth, uv, z_affine)
+    assert fit.scale == pytest.approx(2.0, rel=1e-2) and fit.shift == pytest.approx(4.0, abs=5e-2)
+    assert fit_depth(depth, uv[:5], z[:5]) is None  # too few points
+
+
+def test_correction_field_removes_a_smooth_bend():
+    h, w = 48, 64
+    depth = np.full((h, w), 2.0)
+    v, u = np.mgrid[0:h, 0:w]
+    bend = np.exp(0.3 * (u / w) - 0.2 * (v / h) ** 2)  # the network's floor is tilted and bent
+    rng = np.random.default_rng(3)
+    uv = np.stack([rng.uniform(0, w - 1, 400), rng.uniform(0, h - 1, 400)], 1)
+    from app.dense_fit import sample_bilinear
+
+    z = sample_bilinear(depth * bend, uv)
+    field = fit_correction_field(depth, uv, z)
+    assert field.shape == (h, w)
+    before = np.median(np.abs(depth - depth * bend) / (depth * bend))
+    after = np.median(np.abs(depth * field - depth * bend) / (depth * bend))
+    assert before > 0.05 and after < 0.01
+
+
+def _plane_scene(n: int = 4, h: int = 24, w: int = 32):
+    """Cameras in front of the plane z = 5 (world), their exact depth maps and intrinsics."""
+    rng = np.random.default_rng(4)
+    cams = np.tile(np.eye(4), (n, 1, 1))
+    for i in range(n):
+        R = _rotation(rng, 4)
+        centre = np.array([0.3 * i, 0.1 * i, 0.0])
+        cams[i, :3, :3], cams[i, :3, 3] = R, -R @ centre
+    K = np.tile(np.array([[30.0, 0, (w - 1) / 2], [0, 30.0, (h - 1) / 2], [0, 0, 1]]), (n, 1, 1))
+    depth = np.zeros((n, h, w))
+    v, u = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        rays = np.stack([(u - K[i, 0, 2]) / K[i, 0, 0], (v - K[i, 1, 2]) / K[i, 1, 1], np.ones_like(u, float)], -1)
+        R, t = cams[i, :3, :3], cams[i, :3, 3]
+        centre = -R.T @ t
+        world_dirs = rays @ R  # Rᵀ·ray for each pixel
+        s = (5.0 - centre[2]) / world_dirs[..., 2]  # ray parameter where it meets z = 5
+        depth[i] = s  # rays have z = 1 in the camera, so camera depth equals the parameter
+    return depth, K, cams
+
+
+def test_warp_and_agreement_on_exact_depths():
+    depth, K, cams = _plane_scene()
+    warped = warp_depth(depth[1], K[1], cams[1], K[0], cams[0])
+    ok = np.isfinite(warped)
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(warped[ok], depth[0][ok], rtol=0.03)  # nearest-pixel splatting
+    neighbours = overlap_neighbours(depth, K, cams, 2)
+    assert all(len(n) == 2 for n in neighbours)
+    exact = depth_agreement(depth, K, cams, neighbours)
+    assert exact.median_disagreement < 0.01 and exact.pairs == 8
+    assert (exact.agreeing >= 1).mean() > 0.9
+    noisy = depth * np.random.default_rng(5).uniform(0.8, 1.2, depth.shape)
+    worse = depth_agreement(noisy, K, cams, neighbours)
+    assert worse.median_disagreement > 0.05 and (worse.agreeing >= 1).mean() < (exact.agreeing >= 1).mean()
+
+
+def test_fusion_lowers_disagreement_of_noisy_depths():
+    depth, K, cams = _plane_scene(n=5)
+    noisy = depth * np.random.default_rng(6).uniform(0.9, 1.1, depth.shape)
+    neighbours = overlap_neighbours(noisy, K, cams, 4)
+    before = depth_agreement(noisy, K, cams, neighbours).median_disagreement
+    fused = fuse_depths(noisy, K, cams, neighbours)
+    after = depth_agreement(fused, K, cams, neighbours).median_disagreement
+    assert after < 0.7 * before
+    assert np.median(np.abs(fused - depth) / depth) < np.median(np.abs(noisy - depth) / depth)
+
+
+def test_nanmedian_matches_numpy():
+    rng = np.random.default_rng(7)
+    stack = rng.random((5, 20, 30))
+    stack[stack < 0.3] = np.nan
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanmedian(stack, axis=0)
+    np.testing.assert_allclose(nanmedian_first_axis(stack), expected, equal_nan=True)
+
+
+def test_pair_selection():
+    desc = np.eye(4)[[0, 0, 1, 1, 2, 3]] + 0.01 * np.arange(6)[:, None]
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    near = retrieval_neighbours(desc, 1)
+    assert near[0] == [1] and near[2] == [3]
+    assert sequential_neighbours(4, 2) == [[1, 2], [2, 3], [3], []]
+    assert pairs_from_neighbours([[1], [0]], [[], [2], []]) == [(0, 1), (1, 2)]
+    pairs = select_pairs(desc, [[5], [], [], [], [], []], retrieval_count=1, sequential_window=1)
+    assert (0, 5) in pairs and (0, 1) in pairs and (2, 3) in pairs and all(i < j for i, j in pairs)
+    assert len(pairs) < 6 * 5 // 2
+
+
+def test_view_transform_finer_grid_keeps_pixel_centres():
+    tf = ViewTransform((400, 300), (128, 96), 0.0, 0.0, 128 / 400, 96 / 300)
+    fine = tf.scaled(2)
+    assert fine.network_size == (256, 192)
+    uv = np.array([[0.0, 0.0], [127.0, 95.0], [63.5, 40.25]])
+    np.testing.assert_allclose(fine.points_to_original(fine.points_to_network(tf.points_to_original(uv))),
+                               tf.points_to_original(uv))
+    # network pixel u of the coarse grid is pixel (u + ½)·2 − ½ of the fine grid
+    np.testing.assert_allclose(fine.points_to_network(tf.points_to_original(uv)), (uv + 0.5) * 2 - 0.5)
+    image = np.random.default_rng(8).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    assert warp_view(image, fine).shape == (192, 256, 3)
