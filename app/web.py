@@ -1,7 +1,10 @@
-"""``mum-web``: the Gradio app. Upload images or a video, run the model once, inspect the point cloud with its
-camera frustums, filter it by confidence and frame, download PLY/GLB/COLMAP/transforms.json/cameras.json.
+"""``mum-web``: the Gradio app. Upload images or a video, reconstruct once (the pipeline's default path:
+network, SfM cameras, dense depth fitted and cross-checked; or the network-only fast preview), inspect the point
+cloud with its camera frustums, filter it by confidence and frame, download
+PLY/GLB/COLMAP/transforms.json/cameras.json.
 
-The same run is an API endpoint, ``/reconstruct`` (image files in; GLB, PLY and cameras.json out)::
+The same run is an API endpoint, ``/reconstruct`` (image files in; GLB, PLY and cameras.json out; ``fast=True``
+for the network alone)::
 
     from gradio_client import Client, handle_file
     glb, ply, cameras = Client("http://127.0.0.1:7860/").predict(
@@ -17,7 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from app.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from app.web_handlers import Handlers, WebConfig
+from app.web_handlers import DEFAULT_CONF_PERCENTILE, Handlers, WebConfig, default_conf_percentile
 from app.web_models import ModelCache
 from app.web_session import CAMERA_TABLE_HEADERS
 
@@ -31,9 +34,11 @@ EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
 }
 
 INTRO = """# MuM 3D reconstruction
-Upload **several photos** of one scene (or **one video**), pick a model and press **Reconstruct**. One forward
-pass gives every camera, per-pixel depth and a coloured point cloud. The filters on the right re-render the
-result without running the model again."""
+Upload **several photos** of one scene (or **one video**), pick a model and press **Reconstruct**. The network
+predicts every camera and per-pixel depth in one forward pass; structure-from-motion (SIFT, matching,
+incremental mapping) then refines the cameras, and each view's depth is fitted to the SfM points and kept where
+another view confirms it. *Fast preview* stops after the network. The filters on the right re-render the result
+without running anything again."""
 
 
 def example_scenes(demo_dir: Path = DEMO) -> tuple[list[list[list[str]]], list[str]]:
@@ -66,6 +71,10 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
                     max_frames = gr.Slider(
                         2, cfg.max_views, value=min(16, cfg.max_views), step=1, label="At most this many views"
                     )
+                fast = gr.Checkbox(
+                    False, label="Fast preview (network only)", elem_id="fast",
+                    info="one forward pass: cameras and depth from the network, no SfM, no dense fitting",
+                )
                 run = gr.Button("Reconstruct", variant="primary", elem_id="run")
                 examples, example_labels = example_scenes()
                 if examples:
@@ -76,7 +85,10 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
                     label="Point cloud and cameras", height=520, clear_color=(0.1, 0.1, 0.12, 1.0), elem_id="viewer"
                 )
                 with gr.Row():
-                    conf = gr.Slider(0, 99, value=50, step=1, label="Confidence percentile (drop points below)")
+                    conf = gr.Slider(
+                        0, 99, value=DEFAULT_CONF_PERCENTILE, step=1, elem_id="conf",
+                        label="Confidence percentile (drop points below)",
+                    )
                     source = gr.Radio(["depth", "pointmap"], value="depth", label="Points from")
                 with gr.Row():
                     show_cams = gr.Checkbox(True, label="Show cameras")
@@ -87,14 +99,20 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
         with gr.Tab("Cameras"):
             table = gr.Dataframe(headers=CAMERA_TABLE_HEADERS, label="Camera poses and intrinsics", elem_id="cameras")
             gr.Markdown(
-                "Intrinsics in pixels of the original image (pixel centres at integer coordinates); centre = camera "
-                "position in the world (first camera's frame, arbitrary scale); q = camera-from-world rotation, OpenCV axes."
+                "source = where the camera came from (`sfm`: registered by structure-from-motion; `network`: "
+                "predicted, placed among the SfM cameras when SfM missed the view). Intrinsics in pixels of the "
+                "original image (pixel centres at integer coordinates); centre = camera position in the world "
+                "(first camera's frame, arbitrary scale); q = camera-from-world rotation, OpenCV axes."
             )
         downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
+        # the fast preview's points are not cross-checked: its confidence filter starts at 50 (the CLI's rule)
+        fast.input(
+            default_conf_percentile, inputs=[fast], outputs=[conf], api_visibility="undocumented", queue=False,
+        )
         run.click(
             h.run,
-            inputs=[files, model, stride, max_frames, conf, show_cams, mask_bg, source, scene],
+            inputs=[files, model, stride, max_frames, fast, conf, show_cams, mask_bg, source, scene],
             outputs=[viewer, gallery, table, downloads, frames, status, scene],
             api_visibility="undocumented",
             concurrency_id="model",
@@ -113,18 +131,20 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
         # the scripting endpoint: hidden components, documented on the page's "Use via API" panel
         with gr.Row(visible=False):
             api_files = gr.File(file_count="multiple", label="images")
+            api_fast = gr.Checkbox(False, label="fast")
             api_glb = gr.File(label="scene.glb")
             api_ply = gr.File(label="scene.ply")
             api_cams = gr.File(label="cameras.json")
             api_button = gr.Button("reconstruct")
         api_button.click(
             h.api_reconstruct,
-            inputs=[api_files],
+            inputs=[api_files, api_fast],
             outputs=[api_glb, api_ply, api_cams],
             api_name="reconstruct",
-            api_description="Reconstruct a scene from image files (or one video): returns scene.glb (points and "
-            "camera frustums), scene.ply (points above the 50th confidence percentile) and cameras.json "
-            "(the CLI's schema: per image name, width, height, K, cam_from_world).",
+            api_description="Reconstruct a scene from image files (or one video) like mum-reconstruct: network, "
+            "SfM cameras and dense depth cross-checked between views (fast=True: the network alone, points above "
+            "the 50th confidence percentile). Returns scene.glb (points and camera frustums), scene.ply and "
+            "cameras.json (the CLI's schema: per image name, width, height, K, cam_from_world, source).",
             concurrency_id="model",
             concurrency_limit=cfg.concurrency,
         )

@@ -1,4 +1,5 @@
-"""What the web app's events do: check uploads, run the model, re-render from the cached prediction, and the
+"""What the web app's events do: check uploads, run the reconstruction (the pipeline's default path, network +
+SfM + dense fitting, or the network-only fast preview), re-render from the cached result, and the
 ``/reconstruct`` API. Every user error surfaces as a one-line message in the page (``gr.Error``)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from app.cli_common import is_out_of_memory
 from app.io import is_image_path, is_video_path, load_views
@@ -33,6 +35,67 @@ log = logging.getLogger("mum.web")
 
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
 
+# The CLI's rule for the confidence filter (``app.cli.conf_percentile``): the default path's points are already
+# cross-checked between views, so none are dropped by confidence; the fast preview drops the lower half.
+DEFAULT_CONF_PERCENTILE = 0.0
+FAST_CONF_PERCENTILE = 50.0
+
+
+def default_conf_percentile(fast: bool) -> float:
+    """The confidence percentile a run starts with: 0 on the default path, 50 for the fast preview."""
+    return FAST_CONF_PERCENTILE if fast else DEFAULT_CONF_PERCENTILE
+
+
+# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.pipeline,
+# app.sfm, app.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
+STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
+    (r"reading uploads", 0.02),
+    (r"loading model", 0.05),
+    (r"preprocessed", 0.08),
+    (r"running the model", 0.1),
+    (r"sfm: SIFT features", 0.3),
+    (r"sfm: matching", 0.4),
+    (r"sfm: incremental mapping", 0.48),
+    (r"sfm: \d+ view\(s\) not registered: guided", 0.54),
+    (r"sfm: views still missing", 0.6),
+    (r"sfm: mapping refused", 0.6),
+    (r"sfm: \d+ view\(s\) not registered, placed", 0.63),
+    (r"warning:", 0.63),
+    (r"dense: depth fitted", 0.66),
+    (r"dense: depth upsampled", 0.72),
+    (r"dense: views agree", 0.86),
+    (r"sfm: \d+/\d+ views registered", 0.87),
+    (r"writing", 0.9),
+    (r"colour-mapping", 0.96),
+)
+PIPELINE_DONE = 0.88  # the pipeline's own lines never go beyond this (exports and images follow)
+
+
+def stage_fraction(message: str) -> float | None:
+    """Where the stage that ``message`` starts sits in the progress bar (``None``: not a stage line)."""
+    for pattern, fraction in STAGE_FRACTIONS:
+        if re.match(pattern, message):
+            return fraction
+    return None
+
+
+class StageProgress:
+    """Turns progress lines into ``sink(fraction, line)`` calls with fractions that always increase: a stage
+    line jumps to its stage's fraction, any other line (an out-of-memory retry, a stage met again) creeps
+    forward a little."""
+
+    def __init__(self, sink: Callable[[float, str], None]) -> None:
+        self.sink = sink
+        self.fraction = 0.0
+        self.history: list[tuple[float, str]] = []
+
+    def __call__(self, message: str) -> None:
+        stage = stage_fraction(message)
+        creep = self.fraction + 0.1 * (max(PIPELINE_DONE, self.fraction + 0.01) - self.fraction)
+        self.fraction = stage if stage is not None and stage > self.fraction else min(creep, 0.99)
+        self.history.append((self.fraction, message))
+        self.sink(self.fraction, message)
+
 
 @dataclass
 class WebConfig:
@@ -48,12 +111,16 @@ class WebConfig:
     long_side: int | None = None  # network input size (None: the model's)
     chunk_size: int | None = None
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mum-web")
-    api_conf_percentile: float = 50.0  # the CLI's default
+    api_conf_percentile: float | None = None  # None: the CLI's rule, 0 (default path) or 50 (fast)
     api_max_points: int = 2_000_000  # the CLI's default
 
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    def api_percentile(self, fast: bool) -> float:
+        """The API's confidence percentile for a run in mode ``fast``."""
+        return default_conf_percentile(fast) if self.api_conf_percentile is None else float(self.api_conf_percentile)
 
 
 def tidy_message(message: str) -> str:
@@ -146,23 +213,45 @@ class Handlers:
 
     # ----------------------------------------------------------------------------------- model run
     def reconstruct_scene(
-        self, files: Any, model_label: str | None, stride: int, max_frames: int | None, say: Callable[[float, str], None]
+        self,
+        files: Any,
+        model_label: str | None,
+        stride: int,
+        max_frames: int | None,
+        say: Callable[[float, str], None],
+        fast: bool = False,
     ) -> WebScene:
-        from app.pipeline import reconstruct_arrays
+        """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, dense fitting) or, with
+        ``fast``, the network alone. ``say(fraction, line)`` gets the progress; a warning line (SfM failed, the
+        cameras come from the network) is also shown as a toast and kept in the scene for the summary."""
+        import os
+
+        from app.pipeline import PipelineOptions, reconstruct_arrays
 
         t0 = time.perf_counter()
-        say(0.02, "reading uploads")
+        progress = say if isinstance(say, StageProgress) else StageProgress(say)
+        progress("reading uploads")
         names, arrays = load_inputs(files, self.cfg, stride, max_frames)
-        say(0.1, f"loading model {model_label or self.models.default}")
+        progress(f"loading model {model_label or self.models.default}")
         model = self.models.get(model_label)
-        stages = iter((0.2, 0.3))
+        warnings: list[str] = []
+
+        def warn(message: str) -> None:
+            warnings.append(message)
+            log.info("%s", message)
+            gr.Warning(message.removeprefix("warning: "))
+            progress(message)
+
+        options = PipelineOptions(fast=bool(fast), native_log=os.devnull)  # COLMAP's own log lines: not for users
         recon = reconstruct_arrays(
             model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
-            chunk_size=self.cfg.chunk_size, on_stage=lambda msg: say(next(stages, 0.6), msg),
+            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn,
         )
         recon.meta["total_s"] = time.perf_counter() - t0
         sweep(self.cfg.work_root)
-        return WebScene.create(recon, self.cfg.work_root, model=getattr(model, "name", str(model_label)))
+        scene = WebScene.create(recon, self.cfg.work_root, model=getattr(model, "name", str(model_label)))
+        scene.fast, scene.warnings = bool(fast), warnings
+        return scene
 
     @user_errors
     def run(
@@ -171,6 +260,7 @@ class Handlers:
         model_label: str | None,
         stride: int,
         max_frames: int | None,
+        fast: bool,
         conf_percentile: float,
         show_cameras: bool,
         mask_background: bool,
@@ -178,14 +268,15 @@ class Handlers:
         old: WebScene | None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's way to ask for a progress bar
     ) -> tuple:
-        """UI "Reconstruct": run the model once and show every result; the prediction goes into the session."""
-        scene = self.reconstruct_scene(files, model_label, stride, max_frames, lambda f, m: progress(f, desc=m))
+        """UI "Reconstruct": run the reconstruction once and show every result; the result goes into the session."""
+        stages = StageProgress(lambda f, m: progress(f, desc=m))
+        scene = self.reconstruct_scene(files, model_label, stride, max_frames, stages, fast=bool(fast))
         if old is not None and old is not scene:
             old.close()
-        progress(0.7, desc="writing point cloud, cameras and exports")
+        stages("writing point cloud, cameras and exports")
         options = RenderOptions(conf_percentile, None, bool(show_cameras), bool(mask_background), source or "depth")
         rendered = scene.render(options)
-        progress(0.9, desc="colour-mapping depth and confidence")
+        stages("colour-mapping depth and confidence")
         labels = frame_labels(scene.recon.names)
         frames = gr.CheckboxGroup(choices=[(lab, i) for i, lab in enumerate(labels)], value=list(range(len(labels))))
         return (
@@ -221,11 +312,12 @@ class Handlers:
 
     # ----------------------------------------------------------------------------------------- API
     @user_errors
-    def api_reconstruct(self, files: Any) -> tuple[str, str, str]:
-        """Images (or one video) → (scene.glb, scene.ply, cameras.json) with the CLI's defaults: depth
-        points above the 50th confidence percentile, camera frustums in the GLB."""
-        scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None)
-        options = RenderOptions(self.cfg.api_conf_percentile, max_points=self.cfg.api_max_points)
+    def api_reconstruct(self, files: Any, fast: bool = False) -> tuple[str, str, str]:
+        """Images (or one video) → (scene.glb, scene.ply, cameras.json) with the CLI's defaults: the default
+        path (SfM cameras, cross-checked dense points, no confidence filter) or with ``fast`` the network alone
+        (points above the 50th confidence percentile); camera frustums in the GLB."""
+        scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None, fast=bool(fast))
+        options = RenderOptions(self.cfg.api_percentile(bool(fast)), max_points=self.cfg.api_max_points)
         rendered = scene.render(options, full_exports=False)
         return str(rendered.glb), str(rendered.ply), str(rendered.cameras_json)
 
@@ -237,15 +329,42 @@ def camera_rows(scene: WebScene) -> Any:
 
 
 def summary(scene: WebScene, points: int) -> str:
+    """The status line: views and points shown; where the cameras came from (SfM's registered views and
+    reprojection error, or the network); how well the views' depths agree; model, sizes and timings; the
+    warning line of the run, if any."""
     r = scene.recon
-    w, h = r.network_size
-    parts = [
-        f"**{r.num_views} views** → **{points:,} points** shown",
-        f"model `{scene.model}` on {r.meta.get('device', '?')}, input {w}×{h} px",
-    ]
+    parts = [f"**{r.num_views} views** → **{points:,} points** shown"]
+    sfm = r.meta.get("sfm")
+    if scene.fast:
+        parts.append("fast preview: cameras from the network")
+    elif sfm is not None:
+        cams = f"**{r.sources().count('sfm')}/{r.num_views} cameras from SfM**"
+        error = sfm.get("reprojection_px_mean")
+        if error is not None and np.isfinite(error):
+            cams += f", reprojection error {error:.2f} px"
+        parts.append(cams)
+    else:
+        parts.append(f"**0/{r.num_views} cameras from SfM** (cameras from the network)")
+    consistency = r.meta.get("consistency") or {}
+    disagreement = consistency.get("median_depth_disagreement")
+    if disagreement is not None and np.isfinite(disagreement):
+        pct = 100 * disagreement
+        agree = f"views disagree by {pct:.1f} %" if pct >= 0.1 or pct == 0 else f"views disagree by {pct:.2g} %"
+        agree += " (median relative depth difference)"
+        if "pixels_kept" in consistency:
+            agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
+        parts.append(agree)
+    w, h = r.meta.get("network_size", r.network_size)
+    sizes = f"network {w}×{h} px"
+    if tuple(r.network_size) != (w, h):
+        sizes += f", depth {r.network_size[0]}×{r.network_size[1]} px"
+    parts.append(f"model `{scene.model}` on {r.meta.get('device', '?')}, {sizes}")
     if "inference_s" in r.meta:
         parts.append(f"inference {r.meta['inference_s']:.2f} s, total {r.meta.get('total_s', 0):.1f} s")
-    return " · ".join(parts)
+    line = " · ".join(parts)
+    for warning in scene.warnings:
+        line += f"\n\n⚠ {warning}"
+    return line
 
 
 def sweep(root: Path, max_age_s: float = 6 * 3600) -> None:

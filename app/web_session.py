@@ -24,7 +24,7 @@ VIEWER_MAX_POINTS = 400_000  # what a browser's WebGL view handles smoothly
 GALLERY_MAX_VIEWS = 24
 
 CAMERA_TABLE_HEADERS = [
-    "view", "name", "width", "height", "fx", "fy", "cx", "cy",
+    "view", "name", "source", "width", "height", "fx", "fy", "cx", "cy",
     "center x", "center y", "center z", "qw", "qx", "qy", "qz",
 ]
 
@@ -33,7 +33,7 @@ CAMERA_TABLE_HEADERS = [
 class RenderOptions:
     """What the user sees: confidence filter, frames, cameras, background masking, point source."""
 
-    conf_percentile: float = 50.0
+    conf_percentile: float = 0.0
     frames: list[int] | None = None  # None = all views
     show_cameras: bool = True
     mask_background: bool = False
@@ -58,12 +58,15 @@ class Rendered:
 
 @dataclass
 class WebScene:
-    """The cached prediction of one session plus its working folder (one sub-folder per render)."""
+    """The cached result of one session plus its working folder (one sub-folder per render). ``fast``: the
+    network-only preview; ``warnings``: the run's warning lines (SfM failed and the cameras are the network's)."""
 
     recon: Reconstruction
     workdir: Path
     model: str = ""
     renders: int = field(default=0)
+    fast: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, recon: Reconstruction, root: Path | None = None, model: str = "") -> WebScene:
@@ -117,7 +120,8 @@ def write_folder_exports(out: Path, recon: Reconstruction, cloud: PointCloud) ->
 
 
 def zip_folder(folder: Path, dest: Path, arc_root: str) -> Path:
-    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    # the fastest deflate level: the text files of a large point cloud take seconds at the default level
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for f in sorted(folder.rglob("*")):
             if f.is_file():
                 zf.write(f, Path(arc_root) / f.relative_to(folder))
@@ -137,19 +141,20 @@ def frame_labels(names: Sequence[str]) -> list[str]:
 
 
 def camera_table(recon: Reconstruction) -> list[list]:
-    """One row per view: image size, intrinsics (original pixels), camera centre in the world and the
-    camera-from-world rotation as a quaternion (w, x, y, z)."""
+    """One row per view: where its camera came from ("sfm" or "network"), image size, intrinsics (original
+    pixels), camera centre in the world and the camera-from-world rotation as a quaternion (w, x, y, z)."""
     from scipy.spatial.transform import Rotation
 
     centers = recon.camera_centers()
     quats = Rotation.from_matrix(recon.cam_from_world[:, :3, :3]).as_quat()  # x, y, z, w
+    sources = recon.sources()
     rows = []
     for i, name in enumerate(recon.names):
         K = recon.intrinsics[i]
         w, h = recon.image_sizes[i]
         x, y, z, qw = quats[i]
         rows.append(
-            [i, name, int(w), int(h)]
+            [i, name, sources[i], int(w), int(h)]
             + [round(float(v), 2) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]
             + [round(float(v), 4) for v in (*centers[i], qw, x, y, z)]
         )
@@ -157,7 +162,8 @@ def camera_table(recon: Reconstruction) -> list[list]:
 
 
 def gallery_items(recon: Reconstruction, max_views: int = GALLERY_MAX_VIEWS) -> list[tuple[np.ndarray, str]]:
-    """Per view (at most ``max_views``): the network input, its depth and its confidence, colour-mapped."""
+    """Per view (at most ``max_views``): the image, its depth and its confidence, colour-mapped, on the grid of
+    the dense maps (the network's, or the finer one the default path fits)."""
     from app.plots import confidence_image, depth_image
 
     items: list[tuple[np.ndarray, str]] = []

@@ -15,6 +15,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGES = sorted((REPO / "demo" / "tum_freiburg" / "images").glob("*.png"))
+# 5 of the 17 TUM views, every other one: enough baseline for SfM to register them (consecutive frames are too
+# close: DEMO_IMAGES[:3] leaves SfM without a model and the cameras come from the network)
+SFM_VIEWS = DEMO_IMAGES[::2][:5]
 
 
 class StandInModel:
@@ -41,9 +44,10 @@ class StandInModel:
         x = (u - K[0, 0, 2]) / f * depth[..., 0]
         y = (v - K[0, 1, 2]) / f * depth[..., 0]
         pts = torch.stack([x - extr[:, 0, 3, None, None], y, depth[..., 0]], -1)
+        descriptors = torch.nn.functional.normalize(images.mean(dim=(2, 3)), dim=-1)  # [S, 3] retrieval stand-in
         return SimpleNamespace(
             extrinsics=extr[None], intrinsics=K[None], images=images[None], depth=depth[None], depth_conf=conf[None],
-            world_points=pts[None], world_points_conf=conf[None],
+            world_points=pts[None], world_points_conf=conf[None], descriptors=descriptors[None],
         )
 
 
