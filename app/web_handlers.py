@@ -242,7 +242,10 @@ class Handlers:
             gr.Warning(message.removeprefix("warning: "))
             progress(message)
 
-        options = PipelineOptions(fast=bool(fast), native_log=os.devnull)  # COLMAP's own log lines: not for users
+        # COLMAP's own log lines are not for users. Their redirection (app.native_stderr) swaps the process's
+        # stderr and is not safe for runs overlapping in threads: with --concurrency > 1 they go to the server log.
+        native_log = os.devnull if self.cfg.concurrency <= 1 else None
+        options = PipelineOptions(fast=bool(fast), native_log=native_log)
         recon = reconstruct_arrays(
             model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
             chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn,
@@ -333,7 +336,7 @@ def summary(scene: WebScene, points: int) -> str:
     reprojection error, or the network); how well the views' depths agree; model, sizes and timings; the
     warning line of the run, if any."""
     r = scene.recon
-    parts = [f"**{r.num_views} views** → **{points:,} points** shown"]
+    parts = [f"**{r.num_views} view{'s' if r.num_views != 1 else ''}** → **{points:,} points** shown"]
     sfm = r.meta.get("sfm")
     if scene.fast:
         parts.append("fast preview: cameras from the network")
@@ -351,7 +354,7 @@ def summary(scene: WebScene, points: int) -> str:
         pct = 100 * disagreement
         agree = f"views disagree by {pct:.1f} %" if pct >= 0.1 or pct == 0 else f"views disagree by {pct:.2g} %"
         agree += " (median relative depth difference)"
-        if "pixels_kept" in consistency:
+        if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
             agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
         parts.append(agree)
     w, h = r.meta.get("network_size", r.network_size)

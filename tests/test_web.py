@@ -67,6 +67,8 @@ def test_api_reconstruct_returns_cli_exports(server, client):
     before = model.calls
     check_result(client.predict(images(3), api_name="/reconstruct"), 3)  # an old caller: files only
     assert model.calls == before + 1
+    # one view: SfM cannot run, the warning does not break the call and the camera is the network's
+    assert check_result(client.predict(images(1), api_name="/reconstruct"), 1) == ["network"]
 
 
 def test_api_default_path_and_fast_option(server, client):
@@ -271,6 +273,7 @@ def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     assert "fast preview: cameras from the network" in status and "cameras from SfM" not in status
     disagreement = scene.recon.meta["consistency"]["median_depth_disagreement"]  # NaN: no two views overlap
     assert ("views disagree by" in status) == bool(np.isfinite(disagreement))
+    assert "confirmed" not in status  # no view checks another in the fast preview
     assert scene.recon.network_size == scene.recon.meta["network_size"] == (112, 80)
     n = int(status.split("**")[3].split()[0].replace(",", ""))
     assert n == pytest.approx(0.5 * len(SFM_VIEWS) * 112 * 80, abs=2)  # the fast preview's 50th percentile
