@@ -246,21 +246,23 @@ class Agreement:
 
 
 def depth_agreement(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, neighbours: list[list[int]],
-                    tolerance: float = 0.05) -> Agreement:
+                    tolerance: float = 0.05, mask: np.ndarray | None = None) -> Agreement:
     """Project every pixel of every view into its ``neighbours`` and compare with their depth there
-    (nearest pixel): relative difference ``|z_projected − d_neighbour| / d_neighbour``."""
+    (nearest pixel): relative difference ``|z_projected − d_neighbour| / d_neighbour``. ``mask`` ``[S, h, w]``:
+    compare only pixels inside it, with neighbour pixels inside it (e.g. the pixels a point cloud keeps)."""
     S, h, w = depth.shape
     agreeing = np.zeros((S, h, w), np.int16)
     differences = []
     pairs = 0
+    masked = np.where(mask, depth, np.nan) if mask is not None else depth
     for i in range(S):
-        pts, pix = _unproject(depth[i], K[i], cam_from_world[i], 1)
+        pts, pix = _unproject(masked[i], K[i], cam_from_world[i], 1)
         finite = np.isfinite(pts).all(1)
         for j in neighbours[i]:
             z, u, v, inside = _project(pts, K[j], cam_from_world[j], (h, w))
             inside &= finite
             dj = np.full(len(z), np.nan)
-            dj[inside] = depth[j, v[inside].astype(int), u[inside].astype(int)]
+            dj[inside] = masked[j, v[inside].astype(int), u[inside].astype(int)]
             valid = inside & np.isfinite(dj) & (dj > 0)
             if not valid.any():
                 continue

@@ -175,14 +175,18 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
     checked = np.array([len(n) > 0 for n in neighbours])
     recon.valid = (agreement.agreeing >= 1) | ~checked[:, None, None]
     recon.valid &= np.isfinite(depth)
+    cloud = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
+                            options.consistency_tolerance, mask=recon.valid)
     recon.world_points = recon.depth_points()
     recon.world_points_conf = recon.depth_conf.copy()
     kept = float(recon.valid.mean())
     recon.meta["consistency"] = {"median_depth_disagreement": agreement.median_disagreement,
+                                 "cloud_median_depth_disagreement": cloud.median_disagreement,
                                  "view_pairs": agreement.pairs, "pixels_kept": round(kept, 4),
                                  "tolerance": options.consistency_tolerance}
-    say(f"dense: views agree to {100 * agreement.median_disagreement:.1f} % (median relative depth difference); "
-        f"{100 * kept:.0f} % of pixels confirmed by another view")
+    say(f"dense: views agree to {100 * agreement.median_disagreement:.1f} % (median relative depth difference; "
+        f"{100 * cloud.median_disagreement:.1f} % in the cloud, which keeps the {100 * kept:.0f} % of pixels that "
+        "another view confirms)")
 
 
 def cv_resize(image: np.ndarray, factor: int) -> np.ndarray:

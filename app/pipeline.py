@@ -139,15 +139,23 @@ def reconstruct_arrays(
     return recon
 
 
+FAST_CONF_PERCENTILE = 50.0  # what --fast keeps by default (the network's confidence is its only filter)
+
+
 def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:
-    """The multi-view disagreement of the network's own depth and cameras (what ``--fast`` exports)."""
+    """The multi-view disagreement of the network's own depth and cameras: over all pixels, and over the
+    pixels that ``--fast``'s cloud keeps (confidence at or above its ``FAST_CONF_PERCENTILE`` percentile)."""
     from app.dense_fit import depth_agreement, overlap_neighbours
 
     depth = recon.depth.astype(np.float64)
-    neighbours = overlap_neighbours(depth, recon.network_intrinsics, recon.cam_from_world, options.consistency_neighbours)
-    agreement = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
-                                options.consistency_tolerance)
-    return {"median_depth_disagreement": agreement.median_disagreement, "view_pairs": agreement.pairs}
+    K, cams = recon.network_intrinsics, recon.cam_from_world
+    neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
+    every = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance)
+    kept = recon.depth_conf >= np.percentile(recon.depth_conf, FAST_CONF_PERCENTILE)
+    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=kept)
+    return {"median_depth_disagreement": every.median_disagreement,
+            "cloud_median_depth_disagreement": cloud.median_disagreement, "view_pairs": every.pairs,
+            "pixels_kept": round(float(kept.mean()), 4)}
 
 
 def predict_arrays(

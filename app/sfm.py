@@ -44,6 +44,7 @@ class SfmOptions:
     relaxed_min_inliers: int = 15
     random_seed: int = 0
     sift_first_octave: int = -1
+    mapping_seconds_per_view: float = 1.5
 
 
 @dataclass
@@ -206,12 +207,15 @@ def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, option
     return triangulated
 
 
-def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool):
+def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool, num_views: int):
     out.mkdir()
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = options.num_threads
     mapping.min_model_size = 2
     mapping.random_seed = options.random_seed  # the same photos give the same cameras
+    # a bound on a hopeless mapping (repetitive textures: minutes of bundle adjustment on wrong tracks); the
+    # partial model so far is returned
+    mapping.max_runtime_seconds = int(options.mapping_seconds_per_view * max(10, num_views))
     if relaxed:
         n = options.relaxed_min_inliers
         mapping.min_num_matches = n
@@ -277,7 +281,7 @@ def run_sfm(
         seconds["matching"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say(f"sfm: incremental mapping ({pairs_verified} verified pairs)")
-        best = _map(pycolmap, database, image_dir, tmp / "mapping", options, relaxed=False)
+        best = _map(pycolmap, database, image_dir, tmp / "mapping", options, relaxed=False, num_views=S)
         seconds["mapping"] = time.perf_counter() - t0
         relaxed = False
         registered = set() if best is None else {im.name for im in best.images.values() if im.has_pose}
@@ -300,14 +304,14 @@ def run_sfm(
                 pairs_verified = int(db.num_verified_image_pairs())
             seconds["guided_matching"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            again = _map(pycolmap, database, image_dir, tmp / "mapping_guided", options, relaxed=False)
+            again = _map(pycolmap, database, image_dir, tmp / "mapping_guided", options, relaxed=False, num_views=S)
             if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
                 best = again
             seconds["mapping"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         if (best is None or best.num_reg_images() < S) and S >= 2 and pairs_verified > 0:
             say("sfm: views still missing; mapping again with relaxed thresholds")
-            again = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True)
+            again = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True, num_views=S)
             if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
                 best, relaxed = again, True
         if (best is None or best.num_reg_images() < 2) and S == 2 and pairs_verified > 0:
