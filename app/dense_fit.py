@@ -3,7 +3,7 @@
 * :func:`fit_depth` — per view, a robust scale (and a shift where it clearly helps) that maps the network's
   depth onto the depths of the SfM points that view observes;
 * :func:`upsample_depth` — a finer grid (``factor``× the network's) by bilinear interpolation of log-depth
-  followed by a guided filter on the full-resolution image (kornia), so that depth edges follow image edges;
+  followed by a guided filter on the image at that size, so that depth edges follow image edges;
 * :func:`depth_agreement` — each pixel's depth projected into its most-overlapping views and compared with
   their depth there: a per-pixel count of views that agree (the consistency filter) and the median relative
   disagreement over all overlapping pixels (the figure reported to users).
@@ -125,23 +125,32 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
     return np.exp(field)
 
 
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter (grey guide): ``source`` ``[h, w]`` smoothed by boxes of ``2·radius + 1`` while
+    following the edges of ``guide`` ``[h, w]`` in [0, 1] (``eps``: edge threshold, in guide variance)."""
+    import cv2
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+
+    mean_i, mean_p = box(guide), box(source)
+    a = (box(guide * source) - mean_i * mean_p) / (box(guide * guide) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    return box(a) * guide + box(b)
+
+
 def upsample_depth(depth: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
     """``depth`` ``[h, w]`` (positive) → ``[factor·h, factor·w]`` guided by ``guide`` ``[factor·h, factor·w, 3]``
-    uint8 (the view at that size). Pixel centres stay aligned (``u' = (u + ½)·factor − ½``)."""
+    uint8 (the view at that size): bilinear log-depth, then a guided filter so that depth edges follow image
+    edges. Pixel centres stay aligned (``u' = (u + ½)·factor − ½``)."""
     import cv2
 
     if factor == 1:
         return depth.astype(np.float32)
     h, w = depth.shape
     log_depth = cv2.resize(np.log(depth.astype(np.float32)), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
-    import kornia
-    import torch
-
-    gray = torch.from_numpy(cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0)[None, None]
-    src = torch.from_numpy(log_depth)[None, None]
-    radius = 2 * factor + 1
-    filtered = kornia.filters.guided_blur(gray, src, (radius, radius), eps=1e-3)
-    return np.exp(filtered[0, 0].numpy()).astype(np.float32)
+    gray = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    return np.exp(guided_filter(gray, log_depth, 2 * factor, 1e-3)).astype(np.float32)
 
 
 def _unproject(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -74,7 +74,9 @@ def build_glb_scene(recon: Reconstruction, cloud: PointCloud, show_cameras: bool
         scene.add_geometry(trimesh.PointCloud(cloud.xyz, colors=colors), geom_name="points")
     if show_cameras:
         centers = recon.camera_centers()
-        extent = np.ptp(cloud.xyz, axis=0).max() if len(cloud) else np.ptp(centers, axis=0).max()
+        # robust extent: a few stray points must not blow the frustums up
+        extent = (np.percentile(cloud.xyz, 95, 0) - np.percentile(cloud.xyz, 5, 0)).max() if len(cloud) \
+            else np.ptp(centers, axis=0).max()
         scale = 0.05 * float(extent) if np.isfinite(extent) and extent > 0 else 0.1
         for i, color in enumerate(camera_colors(recon.num_views)):
             if not (np.isfinite(recon.cam_from_world[i]).all() and np.isfinite(recon.intrinsics[i]).all()):

@@ -59,7 +59,8 @@ def render_reconstruction(
         for dv in range(point_px):
             ok = (u + du >= 0) & (u + du < width) & (v + dv >= 0) & (v + dv < height)
             image[v[ok] + dv, u[ok] + du] = rgb[ok]
-    scale = 0.08 * np.linalg.norm(np.ptp(cloud.xyz, axis=0)) if len(cloud) else 0.1
+    # frustum size from the cloud's robust extent (a few stray points must not blow the frustums up)
+    scale = 0.08 * np.linalg.norm(np.percentile(cloud.xyz, 95, 0) - np.percentile(cloud.xyz, 5, 0)) if len(cloud) else 0.1
     for i, color in enumerate(camera_colors(recon.num_views)):
         world_from_cam = np.linalg.inv(recon.cam_from_world[i])
         w, h = recon.image_sizes[i]

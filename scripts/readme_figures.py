@@ -1,6 +1,8 @@
-"""README pictures: input views above the reconstructed point cloud with cameras, per demo scene.
+"""README pictures: input views above the reconstructed point cloud with cameras, per demo scene — the
+default path (SfM cameras, fitted and cross-checked depth) on the left, ``--fast`` (the network alone) on the
+right, each with its pose AUC@30 against the reference cameras.
 
-Usage: ``python scripts/readme_figures.py [--model mum-default] [--views 8] [--scenes tum_freiburg synthetic_room]``;
+Usage: ``python scripts/readme_figures.py [--model mum-default] [--scenes tum_freiburg buddha]``;
 writes ``docs/recon_<scene>.png``.
 """
 
@@ -18,34 +20,54 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import heads  # noqa: E402
+import torch  # noqa: E402
+
 from app.io import load_views  # noqa: E402
-from app.pipeline import reconstruct_arrays  # noqa: E402
+from app.pipeline import FAST_CONF_PERCENTILE, PipelineOptions, reconstruct_arrays  # noqa: E402
 from app.snapshot import input_strip, render_reconstruction  # noqa: E402
+from heads.geometry import pose_auc, relative_pose_errors  # noqa: E402
+from mum.data.readers import read_scene  # noqa: E402
+
+PANEL = (640, 480)
 
 
-def figure(scene: str, model, views: int, conf: float) -> Path:
-    names, arrays = load_views(ROOT / "demo" / scene / "images", max_frames=views)
-    recon = reconstruct_arrays(model, names, arrays, device="cpu")
-    cloud = recon.point_cloud(conf_percentile=conf)
-    render = render_reconstruction(recon, cloud, 900, 600)
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    cv2.putText(image, text, (12, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
+    return image
+
+
+def figure(scene: str, model) -> Path:
+    ref = read_scene(ROOT / "demo" / scene)
+    names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])
+    panels = []
+    for fast in (False, True):
+        recon = reconstruct_arrays(model, names, arrays, device="cpu",
+                                   options=PipelineOptions(fast=fast, native_log="/dev/null"))
+        cloud = recon.point_cloud(conf_percentile=FAST_CONF_PERCENTILE if fast else 0.0, max_points=400_000)
+        rra, rta = relative_pose_errors(torch.from_numpy(recon.cam_from_world[:, :3]), torch.from_numpy(ref.extrinsics))
+        auc = 100 * float(pose_auc(rra, rta, 30))
+        disagreement = 100 * recon.meta["consistency"]["cloud_median_depth_disagreement"]
+        title = (f"{'--fast' if fast else 'default'}: AUC@30 {auc:.0f}, views disagree {disagreement:.1f} %")
+        panels.append(_label(render_reconstruction(recon, cloud, *PANEL), title))
+        print(f"{scene} {'fast' if fast else 'default'}: {len(names)} views, {len(cloud)} points, AUC@30 {auc:.1f}")
+    render = np.concatenate(panels, axis=1)
     strip = input_strip(recon, 120)
-    strip = cv2.resize(strip, (900, round(strip.shape[0] * 900 / strip.shape[1])), interpolation=cv2.INTER_AREA)
+    strip = cv2.resize(strip, (render.shape[1], round(strip.shape[0] * render.shape[1] / strip.shape[1])),
+                       interpolation=cv2.INTER_AREA)
     out = ROOT / "docs" / f"recon_{scene}.png"
     cv2.imwrite(str(out), np.concatenate([strip, render], axis=0)[..., ::-1])
-    print(f"{scene}: {len(names)} views, {len(cloud)} points -> {out}")
+    print(f"-> {out}")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=heads.DEFAULT_MODEL)
-    parser.add_argument("--views", type=int, default=8)
-    parser.add_argument("--conf-percentile", type=float, default=50.0)
-    parser.add_argument("--scenes", nargs="+", default=["tum_freiburg", "synthetic_room"])
+    parser.add_argument("--scenes", nargs="+", default=["tum_freiburg", "buddha"])
     args = parser.parse_args()
     model = heads.load_model(args.model, device="cpu")
     for scene in args.scenes:
-        figure(scene, model, args.views, args.conf_percentile)
+        figure(scene, model)
 
 
 if __name__ == "__main__":

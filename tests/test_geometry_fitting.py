@@ -186,3 +186,24 @@ def test_view_transform_finer_grid_keeps_pixel_centres():
     np.testing.assert_allclose(fine.points_to_network(tf.points_to_original(uv)), (uv + 0.5) * 2 - 0.5)
     image = np.random.default_rng(8).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     assert warp_view(image, fine).shape == (192, 256, 3)
+
+
+def test_guided_filter_matches_kornia_and_upsampling_keeps_edges():
+    import kornia
+    import torch
+
+    from app.dense_fit import guided_filter, upsample_depth
+
+    rng = np.random.default_rng(9)
+    guide = rng.random((48, 64)).astype(np.float32)
+    source = rng.random((48, 64)).astype(np.float32)
+    ours = guided_filter(guide, source, 3, 1e-3)
+    reference = kornia.filters.guided_blur(torch.from_numpy(guide)[None, None], torch.from_numpy(source)[None, None],
+                                           (7, 7), eps=1e-3)[0, 0].numpy()
+    np.testing.assert_allclose(ours[7:-7, 7:-7], reference[7:-7, 7:-7], atol=1e-5)  # borders: padding differs
+    # a depth step that the image shows: upsampling keeps it sharper than bilinear interpolation does
+    depth = np.where(np.arange(16)[None, :] < 8, 2.0, 4.0).repeat(12, 0)
+    image = np.where(np.arange(64)[None, :, None] < 32, 30, 220).repeat(48, 0).repeat(3, 2).astype(np.uint8)
+    fine = upsample_depth(depth, image, 4)
+    assert fine.shape == (48, 64)
+    assert fine[24, 30] < 2.3 and fine[24, 33] > 3.5  # two pixels either side of the edge

@@ -1,0 +1,221 @@
+"""Cameras and clouds on scenes with reference cameras: ``--fast``, the default path and plain pycolmap SfM,
+side by side in one run.
+
+Run: ``python benchmarks/real_scenes.py`` (``--quick``: the demo scenes only; ``--guided-views 50 100``:
+the matching comparison sizes; ``--synthetic N``: held-out synthetic 10-view scenes).
+
+For every scene:
+
+* **fast**: ``reconstruct_arrays(..., PipelineOptions(fast=True))`` — the network alone;
+* **default**: ``reconstruct_arrays(...)`` — SfM cameras (network focal prior, network-placed views where SfM
+  has none), depth fitted, fused and cross-checked;
+* **plain SfM**: what a user of pycolmap gets with its defaults — SIFT on the image files, exhaustive
+  matching, incremental mapping (largest model), unregistered views counted as failures.
+
+Figures: pose AUC@30 and AUC@5 over all view pairs (pair error = max of rotation and translation-direction
+error, degrees), registered views (SfM cameras; ``fast`` has none), seconds (from decoded images to the result,
+model loading and image decoding excluded; plain SfM from image files to its model), and for fast/default the
+median relative depth disagreement between overlapping views — over all pixels and over the pixels the
+exported cloud keeps.
+
+Matching comparison (``--guided-views``): a synthetic walkthrough of N views (the data engine's exact
+cameras), reconstructed by the default path with network-guided pairs and with all pairs: matching seconds,
+pairs and AUC@30.
+
+Prints tables and writes ``benchmarks/results/real_scenes_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mum  # noqa: E402,F401  (CPU threading policy first)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DEMO_SCENES = ("tum_freiburg", "sacre_coeur", "buddha")
+
+
+def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """AUC@30 and AUC@5 in percent; NaN cameras (unregistered) count as failures."""
+    from heads.geometry import pose_auc, relative_pose_errors
+
+    rra, rta = relative_pose_errors(torch.from_numpy(cam_from_world[:, :3, :4]), torch.from_numpy(reference[:, :3, :4]))
+    return 100 * float(pose_auc(rra, rta, 30)), 100 * float(pose_auc(rra, rta, 5))
+
+
+def run_pipeline(model, scene, fast: bool, **options) -> dict:
+    from app.io import load_views
+    from app.pipeline import PipelineOptions, reconstruct_arrays
+
+    names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
+    t0 = time.perf_counter()
+    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=fast, native_log="/dev/null", **options),
+                               warn=lambda m: None)
+    seconds = time.perf_counter() - t0
+    auc30, auc5 = pose_aucs(recon.cam_from_world, scene.extrinsics)
+    consistency = recon.meta["consistency"]
+    row = {"auc30": auc30, "auc5": auc5, "registered": recon.sources().count("sfm"), "seconds": seconds,
+           "disagreement_all": consistency["median_depth_disagreement"],
+           "disagreement_cloud": consistency["cloud_median_depth_disagreement"],
+           "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.network_size)}
+    if "sfm" in recon.meta:
+        row["sfm"] = recon.meta["sfm"]
+    return row
+
+
+def run_plain_sfm(scene) -> dict:
+    """pycolmap with its defaults on the image files."""
+    import pycolmap
+
+    from app.native_stderr import native_stderr_to
+
+    pycolmap.logging.minloglevel = 2
+    with tempfile.TemporaryDirectory() as tmp, native_stderr_to("/dev/null"):
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        pycolmap.extract_features(tmp / "db.db", scene.root / "images", image_names=scene.names, device=pycolmap.Device.cpu)
+        t1 = time.perf_counter()
+        pycolmap.match_exhaustive(tmp / "db.db", device=pycolmap.Device.cpu)
+        t2 = time.perf_counter()
+        (tmp / "sparse").mkdir()
+        models = pycolmap.incremental_mapping(tmp / "db.db", scene.root / "images", tmp / "sparse")
+        seconds = time.perf_counter() - t0
+        best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+        cams = np.full((len(scene.names), 4, 4), np.nan)
+        if best is not None:
+            for image in best.images.values():
+                if image.has_pose:
+                    i = scene.names.index(image.name)
+                    cams[i] = np.eye(4)
+                    cams[i, :3] = image.cam_from_world().matrix()
+    auc30, auc5 = pose_aucs(cams, scene.extrinsics)
+    return {"auc30": auc30, "auc5": auc5, "registered": int(np.isfinite(cams[:, 0, 0]).sum()), "seconds": seconds,
+            "matching_seconds": t2 - t1}
+
+
+def load_scene(path: Path):
+    from mum.data.readers import read_scene
+
+    scene = read_scene(path)
+    scene.root = path
+    return scene
+
+
+def make_synthetic(folder: Path, scenes: int, views: int, kinds: str | None = None, paths: str | None = None,
+                   start: int = 0) -> list[Path]:
+    cmd = ["mum-make-testset", str(folder), "--format", "colmap", "--scenes", str(scenes), "--views", str(views),
+           "--width", "640", "--height", "480", "--start", str(start)]
+    if kinds:
+        cmd += ["--kinds", kinds]
+    if paths:
+        cmd += ["--paths", paths]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def compare_scene(model, path: Path, label: str) -> dict:
+    scene = load_scene(path)
+    row = {"views": len(scene.names)}
+    for method, fn in (("fast", lambda: run_pipeline(model, scene, True)),
+                       ("default", lambda: run_pipeline(model, scene, False)),
+                       ("plain_sfm", lambda: run_plain_sfm(scene))):
+        row[method] = fn()
+        r = row[method]
+        print(f"  {label:28s} {method:9s} AUC@30 {r['auc30']:5.1f}  AUC@5 {r['auc5']:5.1f}  "
+              f"registered {r['registered']:3d}/{len(scene.names)}  {r['seconds']:6.1f} s"
+              + (f"  disagreement {100 * r['disagreement_cloud']:.1f} % cloud / {100 * r['disagreement_all']:.1f} % all"
+                 if "disagreement_cloud" in r else ""), flush=True)
+    return row
+
+
+def guided_vs_exhaustive(model, path: Path) -> dict:
+    scene = load_scene(path)
+    n = len(scene.names)
+    out = {"views": n}
+    for label, options in (("guided", {}), ("exhaustive", {"exhaustive_up_to": 10**9})):
+        r = run_pipeline(model, scene, False, **options)
+        sfm = r.get("sfm", {})
+        seconds = sfm.get("seconds", {})
+        out[label] = {"auc30": r["auc30"], "auc5": r["auc5"], "registered": r["registered"], "seconds": r["seconds"],
+                      "matching_seconds": seconds.get("matching", float("nan")) + seconds.get("guided_matching", 0.0),
+                      "pairs": sfm.get("pairs_matched", 0)}
+        o = out[label]
+        print(f"  {n:4d} views {label:10s} pairs {o['pairs']:5d}  matching {o['matching_seconds']:6.1f} s  "
+              f"AUC@30 {o['auc30']:5.1f}  registered {o['registered']}/{n}  total {o['seconds']:6.1f} s", flush=True)
+    out["matching_speedup"] = out["exhaustive"]["matching_seconds"] / max(out["guided"]["matching_seconds"], 1e-9)
+    return out
+
+
+def summary_table(results: dict) -> str:
+    lines = ["| scene (views) | fast AUC@30 / @5 | default AUC@30 / @5 | plain SfM AUC@30 / @5 | registered default / plain "
+             "| seconds fast / default / plain | disagreement cloud fast / default |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in results["scenes"].items():
+        f, d, p = row["fast"], row["default"], row["plain_sfm"]
+        lines.append(
+            f"| {name} ({row['views']}) | {f['auc30']:.1f} / {f['auc5']:.1f} | **{d['auc30']:.1f} / {d['auc5']:.1f}** | "
+            f"{p['auc30']:.1f} / {p['auc5']:.1f} | {d['registered']} / {p['registered']} | "
+            f"{f['seconds']:.1f} / {d['seconds']:.1f} / {p['seconds']:.1f} | "
+            f"{100 * f['disagreement_cloud']:.1f} % / {100 * d['disagreement_cloud']:.1f} % |")
+    if results.get("matching"):
+        lines += ["", "| views | pairs guided / all | matching s guided / all | speed-up | AUC@30 guided / all |",
+                  "|---|---|---|---|---|"]
+        for row in results["matching"]:
+            g, e = row["guided"], row["exhaustive"]
+            lines.append(f"| {row['views']} | {g['pairs']} / {e['pairs']} | {g['matching_seconds']:.1f} / "
+                         f"{e['matching_seconds']:.1f} | {row['matching_speedup']:.1f}× | {g['auc30']:.1f} / {e['auc30']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the demo scenes only")
+    parser.add_argument("--synthetic", type=int, default=3, metavar="N", help="held-out synthetic 10-view scenes (default 3)")
+    parser.add_argument("--synthetic-50", type=int, default=1, metavar="N", help="held-out synthetic 50-view scenes (default 1)")
+    parser.add_argument("--guided-views", type=int, nargs="*", default=[50, 100], help="matching comparison sizes")
+    parser.add_argument("--out", default=str(RESULTS / "real_scenes_cpu.json"))
+    args = parser.parse_args()
+
+    import heads
+
+    model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
+    results: dict = {"host": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
+                     "model": heads.DEFAULT_MODEL, "date": time.strftime("%Y-%m-%d"), "scenes": {}, "matching": []}
+    print("scenes:", flush=True)
+    for name in DEMO_SCENES:
+        results["scenes"][f"demo/{name}"] = compare_scene(model, ROOT / "demo" / name, f"demo/{name}")
+    with tempfile.TemporaryDirectory(prefix="mum-bench-") as tmp:
+        tmp = Path(tmp)
+        if not args.quick:
+            if args.synthetic:
+                for path in make_synthetic(tmp / "syn10", args.synthetic, 10):
+                    results["scenes"][f"synthetic/{path.name}"] = compare_scene(model, path, f"synthetic/{path.name}")
+            if args.synthetic_50:
+                for path in make_synthetic(tmp / "syn50", args.synthetic_50, 50, start=100):
+                    results["scenes"][f"synthetic/{path.name}"] = compare_scene(model, path, f"synthetic/{path.name}")
+            print("matching (network-guided pairs vs all pairs):", flush=True)
+            for n in args.guided_views:
+                # a walkthrough over terrain with buildings and photo textures: a sequence SIFT can follow
+                path = make_synthetic(tmp / f"walk{n}", 1, n, kinds="terrain", paths="walk", start=200)[0]
+                results["matching"].append(guided_vs_exhaustive(model, path))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(summary_table(results))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
