@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/cli.py`` (options: ``--views``, ``--repeats``, ``--model``, ``--device``).
 
-* total: the real command, ``python -m app.cli demo/tum_freiburg/images -o scene.ply --max-frames 10``, in a
+* total: the real command, ``python -m app.cli demo/tum_freiburg/images -o scene.ply --max-frames 10 --fast``
+  (start-up and the network; ``benchmarks/real_scenes.py`` times the default path), in a
   subprocess, timed from just before the process is started to its exit (median of ``--repeats``);
 * breakdown: a fresh interpreter runs the command's own steps (``app.cli`` parser, ``load_views``,
   ``heads.load_model``, ``reconstruct_arrays``, ``write_exports``) with timestamps between them: interpreter
@@ -41,7 +42,7 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     import heads
     from app import export  # noqa: F401
     from app.io import load_views
-    from app.pipeline import reconstruct_arrays
+    from app.pipeline import PipelineOptions, reconstruct_arrays
     import plyfile  # noqa: F401
 
     t["imports"] = time.time()
@@ -51,7 +52,8 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     t["load_images"] = time.time()
     model = heads.load_model(args.model, weights=args.weights, device=device)
     t["model_load"] = time.time()
-    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size)
+    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
+                               options=PipelineOptions(fast=args.fast))
     t["inference"] = time.time()
     written = cli.write_exports(Path(args.output), recon, args, lambda _m: None)
     t["export"] = time.time()
@@ -133,7 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ply = Path(tmp) / "scene.ply"
         argv = [args.inputs, "-o", str(ply), "--max-frames", str(args.views), "--model", model,
-                "--device", args.device, "--quiet", "--overwrite"]
+                "--device", args.device, "--quiet", "--overwrite", "--fast"]
         totals, breakdowns = [], []
         for _ in range(args.repeats):
             totals.append(run_total(argv))
