@@ -71,6 +71,16 @@ def test_api_reconstruct_returns_cli_exports(server, client):
     assert check_result(client.predict(images(1), api_name="/reconstruct"), 1) == ["network"]
 
 
+def server_network_size(model) -> tuple[int, int]:
+    """The test server's network size for the 640 × 480 demo views (see ``web_support.start_server``)."""
+    import os
+
+    from app.io import network_size
+
+    long_side = model.cfg.image_size if os.environ.get("MUM_WEB_TEST_MODEL") else 112
+    return network_size(640, 480, long_side, model.patch_size)
+
+
 def test_api_default_path_and_fast_option(server, client):
     """Without ``fast`` the API runs the default path (SfM cameras, no confidence filter); ``fast=True`` (as a
     second argument or by name) the network alone, dropping the lower half by confidence."""
@@ -85,7 +95,7 @@ def test_api_default_path_and_fast_option(server, client):
                  client.predict(files, fast=True, api_name="/reconstruct")):
         assert check_result(fast, len(SFM_VIEWS), SFM_VIEWS) == ["network"] * len(SFM_VIEWS)
         n = PlyData.read(fast[1])["vertex"].count
-        w, h = 112, 80  # the test server's network size for 640 × 480 views
+        w, h = server_network_size(model)
         assert 0.4 * len(SFM_VIEWS) * w * h < n <= 0.5 * len(SFM_VIEWS) * w * h + 1  # the 50th percentile
     assert model.calls == before + 3
 

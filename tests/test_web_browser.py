@@ -63,6 +63,8 @@ def test_browser_upload_run_inspect_download(browser_page):
     page.get_by_role("tab", name="Cameras").click()
     for image in DEMO_IMAGES[:3]:
         sync_api.expect(page.locator("#cameras")).to_contain_text(image.name, timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#cameras")).to_contain_text(re.compile(r"\b(sfm|network)\b"))  # camera sources
+    assert "cameras from SfM" in page.locator("#status").inner_text()  # the default path
     page.locator("#viewer canvas").first.wait_for(state="visible")
     ply_link = page.locator("#downloads a[download='scene.ply']")
     for name in ("scene.glb", "cameras.json", "transforms.json", "colmap_sparse.zip"):
@@ -113,5 +115,25 @@ def test_browser_example_scene_runs(browser_page):
     page.wait_for_function("document.querySelectorAll('#uploads table tr, #uploads .file').length >= 4")
     page.locator("#run").click()
     sync_api = pytest.importorskip("playwright.sync_api")
-    sync_api.expect(page.locator("#status")).to_contain_text("4 views", timeout=TIMEOUT_MS)
+    # the summary, not a progress line ("preprocessed 4 views ..."): the run must be over when the test ends
+    sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"4 views → [\d,]+ points"), timeout=TIMEOUT_MS)
     assert model.calls == calls + 1
+
+
+def test_browser_fast_preview_moves_the_filter_and_skips_sfm(browser_page):
+    """Ticking *Fast preview* sets the confidence filter to the fast path's 50; its run says so in the status."""
+    page, _, model = browser_page
+    calls = model.calls
+    conf = page.locator("#conf input[type=number]")
+    fast = page.get_by_label("Fast preview (network only)")
+    assert not fast.is_checked()
+    fast.check()
+    page.wait_for_function("() => document.querySelector('#conf input[type=number]').value === '50'")
+    page.locator("#run").click()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api.expect(page.locator("#status")).to_contain_text("fast preview: cameras from the network",
+                                                             timeout=TIMEOUT_MS)
+    assert model.calls == calls + 1
+    fast.uncheck()
+    page.wait_for_function("() => document.querySelector('#conf input[type=number]').value === '0'")
+    assert conf.input_value() == "0"
