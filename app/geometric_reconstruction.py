@@ -176,7 +176,7 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
     recon.valid = (agreement.agreeing >= 1) | ~checked[:, None, None]
     recon.valid &= np.isfinite(depth)
     cloud = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
-                            options.consistency_tolerance, mask=recon.valid)
+                            options.consistency_tolerance, mask=recon.valid, step=2)
     recon.world_points = recon.depth_points()
     recon.world_points_conf = recon.depth_conf.copy()
     kept = float(recon.valid.mean())

@@ -150,9 +150,9 @@ def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict
     depth = recon.depth.astype(np.float64)
     K, cams = recon.network_intrinsics, recon.cam_from_world
     neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
-    every = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance)
+    every = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, step=2)
     kept = recon.depth_conf >= np.percentile(recon.depth_conf, FAST_CONF_PERCENTILE)
-    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=kept)
+    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=kept, step=2)
     return {"median_depth_disagreement": every.median_disagreement,
             "cloud_median_depth_disagreement": cloud.median_disagreement, "view_pairs": every.pairs,
             "pixels_kept": round(float(kept.mean()), 4)}
