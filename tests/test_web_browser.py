@@ -116,7 +116,8 @@ def test_browser_example_scene_runs(browser_page):
     page.locator("#run").click()
     sync_api = pytest.importorskip("playwright.sync_api")
     # the summary, not a progress line ("preprocessed 4 views ..."): the run must be over when the test ends
-    sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"4 views → [\d,]+ points"), timeout=TIMEOUT_MS)
+    summary = re.compile(r"4 views → [\d,]+ points")
+    sync_api.expect(page.locator("#status")).to_contain_text(summary, timeout=TIMEOUT_MS)
     assert model.calls == calls + 1
 
 
