@@ -87,13 +87,11 @@ class StageProgress:
     def __init__(self, sink: Callable[[float, str], None]) -> None:
         self.sink = sink
         self.fraction = 0.0
-        self.history: list[tuple[float, str]] = []
 
     def __call__(self, message: str) -> None:
         stage = stage_fraction(message)
         creep = self.fraction + 0.1 * (max(PIPELINE_DONE, self.fraction + 0.01) - self.fraction)
         self.fraction = stage if stage is not None and stage > self.fraction else min(creep, 0.99)
-        self.history.append((self.fraction, message))
         self.sink(self.fraction, message)
 
 
