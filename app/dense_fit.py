@@ -140,17 +140,22 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
 
 
 def upsample_depth(depth: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
-    """``depth`` ``[h, w]`` (positive) → ``[factor·h, factor·w]`` guided by ``guide`` ``[factor·h, factor·w, 3]``
-    uint8 (the view at that size): bilinear log-depth, then a guided filter so that depth edges follow image
-    edges. Pixel centres stay aligned (``u' = (u + ½)·factor − ½``)."""
+    """``depth`` ``[h, w]`` → ``[factor·h, factor·w]`` guided by ``guide`` ``[factor·h, factor·w, 3]`` uint8 (the
+    view at that size): bilinear log-depth, then a guided filter so that depth edges follow image edges; the
+    fine pixels of an unknown (NaN or non-positive) pixel stay NaN. Pixel centres stay aligned
+    (``u' = (u + ½)·factor − ½``)."""
     import cv2
 
     if factor == 1:
         return depth.astype(np.float32)
     h, w = depth.shape
-    log_depth = cv2.resize(np.log(depth.astype(np.float32)), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
+    valid = np.isfinite(depth) & (depth > 0)
+    filled = np.where(valid, depth, np.median(depth[valid]) if valid.any() else 1.0).astype(np.float32)
+    log_depth = cv2.resize(np.log(filled), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
     gray = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    return np.exp(guided_filter(gray, log_depth, 2 * factor, 1e-3)).astype(np.float32)
+    fine = np.exp(guided_filter(gray, log_depth, 2 * factor, 1e-3)).astype(np.float32)
+    fine[np.repeat(np.repeat(~valid, factor, 0), factor, 1)] = np.nan  # unknown stays unknown
+    return fine
 
 
 def _unproject(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -132,51 +132,71 @@ def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:
 def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None, points: np.ndarray,
                depth_scale: float, options: "PipelineOptions", say: Callable[[str], None]) -> None:
     """Fit, upsample and cross-check the dense maps (in place)."""
-    S, h, w = recon.depth.shape
+    depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, options, say)
+    factor = max(1, math.ceil(options.dense_min_long_side / max(depth.shape[1:])))
+    if factor > 1:
+        depth = _upsample(recon, depth, arrays, transforms, factor, say)
+    _cross_check(recon, depth, options, say)
+
+
+def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, points: np.ndarray, depth_scale: float,
+                  options: "PipelineOptions", say: Callable[[str], None]) -> np.ndarray:
+    """``[S, h, w]`` network depth fitted to the SfM points each view observes (scale, shift, smooth
+    correction); views without enough points take the fitted views' median scale (or ``depth_scale``)."""
+    S = recon.num_views
     depth = recon.depth.astype(np.float64)
+    observed = [None] * S  # per view: (depth-grid pixels, SfM depths)
     fits = [None] * S
     if sfm is not None:
         for i, (idx, uv) in enumerate(sfm.observations):
             if len(idx):
-                x = _transform_points(recon.cam_from_world[i], points[idx])
-                fits[i] = fit_depth(depth[i], transforms[i].points_to_network(uv), x[:, 2])
+                observed[i] = (transforms[i].points_to_network(uv), _transform_points(recon.cam_from_world[i], points[idx])[:, 2])
+                fits[i] = fit_depth(depth[i], *observed[i])
     fitted = [f for f in fits if f is not None]
     default_scale = float(np.median([f.scale for f in fitted])) if fitted else depth_scale
-    for i in range(S):
-        f = fits[i]
+    for i, f in enumerate(fits):
         depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
         if f is not None and options.depth_correction_field:
-            idx, uv = sfm.observations[i]
-            x = _transform_points(recon.cam_from_world[i], points[idx])
-            field = fit_correction_field(depth[i], transforms[i].points_to_network(uv), x[:, 2])
+            field = fit_correction_field(depth[i], *observed[i])
             if field is not None:
                 depth[i] *= field
     if fitted:
-        say(f"dense: depth fitted to SfM points in {len(fitted)}/{S} views (median residual "
-            f"{100 * float(np.median([f.residual for f in fitted])):.1f} %)")
+        say(f"dense: depth fitted to SfM points in {len(fitted)}/{S} views (median residual of the scale/shift fit "
+            f"{100 * float(np.median([f.residual for f in fitted])):.1f} %, then a smooth correction)")
     depth[~(depth > 0)] = np.nan
-    factor = max(1, math.ceil(options.dense_min_long_side / max(h, w)))
-    if factor > 1:
-        fine = [tf.scaled(factor) for tf in transforms]
-        colors = np.stack([warp_view(a, tf) for a, tf in zip(arrays, fine)])
-        depth = np.stack([upsample_depth(np.nan_to_num(d, nan=np.nanmedian(d) if np.isfinite(d).any() else 1.0), c, factor)
-                          * np.where(np.isfinite(cv_resize(d, factor)), 1, np.nan) for d, c in zip(depth, colors)])
-        conf = np.stack([cv_resize(c, factor) for c in recon.depth_conf])
-        recon.colors, recon.depth_conf = colors, conf.astype(np.float32)
-        recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
-        say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
-    recon.depth = depth.astype(np.float32)
-    neighbours = overlap_neighbours(depth, recon.network_intrinsics, recon.cam_from_world, options.consistency_neighbours)
+    return depth
+
+
+def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, factor: int,
+              say: Callable[[str], None]) -> np.ndarray:
+    """Dense maps on a ``factor``× finer grid of the same crop: colours resampled from the original images,
+    depth upsampled guided by them, confidence bilinear; ``recon``'s grid intrinsics follow."""
+    import cv2
+
+    S, h, w = depth.shape
+    fine = [tf.scaled(factor) for tf in transforms]
+    colors = np.stack([warp_view(a, tf) for a, tf in zip(arrays, fine)])
+    depth = np.stack([upsample_depth(d, c, factor) for d, c in zip(depth, colors)])
+    conf = np.stack([cv2.resize(c.astype(np.float32), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
+                     for c in recon.depth_conf])
+    recon.colors, recon.depth_conf = colors, conf
+    recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
+    say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
+    return depth
+
+
+def _cross_check(recon: Reconstruction, depth: np.ndarray, options: "PipelineOptions", say: Callable[[str], None]) -> None:
+    """Fuse each view's depth with its most-overlapping views', keep the pixels another view confirms, and
+    record the multi-view disagreement (all pixels, and the exported cloud's)."""
+    K, cams = recon.network_intrinsics, recon.cam_from_world
+    neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
     for _ in range(options.fusion_rounds):
-        depth = fuse_depths(depth, recon.network_intrinsics, recon.cam_from_world, neighbours)
+        depth = fuse_depths(depth, K, cams, neighbours)
     recon.depth = depth.astype(np.float32)
-    agreement = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
-                                options.consistency_tolerance)
-    checked = np.array([len(n) > 0 for n in neighbours])
-    recon.valid = (agreement.agreeing >= 1) | ~checked[:, None, None]
-    recon.valid &= np.isfinite(depth)
-    cloud = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours,
-                            options.consistency_tolerance, mask=recon.valid, step=2)
+    agreement = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance)
+    checked = np.array([len(n) > 0 for n in neighbours])  # a view that overlaps no other keeps every pixel
+    recon.valid = ((agreement.agreeing >= 1) | ~checked[:, None, None]) & np.isfinite(depth)
+    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=recon.valid, step=2)
     recon.world_points = recon.depth_points()
     recon.world_points_conf = recon.depth_conf.copy()
     kept = float(recon.valid.mean())
@@ -187,11 +207,3 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
     say(f"dense: views agree to {100 * agreement.median_disagreement:.1f} % (median relative depth difference; "
         f"{100 * cloud.median_disagreement:.1f} % in the cloud, which keeps the {100 * kept:.0f} % of pixels that "
         "another view confirms)")
-
-
-def cv_resize(image: np.ndarray, factor: int) -> np.ndarray:
-    """Bilinear ``factor``× enlargement with pixel centres aligned (NaN spreads to its neighbours)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    return cv2.resize(image.astype(np.float32), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
