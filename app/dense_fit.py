@@ -159,25 +159,31 @@ def upsample_depth(depth: np.ndarray, guide: np.ndarray, factor: int) -> np.ndar
 
 
 def _unproject(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """World points ``[n, 3]`` (float32) of every ``step``-th pixel and their ``(row, column)`` ``[n, 2]``."""
     h, w = depth.shape
     v, u = np.mgrid[0:h:step, 0:w:step]
-    d = depth[v, u].reshape(-1)
-    rays = np.stack([(u.reshape(-1) - K[0, 2]) / K[0, 0], (v.reshape(-1) - K[1, 2]) / K[1, 1], np.ones(d.size)], 1)
-    cam = rays * d[:, None]
-    R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
-    return (cam - t) @ R, np.stack([v.reshape(-1), u.reshape(-1)], 1)
+    v, u = v.reshape(-1), u.reshape(-1)
+    d = depth[v, u].astype(np.float32)
+    R, t = cam_from_world[:3, :3].astype(np.float32), cam_from_world[:3, 3].astype(np.float32)
+    # X = Rᵀ (d·K⁻¹[u v 1] − t), as one small matmul
+    cam = np.empty((d.size, 3), np.float32)
+    cam[:, 0] = (u - np.float32(K[0, 2])) * np.float32(1 / K[0, 0]) * d
+    cam[:, 1] = (v - np.float32(K[1, 2])) * np.float32(1 / K[1, 1]) * d
+    cam[:, 2] = d
+    cam -= t
+    return cam @ R, np.stack([v, u], 1)
 
 
 def _project(points: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, shape: tuple[int, int]):
-    x = points @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+    """Camera depth ``z``, nearest pixel ``(u, v)`` and an in-front-and-inside mask of world ``points``."""
+    x = points @ cam_from_world[:3, :3].T.astype(np.float32) + cam_from_world[:3, 3].astype(np.float32)
     z = x[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = K[0, 0] * x[:, 0] / z + K[0, 2]
-        v = K[1, 1] * x[:, 1] / z + K[1, 2]
+        u = np.rint(np.float32(K[0, 0]) * x[:, 0] / z + np.float32(K[0, 2]))
+        v = np.rint(np.float32(K[1, 1]) * x[:, 1] / z + np.float32(K[1, 2]))
     h, w = shape
-    ui, vi = np.round(u), np.round(v)
-    inside = (z > 0) & (ui >= 0) & (vi >= 0) & (ui <= w - 1) & (vi <= h - 1)
-    return z, ui, vi, inside
+    inside = (z > 0) & (u >= 0) & (v >= 0) & (u <= w - 1) & (v <= h - 1)
+    return z, u, v, inside
 
 
 def overlap_neighbours(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, count: int,
@@ -202,17 +208,20 @@ def overlap_neighbours(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndar
     return out
 
 
-def warp_depth(depth_j: np.ndarray, K_j: np.ndarray, cam_j: np.ndarray, K_i: np.ndarray, cam_i: np.ndarray) -> np.ndarray:
+def warp_depth(depth_j: np.ndarray, K_j: np.ndarray, cam_j: np.ndarray, K_i: np.ndarray, cam_i: np.ndarray,
+               points_j: np.ndarray | None = None) -> np.ndarray:
     """View ``j``'s depth ``[h, w]`` seen from view ``i``: its points projected into ``i`` (nearest pixel,
-    the nearest point where several land: a z-buffer); NaN where none lands."""
+    the nearest point where several land: a z-buffer); NaN where none lands. ``points_j``: ``j``'s finite world
+    points if already computed."""
     h, w = depth_j.shape
-    pts, _ = _unproject(depth_j, K_j, cam_j, 1)
-    pts = pts[np.isfinite(pts).all(1)]
-    z, u, v, inside = _project(pts, K_i, cam_i, (h, w))
+    if points_j is None:
+        points_j = _unproject(depth_j, K_j, cam_j, 1)[0]
+        points_j = points_j[np.isfinite(points_j).all(1)]
+    z, u, v, inside = _project(points_j, K_i, cam_i, (h, w))
     flat = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
-    out = np.full(h * w, np.inf)
-    np.minimum.at(out, flat, z[inside])
-    out[~np.isfinite(out)] = np.nan
+    order = np.argsort(-z[inside], kind="stable")  # far to near: the nearest is written last and stays
+    out = np.full(h * w, np.nan, np.float32)
+    out[flat[order]] = z[inside][order]
     return out.reshape(h, w)
 
 
@@ -223,13 +232,17 @@ def fuse_depths(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, ne
     neighbour that sees another surface there, through a disocclusion, is ignored). Independent errors of the
     per-view network depth average out; ``[S, h, w]`` in, ``[S, h, w]`` out."""
     fused = depth.copy()
+    points = []
+    for j in range(len(depth)):
+        pts = _unproject(depth[j], K[j], cam_from_world[j], 1)[0]
+        points.append(pts[np.isfinite(pts).all(1)])
     for i in range(len(depth)):
         if not neighbours[i]:
             continue
         own = depth[i]
         candidates = [own]
         for j in neighbours[i]:
-            warped = warp_depth(depth[j], K[j], cam_from_world[j], K[i], cam_from_world[i])
+            warped = warp_depth(depth[j], K[j], cam_from_world[j], K[i], cam_from_world[i], points[j])
             warped[~(np.abs(warped - own) <= max_relative_offset * own)] = np.nan
             candidates.append(warped)
         fused[i] = nanmedian_first_axis(np.stack(candidates))
