@@ -31,7 +31,9 @@ class SfmOptions:
     demo/buddha at 2736 × 1540 as accurate and twice as fast). ``guided_matching``: when the first mapping
     leaves views unregistered, the pairs are matched again along their verified epipolar geometry (more
     inliers: this registers the two hardest views of demo/buddha) and mapping runs again; it costs about 4×
-    the plain matching, so scenes that register at once do not pay it.
+    the plain matching, so scenes that register at once do not pay it; beyond ``rematch_all_up_to`` views only
+    the unregistered views' pairs are matched again, and the relaxed mapping runs only when fewer than half
+    the views are registered.
     ``camera_model``: COLMAP's default ``SIMPLE_RADIAL`` (one focal length, one radial distortion term; on
     demo/sacre_coeur AUC@30 99.6 against 98.9 with ``SIMPLE_PINHOLE``). The exports are pinhole: the focal
     length and principal point are kept, the small distortion term is dropped, and the reported reprojection
@@ -45,6 +47,7 @@ class SfmOptions:
     random_seed: int = 0
     sift_first_octave: int = -1
     mapping_seconds_per_view: float = 1.5
+    rematch_all_up_to: int = 30
 
 
 @dataclass
@@ -289,10 +292,12 @@ def run_sfm(
         if options.guided_matching and missing and S >= 2:
             t0 = time.perf_counter()
             all_pairs = pairs if pairs is not None else [(i, j) for i in range(S) for j in range(i + 1, S)]
-            # all pairs, not only the missing views': registering a view needs its matches to reach points that
-            # are triangulated, and guided matching of the other pairs adds those (demo/buddha: only-their-pairs
-            # registers neither of its two hard views, all pairs registers both)
-            redo = list(all_pairs)
+            # small scenes: all pairs, not only the missing views': registering a view needs its matches to reach
+            # points that are triangulated, and guided matching of the other pairs adds those (demo/buddha:
+            # only-their-pairs registers neither of its two hard views, all pairs registers both); large ones:
+            # the missing views' pairs (guided matching of every pair of 100 views costs minutes)
+            lost = set(missing)
+            redo = list(all_pairs) if S <= options.rematch_all_up_to else [p for p in all_pairs if lost & set(p)]
             say(f"sfm: {len(missing)} view(s) not registered: guided matching of {len(redo)} pairs, mapping again")
             _drop_focal_priors(pycolmap, database)  # a wrong network focal may be why they failed
             guided = pycolmap.FeatureMatchingOptions()
@@ -309,7 +314,8 @@ def run_sfm(
                 best = again
             seconds["mapping"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        if (best is None or best.num_reg_images() < S) and S >= 2 and pairs_verified > 0:
+        registered_now = 0 if best is None else best.num_reg_images()
+        if registered_now < S and S >= 2 and pairs_verified > 0 and (S <= options.rematch_all_up_to or 2 * registered_now < S):
             say("sfm: views still missing; mapping again with relaxed thresholds")
             again = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True, num_views=S)
             if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
