@@ -14,15 +14,22 @@ for the network alone)::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from app.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from app.web_handlers import DEFAULT_CONF_PERCENTILE, Handlers, WebConfig, default_conf_percentile
 from app.web_models import ModelCache
-from app.web_session import CAMERA_TABLE_HEADERS
+from app.web_session import CAMERA_TABLE_HEADERS, ResultStore
+
+log = logging.getLogger("mum.web")
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo"
@@ -53,18 +60,38 @@ def example_scenes(demo_dir: Path = DEMO) -> tuple[list[list[list[str]]], list[s
     return rows, labels
 
 
+def paths_only(component: gr.File) -> gr.File:
+    """``component``'s preprocessing hands the uploaded paths over and nothing else. Gradio's own
+    (``File._process_single_file``) leaves an empty temporary file in its upload folder for every file of every
+    request, never deleted. The file types are checked by the handlers, which also delete a refused upload.
+    (An instance attribute: a subclass of a Gradio component makes Gradio write a ``.pyi`` file next to this
+    module.)"""
+    from gradio.data_classes import ListFiles
+
+    def preprocess(payload: Any) -> str | list[str] | None:
+        if payload is None:
+            return None
+        files = [f.path for f in payload.root] if isinstance(payload, ListFiles) else [payload.path]
+        return files[0] if component.file_count == "single" else files
+
+    component.preprocess = preprocess
+    return component
+
+
 def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
-    """The page layout and its events (no serving options: see :func:`launch`)."""
+    """The page layout and its events (no serving options: see :func:`launch`). The app's
+    :class:`~app.web_session.ResultStore` is ``app.result_store``."""
     h = Handlers(cfg, models)
     accepted = list(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    # delete_cache: Gradio's own sweep of what it copied, a backstop behind the result store
     with gr.Blocks(title="MuM 3D reconstruction", delete_cache=(1800, 6 * 3600)) as app:
         gr.Markdown(INTRO)
-        scene = gr.State(None, time_to_live=6 * 3600, delete_callback=lambda s: s.close() if s is not None else None)
+        scene = gr.State(None, time_to_live=cfg.session_ttl_s, delete_callback=h.store.discard)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                files = gr.File(
+                files = paths_only(gr.File(
                     file_count="multiple", file_types=accepted, label="Images or one video", elem_id="uploads"
-                )
+                ))
                 model = gr.Dropdown(models.labels, value=models.default, label="Model", elem_id="model")
                 with gr.Accordion("Video frame sampling", open=False):
                     stride = gr.Slider(1, 30, value=1, step=1, label="Keep every n-th frame")
@@ -130,7 +157,7 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
         )
         # the scripting endpoint: hidden components, documented on the page's "Use via API" panel
         with gr.Row(visible=False):
-            api_files = gr.File(file_count="multiple", label="images")
+            api_files = paths_only(gr.File(file_count="multiple", label="images"))
             api_fast = gr.Checkbox(False, label="fast")
             api_glb = gr.File(label="scene.glb")
             api_ply = gr.File(label="scene.ply")
@@ -148,7 +175,69 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
             concurrency_id="model",
             concurrency_limit=cfg.concurrency,
         )
+        app.unload(h.session_closed)  # a closed page's result and uploads go at once
+    h.store.attach(app)
+    app.result_store = h.store
     return app
+
+
+class ServedFiles:
+    """ASGI middleware: tells the result store when a client has downloaded a file in full (``GET …/file=PATH``
+    answered 200), so that an API call's result folder goes as soon as its files are fetched."""
+
+    def __init__(self, app: Any, store: ResultStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope.get("type") == "http" and scope.get("method") == "GET" else ""
+        if "/file=" not in path:
+            await self.app(scope, receive, send)
+            return
+        seen = {"status": 0, "done": False}
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.pathsend" or (
+                message["type"] == "http.response.body" and not message.get("more_body", False)
+            ):
+                seen["done"] = True
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if seen["status"] == 200 and seen["done"]:
+            import anyio
+
+            await anyio.to_thread.run_sync(self.store.served, path.split("/file=", 1)[1])
+
+
+def janitor(store: ResultStore, every_s: float):
+    """A lifespan for the server: every ``every_s`` seconds the store expires old results and keeps the disk
+    budget; when the server stops, everything it holds is deleted."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any):
+        import anyio
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    await anyio.to_thread.run_sync(store.tick)
+                except Exception:  # noqa: BLE001 - the janitor keeps going; the next tick tries again
+                    log.exception("cleaning up the web app's temporary files failed")
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await anyio.to_thread.run_sync(store.close_all)
+
+    return lifespan
 
 
 def auth_from_env() -> tuple[str, str] | None:
@@ -158,8 +247,12 @@ def auth_from_env() -> tuple[str, str] | None:
 
 
 def launch(app: gr.Blocks, cfg: WebConfig, host: str, port: int, block: bool = True, quiet: bool = False):
-    """Serve ``app``: queued model runs, upload size limit, optional password, never a public share link."""
+    """Serve ``app``: queued model runs, upload size limit, optional password, never a public share link; its
+    result store deletes what downloads and sessions no longer need and keeps the disk budget."""
+    from starlette.middleware import Middleware
+
     app.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency)
+    store: ResultStore = app.result_store
     return app.launch(
         server_name=host,
         server_port=port,
@@ -173,6 +266,7 @@ def launch(app: gr.Blocks, cfg: WebConfig, host: str, port: int, block: bool = T
         quiet=quiet,
         ssr_mode=False,
         state_session_capacity=cfg.max_sessions,
+        app_kwargs={"middleware": [Middleware(ServedFiles, store=store)], "lifespan": janitor(store, cfg.janitor_s)},
     )
 
 
@@ -192,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, default=64, help="files per upload")
     p.add_argument("--max-views", type=int, default=32, help="views per reconstruction (more are sampled down)")
     p.add_argument("--max-file-mb", type=float, default=64.0, help="size limit per uploaded file, MB")
+    p.add_argument("--max-disk-mb", type=float, default=float(env("MUM_WEB_MAX_DISK_MB", "4096")),
+                   help="temporary disk for uploads and results, MB; oldest results evicted first "
+                        "(default 4096) [MUM_WEB_MAX_DISK_MB]")
     p.add_argument("--preload", action="store_true", help="load the default model before serving")
     p.add_argument("--quiet", action="store_true", help="less logging")
     return p
@@ -210,6 +307,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
     if not args.max_file_mb >= 1:
         raise UserError("--max-file-mb must be at least 1")
+    if not args.max_disk_mb >= args.max_file_mb:
+        raise UserError(f"--max-disk-mb must be at least --max-file-mb ({args.max_file_mb:g})")
 
 
 def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
@@ -223,7 +322,23 @@ def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
         max_sessions=args.max_sessions,
         long_side=args.size,
         chunk_size=args.chunk_size,
+        max_disk_mb=args.max_disk_mb,
+        own_gradio_dir=True,  # GRADIO_TEMP_DIR: this server's own folder (see main)
     )
+
+
+@contextlib.contextmanager
+def server_temp_dir(port: int):
+    """Gradio's upload folder for this server: ``GRADIO_TEMP_DIR`` when set, else ``<tmp>/mum-web-<port>`` (one
+    folder per server, so that the disk budget counts and cleans this server's files only)."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        yield
+        return
+    os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / f"mum-web-{port}")
+    try:
+        yield
+    finally:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,17 +353,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights and not Path(args.weights).is_file():
             raise UserError(f"{args.weights}: weights file not found (mount it at /weights in Docker)")
         device = choose_device(args.device)
-        cfg = config_from_args(args, device)
-        try:
-            models = ModelCache(device, model=args.model, weights=args.weights)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        if args.preload:
-            models.get(None)
-        try:
-            launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
-        except OSError as exc:  # port taken, an address this machine does not have
-            raise UserError(f"cannot serve on {args.host}:{args.port} ({exc}); pick another --port or --host") from None
+        with server_temp_dir(args.port):
+            cfg = config_from_args(args, device)
+            try:
+                models = ModelCache(device, model=args.model, weights=args.weights)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            if args.preload:
+                models.get(None)
+            try:
+                launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
+            except OSError as exc:  # port taken, an address this machine does not have
+                raise UserError(
+                    f"cannot serve on {args.host}:{args.port} ({exc}); pick another --port or --host"
+                ) from None
         return 0
 
     return _main()

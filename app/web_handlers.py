@@ -1,14 +1,17 @@
 """What the web app's events do: check uploads, run the reconstruction (the pipeline's default path, network +
 SfM + dense fitting, or the network-only fast preview), re-render from the cached result, and the
-``/reconstruct`` API. Every user error surfaces as a one-line message in the page (``gr.Error``)."""
+``/reconstruct`` API. Every user error surfaces as a one-line message in the page (``gr.Error``). Every request's
+files (uploads, work folder) are handed to the :class:`~app.web_session.ResultStore`, which deletes them when
+they are no longer needed and keeps the server's temporary disk under its budget."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +25,12 @@ from app.io import is_image_path, is_video_path, load_views
 from app.web_models import ModelCache
 from app.web_session import (
     CAMERA_TABLE_HEADERS,
+    DiskFull,
     RenderOptions,
+    ResultStore,
     WebScene,
     camera_table,
     frame_labels,
-    gallery_items,
     parse_frames,
 )
 from mum.errors import UserError
@@ -95,6 +99,14 @@ class StageProgress:
         self.sink(self.fraction, message)
 
 
+def default_work_root() -> Path:
+    """Where the web app's work folders go: inside Gradio's upload folder (``GRADIO_TEMP_DIR``), so that the
+    results it serves are the files it wrote, not copies Gradio makes in its cache."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()) / "mum-web"
+
+
 @dataclass
 class WebConfig:
     """Serving limits and defaults (command-line flags of ``mum-web``)."""
@@ -108,13 +120,30 @@ class WebConfig:
     max_sessions: int = 64  # cached results kept in memory (least recently used dropped first)
     long_side: int | None = None  # network input size (None: the model's)
     chunk_size: int | None = None
-    work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mum-web")
+    max_disk_mb: float = 4096.0  # temporary disk: work folders, uploads (oldest results evicted first)
+    work_root: Path = field(default_factory=default_work_root)
+    own_gradio_dir: bool = False  # Gradio's upload folder is this server's alone (mum-web's own default)
+    session_ttl_s: float = 6 * 3600  # a session's result is removed after this long unused
+    api_ttl_s: float = 600  # an API result nobody downloads is removed after this long
+    upload_ttl_s: float = 3600  # an upload no request used is removed after this long
+    janitor_s: float = 30  # how often expired files are looked for
     api_conf_percentile: float | None = None  # None: the CLI's rule, 0 (default path) or 50 (fast)
     api_max_points: int = 2_000_000  # the CLI's default
 
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def max_disk_bytes(self) -> int:
+        return int(self.max_disk_mb * 1024 * 1024)
+
+    def store(self) -> ResultStore:
+        """The result store for a server with these limits."""
+        return ResultStore(
+            self.work_root, self.max_disk_bytes, self.max_sessions, session_ttl_s=self.session_ttl_s,
+            api_ttl_s=self.api_ttl_s, upload_ttl_s=self.upload_ttl_s, own_gradio_dir=self.own_gradio_dir,
+        )
 
     def api_percentile(self, fast: bool) -> float:
         """The API's confidence percentile for a run in mode ``fast``."""
@@ -205,9 +234,10 @@ def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | N
 class Handlers:
     """The functions bound to the UI's events and to the API; ``models`` is shared by all sessions."""
 
-    def __init__(self, cfg: WebConfig, models: ModelCache) -> None:
+    def __init__(self, cfg: WebConfig, models: ModelCache, store: ResultStore | None = None) -> None:
         self.cfg = cfg
         self.models = models
+        self.store = cfg.store() if store is None else store
 
     # ----------------------------------------------------------------------------------- model run
     def reconstruct_scene(
@@ -222,13 +252,12 @@ class Handlers:
         """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, dense fitting) or, with
         ``fast``, the network alone. ``say(fraction, line)`` gets the progress; a warning line (SfM failed, the
         cameras come from the network) is also shown as a toast and kept in the scene for the summary."""
-        import os
-
         from app.pipeline import PipelineOptions, reconstruct_arrays
 
         t0 = time.perf_counter()
         progress = say if isinstance(say, StageProgress) else StageProgress(say)
         progress("reading uploads")
+        self.store.make_room()  # old results go first; a full disk refuses the request before any work
         names, arrays = load_inputs(files, self.cfg, stride, max_frames)
         progress(f"loading model {model_label or self.models.default}")
         model = self.models.get(model_label)
@@ -249,8 +278,7 @@ class Handlers:
             chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn,
         )
         recon.meta["total_s"] = time.perf_counter() - t0
-        sweep(self.cfg.work_root)
-        scene = WebScene.create(recon, self.cfg.work_root, model=getattr(model, "name", str(model_label)))
+        scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))
         scene.fast, scene.warnings = bool(fast), warnings
         return scene
 
@@ -268,21 +296,36 @@ class Handlers:
         source: str,
         old: WebScene | None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's way to ask for a progress bar
+        request: gr.Request = None,
     ) -> tuple:
-        """UI "Reconstruct": run the reconstruction once and show every result; the result goes into the session."""
+        """UI "Reconstruct": run the reconstruction once and show every result; the result goes into the session
+        (replacing the session's previous one) together with its uploads. A refused submission's unusable files
+        are deleted at once, its other files stay with the session so that the user can correct the selection."""
+        key = session_key(request) or self.store.key_of(old) or f"local-{uuid.uuid4().hex}"
+        paths = upload_paths(files)
         stages = StageProgress(lambda f, m: progress(f, desc=m))
-        scene = self.reconstruct_scene(files, model_label, stride, max_frames, stages, fast=bool(fast))
+        with self.store.request(paths):
+            try:
+                scene = self.reconstruct_scene(files, model_label, stride, max_frames, stages, fast=bool(fast))
+            except DiskFull:
+                raise
+            except Exception as exc:
+                self.store.add_session(key, None, [p for p in paths if not names_file(str(exc), p)])
+                raise
+            self.store.add_session(key, scene, paths)
         if old is not None and old is not scene:
-            old.close()
-        stages("writing point cloud, cameras and exports")
-        options = RenderOptions(conf_percentile, None, bool(show_cameras), bool(mask_background), source or "depth")
-        rendered = scene.render(options)
-        stages("colour-mapping depth and confidence")
+            self.store.discard(old)
+        with self.store.using(scene):
+            stages("writing point cloud, cameras and exports")
+            options = RenderOptions(conf_percentile, None, bool(show_cameras), bool(mask_background), source or "depth")
+            rendered = scene.render(options)
+            stages("colour-mapping depth and confidence")
+            gallery = scene.gallery()
         labels = frame_labels(scene.recon.names)
         frames = gr.CheckboxGroup(choices=[(lab, i) for i, lab in enumerate(labels)], value=list(range(len(labels))))
         return (
             str(rendered.glb),
-            gallery_items(scene.recon),
+            gallery,
             camera_rows(scene),
             rendered.downloads,
             frames,
@@ -308,7 +351,8 @@ class Handlers:
         if picked == []:
             gr.Warning("No frame selected: showing cameras only.")
         options = RenderOptions(conf_percentile, picked, bool(show_cameras), bool(mask_background), source or "depth")
-        rendered = scene.render(options)
+        with self.store.using(scene):  # a removed result: ResultGone, a one-line message
+            rendered = scene.render(options)
         return str(rendered.glb), rendered.downloads, summary(scene, rendered.points), scene
 
     # ----------------------------------------------------------------------------------------- API
@@ -316,11 +360,34 @@ class Handlers:
     def api_reconstruct(self, files: Any, fast: bool = False) -> tuple[str, str, str]:
         """Images (or one video) → (scene.glb, scene.ply, cameras.json) with the CLI's defaults: the default
         path (SfM cameras, cross-checked dense points, no confidence filter) or with ``fast`` the network alone
-        (points above the 50th confidence percentile); camera frustums in the GLB."""
-        scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None, fast=bool(fast))
-        options = RenderOptions(self.cfg.api_percentile(bool(fast)), max_points=self.cfg.api_max_points)
-        rendered = scene.render(options, full_exports=False)
+        (points above the 50th confidence percentile); camera frustums in the GLB. The uploads are deleted when
+        the call returns, the result's folder once the client has downloaded its files."""
+        with self.store.request(upload_paths(files)):
+            scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None, fast=bool(fast))
+            options = RenderOptions(self.cfg.api_percentile(bool(fast)), max_points=self.cfg.api_max_points)
+            try:
+                rendered = scene.render(options, full_exports=False)
+            except BaseException:
+                scene.close()
+                raise
+            self.store.add_api(scene, [rendered.glb, rendered.ply, rendered.cameras_json])
+        self.store.make_room(refuse=False)  # the new result may push older ones out
         return str(rendered.glb), str(rendered.ply), str(rendered.cameras_json)
+
+    def session_closed(self, request: gr.Request = None) -> None:
+        """The page's session ended (tab closed or reloaded): its result and uploads go now."""
+        self.store.close_session(session_key(request))
+
+
+def session_key(request: Any) -> str | None:
+    """The browser session of a request (``None`` outside a request: the handlers called directly)."""
+    session = getattr(request, "session_hash", None) if request is not None else None
+    return f"session-{session}" if session else None
+
+
+def names_file(message: str, path: Path) -> bool:
+    """An error message about ``path`` itself (it starts with the file's path or name): that upload is unusable."""
+    return message.startswith((f"{path}:", f"{path.name}:", f"{os.path.realpath(path)}:"))
 
 
 def camera_rows(scene: WebScene) -> Any:
@@ -366,16 +433,3 @@ def summary(scene: WebScene, points: int) -> str:
     for warning in scene.warnings:
         line += f"\n\n⚠ {warning}"
     return line
-
-
-def sweep(root: Path, max_age_s: float = 6 * 3600) -> None:
-    """Remove working folders older than ``max_age_s`` (results of closed sessions and API calls)."""
-    import shutil
-
-    now = time.time()
-    for d in Path(root).glob("mum-web-*"):
-        try:
-            if now - d.stat().st_mtime > max_age_s:
-                shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass

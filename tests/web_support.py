@@ -108,7 +108,7 @@ def start_server(model: Any, tmp: Path, **cfg_overrides: Any):
     from app.web_models import ModelCache
 
     named = os.environ.get("MUM_WEB_TEST_MODEL")  # the README screenshot: that model at its own input size
-    cfg = WebConfig(device="cpu", work_root=tmp / "work", long_side=None if named else 112, **cfg_overrides)
+    cfg = WebConfig(device="cpu", long_side=None if named else 112, **cfg_overrides)
     label = named or "tiny"
     models = ModelCache("cpu", model=label, loader=lambda *a, **k: model, presets=[label])
     app = build_app(cfg, models)
