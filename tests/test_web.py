@@ -487,7 +487,8 @@ def test_depth_and_confidence_images():
 
 
 @pytest.mark.parametrize("argv", [["--port", "99999"], ["--max-views", "1"], ["--max-file-mb", "0.5"], ["--size", "-5"],
-                                  ["--concurrency", "0"], ["--device", "mps"], ["--model", "nosuch"]])
+                                  ["--concurrency", "0"], ["--device", "mps"], ["--model", "nosuch"],
+                                  ["--max-disk-mb", "10"]])
 def test_bad_server_options_are_one_line_errors(argv, capsys):
     """Refused before the server starts, with one line (Gradio used to raise mid-start-up)."""
     from app.web import main
