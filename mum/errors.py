@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+
+def is_unprintable(ch: str) -> bool:
+    """A control character (newline, tab, escape, DEL ...), a line or paragraph separator, or an undecodable
+    byte (a lone surrogate, as Python reads a non-UTF-8 file name)."""
+    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+
+
+def one_line(text: str) -> str:
+    """``text`` with what :func:`is_unprintable` finds spelled out as Python escapes (``\\n``, ``\\x1b``,
+    ``\\udcff``), so that it prints as one line and cannot move the cursor."""
+    return "".join(repr(ch)[1:-1] if is_unprintable(ch) else ch for ch in text)
+
 
 class UserError(Exception):
     """An error caused by the user's input; its message is complete and fit to print as one line."""
