@@ -1,7 +1,11 @@
 """The project's one image loader: find, read, validate and resize user images for the network.
 
 Reading handles EXIF orientation, grayscale, 16-bit, palette and RGBA (alpha composited on white) images and
-refuses unreadable, empty, truncated or absurdly large files with a one-line :class:`~mum.errors.UserError`.
+refuses unreadable, empty, truncated or too large files with a one-line :class:`~mum.errors.UserError`. The size
+limit (:func:`pixel_limit`: 100 Mpx unless ``MUM_MAX_PIXELS`` says otherwise) is checked from the image header
+before anything is decoded, so a decompression bomb (a small file of a huge image) costs nothing; Pillow's own
+guard (``Image.MAX_IMAGE_PIXELS``) is kept at the same value and its warnings, like any other warning a
+decoder raises (corrupt EXIF), never reach the terminal.
 Preprocessing resizes every view to one common network size (multiples of the patch size) and records, per
 view, the affine map between original and network pixels so that intrinsics can be reported in pixels of
 the original image.
@@ -10,9 +14,13 @@ the original image.
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from struct import error as struct_error
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -20,13 +28,47 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from app.native_stderr import native_stderr_to
-from mum.errors import UserError
+from mum.errors import UserError, is_unprintable, one_line
+from mum.files import resolve_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-MAX_PIXELS = 40_000 * 40_000  # refuse decompression bombs beyond this
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 Mpx (12000 x 8000 fits); MUM_MAX_PIXELS or --max-pixels raise it
+MAX_PIXELS_ENV = "MUM_MAX_PIXELS"
+MAX_PIXELS_CEILING = 10**12  # what a --max-pixels / MUM_MAX_PIXELS value may say at most
 
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+log = logging.getLogger(__name__)
+
+
+def pixel_limit(override: int | None = None) -> int:
+    """The most pixels (width x height) an image or video frame may have: ``override`` when given, else the
+    ``MUM_MAX_PIXELS`` environment variable, else :data:`DEFAULT_MAX_PIXELS`. A bad value is a ``UserError``."""
+    if override is not None:
+        limit, source = override, "--max-pixels"
+    else:
+        text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        source = MAX_PIXELS_ENV
+        try:
+            limit = int(text)
+        except ValueError:
+            raise UserError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: not a whole number of pixels") from None
+    if not 1 <= limit <= MAX_PIXELS_CEILING:
+        raise UserError(f"{source} must be between 1 and {MAX_PIXELS_CEILING:,} pixels")
+    return limit
+
+
+def _sync_pillow(limit: int) -> None:
+    """Pillow's own decompression-bomb guard at the project's limit (its warning above it, its error above
+    twice it), so other Pillow users in this process (the web app's upload handling) are held to it too."""
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+try:
+    _sync_pillow(pixel_limit())
+except UserError:  # a bad MUM_MAX_PIXELS is reported when an image is read
+    _sync_pillow(DEFAULT_MAX_PIXELS)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -49,27 +91,32 @@ def list_image_paths(inputs: Sequence[str | os.PathLike] | str | os.PathLike) ->
     for item in inputs:
         text = str(item)
         p = Path(text)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and is_image_path(q))
-            if not found:
-                raise UserError(f"{p}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
-            paths.extend(found)
-        elif p.is_file():
-            if not is_image_path(p):
-                raise UserError(f"{p}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
-            paths.append(p)
-        elif any(ch in text for ch in "*?["):
-            found = sorted(Path(q) for q in glob.glob(text) if is_image_path(q) and Path(q).is_file())
-            if not found:
-                raise UserError(f"{text}: pattern matches no images")
-            paths.extend(found)
-        else:
-            raise UserError(f"{text}: no such file or folder")
+        try:
+            if p.is_dir():
+                found = sorted(q for q in p.iterdir() if is_image_path(q) and q.is_file())
+                if not found:
+                    raise UserError(f"{p}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
+                paths.extend(found)
+            elif p.is_file():
+                if not is_image_path(p):
+                    raise UserError(f"{p}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+                paths.append(p)
+            elif any(ch in text for ch in "*?["):
+                found = sorted(Path(q) for q in glob.glob(text) if is_image_path(q) and Path(q).is_file())
+                if not found:
+                    raise UserError(f"{text}: pattern matches no images")
+                paths.extend(found)
+            elif os.path.islink(text):
+                raise UserError(f"{text}: symbolic link to nothing (or a link loop)")
+            else:
+                raise UserError(f"{text}: no such file or folder")
+        except OSError as exc:  # an unreadable folder (permissions), a file system error
+            raise UserError(f"{text}: cannot read ({exc.strerror or exc})") from None
     if not paths:
         raise UserError("no input images given")
     first: dict[Path, Path] = {}  # the same file twice (a folder and a file in it, overlapping globs): once
     for p in paths:
-        first.setdefault(p.resolve(), p)
+        first.setdefault(resolve_path(p), p)
     return list(first.values())
 
 
@@ -93,24 +140,71 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``uint8`` RGB ``[H, W, 3]`` in its display orientation (EXIF applied)."""
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header alone (nothing is decoded); ``UserError`` when the
+    file cannot be opened or is not an image."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such image file")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path}: image file is empty")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            arr = to_rgb8(img)
-    except Image.DecompressionBombError:
-        raise UserError(f"{path}: image is too large (more than {MAX_PIXELS:,} pixels)") from None
+        with warnings.catch_warnings(), open(path, "rb") as fh:
+            warnings.simplefilter("ignore")
+            with Image.open(fh) as img:
+                return img.size
+    except Image.DecompressionBombError as exc:  # more than twice Pillow's limit
+        raise _bomb(path, exc, pixel_limit()) from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not a readable image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{path}: cannot decode image, truncated or corrupt ({str(exc).splitlines()[0][:120]})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _bomb(path: Path, exc: Exception, limit: int) -> UserError:
+    """Pillow's ``DecompressionBombError`` ("Image size (N pixels) exceeds limit ...") as our one line."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    count = f"{int(found.group(1)):,} pixels" if found else f"more than {2 * limit:,} pixels"
+    return UserError(f"{path}: image is too large ({count}, the limit is {limit:,}; set {MAX_PIXELS_ENV} or "
+                     f"--max-pixels to allow more)")
+
+
+def _too_large(path: Path, size: tuple[int, int], limit: int) -> UserError:
+    return UserError(f"{path}: image is too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, the limit is "
+                     f"{limit:,}; set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as ``uint8`` RGB ``[H, W, 3]`` in its display orientation (EXIF applied).
+
+    An image of more than :func:`pixel_limit` pixels (``max_pixels`` or the ``MUM_MAX_PIXELS`` default) is
+    refused from its header, before decoding. Decoder warnings (corrupt EXIF, ...) are logged, not printed."""
+    path = Path(path)
+    limit = pixel_limit(max_pixels)
+    _sync_pillow(limit)
+    try:
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: image file is empty")
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        with fh, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with Image.open(fh) as img:
+                if img.size[0] * img.size[1] > limit:  # from the header: nothing decoded yet
+                    raise _too_large(path, img.size, limit)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                arr = to_rgb8(img)
+        for w in caught:
+            log.info("%s: %s", path, w.message)
+    except Image.DecompressionBombError as exc:  # Pillow's guard, at twice the limit, fired on the header
+        raise _bomb(path, exc, limit) from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not a readable image") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct_error,
+            ZeroDivisionError, OverflowError) as exc:  # what Pillow's decoders raise on broken files
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(f"{path}: cannot decode image, truncated or corrupt ({first})") from None
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise UserError(f"{path}: image is too small ({arr.shape[1]}x{arr.shape[0]})")
     return arr
@@ -214,27 +308,51 @@ def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: i
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), transforms
 
 
-def load_images(paths: Iterable[str | os.PathLike]) -> list[np.ndarray]:
-    """Read every path with :func:`read_image` (one loader for the whole project)."""
-    return [read_image(p) for p in paths]
+def load_images(paths: Iterable[str | os.PathLike], max_pixels: int | None = None) -> list[np.ndarray]:
+    """Read every path with :func:`read_image` (one loader for the whole project). Every header is checked
+    first, so a file that is too large or not an image is refused before any other is decoded."""
+    paths = list(paths)
+    limit = pixel_limit(max_pixels)
+    _sync_pillow(limit)
+    for p in paths:
+        try:
+            size = image_size(p)
+        except UserError:
+            read_image(p, max_pixels=limit)  # raises, saying precisely what is wrong with this file
+            continue
+        if size[0] * size[1] > limit:
+            raise _too_large(Path(p), size, limit)
+    return [read_image(p, max_pixels=limit) for p in paths]
 
 
 def read_video_frames(
-    path: str | os.PathLike, stride: int = 1, max_frames: int | None = None
+    path: str | os.PathLike, stride: int = 1, max_frames: int | None = None, max_pixels: int | None = None
 ) -> tuple[list[str], list[np.ndarray]]:
     """Frames of a video as ``uint8`` RGB arrays with names ``frame_000123.png`` (the frame index).
 
-    ``stride`` keeps every n-th frame; ``max_frames`` then samples that many frames uniformly over the video."""
+    ``stride`` keeps every n-th frame; ``max_frames`` then samples that many frames uniformly over the video.
+    A frame size above :func:`pixel_limit` is refused before any frame is decoded."""
     import cv2
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such video file")
+    limit = pixel_limit(max_pixels)
+    try:
+        if not path.is_file():
+            raise UserError(f"{path}: no such video file")
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines would break one-line errors
     with native_stderr_to(os.devnull):  # nor OpenCV's AVI parser ("Unexpected element ...") on broken files
         cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise UserError(f"{path}: cannot open video")
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > limit:
+        cap.release()
+        raise UserError(f"{path}: video frames are too large ({width}x{height}, the limit is {limit:,} pixels; "
+                        f"set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     indices = list(range(0, max(total, 0), max(stride, 1)))
     if max_frames is not None and len(indices) > max_frames:
@@ -266,29 +384,74 @@ def subsample(items: list, max_count: int | None) -> list:
     return [items[i] for i in pick]
 
 
-def load_views(
-    inputs: Sequence[str | os.PathLike] | str | os.PathLike, stride: int = 1, max_frames: int | None = None
-) -> tuple[list[str], list[np.ndarray]]:
-    """Names and ``uint8`` RGB arrays of the views given as one video, or as image files/folders/globs."""
+def input_files(inputs: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    """The files that ``inputs`` name: the one video, or every image of the folders/files/globs (before
+    ``--stride``/``--max-frames`` sampling)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    if len(inputs) == 1 and is_video_path(inputs[0]) and not Path(inputs[0]).is_dir():
-        video = str(inputs[0])
-        if not Path(video).exists() and any(ch in video for ch in "*?["):  # a quoted glob of videos
-            found = sorted(glob.glob(video))
-            if len(found) != 1:
-                raise UserError(f"{video}: pattern matches {len(found)} videos; give exactly one video (or images)")
-            video = found[0]
-        return read_video_frames(video, stride, max_frames)
+    video = _single_video(inputs)
+    return [Path(video)] if video is not None else list_image_paths(inputs)
+
+
+def _single_video(inputs: Sequence[str | os.PathLike]) -> str | None:
+    """The video file when ``inputs`` is one video (a path or a quoted glob matching one), else ``None``."""
+    if len(inputs) != 1 or not is_video_path(inputs[0]):
+        return None
+    video = str(inputs[0])
+    try:
+        if Path(video).is_dir():
+            return None
+        exists = Path(video).exists()
+    except OSError as exc:
+        raise UserError(f"{video}: cannot read ({exc.strerror or exc})") from None
+    if not exists and any(ch in video for ch in "*?["):  # a quoted glob of videos
+        found = sorted(glob.glob(video))
+        if len(found) != 1:
+            raise UserError(f"{video}: pattern matches {len(found)} videos; give exactly one video (or images)")
+        video = found[0]
+    return video
+
+
+def load_views(
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike, stride: int = 1, max_frames: int | None = None,
+    max_pixels: int | None = None,
+) -> tuple[list[str], list[np.ndarray]]:
+    """Names and ``uint8`` RGB arrays of the views given as one video, or as image files/folders/globs.
+
+    Images and frames above :func:`pixel_limit` (``max_pixels`` or ``MUM_MAX_PIXELS``) are refused from their
+    headers; file names a format cannot carry are refused (:func:`view_names`)."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    video = _single_video(inputs)
+    if video is not None:
+        return read_video_frames(video, stride, max_frames, max_pixels=max_pixels)
     paths = subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
-    return view_names(paths), load_images(paths)
+    names = view_names(paths)
+    return names, load_images(paths, max_pixels=max_pixels)
 
 
 def view_names(paths: Sequence[Path]) -> list[str]:
     """Distinct names of image files: their file names, or, when two share one (``a/x.png``, ``b/x.png``), their
-    paths below the deepest folder they all share, e.g. ``a/x.png``."""
+    paths below the deepest folder they all share, e.g. ``a/x.png``.
+
+    A name that the exports cannot carry is refused (:func:`check_view_name`): every export names the views by
+    these names, and COLMAP's text model is one line per image."""
     names = [p.name for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    common = Path(os.path.commonpath([p.resolve().parent for p in paths]))
-    return [p.resolve().relative_to(common).as_posix() for p in paths]
+    if len(set(names)) != len(names):
+        resolved = [resolve_path(p) for p in paths]
+        common = Path(os.path.commonpath([r.parent for r in resolved]))
+        names = [r.relative_to(common).as_posix() for r in resolved]
+    for path, name in zip(paths, names):
+        check_view_name(name, path)
+    return names
+
+
+def check_view_name(name: str, path: str | os.PathLike | None = None) -> None:
+    """Refuse a view name with a control character (newline, tab, escape ...), a line or paragraph separator,
+    or bytes that are not UTF-8: COLMAP's ``images.txt`` (one line per image, fields split at blanks),
+    ``cameras.json`` and ``transforms.json`` could not carry it faithfully."""
+    bad = [ch for ch in name if is_unprintable(ch)]
+    if bad:
+        shown = one_line(str(path if path is not None else name))
+        raise UserError(f"{shown}: file name contains {one_line(bad[0])}, which the exports cannot hold "
+                        f"(COLMAP's images.txt is one line per image); rename the file")

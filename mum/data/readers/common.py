@@ -20,16 +20,28 @@ REFERENCE_JSON = "cameras_reference.json"
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file in display orientation (EXIF rotation applied), from its header.
-    Raises :class:`UserError` naming the file when it is missing or unreadable."""
+    Raises :class:`UserError` naming the file when it is missing, unreadable, or above the project's pixel
+    limit (:func:`app.io.pixel_limit`, the one :func:`app.io.read_image` applies)."""
     from PIL import Image, UnidentifiedImageError
+
+    from app.io import pixel_limit
 
     if not path.is_file():
         raise UserError(f"{path}: no such image file")
+    limit = pixel_limit()
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                w, h = h, w
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's decompression-bomb and corrupt-EXIF warnings
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > limit:
+                    raise UserError(f"{path}: image is too large ({w}x{h}, the limit is {limit:,} pixels; "
+                                    f"set MUM_MAX_PIXELS to allow more)")
+                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    w, h = h, w
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: image is too large (the limit is {limit:,} pixels; set MUM_MAX_PIXELS to "
+                        f"allow more)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{path}: not a readable image ({str(exc).splitlines()[0][:100]})") from None
     if w < 2 or h < 2:
