@@ -25,9 +25,12 @@ from app.cli_common import (
     friendly_errors,
 )
 from mum.errors import UserError
-from mum.files import atomic_dir, check_output_path
+from mum.files import atomic_dir, check_inputs_kept, check_output_path
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
+# what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
+FOLDER_ENTRIES = ("scene.ply", "scene.glb", "cameras.json", "depth", "sparse/0", "transforms.json")
+MAX_SIZE = 4096  # --size: beyond this the network's memory is out of reach anyway
 
 
 EXAMPLES = f"""\
@@ -42,8 +45,11 @@ with the network's help, and each view's depth is fitted to them and cross-check
 keeps the network's own cameras and depth.
 
 A folder output holds scene.ply, scene.glb, cameras.json, depth/, sparse/0/ (COLMAP) and transforms.json
-(nerfstudio). Outputs are written atomically; an existing one is kept unless --overwrite is given.
-Exit status: 0 done, {EXIT_USER_ERROR} bad input (one "error: ..." line), {EXIT_OUT_OF_MEMORY} out of memory, {EXIT_INTERRUPTED} interrupted.
+(nerfstudio). Outputs are written atomically; an existing one is kept unless --overwrite is given, also one
+that appears while the command runs. --overwrite on a folder replaces only those names in it: other files
+stay, and an input inside one of them is never removed. Images above 100 Mpx are refused from their header
+(--max-pixels or MUM_MAX_PIXELS raise the limit); file names with control characters (newline) are refused.
+Exit status: 0 done, {EXIT_USER_ERROR} bad input (one "error: ..." line), {EXIT_OUT_OF_MEMORY} out of memory, {EXIT_INTERRUPTED} interrupted (Ctrl-C, SIGTERM, SIGHUP; temporary files are removed).
 """
 
 
@@ -65,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", default=None, metavar="FILE", help="weights file for the chosen preset (official MuM .pth, VGGT, safetensors)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--size", type=int, default=None, metavar="PX", help="network input size, longer side in px (default: the model's)")
+    p.add_argument("--size", type=int, default=None, metavar="PX",
+                   help=f"network input size, longer side in px, at most {MAX_SIZE} (default: the model's)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="use at most N views, sampled uniformly (default: all)")
     p.add_argument("--stride", type=int, default=1, metavar="N", help="keep every N-th image or video frame (default: 1)")
     p.add_argument("--conf-percentile", type=float, default=None, metavar="P",
@@ -78,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-points", type=int, default=2_000_000, metavar="N", help="subsample the exported cloud to at most N points (default: 2000000)")
     p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="frames per encoder/DPT chunk, lower to save memory (default: the model's)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images (and video frames) of more than N pixels, checked before decoding "
+                        "(default: $MUM_MAX_PIXELS, else 100000000)")
     p.add_argument("--fast", action="store_true",
                    help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
     p.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old flag: SfM is now the default
@@ -100,8 +110,20 @@ def _stage_printer(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Path]:
-    """Write the export(s) that ``out`` asks for; return the files written."""
+def output_kind(output: str) -> str:
+    """The export ``-o OUTPUT`` asks for: ``.ply``, ``.glb``, ``.json``, or ``""`` for a folder (no suffix, a
+    trailing ``/``, an existing folder, or another suffix: refused later)."""
+    if output.endswith(("/", os.sep)) or (os.altsep and output.endswith(os.altsep)):
+        return ""
+    return Path(output).suffix.lower()
+
+
+def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str | None = None,
+                  inputs: list[Path] = ()) -> list[Path]:
+    """Write the export(s) that ``out`` asks for (``kind``: see :func:`output_kind`); return the files written.
+
+    Nothing already at ``out`` is replaced without ``--overwrite``, not even what appeared during the run; with
+    it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
     from app import export
 
     cloud = recon.point_cloud(
@@ -111,15 +133,15 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None]) -> list[Pa
         max_points=args.max_points,
     )
     recon.meta["points_kept"] = len(cloud)
-    suffix = out.suffix.lower()
+    suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
-        return [export.write_ply(out, cloud)]
+        return [export.write_ply(out, cloud, overwrite=args.overwrite)]
     if suffix == ".glb":
-        return [export.write_glb(out, recon, cloud)]
+        return [export.write_glb(out, recon, cloud, overwrite=args.overwrite)]
     if suffix == ".json":
-        return [export.write_cameras_json(out, recon)]
+        return [export.write_cameras_json(out, recon, overwrite=args.overwrite)]
     written = []
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(out, overwrite=args.overwrite, entries=FOLDER_ENTRIES, protected=inputs) as tmp:
         steps = [
             ("scene.ply", lambda: export.write_ply(tmp / "scene.ply", cloud)),
             ("scene.glb", lambda: export.write_glb(tmp / "scene.glb", recon, cloud)),
@@ -149,6 +171,35 @@ def _warner(json_output: bool) -> Callable[[str], None]:
     return warn
 
 
+def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
+    """Check the options and the output before anything is loaded; return the output path and its kind
+    (:func:`output_kind`). Every problem is a one-line :class:`UserError`; the only change on disk is the removal
+    of temporaries that killed runs left beside the output."""
+    kind = output_kind(args.output)
+    if args.conf_percentile is not None and not 0 <= args.conf_percentile < 100:
+        raise UserError("--conf-percentile must be in [0, 100)")
+    for option in ("max_frames", "stride", "size", "max_points", "chunk_size"):  # huge counts mean "all"
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1")
+    if args.size is not None and args.size > MAX_SIZE:  # 2**31 px used to crash OpenCV and NumPy
+        raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
+    from app.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
+
+    pixel_limit(args.max_pixels)
+    out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
+    if kind in FILE_EXPORTS and out.is_dir():
+        raise UserError(f"{out}: is a folder; a {kind} output must be a file")
+    if kind and kind not in FILE_EXPORTS and not out.is_dir():
+        raise UserError(f"{out}: unknown output type {out.suffix!r}: use .ply, .glb, .json, or a folder "
+                        f"(end it with / to name a folder with a dot)")
+    if kind not in FILE_EXPORTS:
+        kind = ""
+        if os.path.lexists(out) and not out.is_dir():
+            raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
+    return out, kind
+
+
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the command on ``argv`` (default: ``sys.argv``); returns the exit status."""
@@ -156,27 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     say = _stage_printer(args.quiet or args.json)
-    out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
-    suffix = out.suffix.lower()
-    if suffix in FILE_EXPORTS and out.is_dir():
-        raise UserError(f"{out}: is a folder; a {suffix} output must be a file")
-    if suffix and suffix not in FILE_EXPORTS and not (args.output.endswith(("/", os.sep)) or out.is_dir()):
-        raise UserError(f"{out}: unknown output type {out.suffix!r}: use .ply, .glb, .json, or a folder "
-                        f"(end it with / to name a folder with a dot)")
-    if out.exists() and not out.is_dir() and suffix not in FILE_EXPORTS:
-        raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
-    if args.conf_percentile is not None and not 0 <= args.conf_percentile < 100:
-        raise UserError("--conf-percentile must be in [0, 100)")
-    for option in ("max_frames", "stride", "size", "max_points", "chunk_size"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be at least 1")
+    out, kind = check_arguments(args)
     device = choose_device(args.device)
     t0 = time.perf_counter()
 
+    from app.io import input_files
+
+    inputs = input_files(args.inputs)
+    # an input inside what the export replaces (a symbolic link into the output folder, say) would be lost
+    check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
+
     from app.io import load_views
 
-    names, arrays = load_views(args.inputs, stride=args.stride, max_frames=args.max_frames)
+    names, arrays = load_views(args.inputs, stride=args.stride, max_frames=args.max_frames, max_pixels=args.max_pixels)
     say(f"loaded {len(arrays)} views")
 
     import heads
@@ -194,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
                                on_stage=say, options=options, warn=_warner(args.json))
     try:
-        written = write_exports(out, recon, args, say)
+        written = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     summary = {

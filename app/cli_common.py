@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
-from typing import Callable
+import threading
+from typing import Callable, Iterator
 
-from mum.errors import UserError
+from mum.errors import UserError, one_line
 
 EXIT_USER_ERROR = 2
 EXIT_OUT_OF_MEMORY = 3
@@ -14,7 +17,50 @@ EXIT_INTERRUPTED = 130
 
 
 def print_error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    """``error: MESSAGE`` on stderr, as one line whatever the message holds (a file name with a newline or an
+    escape sequence is spelled out: ``\\n``, ``\\x1b``)."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
+
+
+def caused_by_interrupt(exc: BaseException | None) -> bool:
+    """Whether ``exc`` comes from a ``KeyboardInterrupt`` anywhere in its cause/context chain: a Ctrl-C while a
+    C++ extension initialises surfaces as ``ImportError`` (pybind11) and then, say, pycolmap's
+    ``RuntimeError("Cannot import the C++ backend ... pip install")``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like a Ctrl-C so every ``finally`` (the atomic writers' clean-up) runs."""
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise :class:`Terminated` (a ``KeyboardInterrupt``) instead of
+    killing the process outright, so temporary files are removed. Signals someone chose to ignore (``nohup``)
+    or to handle stay as they are; outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -25,20 +71,25 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a ``main`` so user errors, out-of-memory and Ctrl-C end with one line and a non-zero exit code."""
+    """Wrap a ``main`` so user errors, out-of-memory and Ctrl-C (or SIGTERM, SIGHUP) end with one line and a
+    non-zero exit code."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
         try:
-            return int(main(*args, **kwargs) or 0)
+            with signals_as_interrupt():
+                return int(main(*args, **kwargs) or 0)
         except UserError as exc:
             print_error(str(exc))
             return EXIT_USER_ERROR
-        except KeyboardInterrupt:
-            print_error("interrupted")
+        except KeyboardInterrupt as exc:
+            print_error(f"interrupted ({exc})" if isinstance(exc, Terminated) else "interrupted")
             return EXIT_INTERRUPTED
-        except (MemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc):
+        except Exception as exc:
+            if caused_by_interrupt(exc):  # Ctrl-C while an extension module was being imported
+                print_error("interrupted")
+                return EXIT_INTERRUPTED
+            if not isinstance(exc, (MemoryError, RuntimeError)) or not is_out_of_memory(exc):
                 raise
             print_error("out of memory: use fewer views (--max-frames) or a smaller resolution (--size)")
             return EXIT_OUT_OF_MEMORY

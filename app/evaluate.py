@@ -173,8 +173,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"mum-eval: error: {exc}", file=sys.stderr)
         return 2
     if out is not None:
-        with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        try:
+            with atomic_path(out, overwrite=args.overwrite) as tmp:  # nor a file that appeared meanwhile
+                tmp.write_text(json.dumps(result, indent=2))
+        except UserError as exc:
+            print(f"mum-eval: error: {exc}", file=sys.stderr)
+            return 2
         print(f"wrote {out}")
     return 0
 

@@ -21,8 +21,9 @@ OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 # ---------------------------------------------------------------------------------------------- PLY
-def write_ply(path: str | os.PathLike, cloud: PointCloud) -> Path:
-    """Binary little-endian PLY: float ``x y z``, uchar ``red green blue``, float ``confidence``."""
+def write_ply(path: str | os.PathLike, cloud: PointCloud, overwrite: bool = True) -> Path:
+    """Binary little-endian PLY: float ``x y z``, uchar ``red green blue``, float ``confidence``. Without
+    ``overwrite`` a file that appeared at ``path`` meanwhile is kept and a ``UserError`` raised."""
     from plyfile import PlyData, PlyElement
 
     vertex = np.empty(
@@ -34,7 +35,7 @@ def write_ply(path: str | os.PathLike, cloud: PointCloud) -> Path:
     for i, channel in enumerate(("red", "green", "blue")):
         vertex[channel] = cloud.rgb[:, i]
     vertex["confidence"] = cloud.conf
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
     return Path(path)
 
@@ -88,10 +89,11 @@ def build_glb_scene(recon: Reconstruction, cloud: PointCloud, show_cameras: bool
     return scene
 
 
-def write_glb(path: str | os.PathLike, recon: Reconstruction, cloud: PointCloud, show_cameras: bool = True) -> Path:
+def write_glb(path: str | os.PathLike, recon: Reconstruction, cloud: PointCloud, show_cameras: bool = True,
+              overwrite: bool = True) -> Path:
     """GLB with the coloured point cloud and one camera frustum per view (glTF axes: y up)."""
     scene = build_glb_scene(recon, cloud, show_cameras)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(scene.export(file_type="glb"))
     return Path(path)
 
@@ -118,8 +120,8 @@ def cameras_dict(recon: Reconstruction) -> dict:
     }
 
 
-def write_cameras_json(path: str | os.PathLike, recon: Reconstruction) -> Path:
-    with atomic_path(path) as tmp:
+def write_cameras_json(path: str | os.PathLike, recon: Reconstruction, overwrite: bool = True) -> Path:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(cameras_dict(recon), indent=1))
     return Path(path)
 

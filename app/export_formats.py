@@ -22,10 +22,25 @@ def _pinhole_params(K: np.ndarray) -> list[float]:
     return [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5]
 
 
+def import_pycolmap():
+    """``import pycolmap``, lazily (it costs 0.2 s). A Ctrl-C or SIGTERM while its C++ module initialises
+    surfaces from pybind11 as ``ImportError`` and from pycolmap as ``RuntimeError("Cannot import the C++ backend
+    ... pip install")``: that is turned back into the ``KeyboardInterrupt`` it is."""
+    from app.cli_common import caused_by_interrupt
+
+    try:
+        import pycolmap
+    except Exception as exc:
+        if caused_by_interrupt(exc):
+            raise KeyboardInterrupt from None
+        raise
+    return pycolmap
+
+
 def build_colmap(recon: Reconstruction, cloud: PointCloud, max_points: int = COLMAP_MAX_POINTS):
     """A ``pycolmap.Reconstruction``: one PINHOLE camera per image, the predicted poses, and the cloud's points
     (at most ``max_points``), each observed once, in its source view at its source pixel."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     if len(cloud) > max_points:
         idx = np.sort(np.random.default_rng(0).choice(len(cloud), max_points, replace=False))

@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         arrays[f"layer_{layer}"] = t.float().cpu().numpy()
     import cv2
 
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(out, overwrite=args.overwrite) as tmp, open(tmp, "wb") as fh:  # nor one that appeared meanwhile
         np.savez_compressed(fh, **arrays)
-    with atomic_path(png) as tmp:
+    with atomic_path(png, overwrite=args.overwrite) as tmp:
         cv2.imwrite(str(tmp), pca_image(arrays["patch_tokens"], feats.grid_hw)[..., ::-1])
     S, P, C = arrays["patch_tokens"].shape
     print(f"{S} images {tuple(images.shape[-2:])} px -> {P} patches x {C} dims in {elapsed:.2f} s on {device}")
