@@ -59,16 +59,19 @@ def pixel_limit(override: int | None = None) -> int:
     return limit
 
 
-def _sync_pillow(limit: int) -> None:
-    """Pillow's own decompression-bomb guard at the project's limit (its warning above it, its error above
-    twice it), so other Pillow users in this process (the web app's upload handling) are held to it too."""
-    Image.MAX_IMAGE_PIXELS = limit
+def _sync_pillow(limit: int | None = None) -> None:
+    """Pillow's own decompression-bomb guard (its warning above ``Image.MAX_IMAGE_PIXELS``, its error above
+    twice that) at the process-wide limit (``MUM_MAX_PIXELS`` or the default), so that other Pillow users in
+    this process (the web app's upload handling, the data tools) are held to it too; raised, never lowered,
+    for a call allowed more (``--max-pixels``). The project's own check, from the header, is :func:`read_image`'s."""
+    try:
+        base = pixel_limit()
+    except UserError:  # a bad MUM_MAX_PIXELS is reported by pixel_limit() where an image is read
+        base = DEFAULT_MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(base, limit or 0)
 
 
-try:
-    _sync_pillow(pixel_limit())
-except UserError:  # a bad MUM_MAX_PIXELS is reported when an image is read
-    _sync_pillow(DEFAULT_MAX_PIXELS)
+_sync_pillow()
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -160,7 +163,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 def _bomb(path: Path, exc: Exception, limit: int) -> UserError:
     """Pillow's ``DecompressionBombError`` ("Image size (N pixels) exceeds limit ...") as our one line."""
     found = re.search(r"\((\d+) pixels\)", str(exc))
-    count = f"{int(found.group(1)):,} pixels" if found else f"more than {2 * limit:,} pixels"
+    count = f"{int(found.group(1)):,} pixels" if found else f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
     return UserError(f"{path}: image is too large ({count}, the limit is {limit:,}; set {MAX_PIXELS_ENV} or "
                      f"--max-pixels to allow more)")
 
