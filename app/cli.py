@@ -47,9 +47,10 @@ keeps the network's own cameras and depth.
 A folder output holds scene.ply, scene.glb, cameras.json, depth/, sparse/0/ (COLMAP) and transforms.json
 (nerfstudio). Outputs are written atomically; an existing one is kept unless --overwrite is given, also one
 that appears while the command runs. --overwrite on a folder replaces only those names in it: other files
-stay, and an input inside one of them is never removed. Images above 100 Mpx are refused from their header
-(--max-pixels or MUM_MAX_PIXELS raise the limit); file names with control characters (newline) are refused.
-Exit status: 0 done, {EXIT_USER_ERROR} bad input (one "error: ..." line), {EXIT_OUT_OF_MEMORY} out of memory, {EXIT_INTERRUPTED} interrupted (Ctrl-C, SIGTERM, SIGHUP; temporary files are removed).
+stay, and one holding an input is refused. Images above 100 Mpx are refused from their header (--max-pixels
+or MUM_MAX_PIXELS raise the limit); file names with control characters (newline) are refused.
+Exit status: 0 done, {EXIT_USER_ERROR} bad input (one "error: ..." line), {EXIT_OUT_OF_MEMORY} out of memory,
+{EXIT_INTERRUPTED} interrupted (Ctrl-C, SIGTERM, SIGHUP; temporary files are removed).
 """
 
 
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true",
                    help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
     p.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old flag: SfM is now the default
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs; in a folder only the command's own exports (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (implies no progress output)")
     return p
