@@ -182,34 +182,54 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
 
 
 class ServedFiles:
-    """ASGI middleware: tells the result store when a client has downloaded a file in full (``GET …/file=PATH``
-    answered 200), so that an API call's result folder goes as soon as its files are fetched."""
+    """ASGI middleware that tells the result store what the upload and file routes did: the paths an upload
+    stored (``POST …/upload`` answered 200; recorded before the client hears of them), and each file a client
+    downloaded in full (``GET …/file=PATH`` answered 200), so that an API call's result folder goes as soon as
+    its files are fetched."""
 
     def __init__(self, app: Any, store: ResultStore) -> None:
         self.app = app
         self.store = store
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        path = scope.get("path", "") if scope.get("type") == "http" and scope.get("method") == "GET" else ""
-        if "/file=" not in path:
+        path, method = scope.get("path", ""), scope.get("method")
+        if scope.get("type") != "http" or not (
+            (method == "GET" and "/file=" in path) or (method == "POST" and path.endswith("/upload"))
+        ):
             await self.app(scope, receive, send)
             return
-        seen = {"status": 0, "done": False}
+        seen: dict[str, Any] = {"status": 0, "done": False, "body": []}
 
         async def watch(message: dict) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-            elif message["type"] == "http.response.pathsend" or (
-                message["type"] == "http.response.body" and not message.get("more_body", False)
-            ):
+            elif message["type"] == "http.response.pathsend":
                 seen["done"] = True
+            elif message["type"] == "http.response.body":
+                if method == "POST":
+                    seen["body"].append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    seen["done"] = True
+                    if method == "POST" and seen["status"] == 200:
+                        self.store.uploaded(uploaded_paths(b"".join(seen["body"])))
             await send(message)
 
         await self.app(scope, receive, watch)
-        if seen["status"] == 200 and seen["done"]:
+        if method == "GET" and seen["status"] == 200 and seen["done"]:
             import anyio
 
             await anyio.to_thread.run_sync(self.store.served, path.split("/file=", 1)[1])
+
+
+def uploaded_paths(body: bytes) -> list[str]:
+    """The paths in the upload route's answer (a JSON list)."""
+    import json
+
+    try:
+        paths = json.loads(body)
+    except ValueError:
+        return []
+    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
 
 
 def janitor(store: ResultStore, every_s: float):

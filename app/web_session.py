@@ -267,7 +267,8 @@ class StoredResult:
 
     key: str
     kind: str  # "session" or "api"
-    scene: WebScene | None = None
+    scene: WebScene | None = None  # a session's (an API result keeps its folder only, not the arrays in memory)
+    workdir: Path | None = None
     uploads: set[str] = field(default_factory=set)  # real paths
     pending: set[str] = field(default_factory=set)  # api: result files (real paths) not yet downloaded
     last_used: float = field(default_factory=time.time)
@@ -291,9 +292,9 @@ class ResultStore:
     Only files the server made are deleted: its own work folders, and files in Gradio's folder that Gradio
     recorded for this server (with ``own_gradio_dir``, the folder is this server's alone: every file there of the
     shape Gradio writes, ``<sha256>/<name>`` and ``tmp…``, which includes uploads cut off midway); never an
-    example scene's files. Uploads are named by their content in Gradio's folder, so an upload that another
-    queued or running request also refers to, or that was uploaded again while the request ran, is left for
-    later."""
+    example scene's files. Uploads are named by their content in Gradio's folder, so one file can be two
+    clients' uploads: it stays while an upload of it has not been claimed by a request (:meth:`uploaded`) or
+    a queued or running request refers to it."""
 
     def __init__(
         self,
@@ -318,6 +319,8 @@ class ResultStore:
         self._entries: dict[str, StoredResult] = {}
         self._by_scene: dict[int, str] = {}
         self._claims: Counter[str] = Counter()
+        self._pending: dict[str, int] = {}  # uploads (real paths) not yet claimed by a request, and how many
+        self._pending_lock = threading.Lock()  # short: taken on the server's event loop (:meth:`uploaded`)
         self._blocks: Any = None
         self._gradio_dir: str | None = None
         self._built_with: set[str] = set()
@@ -426,12 +429,16 @@ class ResultStore:
                 os.unlink(p)
             except FileNotFoundError:
                 deleted.append(p)
+                with self._pending_lock:
+                    self._pending.pop(p, None)
                 continue
             except OSError as exc:
                 log.warning("cannot remove %s: %s", p, exc)
                 continue
             freed += size
             deleted.append(p)
+            with self._pending_lock:
+                self._pending.pop(p, None)
             parent = os.path.dirname(p)
             if self._gradio_dir is not None and parent != self._gradio_dir:
                 try:
@@ -447,22 +454,23 @@ class ResultStore:
         if self._entries.get(entry.key) is entry:
             del self._entries[entry.key]
         freed = 0
+        workdir = entry.scene.workdir if entry.scene is not None else entry.workdir
+        if workdir is not None and workdir.is_dir():
+            freed += folder_size(workdir)
+            self._forget(_real(p) for p in workdir.rglob("*"))
         if entry.scene is not None:
             self._by_scene.pop(id(entry.scene), None)
-            workdir = entry.scene.workdir
-            if workdir.is_dir():
-                freed += folder_size(workdir)
-                self._forget(_real(p) for p in workdir.rglob("*"))
             entry.scene.close()
-            self.deleted_bytes += freed
+        elif workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        self.deleted_bytes += freed
         freed += self._delete_uploads(entry.uploads)
         return freed
 
-    def _delete_uploads(self, paths: Iterable[str], snapshot: dict[str, tuple] | None = None,
-                        own_event: bool = False) -> int:
-        """Delete the uploads in ``paths`` that this server may delete and nobody holds: no running request's
-        claim, no kept result, no request waiting in the queue (``own_event``: one of those is the caller's own),
-        not uploaded again since ``snapshot`` (inode and time when claimed), not an example's file."""
+    def _delete_uploads(self, paths: Iterable[str], own_event: bool = False) -> int:
+        """Delete the uploads in ``paths`` that this server may delete and nobody holds or is about to use: no
+        running request's claim, no kept result, no request waiting in the queue (``own_event``: one of those is
+        the caller's own), no upload of the same file that no request has claimed yet, not an example's file."""
         paths = set(paths)
         if not paths or self._gradio_dir is None:
             return 0
@@ -474,27 +482,42 @@ class ResultStore:
                 continue
             if refs[p] - (1 if own_event else 0) > 0:
                 continue
-            if snapshot is not None and snapshot.get(p) != _identity(p):
-                continue  # uploaded again while the request ran: another client may be about to use it
+            with self._pending_lock:
+                if self._pending.get(p, 0) > 0:
+                    continue  # uploaded again: another client is about to submit it
             doomed.append(p)
         return self._delete_files(doomed)
 
     # --------------------------------------------------------------------------------- requests
+    def uploaded(self, paths: Iterable[str]) -> None:
+        """Gradio stored uploads at ``paths`` (its upload route answered): each is about to be used by a request.
+        Gradio names an upload by its content, so two clients sending the same image share one file: until
+        every upload of it has been claimed by a request, no request's end deletes it."""
+        with self._pending_lock:
+            for p in paths:
+                real = _real(p)
+                self._pending[real] = self._pending.get(real, 0) + 1
+
     @contextmanager
     def request(self, paths: Iterable[str | os.PathLike]) -> Iterator[set[str]]:
         """Hold a request's uploads while it runs; afterwards delete those no result keeps (an API call's,
         a refused submission's). Yields the claimed real paths."""
         claimed = {_real(p) for p in paths}
+        with self._pending_lock:
+            for p in claimed:
+                if self._pending.get(p, 0) > 1:
+                    self._pending[p] -= 1
+                else:
+                    self._pending.pop(p, None)
         with self._lock:
             self._claims.update(claimed)
-            snapshot = {p: _identity(p) for p in claimed}
         try:
             yield claimed
         finally:
             with self._lock:
                 self._claims.subtract(claimed)
                 self._claims += Counter()  # drop the zeros
-                self._delete_uploads(claimed, snapshot, own_event=True)
+                self._delete_uploads(claimed, own_event=True)
 
     def add_session(self, key: str, scene: WebScene | None, uploads: Iterable[str | os.PathLike]) -> None:
         """``scene`` becomes the session's result, kept with ``uploads``, and the session's previous result is
@@ -507,7 +530,7 @@ class ResultStore:
                 old.uploads |= uploads
                 old.last_used = time.time()
                 return
-            entry = StoredResult(key, "session", scene, uploads)
+            entry = StoredResult(key, "session", scene=scene, uploads=uploads)
             self._entries[key] = entry
             if scene is not None:
                 self._by_scene[id(scene)] = key
@@ -525,11 +548,11 @@ class ResultStore:
             return self._by_scene.get(id(scene)) if scene is not None else None
 
     def add_api(self, scene: WebScene, files: Iterable[str | os.PathLike]) -> None:
-        """An API call's result, kept until every file in ``files`` has been downloaded (or ``api_ttl_s``)."""
+        """An API call's result folder, kept until every file in ``files`` has been downloaded (or
+        ``api_ttl_s``); the scene itself (its arrays) is not kept."""
         with self._lock:
             key = f"api-{uuid.uuid4().hex}"
-            self._entries[key] = StoredResult(key, "api", scene, pending={_real(f) for f in files})
-            self._by_scene[id(scene)] = key
+            self._entries[key] = StoredResult(key, "api", workdir=scene.workdir, pending={_real(f) for f in files})
 
     def served(self, path: str) -> None:
         """A client downloaded ``path`` in full: an API result whose files have all been downloaded goes."""
@@ -645,6 +668,9 @@ class ResultStore:
                     log.info("%s result expired", entry.kind)
                     self._delete_entry(entry)
             self._delete_files([p for t, p, _ in self._loose_uploads() if now - t > self.upload_ttl_s])
+            with self._pending_lock:
+                for p in [p for p in self._pending if not os.path.exists(p)]:
+                    del self._pending[p]  # uploads gone some other way (Gradio's own sweep)
             root = self.root
             os.utime(root)  # alive: other servers sharing the work root leave this folder alone
             self._sweep_stale(now)
@@ -668,6 +694,7 @@ class ResultStore:
         with self._lock:
             for entry in list(self._entries.values()):
                 self._delete_entry(entry)
+            self._delete_files([p for _t, p, _size in self._loose_uploads()])
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
                 self._root = None
@@ -675,14 +702,8 @@ class ResultStore:
     def stats(self) -> dict[str, int]:
         with self._lock:
             kinds = Counter(e.kind for e in self._entries.values())
+            with self._pending_lock:
+                pending = len(self._pending)
             return {"sessions": kinds["session"], "api": kinds["api"], "claims": len(self._claims),
-                    "bytes": self.usage(), "deleted_bytes": self.deleted_bytes}
+                    "pending_uploads": pending, "bytes": self.usage(), "deleted_bytes": self.deleted_bytes}
 
-
-def _identity(path: str) -> tuple | None:
-    """What tells an upload from the same name uploaded again (Gradio renames a new file over it)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
