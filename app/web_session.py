@@ -401,15 +401,18 @@ class ResultStore:
             return set()
         if not self.own_gradio_dir:
             return {p for p in self._tracked_files() if self._gradio_shaped(p)}
-        files = set()
-        with os.scandir(self._gradio_dir) as top:
-            for entry in top:
-                path = _real(entry.path)
-                if entry.is_file(follow_symlinks=False) and self._gradio_shaped(path):
-                    files.add(path)
-                elif entry.is_dir(follow_symlinks=False) and self._gradio_shaped(os.path.join(path, "x")):
-                    with os.scandir(entry.path) as inner:
-                        files.update(_real(f.path) for f in inner if f.is_file(follow_symlinks=False))
+        files: set[str] = set()
+        try:
+            with os.scandir(self._gradio_dir) as top:
+                for entry in top:
+                    path = _real(entry.path)
+                    if entry.is_file(follow_symlinks=False) and self._gradio_shaped(path):
+                        files.add(path)
+                    elif entry.is_dir(follow_symlinks=False) and self._gradio_shaped(os.path.join(path, "x")):
+                        with os.scandir(entry.path) as inner:
+                            files.update(_real(f.path) for f in inner if f.is_file(follow_symlinks=False))
+        except FileNotFoundError:  # nothing uploaded yet, or a folder removed meanwhile
+            pass
         return files
 
     # --------------------------------------------------------------------------------- deletion
@@ -680,7 +683,7 @@ class ResultStore:
         """Folders in ``work_root`` that no live server touched for ``session_ttl_s`` (a server killed before
         it could clean up): this server's own folder is touched on every tick."""
         own = _real(self.root)
-        for d in list(self.work_root.glob("server-*")) + list(self.work_root.glob("mum-web-*")):
+        for d in self.work_root.glob("server-*"):
             try:
                 stale = now - d.stat().st_mtime > self.session_ttl_s
                 if stale and _real(d) != own and d.is_dir() and not d.is_symlink():
