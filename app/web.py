@@ -18,7 +18,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -350,15 +353,39 @@ def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
 @contextlib.contextmanager
 def server_temp_dir(port: int):
     """Gradio's upload folder for this server: ``GRADIO_TEMP_DIR`` when set, else ``<tmp>/mum-web-<port>`` (one
-    folder per server, so that the disk budget counts and cleans this server's files only)."""
+    folder per server, so that the disk budget counts and cleans this server's files only), removed when the
+    server has served and stopped (not when it could not start: the port's server may be using it)."""
     if os.environ.get("GRADIO_TEMP_DIR"):
         yield
         return
-    os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / f"mum-web-{port}")
+    folder = Path(tempfile.gettempdir()) / f"mum-web-{port}"
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    except BaseException:
+        raise
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """SIGTERM (``docker stop``, systemd) stops the server as Ctrl-C does: Gradio closes it, and the result store
+    deletes what it holds."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        os.environ.pop("GRADIO_TEMP_DIR", None)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.preload:
                 models.get(None)
             try:
-                launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
+                with stop_on_sigterm():
+                    launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
             except OSError as exc:  # port taken, an address this machine does not have
                 raise UserError(
                     f"cannot serve on {args.host}:{args.port} ({exc}); pick another --port or --host"

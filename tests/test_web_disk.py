@@ -1,7 +1,8 @@
 """The web app's temporary disk: an API call leaves nothing behind once its files are downloaded, results nobody
 downloads stay within the disk budget (oldest evicted first), refused uploads are deleted at once, a request that
 does not fit in the budget is refused, sessions evicted by ``--max-sessions``, replaced or closed lose their
-folders and uploads, and only the server's own files are ever deleted. A bounded soak test on 127.0.0.1
+folders and uploads, only the server's own files are ever deleted, and a server stopped with SIGTERM leaves
+nothing. A bounded soak test on 127.0.0.1
 (sequential and concurrent requests, garbage among them) checks that disk and memory stay under stated bounds
 and that the server keeps answering.
 
@@ -351,6 +352,37 @@ def test_an_upload_shared_by_two_requests_stays_until_both_ran(session_handlers)
         pass
     assert not shared.exists()
     assert h.store.stats()["pending_uploads"] == 0
+
+
+def test_stopped_server_leaves_nothing(tmp_path):
+    """``mum-web`` stopped with SIGTERM (``docker stop``) after serving: exit status 0, its folder
+    ``<tmp>/mum-web-<port>`` (uploads, results, the example scenes' cache) is gone."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from web_support import REPO, free_port, wait_http
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.web", "--port", str(port), "--model", "mum-tiny", "--size", "112", "--quiet"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    folder = Path(tempfile.gettempdir()) / f"mum-web-{port}"
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads"))
+        check(call(client, images(2)), 2)
+        assert folder.is_dir()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not folder.exists()
 
 
 # ------------------------------------------------------------------------------------------------ soak
