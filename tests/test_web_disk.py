@@ -2,9 +2,8 @@
 downloads stay within the disk budget (oldest evicted first), refused uploads are deleted at once, a request that
 does not fit in the budget is refused, sessions evicted by ``--max-sessions``, replaced or closed lose their
 folders and uploads, only the server's own files are ever deleted, and a server stopped with SIGTERM leaves
-nothing. A bounded soak test on 127.0.0.1
-(sequential and concurrent requests, garbage among them) checks that disk and memory stay under stated bounds
-and that the server keeps answering.
+nothing. A bounded soak test on 127.0.0.1 (sequential and concurrent requests, garbage among them) checks that
+disk and memory stay under stated bounds and that the server keeps answering.
 
 The server runs with a Gradio folder of its own (``GRADIO_TEMP_DIR``), so that the folder's contents are exactly
 what the server keeps: the example scenes' files (Gradio's cache of ``gr.Examples``) and nothing else between
