@@ -23,7 +23,7 @@ cameras; the same world as the 50-view scene above, denser along its path at 100
 path with network-guided pairs and with all pairs: matching seconds, pairs and AUC@30.
 
 ``--parts scenes`` or ``--parts matching`` runs one half; the other half's figures are kept from the existing
-results file.
+results file (``--quick`` likewise keeps the synthetic scenes' rows).
 
 Prints tables and writes ``benchmarks/results/real_scenes_cpu.json``.
 """
@@ -202,6 +202,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mum-bench-") as tmp:
         tmp = Path(tmp)
         if "scenes" in args.parts:
+            results["scenes"] = dict(previous.get("scenes", {}))  # --quick re-measures the demo scenes only
             print("scenes:", flush=True)
             for name in DEMO_SCENES:
                 results["scenes"][f"demo/{name}"] = compare_scene(model, ROOT / "demo" / name, f"demo/{name}")
