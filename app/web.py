@@ -354,20 +354,22 @@ def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
 def server_temp_dir(port: int):
     """Gradio's upload folder for this server: ``GRADIO_TEMP_DIR`` when set, else ``<tmp>/mum-web-<port>`` (one
     folder per server, so that the disk budget counts and cleans this server's files only), removed when the
-    server has served and stopped (not when it could not start: the port's server may be using it)."""
+    server has served and stopped, or could not start in a folder it made (a folder that was there when it could
+    not start may be the port's live server's)."""
     if os.environ.get("GRADIO_TEMP_DIR"):
         yield
         return
     folder = Path(tempfile.gettempdir()) / f"mum-web-{port}"
+    existed = folder.exists()
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    served = False
     try:
         yield
-    except BaseException:
-        raise
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
+        served = True
     finally:
         os.environ.pop("GRADIO_TEMP_DIR", None)
+        if served or not existed:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -509,3 +509,6 @@ def test_port_in_use_is_a_one_line_error(capsys):
         port = taken.getsockname()[1]
         assert main(["--port", str(port), "--quiet"]) == 2
     assert "cannot serve on" in capsys.readouterr().err
+    import tempfile
+
+    assert not (Path(tempfile.gettempdir()) / f"mum-web-{port}").exists()  # the Gradio folder it made is gone
