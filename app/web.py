@@ -309,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, default=64, help="files per upload")
     p.add_argument("--max-views", type=int, default=32, help="views per reconstruction (more are sampled down)")
     p.add_argument("--max-file-mb", type=float, default=64.0, help="size limit per uploaded file, MB")
+    p.add_argument("--max-request-mpx", type=float, default=400.0,
+                   help="megapixels of all images of one request together, read from their headers (default 400)")
     p.add_argument("--max-disk-mb", type=float, default=float(env("MUM_WEB_MAX_DISK_MB", "4096")),
                    help="temporary disk for uploads and results, MB; oldest results evicted first "
                         "(default 4096) [MUM_WEB_MAX_DISK_MB]")
@@ -330,6 +332,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
     if not args.max_file_mb >= 1:
         raise UserError("--max-file-mb must be at least 1")
+    if not args.max_request_mpx >= 1:
+        raise UserError("--max-request-mpx must be at least 1")
     if not args.max_disk_mb >= args.max_file_mb:
         raise UserError(f"--max-disk-mb must be at least --max-file-mb ({args.max_file_mb:g})")
 
@@ -340,6 +344,7 @@ def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
         max_files=args.max_files,
         max_views=args.max_views,
         max_file_mb=args.max_file_mb,
+        max_request_mpx=args.max_request_mpx,
         concurrency=args.concurrency,
         max_queue=args.max_queue,
         max_sessions=args.max_sessions,

@@ -115,6 +115,7 @@ class WebConfig:
     max_files: int = 64  # files in one submission
     max_views: int = 32  # views given to the model (video frames are sampled down to this)
     max_file_mb: float = 64.0  # per uploaded file
+    max_request_mpx: float = 400.0  # megapixels of all views of one request together (image headers)
     concurrency: int = 1  # model runs at once on the device
     max_queue: int = 16  # waiting requests before new ones are refused
     max_sessions: int = 64  # cached results kept in memory (least recently used dropped first)
@@ -228,7 +229,22 @@ def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | N
     limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
     if len(paths) > limit:
         gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
+    check_request_pixels(paths, limit, cfg)
     return load_views([str(p) for p in paths], stride=max(int(stride or 1), 1), max_frames=limit)
+
+
+def check_request_pixels(paths: Sequence[Path], views: int, cfg: WebConfig) -> None:
+    """Refuse, from the image headers alone (nothing decoded), a request whose ``views`` largest images hold
+    more than ``cfg.max_request_mpx`` megapixels together: one request must not take the server's memory
+    (each decoded view takes 3 bytes a pixel, and SfM and dense fitting more). A video's frames are bounded by
+    the per-frame pixel limit and ``max_views``."""
+    from app.io import image_size
+
+    sizes = sorted((w * h for w, h in (image_size(p) for p in paths if is_image_path(p))), reverse=True)
+    total = sum(sizes[:views]) / 1e6
+    if total > cfg.max_request_mpx:
+        raise UserError(f"the images hold {total:.0f} megapixels together, more than this server takes in one request "
+                        f"({cfg.max_request_mpx:g} Mpx): upload fewer or smaller images")
 
 
 class Handlers:
@@ -269,10 +285,8 @@ class Handlers:
             gr.Warning(message.removeprefix("warning: "))
             progress(message)
 
-        # COLMAP's own log lines are not for users. Their redirection (app.native_stderr) swaps the process's
-        # stderr and is not safe for runs overlapping in threads: with --concurrency > 1 they go to the server log.
-        native_log = os.devnull if self.cfg.concurrency <= 1 else None
-        options = PipelineOptions(fast=bool(fast), native_log=native_log)
+        # COLMAP's own log lines are not for users (app.native_stderr: safe for runs overlapping in threads)
+        options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
         recon = reconstruct_arrays(
             model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
             chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn,

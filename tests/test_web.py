@@ -512,3 +512,22 @@ def test_port_in_use_is_a_one_line_error(capsys):
     import tempfile
 
     assert not (Path(tempfile.gettempdir()) / f"mum-web-{port}").exists()  # the Gradio folder it made is gone
+
+
+def test_request_pixel_bound_is_checked_from_headers(tmp_path):
+    """Many large images in one request are refused before anything is decoded; the same images within the
+    server's budget (or sampled down to fewer views) pass."""
+    import cv2
+
+    from app.web_handlers import WebConfig, check_request_pixels
+    from mum.errors import UserError
+
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"{i}.png"
+        cv2.imwrite(str(p), np.zeros((1000, 2000, 3), np.uint8))  # 2 Mpx each
+        paths.append(p)
+    check_request_pixels(paths, 4, WebConfig(max_request_mpx=8.5))
+    check_request_pixels(paths, 2, WebConfig(max_request_mpx=4.5))  # only 2 views will be used
+    with pytest.raises(UserError, match="8 megapixels"):
+        check_request_pixels(paths, 4, WebConfig(max_request_mpx=7.5))
