@@ -147,7 +147,10 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path, fsdp: bool) -> None
     wb = load_state_dict(latest_checkpoint(ddp) / "model.safetensors")
     assert wa.keys() == wb.keys()
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
-    assert worst < 1e-5, worst
+    # one batch vs two half-batches averaged over ranks: the same gradients up to float summation order, which
+    # after 3 Adam steps moves weights by ~1e-5 (measured 1.04e-5 on this CPU); a rank that skips the gradient
+    # all-reduce or sees the wrong half of the batch is off by the order of an Adam step (lr = 1e-3)
+    assert worst < 5e-5, worst
     la = read_metrics(single / "metrics.jsonl", "train/loss")
     lb = read_metrics(ddp / "metrics.jsonl", "train/loss")
     assert [la[k] for k in sorted(la)] == pytest.approx([lb[k] for k in sorted(lb)], rel=1e-5)
