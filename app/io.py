@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import re
 import warnings
@@ -275,10 +276,11 @@ def warp_view(image: np.ndarray, tf: ViewTransform) -> np.ndarray:
 
 
 def network_size(width: int, height: int, long_side: int, patch_size: int) -> tuple[int, int]:
-    """``(W, H)`` with the aspect of ``width × height``, longer side ≈ ``long_side``, both multiples of the patch."""
+    """``(W, H)`` with the aspect of ``width × height``, longer side ≈ ``long_side``, both multiples of the patch
+    (halves round up: Python's ``round`` would take 4.5 patches to 4 and crop a portrait photo by 11 %)."""
     scale = long_side / max(width, height)
-    W = max(patch_size, int(round(width * scale / patch_size)) * patch_size)
-    H = max(patch_size, int(round(height * scale / patch_size)) * patch_size)
+    W = max(patch_size, math.floor(width * scale / patch_size + 0.5 + 1e-9) * patch_size)
+    H = max(patch_size, math.floor(height * scale / patch_size + 0.5 + 1e-9) * patch_size)
     return W, H
 
 
@@ -291,7 +293,7 @@ def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: i
         raise UserError("no images to preprocess")
     aspects = sorted(im.shape[1] / im.shape[0] for im in images)
     aspect = aspects[len(aspects) // 2]
-    W, H = network_size(int(round(1000 * aspect)), 1000, long_side, patch_size)
+    W, H = network_size(round(1_000_000 * aspect), 1_000_000, long_side, patch_size)
     target_aspect = W / H
     out = np.empty((len(images), H, W, 3), dtype=np.float32)
     transforms = []

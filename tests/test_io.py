@@ -120,3 +120,11 @@ def test_quoted_video_glob_and_a_folder_named_like_a_video(tmp_path, monkeypatch
     _video(tmp_path / "other.avi")
     with pytest.raises(UserError, match="matches 2 videos"):
         load_views(["*.avi"])
+
+
+def test_network_size_rounds_halves_up():
+    from app.io import network_size
+
+    assert network_size(1080, 1920, 128, 16) == (80, 128)  # 4.5 patches wide: 5, not Python's round-to-even 4
+    assert network_size(640, 480, 128, 16) == (128, 96)
+    assert network_size(3000, 10, 128, 16) == (128, 16)  # at least one patch
