@@ -383,8 +383,8 @@ def test_confidence_default_follows_the_mode(tmp_path):
 def test_portrait_photos_run_at_the_models_size(tmp_path):
     """Portrait phone photos (1080 × 1920): unless ``--size`` is given the network runs at the model's own size
     (the bundled model: ``cfg.image_size`` = 128 → 80 × 128 px; users saw 64 × 128 and 4,096 points per view
-    with the fast preview's 50th percentile before halves rounded up); the default path fits a dense grid of at least 256 px on the long side
-    and keeps every confirmed point."""
+    with the fast preview's 50th percentile before halves rounded up); the default path fits a dense grid of at
+    least 256 px on the long side and keeps every confirmed point."""
     import cv2
 
     heads = pytest.importorskip("heads")
