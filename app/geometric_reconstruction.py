@@ -8,7 +8,8 @@ cameras are the exported ones and ``recon.meta["sfm"]`` / ``recon.meta["consiste
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def add_geometry(
     arrays: Sequence[np.ndarray],
     transforms: Sequence[ViewTransform],
     descriptors: np.ndarray,
-    options: "PipelineOptions",
+    options: PipelineOptions,
     say: Callable[[str], None],
     warn: Callable[[str], None],
 ) -> None:
@@ -84,7 +85,7 @@ def add_geometry(
         recon.meta["sfm"] = {
             "registered_views": sfm.num_registered,
             "views": S,
-            "points3D": int(len(points)),
+            "points3D": len(points),
             "observations": int(errors.size),
             "reprojection_px_mean": float(errors.mean()) if errors.size else float("nan"),
             "reprojection_px_median": float(np.median(errors)) if errors.size else float("nan"),
@@ -130,7 +131,7 @@ def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:
 
 
 def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None, points: np.ndarray,
-               depth_scale: float, options: "PipelineOptions", say: Callable[[str], None]) -> None:
+               depth_scale: float, options: PipelineOptions, say: Callable[[str], None]) -> None:
     """Fit, upsample and cross-check the dense maps (in place)."""
     depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, options, say)
     factor = max(1, math.ceil(options.dense_min_long_side / max(depth.shape[1:])))
@@ -140,7 +141,7 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
 
 
 def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, points: np.ndarray, depth_scale: float,
-                  options: "PipelineOptions", say: Callable[[str], None]) -> np.ndarray:
+                  options: PipelineOptions, say: Callable[[str], None]) -> np.ndarray:
     """``[S, h, w]`` network depth fitted to the SfM points each view observes (scale, shift, smooth
     correction); views without enough points take the fitted views' median scale (or ``depth_scale``)."""
     S = recon.num_views
@@ -185,7 +186,7 @@ def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, fact
     return depth
 
 
-def _cross_check(recon: Reconstruction, depth: np.ndarray, options: "PipelineOptions", say: Callable[[str], None]) -> None:
+def _cross_check(recon: Reconstruction, depth: np.ndarray, options: PipelineOptions, say: Callable[[str], None]) -> None:
     """Fuse each view's depth with its most-overlapping views', keep the pixels another view confirms, and
     record the multi-view disagreement (all pixels, and the exported cloud's)."""
     K, cams = recon.network_intrinsics, recon.cam_from_world

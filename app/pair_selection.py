@@ -9,7 +9,7 @@ that look alike but are far apart in the retrieval space.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

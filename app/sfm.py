@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -232,9 +232,9 @@ def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptio
 def run_sfm(
     arrays: Sequence[np.ndarray],
     focal_prior: np.ndarray,
-    pairs: Optional[Sequence[tuple[int, int]]] = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
     options: SfmOptions = SfmOptions(),
-    say: Optional[Callable[[str], None]] = None,
+    say: Callable[[str], None] | None = None,
 ) -> SfmResult:
     """Structure-from-motion on ``uint8`` RGB views (original size). ``focal_prior`` ``[S]`` in original
     pixels; ``pairs``: the view pairs to match (``None``: all). COLMAP's C++ log goes wherever file descriptor
