@@ -216,3 +216,28 @@ def test_read_scene_dispatch_errors(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(UserError):
         read_scene(tmp_path / "x.txt")
+
+
+def test_overwrite_replaces_only_the_scene_entries(tmp_path):
+    """Writing a scene over an existing folder with overwrite=True replaces its images/cameras but keeps files
+    the writer does not own, and removes a linked entry without touching what it points to."""
+    from mum.data.readers import write_image_folder
+    from mum.data.scene import Scene
+
+    rng = np.random.default_rng(0)
+    scene = Scene(names=["a.png", "b.png"], widths=[10, 10], heights=[8, 8],
+                  images=[rng.integers(0, 255, (8, 10, 3), dtype=np.uint8) for _ in range(2)])
+    out = tmp_path / "scene"
+    write_image_folder(scene, out)
+    (out / "images" / "stale.png").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (out / "depth").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(Exception, match="not empty"):
+        write_image_folder(scene, out)
+    write_image_folder(scene, out, overwrite=True)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png"]
+    assert (out / "notes.txt").read_text() == "mine" and (outside / "keep.txt").read_text() == "keep"
+    assert not (out / "depth").exists()

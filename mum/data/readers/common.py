@@ -53,13 +53,23 @@ def warn_skip(path: Path, problem: str) -> None:
     warnings.warn(f"{path}: {problem}; skipping this view", UserWarning, stacklevel=3)
 
 
+# everything a scene writer (folder, COLMAP, transforms.json) puts in its folder: what overwriting may replace
+SCENE_ENTRIES = ("images", "depth", "masks", "sparse", "cameras.json", "transforms.json")
+
+
 def prepare_dir(folder: str | os.PathLike, overwrite: bool) -> Path:
-    """Create ``folder``; refuse a non-empty one unless ``overwrite`` (which empties it)."""
+    """Create ``folder``; refuse a non-empty one unless ``overwrite``, which removes only the entries a scene
+    writer writes (:data:`SCENE_ENTRIES`; a link is removed, never what it points to): other files stay."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
             raise UserError(f"{folder}: exists and is not empty (pass overwrite=True / --overwrite)")
-        shutil.rmtree(folder)
+        for name in SCENE_ENTRIES:
+            entry = folder / name
+            if entry.is_symlink() or entry.is_file():
+                entry.unlink()
+            elif entry.is_dir():
+                shutil.rmtree(entry)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
