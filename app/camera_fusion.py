@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from app.reconstruction import camera_centres
+from heads.geometry import rotation_angle_deg
 
 
 @dataclass
@@ -32,19 +36,10 @@ class Similarity:
         return out
 
 
-def camera_centres(cam_from_world: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` centres ``−Rᵀ t`` of camera-from-world ``[N, 4, 4]`` (or ``[N, 3, 4]``)."""
-    return -np.einsum("nji,nj->ni", cam_from_world[:, :3, :3], cam_from_world[:, :3, 3])
-
-
 def _project_to_rotation(M: np.ndarray) -> np.ndarray:
     U, _, Vt = np.linalg.svd(M)
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
     return U @ D @ Vt
-
-
-def _angle_deg(R: np.ndarray) -> np.ndarray:
-    return np.degrees(np.arccos(np.clip((np.trace(R, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
 
 
 def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
@@ -55,7 +50,7 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
     keep = np.ones(len(offsets), bool)
     for _ in range(3):  # chordal mean, then drop views far from it
         R = _project_to_rotation(offsets[keep].sum(0))
-        residual = _angle_deg(np.einsum("ij,njk->nik", R.T, offsets))
+        residual = rotation_angle_deg(torch.from_numpy(R), torch.from_numpy(offsets)).numpy()  # angle of Rᵀ·offset
         new_keep = residual <= max(5.0, 2.0 * float(np.median(residual)))
         if new_keep.sum() == 0 or (new_keep == keep).all():
             break
@@ -73,13 +68,15 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
     return Similarity(scale, R, translation)
 
 
-def fill_unregistered(network: np.ndarray, sfm: np.ndarray, registered: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def fill_unregistered(network: np.ndarray, sfm: np.ndarray, registered: np.ndarray
+                      ) -> tuple[np.ndarray, list[str], Similarity]:
     """Cameras for every view: SfM's where ``registered`` ``[S]``, the network's placed by the fitted
-    similarity elsewhere. Returns ``[S, 4, 4]`` in the SfM frame and each view's source (``"sfm"`` or
-    ``"network"``). Needs at least one registered view."""
+    similarity elsewhere. Returns ``[S, 4, 4]`` in the SfM frame, each view's source (``"sfm"`` or
+    ``"network"``) and the similarity (its scale maps network depth to SfM units). Needs at least one
+    registered view."""
     if not registered.any():
         raise ValueError("no registered view to align the network's cameras to")
     sim = fit_similarity(network[registered], sfm[registered])
     placed = sim.apply_to_cameras(network)
     out = np.where(registered[:, None, None], sfm, placed)
-    return out, ["sfm" if r else "network" for r in registered]
+    return out, ["sfm" if r else "network" for r in registered], sim

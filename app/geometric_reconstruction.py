@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.camera_fusion import fill_unregistered, fit_similarity
+from app.camera_fusion import fill_unregistered
 from app.dense_fit import (
     depth_agreement,
     fit_correction_field,
@@ -57,8 +57,8 @@ def add_geometry(
     network_cams = recon.cam_from_world.copy()
     depth_scale = 1.0  # network depth units → world units when no view can be fitted
     if sfm is not None and sfm.num_registered >= 2:
-        cams, sources = fill_unregistered(network_cams, sfm.cam_from_world, sfm.registered)
-        depth_scale = fit_similarity(network_cams[sfm.registered], sfm.cam_from_world[sfm.registered]).scale
+        cams, sources, similarity = fill_unregistered(network_cams, sfm.cam_from_world, sfm.registered)
+        depth_scale = similarity.scale
         K = _intrinsics(sfm, recon)
         if sources.count("network"):
             missing = [recon.names[i] for i, s in enumerate(sources) if s == "network"]
@@ -100,7 +100,12 @@ def add_geometry(
 
 
 def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ T[:3, :3].T + T[:3, 3]
+    """``[N, 3]`` points through one ``[4, 4]`` transform (the project's :func:`heads.geometry.transform_points`)."""
+    import torch
+
+    from heads.geometry import transform_points
+
+    return transform_points(torch.from_numpy(T), torch.from_numpy(points)).numpy()
 
 
 def _intrinsics(sfm: SfmResult, recon: Reconstruction) -> np.ndarray:

@@ -13,6 +13,11 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 
 
+def camera_centres(cam_from_world: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` world centres ``−Rᵀ t`` of camera-from-world ``[N, 4, 4]`` (or ``[N, 3, 4]``)."""
+    return -np.einsum("nji,nj->ni", cam_from_world[:, :3, :3], cam_from_world[:, :3, 3])
+
+
 @dataclass
 class PointCloud:
     """``xyz`` ``[M, 3]`` float32 (world), ``rgb`` ``[M, 3]`` uint8, ``conf`` ``[M]``, ``view`` ``[M]`` source view,
@@ -60,8 +65,7 @@ class Reconstruction:
 
     def camera_centers(self) -> np.ndarray:
         """``[S, 3]`` camera centres in world coordinates, ``-Rᵀt``."""
-        R, t = self.cam_from_world[:, :3, :3], self.cam_from_world[:, :3, 3]
-        return -np.einsum("sji,sj->si", R, t)
+        return camera_centres(self.cam_from_world)
 
     def depth_points(self) -> np.ndarray:
         """World points ``[S, h, w, 3]`` unprojected from depth with the predicted cameras (pixel centres at

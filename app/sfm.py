@@ -364,11 +364,15 @@ def reprojection_errors(cam_from_world: np.ndarray, K: np.ndarray, points: np.nd
                         observations: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Pixel distances between every observation and its point projected with the given cameras
     (``[S, 4, 4]``, ``[S, 3, 3]`` original pixels): the figure that describes the exported cameras."""
+    import torch
+
+    from heads.geometry import camera_points_to_pixels, world_points_to_camera_points
+
     errors = []
     for i, (idx, uv) in enumerate(observations):
         if len(idx) == 0 or not np.isfinite(cam_from_world[i]).all():
             continue
-        x = points[idx] @ cam_from_world[i, :3, :3].T + cam_from_world[i, :3, 3]
-        proj = x @ K[i].T
-        errors.append(np.linalg.norm(proj[:, :2] / proj[:, 2:3] - uv, axis=1))
+        x = world_points_to_camera_points(torch.from_numpy(points[idx]), torch.from_numpy(cam_from_world[i, :3]))
+        pixels = camera_points_to_pixels(x, torch.from_numpy(K[i])).numpy()
+        errors.append(np.linalg.norm(pixels - uv, axis=1))
     return np.concatenate(errors) if errors else np.zeros(0)

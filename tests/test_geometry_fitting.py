@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.camera_fusion import Similarity, camera_centres, fill_unregistered, fit_similarity
+from app.camera_fusion import Similarity, fill_unregistered, fit_similarity
 from app.dense_fit import (
     depth_agreement,
     fit_correction_field,
@@ -17,6 +17,7 @@ from app.dense_fit import (
     warp_depth,
 )
 from app.io import ViewTransform, warp_view
+from app.reconstruction import camera_centres
 from app.pair_selection import pairs_from_neighbours, retrieval_neighbours, select_pairs, sequential_neighbours
 
 
@@ -66,8 +67,9 @@ def test_fill_unregistered_keeps_sfm_cameras_and_places_the_rest():
     registered = np.array([True, True, False, True, True, False])
     sfm_with_gaps = sfm.copy()
     sfm_with_gaps[~registered] = np.nan
-    cams, sources = fill_unregistered(network, sfm_with_gaps, registered)
+    cams, sources, similarity = fill_unregistered(network, sfm_with_gaps, registered)
     assert sources == ["sfm", "sfm", "network", "sfm", "sfm", "network"]
+    assert similarity.scale == pytest.approx(1 / 0.3)  # network depth in SfM units
     np.testing.assert_allclose(cams, sfm, atol=1e-6)  # the placed network cameras land on the true ones
     with pytest.raises(ValueError):
         fill_unregistered(network, sfm, np.zeros(6, bool))
