@@ -160,9 +160,11 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
 
 def conf_percentile(args: argparse.Namespace) -> float:
     """The confidence percentile in force: the user's, else 50 with ``--fast`` and 0 otherwise."""
+    from app.reconstruction import default_conf_percentile
+
     if args.conf_percentile is not None:
         return args.conf_percentile
-    return 50.0 if args.fast else 0.0
+    return default_conf_percentile(args.fast)
 
 
 def _warner(json_output: bool) -> Callable[[str], None]:

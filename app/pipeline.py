@@ -30,7 +30,7 @@ import torch
 
 from app.cli_common import is_out_of_memory
 from app.io import ViewTransform, preprocess
-from app.reconstruction import Reconstruction
+from app.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.sfm import SfmOptions
 from mum.errors import UserError
 
@@ -137,9 +137,6 @@ def reconstruct_arrays(
 
     add_geometry(recon, arrays, transforms, descriptors, options, say, warn or say)
     return recon
-
-
-FAST_CONF_PERCENTILE = 50.0  # what --fast keeps by default (the network's confidence is its only filter)
 
 
 def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:

@@ -12,6 +12,17 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
+# The confidence filter every front end starts with: the default path's points are already cross-checked
+# between views, so none are dropped by confidence; --fast (the network's confidence is its only filter) drops
+# the lower half.
+DEFAULT_CONF_PERCENTILE = 0.0
+FAST_CONF_PERCENTILE = 50.0
+
+
+def default_conf_percentile(fast: bool) -> float:
+    """The confidence percentile a run starts with: 0 on the default path, 50 with ``fast``."""
+    return FAST_CONF_PERCENTILE if fast else DEFAULT_CONF_PERCENTILE
+
 
 def camera_centres(cam_from_world: np.ndarray) -> np.ndarray:
     """``[N, 3]`` world centres ``−Rᵀ t`` of camera-from-world ``[N, 4, 4]`` (or ``[N, 3, 4]``)."""

@@ -28,7 +28,8 @@ from typing import Any
 import gradio as gr
 
 from app.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from app.web_handlers import DEFAULT_CONF_PERCENTILE, Handlers, WebConfig, default_conf_percentile
+from app.reconstruction import DEFAULT_CONF_PERCENTILE, default_conf_percentile
+from app.web_handlers import Handlers, WebConfig
 from app.web_models import ModelCache
 from app.web_session import CAMERA_TABLE_HEADERS, ResultStore
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from app.cli_common import is_out_of_memory
 from app.io import is_image_path, is_video_path, load_views
+from app.reconstruction import default_conf_percentile
 from app.web_models import ModelCache
 from app.web_session import (
     CAMERA_TABLE_HEADERS,
@@ -38,17 +39,6 @@ from mum.errors import UserError
 log = logging.getLogger("mum.web")
 
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
-
-# The CLI's rule for the confidence filter (``app.cli.conf_percentile``): the default path's points are already
-# cross-checked between views, so none are dropped by confidence; the fast preview drops the lower half.
-DEFAULT_CONF_PERCENTILE = 0.0
-FAST_CONF_PERCENTILE = 50.0
-
-
-def default_conf_percentile(fast: bool) -> float:
-    """The confidence percentile a run starts with: 0 on the default path, 50 for the fast preview."""
-    return FAST_CONF_PERCENTILE if fast else DEFAULT_CONF_PERCENTILE
-
 
 # Progress fraction at which each pipeline stage starts, by the start of its progress line (app.pipeline,
 # app.sfm, app.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.

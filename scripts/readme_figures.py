@@ -23,7 +23,8 @@ import heads  # noqa: E402
 import torch  # noqa: E402
 
 from app.io import load_views  # noqa: E402
-from app.pipeline import FAST_CONF_PERCENTILE, PipelineOptions, reconstruct_arrays  # noqa: E402
+from app.pipeline import PipelineOptions, reconstruct_arrays  # noqa: E402
+from app.reconstruction import default_conf_percentile  # noqa: E402
 from app.snapshot import input_strip, render_reconstruction  # noqa: E402
 from heads.geometry import pose_auc, relative_pose_errors  # noqa: E402
 from mum.data.readers import read_scene  # noqa: E402
@@ -43,7 +44,7 @@ def figure(scene: str, model) -> Path:
     for fast in (False, True):
         recon = reconstruct_arrays(model, names, arrays, device="cpu",
                                    options=PipelineOptions(fast=fast, native_log="/dev/null"))
-        cloud = recon.point_cloud(conf_percentile=FAST_CONF_PERCENTILE if fast else 0.0, max_points=400_000)
+        cloud = recon.point_cloud(conf_percentile=default_conf_percentile(fast), max_points=400_000)
         rra, rta = relative_pose_errors(torch.from_numpy(recon.cam_from_world[:, :3]), torch.from_numpy(ref.extrinsics))
         auc = 100 * float(pose_auc(rra, rta, 30))
         disagreement = 100 * recon.meta["consistency"]["cloud_median_depth_disagreement"]

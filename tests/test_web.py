@@ -203,7 +203,7 @@ def handlers(tmp_path, model, **cfg):
 
 def run_ui(h, files, fast=False, conf=None):
     """The "Reconstruct" button's handler as the page calls it; returns its outputs and the progress calls."""
-    from app.web_handlers import default_conf_percentile
+    from app.reconstruction import default_conf_percentile
 
     calls = []
     conf = default_conf_percentile(fast) if conf is None else conf
@@ -361,7 +361,8 @@ def test_confidence_default_follows_the_mode(tmp_path):
 
     from app.cli import conf_percentile
     from app.web import build_app
-    from app.web_handlers import WebConfig, default_conf_percentile
+    from app.reconstruction import default_conf_percentile
+    from app.web_handlers import WebConfig
     from app.web_models import ModelCache
 
     for fast in (False, True):
