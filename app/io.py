@@ -165,13 +165,14 @@ def _bomb(path: Path, exc: Exception, limit: int) -> UserError:
     """Pillow's ``DecompressionBombError`` ("Image size (N pixels) exceeds limit ...") as our one line."""
     found = re.search(r"\((\d+) pixels\)", str(exc))
     count = f"{int(found.group(1)):,} pixels" if found else f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
-    return UserError(f"{path}: image is too large ({count}, the limit is {limit:,}; set {MAX_PIXELS_ENV} or "
+    return _too_large(path, count, limit)
+
+
+def _too_large(path: Path, size: tuple[int, int] | str, limit: int) -> UserError:
+    """The one line for an image over the pixel limit; ``size`` ``(w, h)`` or a description of its pixels."""
+    what = size if isinstance(size, str) else f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels"
+    return UserError(f"{path}: image is too large ({what}, the limit is {limit:,}; set {MAX_PIXELS_ENV} or "
                      f"--max-pixels to allow more)")
-
-
-def _too_large(path: Path, size: tuple[int, int], limit: int) -> UserError:
-    return UserError(f"{path}: image is too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, the limit is "
-                     f"{limit:,}; set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
