@@ -167,12 +167,9 @@ def conf_percentile(args: argparse.Namespace) -> float:
     return default_conf_percentile(args.fast)
 
 
-def _warner(json_output: bool) -> Callable[[str], None]:
+def _warn(msg: str) -> None:
     """Warnings go to stderr as one line each, even with --quiet/--json (they say the result is weaker)."""
-    def warn(msg: str) -> None:
-        print(msg if msg.startswith("warning:") else f"warning: {msg}", file=sys.stderr)
-
-    return warn
+    print(msg if msg.startswith("warning:") else f"warning: {msg}", file=sys.stderr)
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
@@ -239,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
     options = PipelineOptions(fast=args.fast, native_log=os.devnull)  # COLMAP's own log: not for users
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
-                               on_stage=say, options=options, warn=_warner(args.json))
+                               on_stage=say, options=options, warn=_warn)
     try:
         written = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
