@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model in heads.PRESETS and args.weights is None and not args.quiet:
         print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, for testing "
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
-    options = PipelineOptions(fast=args.fast, native_log=os.devnull)  # COLMAP's own log: not for users
+    # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
+    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull)
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
                                on_stage=say, options=options, warn=_warn)
     try:

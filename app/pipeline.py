@@ -55,6 +55,7 @@ class PipelineOptions:
     consistency_neighbours: int = 4
     consistency_tolerance: float = 0.05
     native_log: Optional[str] = None  # where COLMAP's C++ log lines go (None: the process's stderr)
+    fast_consistency: bool = True  # with ``fast``: measure the network's multi-view disagreement (O(S²) work)
 
 
 def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Sequence[ViewTransform]) -> Reconstruction:
@@ -131,7 +132,8 @@ def reconstruct_arrays(
     say = on_stage or (lambda _msg: None)
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
     if options.fast:
-        recon.meta["consistency"] = network_consistency(recon, options)
+        if options.fast_consistency:
+            recon.meta["consistency"] = network_consistency(recon, options)
         return recon
     from app.geometric_reconstruction import add_geometry
 
