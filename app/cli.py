@@ -39,10 +39,14 @@ examples:
   mum-reconstruct photos/ -o scene.glb --conf-percentile 70     point cloud + camera frustums
   mum-reconstruct clip.mp4 --max-frames 24 -o out/              a folder gets every export
   mum-reconstruct "shots/*.jpg" -o out/ --fast --overwrite      the network alone (one pass, no SfM)
+  mum-reconstruct photos/ -o out/ --cameras cams.json           known intrinsics (held fixed in SfM)
+  mum-reconstruct photos/ -o out/ --cameras sparse/0 --fix-poses   known cameras kept; depth fitted to them
 
 By default cameras come from structure-from-motion (SIFT, matching, bundle adjustment; pycolmap on the CPU)
 with the network's help, and each view's depth is fitted to them and cross-checked between views; --fast
-keeps the network's own cameras and depth.
+keeps the network's own cameras and depth. EXIF focal lengths of photos are the initial ones; --cameras
+FILE (cameras.json, a COLMAP model folder or transforms.json, matched by file name) gives intrinsics that are
+used as they are, and with --fix-poses its poses are kept exactly (world frame and scale are the file's).
 
 A folder output holds scene.ply, scene.glb, cameras.json, depth/, sparse/0/ (COLMAP) and transforms.json
 (nerfstudio). Outputs are written atomically; an existing one is kept unless --overwrite is given, also one
@@ -91,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $MUM_MAX_PIXELS, else 100000000)")
     p.add_argument("--fast", action="store_true",
                    help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
+    p.add_argument("--cameras", default=None, metavar="FILE",
+                   help="known cameras: cameras.json, a COLMAP model folder (sparse/0) or transforms.json, matched "
+                        "to the inputs by file name; its intrinsics are used as given (default: EXIF, else predicted)")
+    p.add_argument("--fix-poses", action="store_true",
+                   help="keep the poses of --cameras exactly (its world frame and scale); the other views are "
+                        "registered to them, depth is fitted to them")
     p.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old flag: SfM is now the default
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs; in a folder only the command's own exports (default: refuse)")
@@ -188,6 +198,10 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     from app.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
 
     pixel_limit(args.max_pixels)
+    if args.fix_poses and args.cameras is None:
+        raise UserError("--fix-poses needs --cameras FILE (the poses to keep)")
+    if args.cameras is not None and not os.path.exists(args.cameras):
+        raise UserError(f"{args.cameras}: no such cameras file or folder (--cameras)")
     out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
     if kind in FILE_EXPORTS and out.is_dir():
         raise UserError(f"{out}: is a folder; a {kind} output must be a file")
@@ -199,6 +213,18 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         if os.path.lexists(out) and not out.is_dir():
             raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
     return out, kind
+
+
+def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str], arrays, say: Callable[[str], None]):
+    """What ``--cameras`` and the photos' EXIF say about each view (:mod:`app.known_cameras`)."""
+    from app.io import is_video_path, select_image_paths
+    from app.known_cameras import known_cameras
+
+    video = len(inputs) == 1 and is_video_path(inputs[0])
+    paths = None if video else select_image_paths(args.inputs, args.stride, args.max_frames)
+    all_names = [p.name for p in inputs] if not video else None
+    return known_cameras(names, [(a.shape[1], a.shape[0]) for a in arrays], paths, args.cameras, args.fix_poses,
+                         all_names=all_names, say=say)
 
 
 @friendly_errors
@@ -222,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names, arrays = load_views(args.inputs, stride=args.stride, max_frames=args.max_frames, max_pixels=args.max_pixels)
     say(f"loaded {len(arrays)} views")
+    known = _known_cameras(args, inputs, names, arrays, say)
 
     import heads
     from app.pipeline import PipelineOptions, reconstruct_arrays
@@ -237,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
     options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull)
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
-                               on_stage=say, options=options, warn=_warn)
+                               on_stage=say, options=options, warn=_warn, known=known)
     try:
         written = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
@@ -246,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "views": recon.num_views,
         "points": recon.meta.get("points_kept", 0),
         "mode": "fast" if args.fast else "default",
-        "cameras": {source: recon.sources().count(source) for source in ("sfm", "network")},
+        "cameras": {source: recon.sources().count(source) for source in ("given", "sfm", "network")},
+        "intrinsics": {source: recon.intrinsics_origins().count(source) for source in ("given", "exif", "sfm", "network")},
         "network_size": list(recon.meta["network_size"]),
         "depth_size": list(recon.network_size),
         "device": device,
@@ -262,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=1))
     elif not args.quiet:
         cams = summary["cameras"]
-        how = "network cameras" if args.fast or not cams["sfm"] else f"{cams['sfm']} SfM + {cams['network']} network cameras"
+        how = " + ".join(f"{n} {label} cameras" for label, n in (("given", cams["given"]), ("SfM", cams["sfm"]),
+                                                                  ("network", cams["network"])) if n)
         print(
             f"{summary['views']} views -> {summary['points']:,} points in {summary['total_s']:.1f} s "
             f"({how}; model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"

@@ -100,12 +100,16 @@ def write_glb(path: str | os.PathLike, recon: Reconstruction, cloud: PointCloud,
 
 # -------------------------------------------------------------------------------------- cameras.json
 def cameras_dict(recon: Reconstruction) -> dict:
-    """``{"images": [{"name", "width", "height", "K" 3×3, "cam_from_world" 4×4, "source"}, ...]}``, OpenCV
-    axes, original-image pixels (pixel centres at integer coordinates); ``source`` says where the camera came
-    from: ``"sfm"`` (structure-from-motion) or ``"network"`` (the network's, placed in the SfM frame)."""
+    """``{"images": [{"name", "width", "height", "K" 3×3, "cam_from_world" 4×4, "source", "pose_source",
+    "intrinsics_source"}, ...]}``, OpenCV axes, original-image pixels (pixel centres at integer coordinates).
+    ``pose_source`` (also ``source``, its older name) says where the pose came from: ``"given"`` (a cameras file,
+    kept with --fix-poses), ``"sfm"`` (structure-from-motion) or ``"network"`` (the network's, placed in the
+    frame of the others); ``intrinsics_source``: ``"given"``, ``"exif"``, ``"sfm"`` or ``"network"``."""
+    world = ("world frame and scale = the given cameras'" if recon.meta.get("world") == "given"
+             else "world frame = first camera, scale arbitrary")
     return {
         "convention": "cam_from_world maps world to camera, OpenCV axes (x right, y down, z forward); K in pixels "
-        "of the original image with pixel centres at integer coordinates; world frame = first camera, scale arbitrary",
+        f"of the original image with pixel centres at integer coordinates; {world}",
         "images": [
             {
                 "name": name,
@@ -114,8 +118,11 @@ def cameras_dict(recon: Reconstruction) -> dict:
                 "K": recon.intrinsics[i].tolist(),
                 "cam_from_world": recon.cam_from_world[i].tolist(),
                 "source": source,
+                "pose_source": source,
+                "intrinsics_source": intrinsics,
             }
-            for i, (name, size, source) in enumerate(zip(recon.names, recon.image_sizes, recon.sources()))
+            for i, (name, size, source, intrinsics) in enumerate(
+                zip(recon.names, recon.image_sizes, recon.sources(), recon.intrinsics_origins()))
         ],
     }
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.camera_fusion import fill_unregistered
+from app.camera_fusion import Similarity, fill_unregistered, fit_similarity
 from app.dense_fit import (
     depth_agreement,
     fit_correction_field,
@@ -23,6 +23,7 @@ from app.dense_fit import (
     upsample_depth,
 )
 from app.io import ViewTransform, warp_view
+from app.known_cameras import KnownCameras
 from app.native_stderr import native_stderr_to
 from app.pair_selection import select_pairs
 from app.reconstruction import PointCloud, Reconstruction
@@ -40,10 +41,13 @@ def add_geometry(
     options: PipelineOptions,
     say: Callable[[str], None],
     warn: Callable[[str], None],
+    known: KnownCameras | None = None,
 ) -> None:
     """Replace ``recon``'s cameras by SfM's (network-placed where SfM has none) and its dense maps by the
-    network depth fitted to them; see the module docstring of :mod:`app.pipeline`."""
+    network depth fitted to them; see the module docstring of :mod:`app.pipeline`. ``known``: given or EXIF
+    intrinsics (already in ``recon.intrinsics``) and the poses to keep (:func:`_cameras_with_given_poses`)."""
     S = recon.num_views
+    known = known if known is not None else KnownCameras.empty(S)
     pairs = None
     if S > options.exhaustive_up_to:
         overlap = overlap_neighbours(recon.depth.astype(np.float64), recon.network_intrinsics, recon.cam_from_world,
@@ -51,15 +55,18 @@ def add_geometry(
         pairs = select_pairs(descriptors, overlap, options.retrieval_neighbours, options.sequential_window)
     if S >= 2:
         with native_stderr_to(options.native_log):
-            sfm = run_sfm(arrays, recon.intrinsics[:, 0, 0], pairs, options.sfm, say)
+            sfm = run_sfm(arrays, recon.intrinsics[:, 0, 0], pairs, options.sfm, say, known=known)
     else:
         sfm = None
     network_cams = recon.cam_from_world.copy()
     depth_scale = 1.0  # network depth units → world units when no view can be fitted
-    if sfm is not None and sfm.num_registered >= 2:
+    if known.posed.any():
+        cams, sources, depth_scale, sfm, points = _cameras_with_given_poses(network_cams, sfm, known, say)
+        K, intrinsics_sources = _intrinsics(sfm, recon, known)
+    elif sfm is not None and sfm.num_registered >= 2:
         cams, sources, similarity = fill_unregistered(network_cams, sfm.cam_from_world, sfm.registered)
         depth_scale = similarity.scale
-        K = _intrinsics(sfm, recon)
+        K, intrinsics_sources = _intrinsics(sfm, recon, known)
         if sources.count("network"):
             missing = [recon.names[i] for i, s in enumerate(sources) if s == "network"]
             say(f"sfm: {len(missing)} view(s) not registered, placed from the network: {', '.join(missing[:5])}"
@@ -69,15 +76,20 @@ def add_geometry(
         reason = "one view" if S < 2 else f"SfM registered {registered} of {S} views (too few matches)"
         warn(f"warning: {reason}: cameras and depth come from the network alone")
         cams, sources, K = network_cams, ["network"] * S, recon.intrinsics.copy()
+        intrinsics_sources = recon.intrinsics_origins()
         sfm = None
-    # world = first camera (scale: SfM's)
-    to_first = np.linalg.inv(cams[0])
-    cams = cams @ to_first
+    if not known.posed.any():
+        # world = first camera (scale: SfM's)
+        to_first = np.linalg.inv(cams[0])
+        cams = cams @ to_first
+        points = np.zeros((0, 3))
+        if sfm is not None and len(sfm.points):
+            points = _transform_points(np.linalg.inv(to_first), sfm.points)  # old world → first camera's frame
+    else:
+        recon.meta["world"] = "given"  # the cameras file's frame and scale
     recon.cam_from_world, recon.intrinsics, recon.camera_sources = cams, K, sources
+    recon.intrinsics_sources = intrinsics_sources
     recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(transforms, K)])
-    points = np.zeros((0, 3))
-    if sfm is not None and len(sfm.points):
-        points = _transform_points(np.linalg.inv(to_first), sfm.points)  # old world → first camera's frame
     _fit_dense(recon, arrays, transforms, sfm, points, depth_scale, options, say)
     if sfm is not None:
         errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, points, sfm.observations)
@@ -108,17 +120,66 @@ def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return transform_points(torch.from_numpy(T), torch.from_numpy(points)).numpy()
 
 
-def _intrinsics(sfm: SfmResult, recon: Reconstruction) -> np.ndarray:
-    """SfM intrinsics; views SfM did not register take the median SfM focal length of views of the same size,
-    else the network's."""
-    K = sfm.intrinsics.copy()
-    for i in np.nonzero(~sfm.registered)[0]:
-        same = [j for j in np.nonzero(sfm.registered)[0] if recon.image_sizes[j] == recon.image_sizes[i]]
-        if same:
-            K[i, 0, 0] = K[i, 1, 1] = float(np.median(sfm.intrinsics[same, 0, 0]))
-        else:
-            K[i] = recon.intrinsics[i]
-    return K
+def _intrinsics(sfm: SfmResult | None, recon: Reconstruction, known: KnownCameras) -> tuple[np.ndarray, list[str]]:
+    """Each view's intrinsics and their source: given ones exactly; SfM's for registered views; for the others
+    the EXIF focal length, else the median SfM focal length of views of the same size, else the network's
+    (``recon.intrinsics``, which already holds the given and EXIF ones)."""
+    S = recon.num_views
+    K, sources = recon.intrinsics.copy(), recon.intrinsics_origins()
+    if sfm is None:
+        return K, sources
+    for i in range(S):
+        if known.intrinsics_source[i] == "given":
+            continue
+        if sfm.registered[i]:
+            K[i], sources[i] = sfm.intrinsics[i], "sfm"
+        elif known.intrinsics_source[i] != "exif":
+            same = [j for j in np.nonzero(sfm.registered)[0] if recon.image_sizes[j] == recon.image_sizes[i]]
+            if same:
+                K[i] = sfm.intrinsics[i]  # the prior's principal point (the image centre)
+                K[i, 0, 0] = K[i, 1, 1] = float(np.median(sfm.intrinsics[same, 0, 0]))
+                sources[i] = "sfm"
+    return K, sources
+
+
+def _cameras_with_given_poses(network: np.ndarray, sfm: SfmResult | None, known: KnownCameras,
+                              say: Callable[[str], None]) -> tuple[np.ndarray, list[str], float, SfmResult | None, np.ndarray]:
+    """``--fix-poses``: the given poses exactly, in the given world frame and scale; SfM's poses for the other
+    views it registered (with two or more given poses SfM ran from them and is already in that frame; with one,
+    it is aligned to it by a rigid motion, its scale kept); the network's for the rest, placed by a similarity
+    fitted on all of those. Returns the cameras, their sources, the network-to-world depth scale, the SfM
+    result (``None`` when unusable) and its points in the given frame."""
+    S = len(network)
+    posed = known.posed
+    cams = np.full((S, 4, 4), np.nan)
+    cams[posed] = known.cam_from_world[posed]
+    sources = ["given" if p else "network" for p in posed]
+    points = np.zeros((0, 3))
+    if sfm is not None and sfm.num_registered >= 1 and (sfm.registered & posed).any():
+        sfm_cams, points = sfm.cam_from_world, sfm.points
+        if posed.sum() < 2:  # SfM mapped freely: into the given frame (one pose: scale 1)
+            both = sfm.registered & posed
+            similarity = fit_similarity(sfm.cam_from_world[both], known.cam_from_world[both])
+            sfm_cams = np.where(sfm.registered[:, None, None], similarity.apply_to_cameras(np.nan_to_num(sfm_cams)),
+                                np.nan)
+            points = _similarity_points(similarity, points)
+        for i in np.nonzero(sfm.registered & ~posed)[0]:
+            cams[i], sources[i] = sfm_cams[i], "sfm"
+    else:
+        if sfm is not None:
+            say("sfm: nothing registered to the given poses; the other views are placed from the network")
+        sfm = None
+    have = np.array([s != "network" for s in sources])
+    cams, _, similarity = fill_unregistered(network, np.nan_to_num(cams), have)
+    placed = [n for n, s in zip(range(S), sources) if s == "network"]
+    if placed:
+        say(f"cameras: {len(placed)} view(s) placed from the network on the given/SfM poses")
+    return cams, sources, similarity.scale, sfm, points
+
+
+def _similarity_points(sim: Similarity, points: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` points through ``x' = s·R·x + t``."""
+    return sim.scale * points @ sim.rotation.T + sim.translation
 
 
 def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:

@@ -431,9 +431,18 @@ def load_views(
     video = _single_video(inputs)
     if video is not None:
         return read_video_frames(video, stride, max_frames, max_pixels=max_pixels)
-    paths = subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
+    paths = select_image_paths(inputs, stride, max_frames)
     names = view_names(paths)
     return names, load_images(paths, max_pixels=max_pixels)
+
+
+def select_image_paths(inputs: Sequence[str | os.PathLike] | str | os.PathLike, stride: int = 1,
+                       max_frames: int | None = None) -> list[Path]:
+    """The image files :func:`load_views` reads for ``inputs`` (images, not a video), in its order: every
+    ``stride``-th, then at most ``max_frames`` spread uniformly."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    return subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
 
 
 def view_names(paths: Sequence[Path]) -> list[str]:

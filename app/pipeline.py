@@ -30,6 +30,7 @@ import torch
 
 from app.cli_common import is_out_of_memory
 from app.io import ViewTransform, preprocess
+from app.known_cameras import KnownCameras
 from app.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.sfm import SfmOptions
 from mum.errors import UserError
@@ -125,20 +126,54 @@ def reconstruct_arrays(
     on_stage: Optional[Callable[[str], None]] = None,
     options: PipelineOptions = PipelineOptions(),
     warn: Optional[Callable[[str], None]] = None,
+    known: Optional[KnownCameras] = None,
 ) -> Reconstruction:
     """Reconstruct ``uint8`` RGB views (original size) with ``model`` (a ``heads.Reconstructor``) and, unless
     ``options.fast``, SfM and dense fitting; returns the scene in user conventions. ``on_stage``: progress
-    lines; ``warn``: the one warning line when the cameras fall back to the network alone."""
+    lines; ``warn``: the one warning line when the cameras fall back to the network alone; ``known``: given or
+    EXIF intrinsics and poses to keep (:mod:`app.known_cameras`)."""
     say = on_stage or (lambda _msg: None)
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
+    if known is not None:
+        apply_known_intrinsics(recon, transforms, known)
     if options.fast:
+        if known is not None and known.posed.any():
+            place_on_given_poses(recon, known, say)
         if options.fast_consistency:
             recon.meta["consistency"] = network_consistency(recon, options)
         return recon
     from app.geometric_reconstruction import add_geometry
 
-    add_geometry(recon, arrays, transforms, descriptors, options, say, warn or say)
+    add_geometry(recon, arrays, transforms, descriptors, options, say, warn or say, known=known)
     return recon
+
+
+def apply_known_intrinsics(recon: Reconstruction, transforms: Sequence[ViewTransform], known: KnownCameras) -> None:
+    """Given and EXIF intrinsics replace the network's (depth is then unprojected with them)."""
+    sources = recon.intrinsics_origins()
+    for i, source in enumerate(known.intrinsics_source):
+        if source:
+            recon.intrinsics[i] = known.K[i]
+            recon.network_intrinsics[i] = transforms[i].intrinsics_to_network(known.K[i])
+            sources[i] = source
+    recon.intrinsics_sources = sources
+
+
+def place_on_given_poses(recon: Reconstruction, known: KnownCameras, say: Callable[[str], None]) -> None:
+    """``fast`` with poses kept: the given poses exactly; the network's cameras of the other views, its depth
+    and its point map brought into the given frame and scale by the similarity that maps the network's cameras
+    of the posed views onto the given ones."""
+    from app.camera_fusion import fill_unregistered
+
+    posed = known.posed
+    cams, _, sim = fill_unregistered(recon.cam_from_world, np.nan_to_num(known.cam_from_world), posed)
+    recon.cam_from_world = cams
+    recon.camera_sources = ["given" if p else "network" for p in posed]
+    recon.depth = (recon.depth * sim.scale).astype(np.float32)
+    recon.world_points = (sim.scale * recon.world_points.astype(np.float64) @ sim.rotation.T
+                          + sim.translation).astype(np.float32)
+    recon.meta["world"] = "given"
+    say(f"cameras: {int(posed.sum())} given pose(s) kept; network depth scaled by {sim.scale:.4g} to them")
 
 
 def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:

@@ -1,6 +1,7 @@
 """A reconstructed scene in the user's coordinates: what every export and front end consumes.
 
-Cameras are camera-from-world 4×4 (OpenCV axes, world = first camera) with intrinsics in pixels of the
+Cameras are camera-from-world 4×4 (OpenCV axes, world = first camera, or the given cameras' world when
+poses were kept from a cameras file: ``meta["world"] == "given"``) with intrinsics in pixels of the
 *original* images; dense maps (depth, points, confidences, colours) share one grid of ``h × w`` per view (the
 network's, or a finer one after geometric fitting), described by ``network_intrinsics``.
 """
@@ -57,13 +58,20 @@ class Reconstruction:
     colors: np.ndarray  # [S, h, w, 3] uint8, the network input
     network_intrinsics: np.ndarray  # [S, 3, 3] float64, pixels of the dense-map grid
     meta: dict = field(default_factory=dict)
-    camera_sources: Optional[list[str]] = None  # per view "sfm" or "network" (None: all from the network)
+    camera_sources: Optional[list[str]] = None  # per view pose source "given", "sfm" or "network" (None: network)
+    intrinsics_sources: Optional[list[str]] = None  # per view "given", "exif", "sfm" or "network" (None: network)
     valid: Optional[np.ndarray] = None  # [S, h, w] bool: pixels whose depth other views confirm (None: all)
     sfm_points: Optional[PointCloud] = None  # triangulated SfM points (world), added to every cloud
 
     def sources(self) -> list[str]:
-        """Where each view's camera came from: ``"sfm"`` or ``"network"``."""
+        """Where each view's pose came from: ``"given"`` (a cameras file, kept), ``"sfm"`` or ``"network"``."""
         return list(self.camera_sources) if self.camera_sources is not None else ["network"] * self.num_views
+
+    def intrinsics_origins(self) -> list[str]:
+        """Where each view's intrinsics came from: ``"given"``, ``"exif"``, ``"sfm"`` or ``"network"``."""
+        if self.intrinsics_sources is None:
+            return ["network"] * self.num_views
+        return list(self.intrinsics_sources)
 
     @property
     def num_views(self) -> int:

@@ -8,6 +8,12 @@ guided matching and mapped again; when views are still missing, mapping runs onc
 (15 inliers for the initial pair and for registration: two photos, few matches); the model that registers
 most views is kept.
 
+Known cameras (:mod:`app.known_cameras`): a view with given intrinsics gets a PINHOLE camera with exactly those
+(held constant by bundle adjustment), a view with an EXIF focal length that focal length as a prior (refined,
+as COLMAP does); views with identical known intrinsics share a camera. With poses kept (``--fix-poses``) and at
+least two views posed, the points are triangulated from the given poses and the other views registered to
+them by incremental mapping with those poses fixed: the result is in the given world frame and scale.
+
 Conventions of the result: OpenCV camera-from-world, intrinsics in pixels of the *original* images with pixel
 centres at integer coordinates (COLMAP's are at half-integers; converted here), one focal length per camera.
 """
@@ -19,10 +25,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app.io import ViewTransform, warp_view
+
+if TYPE_CHECKING:
+    from app.known_cameras import KnownCameras
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,63 @@ def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTra
             db.update_camera(camera)
 
 
+def _camera_groups(arrays: Sequence[np.ndarray], known: KnownCameras | None) -> list[tuple[list[int], bool]]:
+    """The views that share one COLMAP camera (``True``: several, one camera) or have one each (``False``).
+    Without known intrinsics: one camera when all views have one size (one device: a well-posed focal), else
+    one per view. With them: views with identical given K (or EXIF focal length) and size share one, views
+    with nothing known share one per size."""
+    S = len(arrays)
+    sizes = [(a.shape[1], a.shape[0]) for a in arrays]
+    if known is None or not known.known_intrinsics.any():
+        return [(list(range(S)), len(set(sizes)) == 1)]
+    groups: dict[tuple, list[int]] = {}
+    for i in range(S):
+        source = known.intrinsics_source[i]
+        key = (source, sizes[i]) + (tuple(np.round(known.K[i].ravel(), 9)) if source else ())
+        groups.setdefault(key, []).append(i)
+    shared = [(g, True) for g in groups.values() if len(g) > 1]
+    alone = [g[0] for g in groups.values() if len(g) == 1]
+    return shared + ([(alone, False)] if alone else [])
+
+
+def _set_known_cameras(database: Path, names: list[str], transforms: list[ViewTransform],
+                       known: KnownCameras | None) -> tuple[set[int], set[int]]:
+    """Given intrinsics → PINHOLE cameras with exactly those (in the downscaled images' pixels, COLMAP's
+    half-integer centres); EXIF focal lengths → initial focal lengths. Both marked as priors. Returns the
+    camera ids to hold constant (given) and those whose prior stays (given or EXIF)."""
+    import pycolmap
+
+    constant: set[int] = set()
+    kept: set[int] = set()
+    if known is None or not known.known_intrinsics.any():
+        return constant, kept
+    with pycolmap.Database.open(str(database)) as db:
+        first: dict[int, int] = {}
+        for image in db.read_all_images():
+            first.setdefault(image.camera_id, names.index(image.name))
+        for camera_id, i in first.items():
+            source = known.intrinsics_source[i]
+            if not source:
+                continue
+            camera = db.read_camera(camera_id)
+            tf, K = transforms[i], known.K[i]
+            if source == "given":
+                c = tf.points_to_network(K[:2, 2]) + 0.5
+                camera.model = pycolmap.CameraModelId.PINHOLE
+                camera.params = [K[0, 0] * tf.sx, K[1, 1] * tf.sy, float(c[0]), float(c[1])]
+                constant.add(camera_id)
+            else:
+                params = list(camera.params)
+                params[0] = K[0, 0] * np.sqrt(tf.sx * tf.sy)
+                if camera.model.name == "PINHOLE":
+                    params[1] = params[0]
+                camera.params = params
+            camera.has_prior_focal_length = True
+            db.update_camera(camera)
+            kept.add(camera_id)
+    return constant, kept
+
+
 def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pairs: Sequence[tuple[int, int]],
                  matching, verification, replace: bool = False) -> None:
     """Match and verify the listed pairs (``replace``: drop their earlier matches first; COLMAP skips pairs
@@ -159,11 +226,12 @@ def _verification(options: SfmOptions):
     return verification
 
 
-def _drop_focal_priors(pycolmap, database: Path) -> None:
-    """Keep the initial focal lengths but let verification and registration treat them as unknown."""
+def _drop_focal_priors(pycolmap, database: Path, keep: set[int] = frozenset()) -> None:
+    """Keep the initial focal lengths but let verification and registration treat them as unknown (except
+    the cameras in ``keep``: given or EXIF focal lengths)."""
     with pycolmap.Database.open(str(database)) as db:
         for camera in db.read_all_cameras():
-            if camera.has_prior_focal_length:
+            if camera.has_prior_focal_length and camera.camera_id not in keep:
                 camera.has_prior_focal_length = False
                 db.update_camera(camera)
 
@@ -210,9 +278,9 @@ def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, option
     return triangulated
 
 
-def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool, num_views: int):
-    out.mkdir()
+def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, num_views: int, constant: set[int]):
     mapping = pycolmap.IncrementalPipelineOptions()
+    mapping.constant_cameras = set(constant)  # given intrinsics: held by every bundle adjustment
     mapping.num_threads = options.num_threads
     mapping.min_model_size = 2
     mapping.random_seed = options.random_seed  # the same photos give the same cameras
@@ -225,8 +293,64 @@ def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptio
         mapping.mapper.init_min_num_inliers = n
         mapping.mapper.abs_pose_min_num_inliers = n
         mapping.mapper.init_min_tri_angle = 4.0
+    return mapping
+
+
+def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool, num_views: int,
+         constant: set[int] = frozenset()):
+    out.mkdir()
+    mapping = _mapping_options(pycolmap, options, relaxed, num_views, constant)
     models = pycolmap.incremental_mapping(database, image_dir, out, mapping)
     return max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+
+
+def _map_from_poses(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool,
+                    num_views: int, poses: dict[str, np.ndarray], constant: set[int]):
+    """Points triangulated from the given camera-from-world ``poses`` (by image name), then the other views
+    registered to them by incremental mapping with those poses fixed (their cameras' intrinsics too, when
+    given). ``None`` when the given views share no triangulable match."""
+    out.mkdir()
+    rec = pycolmap.Reconstruction()
+    with pycolmap.Database.open(str(database)) as db:
+        for image in db.read_all_images():
+            if image.name not in poses:
+                continue
+            camera = db.read_camera(image.camera_id)
+            if not rec.exists_camera(camera.camera_id):
+                rec.add_camera_with_trivial_rig(camera)
+            T = np.asarray(poses[image.name], np.float64)
+            rec.add_image_with_trivial_frame(
+                pycolmap.Image(name=image.name, camera_id=image.camera_id, image_id=image.image_id),
+                pycolmap.Rigid3d(pycolmap.Rotation3d(T[:3, :3]), T[:3, 3]))
+    mapping = _mapping_options(pycolmap, options, relaxed, num_views, constant)
+    mapping.triangulation.ignore_two_view_tracks = False  # the poses are known: a track of two views is a point
+    mapping.triangulation.random_seed = options.random_seed
+    (out / "triangulated").mkdir()
+    triangulated = pycolmap.triangulate_points(rec, database, image_dir, out / "triangulated", options=mapping)
+    if triangulated.num_points3D() == 0:
+        return None
+    if len(poses) == num_views:
+        return triangulated
+    triangulated.write(str(out / "triangulated"))
+    mapping.fix_existing_frames = True  # the given poses stay exactly as given
+    mapping.mapper.fix_existing_frames = True
+    models = pycolmap.incremental_mapping(database, image_dir, out / "extended", mapping,
+                                          input_path=out / "triangulated")
+    extended = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    if extended is None or extended.num_reg_images() < triangulated.num_reg_images():
+        return triangulated
+    # the mapper keeps the given poses fixed relative to each other but normalises the model at the end (a
+    # similarity): undo it on the given views
+    from app.camera_fusion import fit_similarity
+
+    given = [im for im in extended.images.values() if im.name in poses and im.has_pose]
+    if len(given) < 2:
+        return triangulated
+    ours = np.stack([np.vstack([im.cam_from_world().matrix(), [0, 0, 0, 1]]) for im in given])
+    similarity = fit_similarity(ours, np.stack([poses[im.name] for im in given]))
+    extended.transform(pycolmap.Sim3d(similarity.scale, pycolmap.Rotation3d(similarity.rotation),
+                                      similarity.translation))
+    return extended
 
 
 def run_sfm(
@@ -235,9 +359,11 @@ def run_sfm(
     pairs: Sequence[tuple[int, int]] | None = None,
     options: SfmOptions = SfmOptions(),
     say: Callable[[str], None] | None = None,
+    known: KnownCameras | None = None,
 ) -> SfmResult:
     """Structure-from-motion on ``uint8`` RGB views (original size). ``focal_prior`` ``[S]`` in original
-    pixels; ``pairs``: the view pairs to match (``None``: all). COLMAP's C++ log goes wherever file descriptor
+    pixels; ``pairs``: the view pairs to match (``None``: all); ``known``: given/EXIF intrinsics and the poses
+    to keep (see the module docstring). COLMAP's C++ log goes wherever file descriptor
     2 goes: wrap the call in :func:`app.native_stderr.native_stderr_to` to keep it off a terminal."""
     import pycolmap
 
@@ -255,17 +381,22 @@ def run_sfm(
         say(f"sfm: SIFT features of {S} views")
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = options.camera_model
-        shared = len({(a.shape[0], a.shape[1]) for a in arrays}) == 1  # one device: one camera, a well-posed focal
         extraction = pycolmap.FeatureExtractionOptions()
         extraction.max_image_size = options.max_image_size
         extraction.num_threads = options.num_threads
         extraction.sift.first_octave = options.sift_first_octave
-        pycolmap.extract_features(
-            database, image_dir, image_names=names, reader_options=reader, extraction_options=extraction,
-            camera_mode=pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE,
-            device=pycolmap.Device.cpu,
-        )
+        for group, single in _camera_groups(arrays, known):
+            pycolmap.extract_features(
+                database, image_dir, image_names=[names[i] for i in group], reader_options=reader,
+                extraction_options=extraction,
+                camera_mode=pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE,
+                device=pycolmap.Device.cpu,
+            )
         _set_focal_priors(database, names, transforms, np.asarray(focal_prior, dtype=np.float64))
+        constant, kept_priors = _set_known_cameras(database, names, transforms, known)
+        fixed = {} if known is None else {names[i]: known.cam_from_world[i] for i in np.nonzero(known.posed)[0]}
+        if len(fixed) < 2:
+            fixed = {}  # one pose fixes no scale: SfM maps freely and is aligned to it afterwards
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         matching = pycolmap.FeatureMatchingOptions()
@@ -284,7 +415,12 @@ def run_sfm(
         seconds["matching"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say(f"sfm: incremental mapping ({pairs_verified} verified pairs)")
-        best = _map(pycolmap, database, image_dir, tmp / "mapping", options, relaxed=False, num_views=S)
+        def mapping(out: Path, relaxed: bool):
+            if fixed:
+                return _map_from_poses(pycolmap, database, image_dir, out, options, relaxed, S, fixed, constant)
+            return _map(pycolmap, database, image_dir, out, options, relaxed=relaxed, num_views=S, constant=constant)
+
+        best = mapping(tmp / "mapping", relaxed=False)
         seconds["mapping"] = time.perf_counter() - t0
         relaxed = False
         registered = set() if best is None else {im.name for im in best.images.values() if im.has_pose}
@@ -299,7 +435,7 @@ def run_sfm(
             lost = set(missing)
             redo = list(all_pairs) if S <= options.rematch_all_up_to else [p for p in all_pairs if lost & set(p)]
             say(f"sfm: {len(missing)} view(s) not registered: guided matching of {len(redo)} pairs, mapping again")
-            _drop_focal_priors(pycolmap, database)  # a wrong network focal may be why they failed
+            _drop_focal_priors(pycolmap, database, kept_priors)  # a wrong network focal may be why they failed
             guided = pycolmap.FeatureMatchingOptions()
             guided.num_threads = options.num_threads
             guided.guided_matching = True
@@ -309,7 +445,7 @@ def run_sfm(
                 pairs_verified = int(db.num_verified_image_pairs())
             seconds["guided_matching"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            again = _map(pycolmap, database, image_dir, tmp / "mapping_guided", options, relaxed=False, num_views=S)
+            again = mapping(tmp / "mapping_guided", relaxed=False)
             if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
                 best = again
             seconds["mapping"] += time.perf_counter() - t0
@@ -317,10 +453,10 @@ def run_sfm(
         registered_now = 0 if best is None else best.num_reg_images()
         if registered_now < S and S >= 2 and pairs_verified > 0 and (S <= options.rematch_all_up_to or 2 * registered_now < S):
             say("sfm: views still missing; mapping again with relaxed thresholds")
-            again = _map(pycolmap, database, image_dir, tmp / "mapping_relaxed", options, relaxed=True, num_views=S)
+            again = mapping(tmp / "mapping_relaxed", relaxed=True)
             if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
                 best, relaxed = again, True
-        if (best is None or best.num_reg_images() < 2) and S == 2 and pairs_verified > 0:
+        if (best is None or best.num_reg_images() < 2) and S == 2 and pairs_verified > 0 and not fixed:
             say("sfm: mapping refused the two views; relative pose from their two-view geometry")
             best, relaxed = _two_view_model(pycolmap, database, image_dir, tmp / "two_view", options), True
         seconds["mapping"] += time.perf_counter() - t0

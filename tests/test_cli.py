@@ -76,7 +76,7 @@ def test_json_summary(tmp_path, capsys):
                  "--json", "--fast"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["views"] == 2 and summary["points"] > 0 and summary["outputs"] == [str(tmp_path / "x.glb")]
-    assert summary["mode"] == "fast" and summary["cameras"] == {"sfm": 0, "network": 2} and "sfm" not in summary
+    assert summary["mode"] == "fast" and summary["cameras"] == {"given": 0, "sfm": 0, "network": 2} and "sfm" not in summary
     assert {"median_depth_disagreement", "cloud_median_depth_disagreement"} <= set(summary["consistency"])
 
 

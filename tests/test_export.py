@@ -118,7 +118,7 @@ def test_cameras_json_schema(tmp_path):
     data = json.loads(export.write_cameras_json(tmp_path / "cameras.json", recon).read_text())
     assert len(data["images"]) == 3
     for entry, K, T in zip(data["images"], recon.intrinsics, recon.cam_from_world):
-        assert set(entry) == {"name", "width", "height", "K", "cam_from_world", "source"}
+        assert set(entry) == {"name", "width", "height", "K", "cam_from_world", "source", "pose_source", "intrinsics_source"}
         assert entry["source"] == "network"  # make_recon has no SfM cameras
         assert (entry["width"], entry["height"]) == (640, 480)
         np.testing.assert_allclose(entry["K"], K)

@@ -49,7 +49,7 @@ def check_result(result, n_views: int, views: list[Path] | None = None) -> list[
     assert data["images"] and len(data["images"]) == n_views
     assert set(data) == {"convention", "images"}
     for entry in data["images"]:
-        assert set(entry) == {"name", "width", "height", "K", "cam_from_world", "source"}
+        assert set(entry) == {"name", "width", "height", "K", "cam_from_world", "source", "pose_source", "intrinsics_source"}
         assert (entry["width"], entry["height"]) == (640, 480)
         assert np.asarray(entry["K"]).shape == (3, 3) and np.asarray(entry["cam_from_world"]).shape == (4, 4)
         assert entry["source"] in ("sfm", "network")

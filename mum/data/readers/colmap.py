@@ -34,12 +34,14 @@ def find_colmap_model(path: str | os.PathLike) -> Path | None:
 
 
 def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = None, strict: bool = False,
-                load: bool = False) -> Scene:
+                load: bool = False, require_images: bool = True) -> Scene:
     """A COLMAP model as a posed :class:`Scene` (registered images, sorted by name; sparse points attached).
 
     ``images_dir`` defaults to ``images/`` next to ``sparse/`` (or beside the model). Images the model names
     but the folder lacks are skipped with a warning (``strict`` raises instead); no image at all raises
-    :class:`UserError`, as does a folder without a model."""
+    :class:`UserError`, as does a folder without a model. ``require_images=False``: the cameras alone (a model
+    whose images lie elsewhere, e.g. ``mum-reconstruct --cameras``): every registered image is kept, whether
+    its file exists or not, and nothing is read from the images folder."""
     import pycolmap
 
     model_dir = find_colmap_model(path)
@@ -58,7 +60,7 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
         if not image.has_pose:
             continue
         file = images_dir / image.name
-        if not file.is_file():
+        if require_images and not file.is_file():
             if strict:
                 raise UserError(f"{file}: image named by the COLMAP model {model_dir} is missing")
             warn_skip(file, f"named by the COLMAP model {model_dir} but missing")
@@ -74,7 +76,8 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
         heights.append(int(cam.height))
         dist.append({} if cam.model_name in PINHOLE_MODELS else {"model": cam.model_name, "params": [float(x) for x in cam.params]})
     if not names:
-        raise UserError(f"{model_dir}: no registered image of the model was found in {images_dir}")
+        raise UserError(f"{model_dir}: no registered image of the model was found in {images_dir}"
+                        if require_images else f"{model_dir}: the model has no registered image")
     pts = [p for _, p in sorted(rec.points3D.items())]
     scene = Scene(
         names=names, widths=widths, heights=heights, image_paths=paths, extrinsics=np.stack(E), intrinsics=np.stack(K),
@@ -83,7 +86,8 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
         points_rgb=np.array([p.color for p in pts], np.uint8).reshape(-1, 3) if pts else None,
         meta={"source": str(model_dir)},
     )
-    attach_depth_masks(scene, images_dir.parent)
+    if require_images:
+        attach_depth_masks(scene, images_dir.parent)
     return scene.with_images_loaded() if load else scene
 
 

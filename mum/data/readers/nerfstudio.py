@@ -45,12 +45,14 @@ def _field(frame: dict, top: dict, key: str):
     return frame[key] if key in frame else top.get(key)
 
 
-def read_transforms_json(path: str | os.PathLike, load: bool = False) -> Scene:
+def read_transforms_json(path: str | os.PathLike, load: bool = False, require_images: bool = True) -> Scene:
     """A ``transforms.json`` as a posed :class:`Scene` (frames in file order).
 
     Missing required fields (``frames``, ``file_path``, ``transform_matrix``, a focal length) raise
     :class:`UserError` naming the file and frame; frames whose image file is missing or unreadable are skipped
-    with a warning; no usable frame raises."""
+    with a warning; no usable frame raises. ``require_images=False``: the cameras alone (the images lie
+    elsewhere, e.g. ``mum-reconstruct --cameras``): every frame is kept; its size comes from ``w``/``h`` (the
+    image file's header only when those are absent and the file exists)."""
     path = Path(path)
     if path.is_dir():
         path = path / "transforms.json"
@@ -71,12 +73,16 @@ def read_transforms_json(path: str | os.PathLike, load: bool = False) -> Scene:
             if key not in fr:
                 raise UserError(f"{where} lacks '{key}'")
         file = _resolve(base, fr["file_path"])
-        try:
-            w0, h0 = image_size(file)
-        except UserError as exc:
-            warn_skip(file, str(exc).split(": ", 1)[-1])
-            continue
-        w, h = _field(fr, top, "w") or w0, _field(fr, top, "h") or h0
+        w, h = _field(fr, top, "w"), _field(fr, top, "h")
+        if require_images or w is None or h is None:
+            try:
+                w0, h0 = image_size(file)
+            except UserError as exc:
+                if not require_images:
+                    raise UserError(f"{where} has no 'w'/'h' and its image is not readable ({exc})") from None
+                warn_skip(file, str(exc).split(": ", 1)[-1])
+                continue
+            w, h = w or w0, h or h0
         fx, fy = _field(fr, top, "fl_x"), _field(fr, top, "fl_y")
         if fx is None:
             angle = _field(fr, top, "camera_angle_x")
@@ -104,9 +110,9 @@ def read_transforms_json(path: str | os.PathLike, load: bool = False) -> Scene:
         K.append(np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1]], np.float64))
         W.append(int(w))
         H.append(int(h))
-        dfile = _field(fr, {}, "depth_file_path")
+        dfile = _field(fr, {}, "depth_file_path") if require_images else None
         depths.append(_read_depth(base / dfile, float(_field(fr, top, "depth_unit_scale_factor") or 1e-3)) if dfile else None)
-        mfile = fr.get("mask_path")
+        mfile = fr.get("mask_path") if require_images else None
         masks.append(read_mask_png(base / mfile) if mfile else None)
     if not names:
         raise UserError(f"{path}: none of the frames' images could be read")

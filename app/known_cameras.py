@@ -1,0 +1,381 @@
+"""What the photos and the user already know about the cameras: a cameras file (``--cameras``) and EXIF focal
+lengths, read, validated and matched to the input views.
+
+A cameras file is one of
+
+* the project's own ``cameras.json`` (``{"images": [{"name", "width", "height", "K", "cam_from_world"?}]}``,
+  K in pixels of the original image with pixel centres at integers, OpenCV camera-from-world 4×4), also the
+  ``demo/*/cameras_reference.json`` layout (:func:`mum.data.readers.common.load_cameras_file`);
+* a COLMAP model folder (``sparse/0`` or a scene folder holding it; text or binary): registered images, their
+  poses and the pinhole part of their cameras (distortion is not modelled and is dropped, with a note);
+* a nerfstudio / instant-ngp ``transforms.json``.
+
+Entries are matched to the inputs by view name (the file name, or the path below the inputs' common folder
+when two inputs share a file name), else by file name alone when that is unambiguous. An entry that names no
+input, has a size other than its image's (display orientation), a non-finite value, a bad K or a rotation that
+is not orthonormal is a :class:`~mum.errors.UserError` naming the file and the entry. A COLMAP model or a
+``transforms.json`` made at another resolution of the same images (same aspect, e.g. COLMAP's ``images_2``)
+has its K rescaled to the image; the project's own ``cameras.json`` must give the images' exact size.
+
+EXIF: the focal length of a photo, as COLMAP reads it (``colmap/sensor/bitmap.cc``), but the physical sensor
+first: ``FocalLength`` (mm) × ``FocalPlaneXResolution`` (pixels per ``FocalPlaneResolutionUnit``), rescaled
+from ``PixelXDimension`` to the stored width when the two differ; else ``FocalLengthIn35mmFilm / 35 ×
+max(width, height)`` (COLMAP's rule). A focal length is the same in pixels whatever the EXIF orientation; the
+principal point is the centre of the image in its display orientation (the loader's).
+
+Precedence per view: intrinsics given > EXIF > (SfM, refining an EXIF prior) > network; poses given (with
+``--fix-poses``) > SfM > network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from mum.errors import UserError
+
+ROTATION_TOLERANCE = 1e-5  # |RᵀR − I| and |det R − 1| allowed in a given rotation
+EXIF_FOCAL_RANGE = (0.1, 50.0)  # plausible focal lengths, in units of the image's longer side
+_EXIF_IFD = 0x8769
+_ORIENTATION = 0x0112
+_FOCAL_LENGTH = 0x920A
+_FOCAL_35MM = 0xA405
+_FOCAL_PLANE_X_RES = 0xA20E
+_FOCAL_PLANE_UNIT = 0xA210
+_PIXEL_X_DIMENSION = 0xA002
+_UNIT_MM = {1: None, 2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}  # FocalPlaneResolutionUnit → millimetres (1: none)
+
+
+@dataclass
+class CameraEntry:
+    """One camera of a cameras file: ``K`` 3×3 (pixels of a ``width × height`` image, centres at integers) and
+    optionally ``cam_from_world`` 4×4; ``where`` names the entry in messages."""
+
+    name: str
+    width: int
+    height: int
+    K: np.ndarray
+    cam_from_world: Optional[np.ndarray]
+    where: str
+    rescalable: bool = False  # COLMAP / transforms.json: another resolution of the same image is accepted
+
+
+@dataclass
+class KnownCameras:
+    """What is known per view (``S`` views): ``K`` ``[S, 3, 3]`` original pixels (NaN where nothing is known),
+    ``intrinsics_source`` ``"given"``, ``"exif"`` or ``""``; ``cam_from_world`` ``[S, 4, 4]`` (NaN where no pose
+    is given); ``fix_poses``: keep the given poses (world frame and scale are the file's)."""
+
+    K: np.ndarray
+    intrinsics_source: list[str]
+    cam_from_world: np.ndarray
+    fix_poses: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.intrinsics_source)
+
+    @property
+    def given_intrinsics(self) -> np.ndarray:
+        return np.array([s == "given" for s in self.intrinsics_source], bool)
+
+    @property
+    def known_intrinsics(self) -> np.ndarray:
+        return np.array([s in ("given", "exif") for s in self.intrinsics_source], bool)
+
+    @property
+    def posed(self) -> np.ndarray:
+        """``[S]`` views whose pose is kept (given, with ``fix_poses``)."""
+        if not self.fix_poses:
+            return np.zeros(self.num_views, bool)
+        return np.isfinite(self.cam_from_world).all(axis=(1, 2))
+
+    def any(self) -> bool:
+        return bool(self.known_intrinsics.any() or self.posed.any())
+
+    @classmethod
+    def empty(cls, S: int) -> "KnownCameras":
+        return cls(np.full((S, 3, 3), np.nan), [""] * S, np.full((S, 4, 4), np.nan))
+
+
+# --------------------------------------------------------------------------------------------- files
+def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
+    """The cameras of a ``cameras.json``, COLMAP model folder or ``transforms.json`` (see the module
+    docstring), each validated (finite, positive focal lengths, orthonormal rotation)."""
+    path = Path(path)
+    if path.is_dir():
+        from mum.data.readers.colmap import find_colmap_model
+
+        if find_colmap_model(path) is not None:
+            entries = _read_colmap(path)
+        elif (path / "transforms.json").is_file():
+            entries = _read_transforms(path / "transforms.json")
+        else:
+            raise UserError(f"{path}: no cameras file here (a COLMAP model: cameras/images/points3D .bin or .txt, "
+                            f"or transforms.json)")
+    elif not path.is_file():
+        raise UserError(f"{path}: no such cameras file")
+    else:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable JSON file ({str(exc).splitlines()[0][:100]})") from None
+        if isinstance(data, dict) and "frames" in data:
+            entries = _read_transforms(path)
+        elif isinstance(data, dict) and ("images" in data or "cameras" in data):
+            entries = _read_cameras_json(path, data)
+        else:
+            raise UserError(f"{path}: not a cameras file (expected cameras.json with 'images', a COLMAP model "
+                            f"folder, or transforms.json with 'frames')")
+    seen: dict[str, str] = {}
+    for entry in entries:
+        _validate(entry)
+        if entry.name in seen:
+            raise UserError(f"{entry.where}: the name is given twice (also {seen[entry.name]})")
+        seen[entry.name] = entry.where
+    if not entries:
+        raise UserError(f"{path}: names no camera")
+    return entries
+
+
+def _read_cameras_json(path: Path, data: dict) -> list[CameraEntry]:
+    if "images" not in data:  # demo/*/cameras_reference.json: {"cameras": {name: {intrinsic (COLMAP centre)...}}}
+        from mum.data.readers.common import load_cameras_file
+
+        return [CameraEntry(name, cam["width"], cam["height"], cam["K"], cam["cam_from_world"],
+                            f"{path}: cameras[{name!r}]") for name, cam in load_cameras_file(path).items()]
+    images = data["images"]
+    if not isinstance(images, list):
+        raise UserError(f"{path}: 'images' is not a list")
+    entries = []
+    for i, im in enumerate(images):
+        where = f"{path}: images[{i}]"
+        if not isinstance(im, dict):
+            raise UserError(f"{where}: not an object")
+        if isinstance(im.get("name"), str):
+            where += f" ({im['name']!r})"
+        for key in ("name", "width", "height", "K"):
+            if key not in im:
+                raise UserError(f"{where}: lacks '{key}'")
+        if not isinstance(im["name"], str) or not im["name"]:
+            raise UserError(f"{where}: 'name' is not a file name")
+        size = []
+        for key in ("width", "height"):
+            value = im[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+                raise UserError(f"{where}: '{key}' is not a positive whole number of pixels ({value!r})")
+            size.append(int(value))
+        K = _matrix(im["K"], (3, 3), where, "K")
+        pose = im.get("cam_from_world")
+        if pose is not None:
+            pose = _matrix(pose, (4, 4), where, "cam_from_world", allow=((3, 4),))
+        entries.append(CameraEntry(im["name"], size[0], size[1], K, pose, where))
+    return entries
+
+
+def _matrix(value, shape: tuple[int, int], where: str, key: str, allow: tuple = ()) -> np.ndarray:
+    try:
+        m = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: '{key}' is not a matrix of numbers") from None
+    if m.shape in allow:
+        m = np.vstack([m, [0, 0, 0, 1]])
+    if m.shape != shape:
+        raise UserError(f"{where}: '{key}' has shape {'x'.join(map(str, m.shape)) or 'scalar'}, not "
+                        f"{'x'.join(map(str, shape))}")
+    return m
+
+
+def _read_colmap(path: Path) -> list[CameraEntry]:
+    from mum.data.readers.colmap import find_colmap_model, read_colmap
+
+    scene = read_colmap(path, require_images=False)
+    model = find_colmap_model(path)
+    entries = []
+    for i, name in enumerate(scene.names):
+        pose = np.vstack([scene.extrinsics[i], [0, 0, 0, 1]])
+        entries.append(CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i], pose,
+                                   f"{model}: image {name!r}", rescalable=True))
+    return entries
+
+
+def _read_transforms(path: Path) -> list[CameraEntry]:
+    from mum.data.readers.nerfstudio import read_transforms_json
+
+    scene = read_transforms_json(path, require_images=False)
+    return [CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i],
+                        np.vstack([scene.extrinsics[i], [0, 0, 0, 1]]), f"{path}: frame {name!r}", rescalable=True)
+            for i, name in enumerate(scene.names)]
+
+
+def _validate(entry: CameraEntry) -> None:
+    where, K = entry.where, np.asarray(entry.K, np.float64)
+    if K.shape != (3, 3) or (entry.cam_from_world is not None and np.shape(entry.cam_from_world) != (4, 4)):
+        raise UserError(f"{where}: K must be 3x3 and cam_from_world 4x4")
+    if entry.width < 1 or entry.height < 1:
+        raise UserError(f"{where}: the image size {entry.width}x{entry.height} is not positive")
+    if not np.isfinite(K).all():
+        raise UserError(f"{where}: K has a non-finite value (NaN or infinity)")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise UserError(f"{where}: K's focal lengths must be positive (fx={K[0, 0]:g}, fy={K[1, 1]:g})")
+    if abs(K[0, 1]) > 1e-9 * K[0, 0] or K[1, 0] != 0 or not np.allclose(K[2], [0, 0, 1]):
+        raise UserError(f"{where}: K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew)")
+    pose = entry.cam_from_world
+    if pose is None:
+        return
+    pose = np.asarray(pose, np.float64)
+    if not np.isfinite(pose).all():
+        raise UserError(f"{where}: cam_from_world has a non-finite value (NaN or infinity)")
+    if not np.allclose(pose[3], [0, 0, 0, 1]):
+        raise UserError(f"{where}: cam_from_world's last row must be [0, 0, 0, 1]")
+    R = pose[:3, :3]
+    error = float(np.abs(R.T @ R - np.eye(3)).max())
+    if error > ROTATION_TOLERANCE or abs(float(np.linalg.det(R)) - 1) > ROTATION_TOLERANCE:
+        raise UserError(f"{where}: the rotation of cam_from_world is not orthonormal with determinant 1 "
+                        f"(|RᵀR − I| = {error:.2g}, det = {float(np.linalg.det(R)):.6g})")
+
+
+# ---------------------------------------------------------------------------------------------- EXIF
+def exif_focal(path: str | os.PathLike) -> Optional[float]:
+    """The focal length in pixels that ``path``'s EXIF gives (see the module docstring), or ``None``."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size  # as stored (before the EXIF orientation)
+                exif = im.getexif()
+                tags = dict(exif.get_ifd(_EXIF_IFD))
+    except Exception:  # no EXIF, a broken one: nothing is known (the image loader reports unreadable files)
+        return None
+    long_side = max(width, height)
+    focal = _focal_plane(tags, width)
+    if focal is None:
+        f35 = _number(tags.get(_FOCAL_35MM))
+        focal = f35 / 35.0 * long_side if f35 and f35 > 0 else None
+    if focal is None or not EXIF_FOCAL_RANGE[0] * long_side <= focal <= EXIF_FOCAL_RANGE[1] * long_side:
+        return None
+    return float(focal)
+
+
+def _number(value) -> Optional[float]:
+    try:
+        x = float(value[0] / value[1]) if isinstance(value, tuple) and len(value) == 2 else float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _focal_plane(tags: dict, stored_width: int) -> Optional[float]:
+    focal_mm, resolution = _number(tags.get(_FOCAL_LENGTH)), _number(tags.get(_FOCAL_PLANE_X_RES))
+    unit = _UNIT_MM.get(int(_number(tags.get(_FOCAL_PLANE_UNIT)) or 2))
+    if not (focal_mm and focal_mm > 0 and resolution and resolution > 0 and unit):
+        return None
+    focal = focal_mm * resolution / unit  # pixels of a PixelXDimension-wide image
+    pixel_x = _number(tags.get(_PIXEL_X_DIMENSION))
+    if pixel_x and pixel_x > 0 and pixel_x != stored_width:
+        focal *= stored_width / pixel_x
+    return focal
+
+
+def centred_K(focal: float, width: int, height: int) -> np.ndarray:
+    """A pinhole K with focal length ``focal`` and the principal point at the image centre (centres at integers)."""
+    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+
+
+# -------------------------------------------------------------------------------------------- matching
+def match_entries(entries: Sequence[CameraEntry], names: Sequence[str], sizes: Sequence[tuple[int, int]],
+                  all_names: Optional[Sequence[str]] = None) -> dict[int, CameraEntry]:
+    """``view index → entry`` for the views (``names``, ``sizes`` ``(w, h)`` in display orientation) that the
+    file names; an entry naming none of ``all_names`` (default ``names``: the inputs before ``--stride`` /
+    ``--max-frames``, whose dropped views are not an error) is refused, as is a size other than the image's."""
+    index = {n: i for i, n in enumerate(names)}
+    known = set(all_names if all_names is not None else names) | set(names)
+    by_file: dict[str, list[str]] = {}
+    for n in known:
+        by_file.setdefault(Path(n).name, []).append(n)
+    out: dict[int, CameraEntry] = {}
+    for entry in entries:
+        name = entry.name if entry.name in known else None
+        if name is None:
+            candidates = by_file.get(Path(entry.name).name, [])
+            name = candidates[0] if len(candidates) == 1 else None
+        if name is None:
+            shown = ", ".join(sorted(known)[:4]) + (" …" if len(known) > 4 else "")
+            raise UserError(f"{entry.where}: no input image has this name (inputs: {shown})")
+        if name not in index:
+            continue  # an input left out by --stride / --max-frames
+        i = index[name]
+        if i in out:
+            raise UserError(f"{entry.where}: names the same input as {out[i].where}")
+        out[i] = _fit_size(entry, *sizes[i])
+    return out
+
+
+def _fit_size(entry: CameraEntry, width: int, height: int) -> CameraEntry:
+    """``entry`` for an image of ``width × height``: the same size, or (COLMAP, transforms.json) the same
+    aspect at another resolution, K rescaled (``u' = (u + ½)·s − ½``)."""
+    if (entry.width, entry.height) == (width, height):
+        return entry
+    sx, sy = width / entry.width, height / entry.height
+    if entry.rescalable and abs(sx - sy) * max(entry.width, entry.height) < 1.0:
+        S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+        return CameraEntry(entry.name, width, height, S @ entry.K, entry.cam_from_world, entry.where)
+    rotated = " (rotated: check the EXIF orientation)" if (entry.width, entry.height) == (height, width) else ""
+    raise UserError(f"{entry.where}: gives the size {entry.width}x{entry.height} but the image is "
+                    f"{width}x{height}{rotated}")
+
+
+def known_cameras(
+    names: Sequence[str],
+    sizes: Sequence[tuple[int, int]],
+    paths: Optional[Sequence[Optional[str | os.PathLike]]] = None,
+    cameras_file: Optional[str | os.PathLike] = None,
+    fix_poses: bool = False,
+    all_names: Optional[Sequence[str]] = None,
+    say: Optional[Callable[[str], None]] = None,
+) -> KnownCameras:
+    """What is known about each view: the cameras file's K (and pose), else the EXIF focal length of the image
+    file ``paths[i]`` (``None``: a video frame, no EXIF). ``fix_poses`` needs a pose for at least one view."""
+    say = say or (lambda _m: None)
+    S = len(names)
+    known = KnownCameras.empty(S)
+    known.fix_poses = fix_poses
+    matched: dict[int, CameraEntry] = {}
+    if cameras_file is not None:
+        entries = read_cameras_file(cameras_file)
+        matched = match_entries(entries, names, sizes, all_names)
+        for i, entry in matched.items():
+            known.K[i] = entry.K
+            known.intrinsics_source[i] = "given"
+            if entry.cam_from_world is not None:
+                known.cam_from_world[i] = entry.cam_from_world
+        posed = int(np.isfinite(known.cam_from_world).all(axis=(1, 2)).sum())
+        say(f"cameras: {cameras_file} gives the intrinsics of {len(matched)}/{S} views"
+            + (f" and the poses of {posed}" if posed else "")
+            + (" (kept: --fix-poses)" if fix_poses and posed else " (poses unused without --fix-poses)" if posed else ""))
+    if fix_poses and not known.posed.any():
+        raise UserError(f"--fix-poses: {cameras_file or 'no --cameras file'} gives no pose for any input view"
+                        if cameras_file is not None else "--fix-poses needs --cameras FILE with poses")
+    if paths is not None:
+        exif = 0
+        for i, path in enumerate(paths):
+            if i in matched or path is None:
+                continue
+            focal = exif_focal(path)
+            if focal is not None:
+                known.K[i] = centred_K(focal, *sizes[i])
+                known.intrinsics_source[i] = "exif"
+                exif += 1
+        if exif:
+            say(f"cameras: EXIF focal lengths of {exif}/{S} views (a prior SfM refines)")
+    return known
