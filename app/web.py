@@ -106,6 +106,16 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
                     False, label="Fast preview (network only)", elem_id="fast",
                     info="one forward pass: cameras and depth from the network, no SfM, no dense fitting",
                 )
+                with gr.Accordion("Known cameras (optional)", open=False):
+                    cameras = paths_only(gr.File(
+                        file_count="multiple", file_types=[".json", ".txt", ".bin"], elem_id="cameras_file",
+                        label="cameras.json, transforms.json, or a COLMAP model's cameras/images/points3D files",
+                    ))
+                    fix_poses = gr.Checkbox(
+                        False, label="Keep the given poses", elem_id="fix_poses",
+                        info="the file's poses are kept exactly (its world frame and scale); the other views are "
+                        "registered to them. Without it only the intrinsics are used (held fixed).",
+                    )
                 run = gr.Button("Reconstruct", variant="primary", elem_id="run")
                 examples, example_labels = example_scenes()
                 if examples:
@@ -130,10 +140,12 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
         with gr.Tab("Cameras"):
             table = gr.Dataframe(headers=CAMERA_TABLE_HEADERS, label="Camera poses and intrinsics", elem_id="cameras")
             gr.Markdown(
-                "source = where the camera came from (`sfm`: registered by structure-from-motion; `network`: "
-                "predicted, placed among the SfM cameras when SfM missed the view). Intrinsics in pixels of the "
-                "original image (pixel centres at integer coordinates); centre = camera position in the world "
-                "(first camera's frame, arbitrary scale); q = camera-from-world rotation, OpenCV axes."
+                "source = where the pose came from (`given`: the cameras file, kept; `sfm`: registered by "
+                "structure-from-motion; `network`: predicted, placed among the others when SfM missed the view); "
+                "intrinsics = where the intrinsics came from (`given`, `exif`, `sfm`, `network`). Intrinsics in "
+                "pixels of the original image (pixel centres at integer coordinates); centre = camera position in "
+                "the world (first camera's frame, arbitrary scale; the file's with given poses kept); q = "
+                "camera-from-world rotation, OpenCV axes."
             )
         downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
@@ -143,7 +155,7 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
         )
         run.click(
             h.run,
-            inputs=[files, model, stride, max_frames, fast, conf, show_cams, mask_bg, source, scene],
+            inputs=[files, model, stride, max_frames, fast, conf, show_cams, mask_bg, source, scene, cameras, fix_poses],
             outputs=[viewer, gallery, table, downloads, frames, status, scene],
             api_visibility="undocumented",
             concurrency_id="model",
@@ -163,19 +175,23 @@ def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
         with gr.Row(visible=False):
             api_files = paths_only(gr.File(file_count="multiple", label="images"))
             api_fast = gr.Checkbox(False, label="fast")
+            api_cameras = paths_only(gr.File(file_count="multiple", label="cameras"))
+            api_fix_poses = gr.Checkbox(False, label="fix_poses")
             api_glb = gr.File(label="scene.glb")
             api_ply = gr.File(label="scene.ply")
             api_cams = gr.File(label="cameras.json")
             api_button = gr.Button("reconstruct")
         api_button.click(
             h.api_reconstruct,
-            inputs=[api_files, api_fast],
+            inputs=[api_files, api_fast, api_cameras, api_fix_poses],
             outputs=[api_glb, api_ply, api_cams],
             api_name="reconstruct",
             api_description="Reconstruct a scene from image files (or one video) like mum-reconstruct: network, "
             "SfM cameras and dense depth cross-checked between views (fast=True: the network alone, points above "
             "the 50th confidence percentile). Returns scene.glb (points and camera frustums), scene.ply and "
-            "cameras.json (the CLI's schema: per image name, width, height, K, cam_from_world, source).",
+            "cameras.json (the CLI's schema: per image name, width, height, K, cam_from_world, source, "
+            "pose_source, intrinsics_source). Optional: cameras (a cameras.json, transforms.json or COLMAP model "
+            "files, like --cameras) and fix_poses (keep their poses, like --fix-poses).",
             concurrency_id="model",
             concurrency_limit=cfg.concurrency,
         )

@@ -6,13 +6,16 @@ they are no longer needed and keeps the server's temporary disk under its budget
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +226,48 @@ def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | N
     return load_views([str(p) for p in paths], stride=max(int(stride or 1), 1), max_frames=limit)
 
 
+COLMAP_MODEL_FILES = ("cameras", "images", "points3D")
+
+
+@contextlib.contextmanager
+def cameras_upload(files: Any) -> Iterator[Path | None]:
+    """The uploaded cameras file as ``--cameras`` takes it: one ``cameras.json`` / ``transforms.json``, or a
+    COLMAP model's ``cameras``, ``images`` and ``points3D`` files (``.txt`` or ``.bin``), gathered in a
+    temporary folder for the run; ``None`` when nothing was uploaded."""
+    paths = upload_paths(files)
+    if not paths:
+        yield None
+        return
+    if len(paths) == 1 and paths[0].suffix.lower() == ".json":
+        yield paths[0]
+        return
+    stems = sorted(p.stem for p in paths)
+    if stems != sorted(COLMAP_MODEL_FILES) or len({p.suffix.lower() for p in paths}) != 1 \
+            or paths[0].suffix.lower() not in (".txt", ".bin"):
+        raise UserError("cameras file: upload one cameras.json or transforms.json, or a COLMAP model's "
+                        "cameras, images and points3D files (all .txt or all .bin)")
+    with tempfile.TemporaryDirectory(prefix="mum-cameras-") as folder:
+        for p in paths:
+            shutil.copyfile(p, Path(folder) / p.name)
+        yield Path(folder)
+
+
+def known_for_uploads(files: Any, names: list[str], arrays: list, cfg: WebConfig, stride: int,
+                      max_frames: int | None, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
+    """What the cameras upload and the photos' EXIF say about each view (the CLI's ``--cameras``/``--fix-poses``)."""
+    from app.io import select_image_paths
+    from app.known_cameras import known_cameras
+
+    paths = check_uploads(files, cfg)
+    video = any(is_video_path(p) for p in paths)
+    limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
+    chosen = None if video else select_image_paths([str(p) for p in paths], max(int(stride or 1), 1), limit)
+    if fix_poses and cameras is None:
+        raise UserError("keeping the given poses needs a cameras file")
+    return known_cameras(names, [(a.shape[1], a.shape[0]) for a in arrays], chosen, cameras, bool(fix_poses),
+                         all_names=None if video else [p.name for p in paths], say=say)
+
+
 def check_request_pixels(paths: Sequence[Path], views: int, cfg: WebConfig) -> None:
     """Refuse, from the image headers alone (nothing decoded), a request whose ``views`` largest images hold
     more than ``cfg.max_request_mpx`` megapixels together: one request must not take the server's memory
@@ -254,10 +299,14 @@ class Handlers:
         max_frames: int | None,
         say: Callable[[float, str], None],
         fast: bool = False,
+        cameras: Any = None,
+        fix_poses: bool = False,
     ) -> WebScene:
         """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, dense fitting) or, with
         ``fast``, the network alone. ``say(fraction, line)`` gets the progress; a warning line (SfM failed, the
-        cameras come from the network) is also shown as a toast and kept in the scene for the summary."""
+        cameras come from the network) is also shown as a toast and kept in the scene for the summary.
+        ``cameras``: an uploaded cameras file (:func:`cameras_upload`), ``fix_poses``: keep its poses (the CLI's
+        ``--cameras`` and ``--fix-poses``)."""
         from app.pipeline import PipelineOptions, reconstruct_arrays
 
         t0 = time.perf_counter()
@@ -265,6 +314,9 @@ class Handlers:
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
         names, arrays = load_inputs(files, self.cfg, stride, max_frames)
+        with cameras_upload(cameras) as cameras_file:
+            known = known_for_uploads(files, names, arrays, self.cfg, stride, max_frames, cameras_file,
+                                      bool(fix_poses), progress)
         progress(f"loading model {model_label or self.models.default}")
         model = self.models.get(model_label)
         warnings: list[str] = []
@@ -279,7 +331,7 @@ class Handlers:
         options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
         recon = reconstruct_arrays(
             model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
-            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn,
+            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn, known=known,
         )
         recon.meta["total_s"] = time.perf_counter() - t0
         scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))
@@ -299,6 +351,8 @@ class Handlers:
         mask_background: bool,
         source: str,
         old: WebScene | None,
+        cameras: Any = None,
+        fix_poses: bool = False,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's way to ask for a progress bar
         request: gr.Request = None,
     ) -> tuple:
@@ -306,11 +360,12 @@ class Handlers:
         (replacing the session's previous one) together with its uploads. A refused submission's unusable files
         are deleted at once, its other files stay with the session so that the user can correct the selection."""
         key = session_key(request) or self.store.key_of(old) or f"local-{uuid.uuid4().hex}"
-        paths = upload_paths(files)
+        paths = upload_paths(files) + upload_paths(cameras)
         stages = StageProgress(lambda f, m: progress(f, desc=m))
         with self.store.request(paths):
             try:
-                scene = self.reconstruct_scene(files, model_label, stride, max_frames, stages, fast=bool(fast))
+                scene = self.reconstruct_scene(files, model_label, stride, max_frames, stages, fast=bool(fast),
+                                               cameras=cameras, fix_poses=bool(fix_poses))
             except DiskFull:
                 raise
             except Exception as exc:
@@ -361,13 +416,16 @@ class Handlers:
 
     # ----------------------------------------------------------------------------------------- API
     @user_errors
-    def api_reconstruct(self, files: Any, fast: bool = False) -> tuple[str, str, str]:
+    def api_reconstruct(self, files: Any, fast: bool = False, cameras: Any = None,
+                        fix_poses: bool = False) -> tuple[str, str, str]:
         """Images (or one video) → (scene.glb, scene.ply, cameras.json) with the CLI's defaults: the default
         path (SfM cameras, cross-checked dense points, no confidence filter) or with ``fast`` the network alone
-        (points above the 50th confidence percentile); camera frustums in the GLB. The uploads are deleted when
+        (points above the 50th confidence percentile); camera frustums in the GLB. ``cameras``/``fix_poses``:
+        the CLI's ``--cameras``/``--fix-poses``. The uploads are deleted when
         the call returns, the result's folder once the client has downloaded its files."""
-        with self.store.request(upload_paths(files)):
-            scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None, fast=bool(fast))
+        with self.store.request(upload_paths(files) + upload_paths(cameras)):
+            scene = self.reconstruct_scene(files, None, 1, None, lambda f, m: None, fast=bool(fast),
+                                           cameras=cameras, fix_poses=bool(fix_poses))
             options = RenderOptions(self.cfg.api_percentile(bool(fast)), max_points=self.cfg.api_max_points)
             try:
                 rendered = scene.render(options, full_exports=False)
@@ -408,9 +466,13 @@ def summary(scene: WebScene, points: int) -> str:
     parts = [f"**{r.num_views} view{'s' if r.num_views != 1 else ''}** → **{points:,} points** shown"]
     sfm = r.meta.get("sfm")
     if scene.fast:
-        parts.append("fast preview: cameras from the network")
+        given = r.sources().count("given")
+        parts.append(f"fast preview: {given} given cameras, the others from the network" if given
+                     else "fast preview: cameras from the network")
     elif sfm is not None:
-        cams = f"**{r.sources().count('sfm')}/{r.num_views} cameras from SfM**"
+        given = r.sources().count("given")
+        cams = (f"**{given} given + {r.sources().count('sfm')} SfM of {r.num_views} cameras**" if given
+                else f"**{r.sources().count('sfm')}/{r.num_views} cameras from SfM**")
         error = sfm.get("reprojection_px_mean")
         if error is not None and np.isfinite(error):
             cams += f", reprojection error {error:.2f} px"

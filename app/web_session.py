@@ -35,7 +35,7 @@ VIEWER_MAX_POINTS = 400_000  # what a browser's WebGL view handles smoothly
 GALLERY_MAX_VIEWS = 24
 
 CAMERA_TABLE_HEADERS = [
-    "view", "name", "source", "width", "height", "fx", "fy", "cx", "cy",
+    "view", "name", "source", "intrinsics", "width", "height", "fx", "fy", "cx", "cy",
     "center x", "center y", "center z", "qw", "qx", "qy", "qz",
 ]
 
@@ -185,20 +185,21 @@ def frame_labels(names: Sequence[str]) -> list[str]:
 
 
 def camera_table(recon: Reconstruction) -> list[list]:
-    """One row per view: where its camera came from ("sfm" or "network"), image size, intrinsics (original
-    pixels), camera centre in the world and the camera-from-world rotation as a quaternion (w, x, y, z)."""
+    """One row per view: where its pose came from ("given", "sfm" or "network") and its intrinsics ("given",
+    "exif", "sfm" or "network"), image size, intrinsics (original pixels), camera centre in the world and the
+    camera-from-world rotation as a quaternion (w, x, y, z)."""
     from scipy.spatial.transform import Rotation
 
     centers = recon.camera_centers()
     quats = Rotation.from_matrix(recon.cam_from_world[:, :3, :3]).as_quat()  # x, y, z, w
-    sources = recon.sources()
+    sources, intrinsics = recon.sources(), recon.intrinsics_origins()
     rows = []
     for i, name in enumerate(recon.names):
         K = recon.intrinsics[i]
         w, h = recon.image_sizes[i]
         x, y, z, qw = quats[i]
         rows.append(
-            [i, name, sources[i], int(w), int(h)]
+            [i, name, sources[i], intrinsics[i], int(w), int(h)]
             + [round(float(v), 2) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]
             + [round(float(v), 4) for v in (*centers[i], qw, x, y, z)]
         )

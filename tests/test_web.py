@@ -105,9 +105,10 @@ def test_api_is_documented(client):
     assert "/reconstruct" in info["named_endpoints"]
     assert list(info["named_endpoints"]) == ["/reconstruct"]  # UI-only events stay out of the API page
     params = info["named_endpoints"]["/reconstruct"]["parameters"]
-    assert [p["parameter_name"] for p in params] == ["files", "fast"]
+    assert [p["parameter_name"] for p in params] == ["files", "fast", "cameras", "fix_poses"]
     assert not params[0]["parameter_has_default"]
     assert params[1]["parameter_has_default"] and params[1]["parameter_default"] is False
+    assert params[3]["parameter_has_default"] and params[3]["parameter_default"] is False
 
 
 def _bad_files(tmp: Path) -> dict[str, list]:
@@ -289,6 +290,44 @@ def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     assert n == pytest.approx(0.5 * len(SFM_VIEWS) * 112 * 80, abs=2)  # the fast preview's 50th percentile
     fractions = [f for f, _ in calls]
     assert all(a < b for a, b in zip(fractions, fractions[1:]))
+
+
+def test_cameras_upload_is_the_clis_cameras_option(tmp_path):
+    """An uploaded cameras.json with "keep the given poses": the cameras are exactly the file's and the table and
+    the downloaded cameras.json say so; without the checkbox only its intrinsics are used; a bad upload is a
+    one-line message naming the entry."""
+    import gradio as gr
+
+    from app.export import cameras_dict
+
+    model = CountingModel(tiny_model())
+    h = handlers(tmp_path, model)
+    files = [str(p) for p in SFM_VIEWS[:3]]
+    first = h.reconstruct_scene(files, None, 1, None, lambda f, m: None, fast=True)
+    given = cameras_dict(first.recon)
+    for entry in given["images"]:
+        entry["K"][0][0] *= 1.1  # not what the network says
+    (tmp_path / "cams.json").write_text(json.dumps(given))
+    for fix in (True, False):
+        out = h.run(files, None, 1, None, True, 50, True, False, "depth", None, [str(tmp_path / "cams.json")], fix,
+                    progress=lambda *a, **k: None)
+        table, downloads, status, scene = out[2], out[3], out[5], out[6]
+        cams = json.loads(Path(next(f for f in downloads if f.endswith("cameras.json"))).read_text())["images"]
+        assert list(table["intrinsics"]) == ["given"] * 3 == [c["intrinsics_source"] for c in cams]
+        for c, g in zip(cams, given["images"]):
+            np.testing.assert_array_equal(c["K"], g["K"])
+            if fix:
+                np.testing.assert_array_equal(c["cam_from_world"], g["cam_from_world"])
+        assert list(table["source"]) == ["given" if fix else "network"] * 3
+        assert ("3 given cameras" in status) == fix
+    given["images"][1]["K"][2] = [0, 1, 1]
+    (tmp_path / "bad.json").write_text(json.dumps(given))
+    with pytest.raises(gr.Error, match=r"images\[1\].*K must be"):
+        h.run(files, None, 1, None, True, 50, True, False, "depth", None, [str(tmp_path / "bad.json")], False,
+              progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="cameras file: upload one"):
+        h.run(files, None, 1, None, True, 50, True, False, "depth", None,
+              [str(tmp_path / "cams.json"), str(tmp_path / "bad.json")], False, progress=lambda *a, **k: None)
 
 
 def test_sfm_failure_is_a_warning_in_the_page(tmp_path, monkeypatch):
