@@ -318,3 +318,25 @@ def test_unknown_cameras_file(tmp_path, capsys):
     (tmp_path / "x.json").write_text('{"something": 1}')
     with pytest.raises(UserError, match="not a cameras file"):
         read_cameras_file(tmp_path / "x.json")
+
+
+# ------------------------------------------------------------------------------------------------ SfM
+def test_sfm_holds_given_intrinsics_and_shares_cameras_by_what_is_known():
+    from app.io import load_views
+    from app.known_cameras import KnownCameras, centred_K
+    from app.sfm import _camera_groups, run_sfm
+
+    names, arrays = load_views(sorted(TUM.iterdir())[:8:2])
+    known = KnownCameras.empty(4)
+    K = np.array([[560.0, 0, 322.0], [0, 560.0, 236.0], [0, 0, 1]])  # ~5 % off the reference, off-centre
+    for i in (0, 1):
+        known.K[i], known.intrinsics_source[i] = K, "given"
+    known.K[2], known.intrinsics_source[2] = centred_K(500.0, 640, 480), "exif"
+    groups = sorted((sorted(g), single) for g, single in _camera_groups(arrays, known))
+    assert groups == [([0, 1], True), ([2, 3], False)]  # given K shared; the EXIF view and the unknown one alone
+    assert _camera_groups(arrays, None) == [([0, 1, 2, 3], True)]
+    sfm = run_sfm(arrays, np.full(4, 520.0), known=known)
+    assert sfm.registered.all()
+    for i in (0, 1):  # held by every bundle adjustment, not merely overwritten afterwards
+        np.testing.assert_allclose(sfm.intrinsics[i], K, atol=1e-6)
+    assert abs(sfm.intrinsics[2, 0, 0] - 500.0) > 1e-3  # an EXIF focal length is a prior that SfM refines
