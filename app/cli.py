@@ -217,12 +217,17 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
 
 def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str], arrays, say: Callable[[str], None]):
     """What ``--cameras`` and the photos' EXIF say about each view (:mod:`app.known_cameras`)."""
-    from app.io import is_video_path, select_image_paths
+    from app.io import is_video_path, select_image_paths, view_names
     from app.known_cameras import known_cameras
 
     video = len(inputs) == 1 and is_video_path(inputs[0])
     paths = None if video else select_image_paths(args.inputs, args.stride, args.max_frames)
-    all_names = [p.name for p in inputs] if not video else None
+    all_names = None
+    if not video:  # every input's view name, before --stride/--max-frames: an entry naming a dropped one is fine
+        try:
+            all_names = view_names(inputs)
+        except UserError:  # a name the exports cannot hold, among the inputs left out
+            all_names = [p.name for p in inputs]
     return known_cameras(names, [(a.shape[1], a.shape[0]) for a in arrays], paths, args.cameras, args.fix_poses,
                          all_names=all_names, say=say)
 

@@ -340,3 +340,15 @@ def test_sfm_holds_given_intrinsics_and_shares_cameras_by_what_is_known():
     for i in (0, 1):  # held by every bundle adjustment, not merely overwritten afterwards
         np.testing.assert_allclose(sfm.intrinsics[i], K, atol=1e-6)
     assert abs(sfm.intrinsics[2, 0, 0] - 500.0) > 1e-3  # an EXIF focal length is a prior that SfM refines
+
+
+def test_entries_of_inputs_left_out_by_sampling_are_not_an_error(small_inputs, tmp_path):
+    imgs, recon = small_inputs
+    export.write_cameras_json(tmp_path / "cams.json", recon)
+    assert main([str(imgs), "-o", str(tmp_path / "o.json"), "--cameras", str(tmp_path / "cams.json"), "--stride", "2",
+                 "--fix-poses", *TINY, "--fast"]) == 0
+    cams = _cams(tmp_path / "o.json")
+    assert [c["name"] for c in cams] == ["v0.png", "v2.png"]
+    assert [c["pose_source"] for c in cams] == ["given", "given"]
+    for c, i in zip(cams, (0, 2)):
+        np.testing.assert_array_equal(c["cam_from_world"], recon.cam_from_world[i])
