@@ -57,6 +57,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: views still missing", 0.6),
     (r"sfm: mapping refused", 0.6),
     (r"sfm: \d+ view\(s\) not registered, placed", 0.63),
+    (r"sfm: nothing registered to the given poses", 0.63),
     (r"warning:", 0.63),
     (r"dense: depth fitted", 0.66),
     (r"dense: depth upsampled", 0.72),

@@ -352,3 +352,26 @@ def test_entries_of_inputs_left_out_by_sampling_are_not_an_error(small_inputs, t
     assert [c["pose_source"] for c in cams] == ["given", "given"]
     for c, i in zip(cams, (0, 2)):
         np.testing.assert_array_equal(c["cam_from_world"], recon.cam_from_world[i])
+
+
+def test_one_given_pose_anchors_the_sfm_cameras(tum_run):
+    imgs, root = tum_run
+    data = json.loads((root / "out" / "cameras.json").read_text())
+    full = [np.array(e["cam_from_world"]) for e in data["images"]]
+    turn = np.eye(4)
+    turn[:3, :3] = np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])  # the one given pose: turned by 90°, moved
+    turn[:3, 3] = [1.0, 2.0, 3.0]
+    for k, entry in enumerate(data["images"]):
+        if k:
+            del entry["cam_from_world"]
+        else:
+            entry["cam_from_world"] = (full[0] @ turn).tolist()
+    (root / "one.json").write_text(json.dumps(data))
+    out = root / "one_out.json"
+    assert main([str(imgs), "-o", str(out), "--cameras", str(root / "one.json"), "--fix-poses", *TINY]) == 0
+    cams = _cams(out)
+    assert [c["pose_source"] for c in cams] == ["given", "sfm", "sfm", "sfm"]
+    np.testing.assert_array_equal(cams[0]["cam_from_world"], full[0] @ turn)
+    for c, T in zip(cams[1:], full[1:]):  # SfM's cameras moved rigidly with the given one
+        R = np.array(c["cam_from_world"])[:3, :3] @ (T @ turn)[:3, :3].T
+        assert np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))) < 1.0
