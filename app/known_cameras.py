@@ -7,7 +7,7 @@ A cameras file is one of
   K in pixels of the original image with pixel centres at integers, OpenCV camera-from-world 4×4), also the
   ``demo/*/cameras_reference.json`` layout (:func:`mum.data.readers.common.load_cameras_file`);
 * a COLMAP model folder (``sparse/0`` or a scene folder holding it; text or binary): registered images, their
-  poses and the pinhole part of their cameras (distortion is not modelled and is dropped, with a note);
+  poses and the pinhole part of their cameras (distortion is not modelled and is dropped, with a progress note);
 * a nerfstudio / instant-ngp ``transforms.json``.
 
 Entries are matched to the inputs by view name (the file name, or the path below the inputs' common folder
@@ -65,6 +65,7 @@ class CameraEntry:
     cam_from_world: Optional[np.ndarray]
     where: str
     rescalable: bool = False  # COLMAP / transforms.json: another resolution of the same image is accepted
+    distorted: bool = False  # the file models lens distortion, which the pinhole K here drops
 
 
 @dataclass
@@ -202,17 +203,34 @@ def _read_colmap(path: Path) -> list[CameraEntry]:
     entries = []
     for i, name in enumerate(scene.names):
         pose = np.vstack([scene.extrinsics[i], [0, 0, 0, 1]])
+        params = (scene.distortion[i].get("params", []) if scene.distortion else [])
+        distorted = bool(scene.distortion and scene.distortion[i]) and any(
+            abs(float(x)) > 0 for x in params[_PINHOLE_PARAMS.get(scene.distortion[i].get("model"), 4):])
         entries.append(CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i], pose,
-                                   f"{model}: image {name!r}", rescalable=True))
+                                   f"{model}: image {name!r}", rescalable=True, distorted=distorted))
     return entries
+
+
+# COLMAP camera models: how many leading parameters are focal length(s) and principal point
+_PINHOLE_PARAMS = {"SIMPLE_RADIAL": 3, "RADIAL": 3, "SIMPLE_RADIAL_FISHEYE": 3, "RADIAL_FISHEYE": 3}
+_DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 
 
 def _read_transforms(path: Path) -> list[CameraEntry]:
     from mum.data.readers.nerfstudio import read_transforms_json
 
     scene = read_transforms_json(path, require_images=False)
+    data = json.loads(path.read_text())
+    frames = data.get("frames", [])
+
+    def distorted(frame: dict) -> bool:
+        values = [frame.get(k, data.get(k, 0.0)) for k in _DISTORTION_KEYS]
+        return any(isinstance(v, (int, float)) and v != 0 for v in values)
+
+    by_name = {Path(str(f.get("file_path", ""))).name: f for f in frames if isinstance(f, dict)}
     return [CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i],
-                        np.vstack([scene.extrinsics[i], [0, 0, 0, 1]]), f"{path}: frame {name!r}", rescalable=True)
+                        np.vstack([scene.extrinsics[i], [0, 0, 0, 1]]), f"{path}: frame {name!r}", rescalable=True,
+                        distorted=distorted(by_name.get(name, by_name.get(Path(name).stem, {}))))
             for i, name in enumerate(scene.names)]
 
 
@@ -329,7 +347,8 @@ def _fit_size(entry: CameraEntry, width: int, height: int) -> CameraEntry:
     sx, sy = width / entry.width, height / entry.height
     if entry.rescalable and abs(sx - sy) * max(entry.width, entry.height) < 1.0:
         S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-        return CameraEntry(entry.name, width, height, S @ entry.K, entry.cam_from_world, entry.where)
+        return CameraEntry(entry.name, width, height, S @ entry.K, entry.cam_from_world, entry.where,
+                           distorted=entry.distorted)
     rotated = " (rotated: check the EXIF orientation)" if (entry.width, entry.height) == (height, width) else ""
     raise UserError(f"{entry.where}: gives the size {entry.width}x{entry.height} but the image is "
                     f"{width}x{height}{rotated}")
@@ -359,6 +378,10 @@ def known_cameras(
             known.intrinsics_source[i] = "given"
             if entry.cam_from_world is not None:
                 known.cam_from_world[i] = entry.cam_from_world
+        distorted = sum(entry.distorted for entry in matched.values())
+        if distorted:
+            say(f"cameras: {cameras_file} models lens distortion for {distorted} view(s); it is ignored (the "
+                f"pipeline is pinhole: use undistorted images for exact results)")
         posed = int(np.isfinite(known.cam_from_world).all(axis=(1, 2)).sum())
         say(f"cameras: {cameras_file} gives the intrinsics of {len(matched)}/{S} views"
             + (f" and the poses of {posed}" if posed else "")

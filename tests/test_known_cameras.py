@@ -375,3 +375,19 @@ def test_one_given_pose_anchors_the_sfm_cameras(tum_run):
     for c, T in zip(cams[1:], full[1:]):  # SfM's cameras moved rigidly with the given one
         R = np.array(c["cam_from_world"])[:3, :3] @ (T @ turn)[:3, :3].T
         assert np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))) < 1.0
+
+
+@pytest.mark.parametrize("k", [0.0, 0.05])
+def test_lens_distortion_in_a_colmap_model_is_dropped_with_a_note(tmp_path, k):
+    import pycolmap
+
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(pycolmap.Camera(model="SIMPLE_RADIAL", width=48, height=32,
+                                                    params=[40.0, 24.0, 16.0, k], camera_id=1))
+    rec.add_image_with_trivial_frame(pycolmap.Image(name="v0.png", camera_id=1, image_id=1), pycolmap.Rigid3d())
+    rec.write_text(str(tmp_path))
+    lines = []
+    known = known_cameras(["v0.png"], [(48, 32)], cameras_file=tmp_path, fix_poses=True, say=lines.append)
+    np.testing.assert_allclose(known.K[0], [[40.0, 0, 23.5], [0, 40.0, 15.5], [0, 0, 1]])  # the pinhole part
+    np.testing.assert_allclose(known.cam_from_world[0], np.eye(4))
+    assert any("models lens distortion" in line for line in lines) == (k != 0)
