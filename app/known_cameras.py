@@ -33,7 +33,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -78,7 +78,6 @@ class KnownCameras:
     intrinsics_source: list[str]
     cam_from_world: np.ndarray
     fix_poses: bool = False
-    notes: list[str] = field(default_factory=list)
 
     @property
     def num_views(self) -> int:
@@ -98,9 +97,6 @@ class KnownCameras:
         if not self.fix_poses:
             return np.zeros(self.num_views, bool)
         return np.isfinite(self.cam_from_world).all(axis=(1, 2))
-
-    def any(self) -> bool:
-        return bool(self.known_intrinsics.any() or self.posed.any())
 
     @classmethod
     def empty(cls, S: int) -> "KnownCameras":
