@@ -22,8 +22,8 @@ from app.dense_fit import (
     overlap_neighbours,
     upsample_depth,
 )
-from app.io import ViewTransform, warp_view
-from app.native_stderr import native_stderr_to
+from mum.io import ViewTransform, warp_view
+from mum.native_stderr import native_stderr_to
 from app.pair_selection import select_pairs
 from app.reconstruction import PointCloud, Reconstruction
 from app.sfm import SfmResult, reprojection_errors, run_sfm

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from app.cli_common import is_out_of_memory
-from app.io import ViewTransform, preprocess
+from mum.io import ViewTransform, preprocess
 from app.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.sfm import SfmOptions
 from mum.errors import UserError

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.io import ViewTransform, warp_view
+from mum.io import ViewTransform, warp_view
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def run_sfm(
 ) -> SfmResult:
     """Structure-from-motion on ``uint8`` RGB views (original size). ``focal_prior`` ``[S]`` in original
     pixels; ``pairs``: the view pairs to match (``None``: all). COLMAP's C++ log goes wherever file descriptor
-    2 goes: wrap the call in :func:`app.native_stderr.native_stderr_to` to keep it off a terminal."""
+    2 goes: wrap the call in :func:`mum.native_stderr.native_stderr_to` to keep it off a terminal."""
     import pycolmap
 
     say = say or (lambda _m: None)

@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 
 from app.cli_common import is_out_of_memory
-from app.io import is_image_path, is_video_path, load_views
+from mum.io import is_image_path, is_video_path, load_views
 from app.reconstruction import default_conf_percentile
 from app.web_models import ModelCache
 from app.web_session import (
@@ -228,7 +228,7 @@ def check_request_pixels(paths: Sequence[Path], views: int, cfg: WebConfig) -> N
     more than ``cfg.max_request_mpx`` megapixels together: one request must not take the server's memory
     (each decoded view takes 3 bytes a pixel, and SfM and dense fitting more). A video's frames are bounded by
     the per-frame pixel limit and ``max_views``."""
-    from app.io import image_size
+    from mum.io import image_size
 
     sizes = sorted((w * h for w, h in (image_size(p) for p in paths if is_image_path(p))), reverse=True)
     total = sum(sizes[:views]) / 1e6
@@ -275,7 +275,7 @@ class Handlers:
             gr.Warning(message.removeprefix("warning: "))
             progress(message)
 
-        # COLMAP's own log lines are not for users (app.native_stderr: safe for runs overlapping in threads)
+        # COLMAP's own log lines are not for users (mum.native_stderr: safe for runs overlapping in threads)
         options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
         recon = reconstruct_arrays(
             model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,

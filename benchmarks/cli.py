@@ -41,7 +41,7 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     import app.cli as cli  # noqa: F401  (mum first: CPU threading policy)
     import heads
     from app import export  # noqa: F401
-    from app.io import load_views
+    from mum.io import load_views
     from app.pipeline import PipelineOptions, reconstruct_arrays
     import plyfile  # noqa: F401
 

@@ -59,7 +59,7 @@ def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float,
 
 
 def run_pipeline(model, scene, fast: bool, **options) -> dict:
-    from app.io import load_views
+    from mum.io import load_views
     from app.pipeline import PipelineOptions, reconstruct_arrays
 
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
@@ -82,7 +82,7 @@ def run_plain_sfm(scene) -> dict:
     """pycolmap with its defaults on the image files."""
     import pycolmap
 
-    from app.native_stderr import native_stderr_to
+    from mum.native_stderr import native_stderr_to
 
     pycolmap.logging.minloglevel = 2
     with tempfile.TemporaryDirectory() as tmp, native_stderr_to("/dev/null"):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from app.native_stderr import native_stderr_to
+from mum.native_stderr import native_stderr_to
 from mum.errors import UserError, is_unprintable, one_line
 from mum.files import resolve_path
 

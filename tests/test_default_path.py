@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import heads
-from app.io import load_views
+from mum.io import load_views
 from app.pipeline import PipelineOptions, reconstruct_arrays
 from app.sfm import reprojection_errors
 from heads.geometry import pose_auc, relative_pose_errors

@@ -16,7 +16,7 @@ from app.dense_fit import (
     overlap_neighbours,
     warp_depth,
 )
-from app.io import ViewTransform, warp_view
+from mum.io import ViewTransform, warp_view
 from app.reconstruction import camera_centres
 from app.pair_selection import pairs_from_neighbours, retrieval_neighbours, select_pairs, sequential_neighbours
 

@@ -75,7 +75,7 @@ def server_network_size(model) -> tuple[int, int]:
     """The test server's network size for the 640 × 480 demo views (see ``web_support.start_server``)."""
     import os
 
-    from app.io import network_size
+    from mum.io import network_size
 
     long_side = model.cfg.image_size if os.environ.get("MUM_WEB_TEST_MODEL") else 112
     return network_size(640, 480, long_side, model.patch_size)
@@ -389,7 +389,7 @@ def test_portrait_photos_run_at_the_models_size(tmp_path):
     import cv2
 
     heads = pytest.importorskip("heads")
-    from app.io import network_size
+    from mum.io import network_size
 
     paths = []
     for p in SFM_VIEWS[:4]:

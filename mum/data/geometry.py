@@ -93,3 +93,23 @@ def rotation_about_axis(axis: np.ndarray, angle: float) -> np.ndarray:
     axis = axis / np.linalg.norm(axis)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+def sparse_depth(points3d: np.ndarray, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points ``[P, 3]`` into each camera (``[S, 3, 4]``, ``[S, 3, 3]``): nearest z per pixel.
+
+    Returns ``depth`` ``[S, H, W]`` float32 (0 = unknown) and ``valid`` ``[S, H, W]`` bool. No visibility test
+    beyond keeping the nearest point per pixel (COLMAP tracks would be exact; points are usually few)."""
+    S = extrinsics.shape[0]
+    depth = np.full((S, height, width), np.inf, dtype=np.float32)
+    for i in range(S):
+        cam = points3d @ extrinsics[i, :3, :3].T + extrinsics[i, :3, 3]
+        z = cam[:, 2]
+        ok = z > 1e-6
+        uv = cam[ok] @ intrinsics[i].T
+        u = np.rint(uv[:, 0] / uv[:, 2]).astype(np.int64)
+        v = np.rint(uv[:, 1] / uv[:, 2]).astype(np.int64)
+        inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        np.minimum.at(depth[i], (v[inside], u[inside]), z[ok][inside].astype(np.float32))
+    valid = np.isfinite(depth)
+    return np.where(valid, depth, 0).astype(np.float32), valid
