@@ -1,6 +1,6 @@
 """Camera and scene geometry as plain tensor functions (the project's one geometry module).
 
-Conventions (see ``DESIGN.md``):
+Conventions (see ``docs/architecture.md``):
 
 - Extrinsics are camera-from-world with OpenCV axes (x right, y down, z forward): ``[..., 3, 4] = [R | t]``,
   ``X_cam = R @ X_world + t``.

@@ -3,8 +3,7 @@
 - :func:`to_first_camera_frame` re-expresses extrinsics in the frame of view 0 (view 0 becomes ``[I | 0]``);
 - :func:`depth_to_points` unprojects z-depth to points in the world (= first camera) frame;
 - :func:`normalize_by_mean_distance` divides depth, points and translations by the mean distance of valid
-  points to the origin (DESIGN.md: "ground truth for training is normalised by the mean distance of valid
-  points to the origin").
+  points to the origin (the training convention of docs/architecture.md).
 """
 
 from __future__ import annotations

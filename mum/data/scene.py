@@ -1,6 +1,6 @@
 """The one scene structure every reader returns and every writer and the dataset layer consume.
 
-Conventions (``DESIGN.md``): extrinsics camera-from-world, OpenCV axes, ``[N, 3, 4]``; intrinsics in pixels of
+Conventions (``docs/architecture.md``): extrinsics camera-from-world, OpenCV axes, ``[N, 3, 4]``; intrinsics in pixels of
 the stored image, ``[N, 3, 3]``, pixel centres at integer coordinates (COLMAP and nerfstudio put them at
 half-integers; their readers and writers shift by 0.5); depth = z in the camera frame, 0 where unknown.
 Images are kept either as file paths (read lazily with :func:`mum.io.read_image`) or as ``uint8`` RGB arrays.
