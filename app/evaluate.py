@@ -23,12 +23,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from heads.registry import DEFAULT_MODEL, PRESETS
 from mum.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mum-eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mum-tiny", help="preset name or checkpoint path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or checkpoint path (default: {DEFAULT_MODEL})")
     p.add_argument("--weights", help="weights for a preset name")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="evaluate on N held-out synthetic scenes")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -137,6 +138,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = load_model(args.model, weights=args.weights, device=device)
     except ValueError as exc:  # an unknown name, or --weights with a checkpoint path
         raise UserError(f"--model/--weights: {exc}") from None
+    if args.model in PRESETS and args.weights is None:  # said even with --quiet: the figures would mean nothing
+        print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, scored as "
+              f"the untrained baseline (the trained default is {DEFAULT_MODEL})", file=sys.stderr)
     per_scene: dict[str, dict[str, float]] = {}
     groups: dict[str, dict[str, float]] = {}
     from tqdm import tqdm

@@ -91,3 +91,20 @@ def test_validation_split_scenes_differ_from_test_scenes() -> None:
     (val_name, val), = synthetic_samples(1, 2, (32, 32), "val")
     assert test_name == "synthetic/0000" and val_name == "synthetic-val/0000"
     assert not torch.equal(test["images"], val["images"])
+
+
+def test_every_tool_starts_from_the_one_default_model(capsys) -> None:
+    """``mum-eval``, ``mum-reconstruct`` and the web app load ``heads.DEFAULT_MODEL`` unless told otherwise, and
+    ``mum-eval`` says so when it scores an untrained preset (even with ``--quiet``)."""
+    import heads
+    from app.cli import build_parser as reconstruct_parser
+    from app.evaluate import build_parser as eval_parser
+    from app.evaluate import main
+    from app.web_models import ModelCache
+
+    assert eval_parser().parse_args([]).model == heads.DEFAULT_MODEL
+    assert (reconstruct_parser().parse_args(["x", "-o", "x.ply"]).model or heads.DEFAULT_MODEL) == heads.DEFAULT_MODEL
+    assert ModelCache("cpu", loader=lambda *a, **k: None).default == heads.DEFAULT_MODEL
+    assert main(["--model", "mum-tiny", "--synthetic", "1", "--views", "2", "--size", "32", "32",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert "random weights" in capsys.readouterr().err
