@@ -52,7 +52,7 @@ DEMO_SCENES = ("tum_freiburg", "sacre_coeur", "buddha")
 
 def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """AUC@30 and AUC@5 in percent; NaN cameras (unregistered) count as failures."""
-    from heads.geometry import pose_auc, relative_pose_errors
+    from heads.metrics import pose_auc, relative_pose_errors
 
     rra, rta = relative_pose_errors(torch.from_numpy(cam_from_world[:, :3, :4]), torch.from_numpy(reference[:, :3, :4]))
     return 100 * float(pose_auc(rra, rta, 30)), 100 * float(pose_auc(rra, rta, 5))

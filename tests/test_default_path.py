@@ -17,7 +17,7 @@ import heads
 from mum.io import load_views
 from app.pipeline import PipelineOptions, reconstruct_arrays
 from app.sfm import reprojection_errors
-from heads.geometry import pose_auc, relative_pose_errors
+from heads.metrics import pose_auc, relative_pose_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 TUM = ROOT / "demo" / "tum_freiburg"

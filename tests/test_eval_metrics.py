@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from heads.geometry import pose_auc, quat_to_mat
-from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc30, sample_views
+from heads.geometry import quat_to_mat
+from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc, pose_auc30, sample_views
 
 
 def test_auc_of_known_error_list() -> None:
