@@ -55,7 +55,7 @@ def _predict(model: Any, images: torch.Tensor) -> dict[str, torch.Tensor]:
 def evaluate_sample(model: Any, sample: dict[str, torch.Tensor], points: bool) -> dict[str, float]:
     """Metrics of one scene: ``sample`` has ``images`` ``[S,3,H,W]``, ``extrinsics`` ``[S,3,4]`` and optionally
     ``depth``/``valid`` ``[S,H,W]`` and ``intrinsics`` (dense GT enables the depth and point protocols)."""
-    from heads.geometry import depth_to_world_points
+    from mum.geometry import depth_to_world_points
     from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc30
 
     out = _predict(model, sample["images"])

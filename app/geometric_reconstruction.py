@@ -100,10 +100,10 @@ def add_geometry(
 
 
 def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` points through one ``[4, 4]`` transform (the project's :func:`heads.geometry.transform_points`)."""
+    """``[N, 3]`` points through one ``[4, 4]`` transform (the project's :func:`mum.geometry.transform_points`)."""
     import torch
 
-    from heads.geometry import transform_points
+    from mum.geometry import transform_points
 
     return transform_points(torch.from_numpy(T), torch.from_numpy(points)).numpy()
 

@@ -12,6 +12,8 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
+from mum.geometry import camera_centers
+
 # The confidence filter every front end starts with: the default path's points are already cross-checked
 # between views, so none are dropped by confidence; --fast (the network's confidence is its only filter) drops
 # the lower half.
@@ -22,11 +24,6 @@ FAST_CONF_PERCENTILE = 50.0
 def default_conf_percentile(fast: bool) -> float:
     """The confidence percentile a run starts with: 0 on the default path, 50 with ``fast``."""
     return FAST_CONF_PERCENTILE if fast else DEFAULT_CONF_PERCENTILE
-
-
-def camera_centres(cam_from_world: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` world centres ``−Rᵀ t`` of camera-from-world ``[N, 4, 4]`` (or ``[N, 3, 4]``)."""
-    return -np.einsum("nji,nj->ni", cam_from_world[:, :3, :3], cam_from_world[:, :3, 3])
 
 
 @dataclass
@@ -76,14 +73,14 @@ class Reconstruction:
 
     def camera_centers(self) -> np.ndarray:
         """``[S, 3]`` camera centres in world coordinates, ``-Rᵀt``."""
-        return camera_centres(self.cam_from_world)
+        return camera_centers(self.cam_from_world)
 
     def depth_points(self) -> np.ndarray:
         """World points ``[S, h, w, 3]`` unprojected from depth with the predicted cameras (pixel centres at
         integer coordinates, the project convention)."""
         import torch
 
-        from heads.geometry import depth_to_world_points
+        from mum.geometry import depth_to_world_points
 
         pts = depth_to_world_points(
             torch.from_numpy(self.depth.astype(np.float64)),

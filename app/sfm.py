@@ -366,7 +366,7 @@ def reprojection_errors(cam_from_world: np.ndarray, K: np.ndarray, points: np.nd
     (``[S, 4, 4]``, ``[S, 3, 3]`` original pixels): the figure that describes the exported cameras."""
     import torch
 
-    from heads.geometry import camera_points_to_pixels, world_points_to_camera_points
+    from mum.geometry import camera_points_to_pixels, world_points_to_camera_points
 
     errors = []
     for i, (idx, uv) in enumerate(observations):

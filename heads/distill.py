@@ -24,7 +24,7 @@ from mum.training.loop import Task
 from mum.training.optim import param_groups
 from mum.training.sources import ViewSource, build_source
 
-from .geometry import pose_encoding_to_extrinsics_intrinsics
+from mum.geometry import pose_encoding_to_extrinsics_intrinsics
 from .losses import LossConfig, distillation_loss
 from .metrics import depth_metrics, pose_auc30
 from .teachers import CachedTeacher, ColmapTeacher, GroundTruthTeacher, ModelTeacher, Teacher, normalize_targets

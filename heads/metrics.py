@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .geometry import rotation_angle_deg
+from mum.geometry import rotation_angle_deg
 
 
 def sample_views(num_available: int, num: int = 10, seed: int = 0) -> list[int]:

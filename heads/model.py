@@ -30,7 +30,7 @@ from .camera_head import CameraHead
 from .config import ReconstructorConfig
 from .dinov2 import DinoVisionTransformer
 from .dpt import DPTHead
-from .geometry import pose_encoding_to_extrinsics_intrinsics
+from mum.geometry import pose_encoding_to_extrinsics_intrinsics
 from .prediction import Prediction
 
 DEFAULT_CHUNK_SIZE = 8

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from mum.data.groundtruth import normalize_by_mean_distance, to_first_camera_frame
 
-from .geometry import (
+from mum.geometry import (
     depth_to_world_points,
     extrinsics_intrinsics_to_pose_encoding,
     pose_encoding_to_extrinsics_intrinsics,
@@ -87,7 +87,7 @@ class GroundTruthTeacher:
 
 class ColmapTeacher(GroundTruthTeacher):
     """COLMAP poses and intrinsics with sparse depth (``valid`` only where a triangulated point projects, see
-    :func:`mum.data.geometry.sparse_depth`). Same normalisation as ground truth; the dense gradient terms see few neighbours."""
+    :func:`mum.geometry.sparse_depth`). Same normalisation as ground truth; the dense gradient terms see few neighbours."""
 
 
 class ModelTeacher:

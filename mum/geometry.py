@@ -1,4 +1,6 @@
-"""Camera and scene geometry as plain tensor functions (the project's one geometry module).
+"""Camera and scene geometry as plain functions (the project's one geometry module): tensor functions for the
+model, the training targets and the pipeline, and at the end the few numpy helpers the synthetic data engine
+renders with (look-at cameras, pixel rays, sparse depth from points).
 
 Conventions (see ``docs/architecture.md``):
 
@@ -9,7 +11,7 @@ Conventions (see ``docs/architecture.md``):
 - Pose encoding ``absT_quaR_FoV`` (VGGT): ``[tx, ty, tz, qx, qy, qz, qw, fov_h, fov_w]``, FoV in radians,
   ``fov_h = 2 atan(H / 2 / fy)``, ``fov_w = 2 atan(W / 2 / fx)``.
 
-Every function accepts arbitrary leading batch dimensions ``...`` and computes in the dtype of its inputs.
+Every tensor function accepts arbitrary leading batch dimensions ``...`` and computes in the dtype of its inputs.
 Evaluation metrics (relative pose errors, pose AUC, Umeyama alignment) are in :mod:`heads.metrics`.
 """
 
@@ -17,22 +19,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
     "POSE_ENCODING_TYPE",
+    "camera_centers",
     "camera_points_to_pixels",
     "closed_form_inverse_se3",
     "depth_to_camera_points",
     "depth_to_world_points",
     "extri_intri_to_pose_encoding",
+    "intrinsics_from_fov",
+    "look_at",
     "extrinsics_intrinsics_to_pose_encoding",
     "mat_to_quat",
     "pixel_grid",
+    "pixel_rays",
     "pose_encoding_to_extri_intri",
     "pose_encoding_to_extrinsics_intrinsics",
     "quat_to_mat",
     "rotation_angle_deg",
+    "sparse_depth",
     "standardize_quaternion",
     "transform_points",
     "world_points_to_camera_points",
@@ -305,7 +313,8 @@ def depth_to_camera_points(depth: torch.Tensor, intrinsics: torch.Tensor) -> tor
 
 
 def depth_to_world_points(depth: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
-    """Unproject z-depth maps to world points: ``X_world = Rᵀ (X_cam - t)``.
+    """Unproject z-depth maps to world points: ``X_world = c + d · M [u, v, 1]ᵀ`` with ``M = Rᵀ K⁻¹`` and the
+    camera centre ``c = −Rᵀ t`` (``M`` and ``c`` are computed in float64, then cast to the depth's dtype).
 
     Args:
         depth: ``[..., H, W]`` or ``[..., H, W, 1]``.
@@ -315,8 +324,17 @@ def depth_to_world_points(depth: torch.Tensor, extrinsics: torch.Tensor, intrins
     Returns:
         ``[..., H, W, 3]`` points in the world frame (for VGGT outputs: the first camera's frame).
     """
-    camera_points = depth_to_camera_points(depth, intrinsics)
-    return transform_points(closed_form_inverse_se3(extrinsics), camera_points)
+    depth = _depth_hw(depth, max(extrinsics.shape[:-2], intrinsics.shape[:-2], key=len))
+    height, width = depth.shape[-2:]
+    rotation, translation = extrinsics[..., :3, :3].double(), extrinsics[..., :3, 3:].double()
+    m = (rotation.mT @ torch.linalg.inv(intrinsics.double())).to(depth.dtype)
+    centre = (-rotation.mT @ translation)[..., 0].to(depth.dtype)  # [..., 3]
+    u = torch.arange(width, dtype=depth.dtype, device=depth.device)
+    v = torch.arange(height, dtype=depth.dtype, device=depth.device)
+    along_row = u[:, None] * m[..., None, :, 0]  # u · M[:, 0]   [..., W, 3]
+    along_col = v[:, None] * m[..., None, :, 1] + m[..., None, :, 2]  # v · M[:, 1] + M[:, 2]   [..., H, 3]
+    directions = along_row[..., None, :, :] + along_col[..., :, None, :]  # [..., H, W, 3]
+    return torch.addcmul(centre[..., None, None, :], directions, depth[..., None])
 
 
 def world_points_to_camera_points(points: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
@@ -352,3 +370,75 @@ def rotation_angle_deg(rotation_a: torch.Tensor, rotation_b: torch.Tensor) -> to
     sin_theta = sin_vec.norm(dim=-1) / 2
     cos_theta = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1) / 2
     return torch.rad2deg(torch.atan2(sin_theta, cos_theta))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Numpy helpers of the synthetic data engine and the exports (float64 unless said otherwise)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def intrinsics_from_fov(fov_x: float, width: int, height: int, aspect: float = 1.0) -> np.ndarray:
+    """``[3, 3]`` pinhole intrinsics with horizontal field of view ``fov_x`` (radians), square pixels scaled by
+    ``aspect`` (fy = fx · aspect) and the principal point at the image centre ``((W-1)/2, (H-1)/2)``."""
+    fx = 0.5 * width / np.tan(0.5 * fov_x)
+    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx * aspect, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]), roll: float = 0.0) -> np.ndarray:
+    """Camera-from-world ``[3, 4]`` for a camera at ``eye`` looking at ``target`` (OpenCV axes: z forward,
+    y down, so the image's up is as close as possible to world ``up``); ``roll`` in radians about z."""
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-6:  # looking along up: pick any perpendicular
+        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
+    if roll:
+        c, s = np.cos(roll), np.sin(roll)
+        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]) @ R
+    return np.concatenate([R, (-R @ eye)[:, None]], axis=1)
+
+
+def camera_centers(cam_from_world: np.ndarray) -> np.ndarray:
+    """Camera-from-world ``[..., 3, 4]`` (or ``[..., 4, 4]``) → camera centres ``−Rᵀ t`` in the world ``[..., 3]``."""
+    R, t = cam_from_world[..., :3, :3], cam_from_world[..., :3, 3]
+    return -np.einsum("...ji,...j->...i", R, t)
+
+
+def pixel_rays(K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int) -> np.ndarray:
+    """World rays ``[H, W, 6]`` float32 (origin, direction) through pixel centres, directions scaled so that
+    the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``).
+    Batched: ``K [..., 3, 3]`` and ``cam_from_world [..., 3, 4]`` give ``[..., H, W, 6]``."""
+    K, E = np.asarray(K, np.float64), np.asarray(cam_from_world, np.float64)
+    M = (np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)).astype(np.float32)  # world direction = M [u, v, 1]
+    batch = M.shape[:-2]
+    pixels = np.ones((height, width, 3), np.float32)
+    pixels[..., 0] = np.arange(width, dtype=np.float32)
+    pixels[..., 1] = np.arange(height, dtype=np.float32)[:, None]
+    rays = np.empty(batch + (height * width, 6), np.float32)
+    rays[..., :3] = camera_centers(E).astype(np.float32)[..., None, :]
+    rays[..., 3:] = pixels.reshape(-1, 3) @ np.swapaxes(M, -1, -2)
+    return rays.reshape(batch + (height, width, 6))
+
+
+def sparse_depth(points3d: np.ndarray, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points ``[P, 3]`` into each camera (``[S, 3, 4]``, ``[S, 3, 3]``): nearest z per pixel.
+
+    Returns ``depth`` ``[S, H, W]`` float32 (0 = unknown) and ``valid`` ``[S, H, W]`` bool. No visibility test
+    beyond keeping the nearest point per pixel (COLMAP tracks would be exact; points are usually few)."""
+    S = extrinsics.shape[0]
+    depth = np.full((S, height, width), np.inf, dtype=np.float32)
+    for i in range(S):
+        cam = points3d @ extrinsics[i, :3, :3].T + extrinsics[i, :3, 3]
+        z = cam[:, 2]
+        ok = z > 1e-6
+        uv = cam[ok] @ intrinsics[i].T
+        u = np.rint(uv[:, 0] / uv[:, 2]).astype(np.int64)
+        v = np.rint(uv[:, 1] / uv[:, 2]).astype(np.int64)
+        inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        np.minimum.at(depth[i], (v[inside], u[inside]), z[ok][inside].astype(np.float32))
+    valid = np.isfinite(depth)
+    return np.where(valid, depth, 0).astype(np.float32), valid

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads.geometry import quat_to_mat
+from mum.geometry import quat_to_mat
 from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc, pose_auc30, sample_views
 
 

@@ -1,4 +1,4 @@
-"""heads.geometry: parity with the official VGGT utilities, hand-computed cases and round trips."""
+"""mum.geometry: parity with the official VGGT utilities, hand-computed cases and round trips."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads import geometry as g
+from mum import geometry as g
 from heads import metrics
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vggt"

@@ -81,7 +81,7 @@ class SceneListSource:
         self.H, self.W = cfg.image_size
 
     def __call__(self, key: SampleKey) -> dict[str, Tensor]:
-        from mum.data.geometry import sparse_depth
+        from mum.geometry import sparse_depth
         from mum.data.views import crop_resize
 
         scene = _read_scene(self.paths[key.index % len(self.paths)])
