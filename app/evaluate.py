@@ -83,22 +83,20 @@ def synthetic_samples(n: int, views: int, size: tuple[int, int], split: str = "t
 
 
 def real_sample(path: str, views: int, seed: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """``views`` views (fixed seed) of a posed scene on disk, centre-cropped and resized to ``size``."""
+    """``views`` views (fixed seed) of a posed scene on disk, prepared for the network by the users' own
+    preprocessing (:func:`mum.io.preprocess`: centre crop to the aspect of ``size``, resize to ``size``)."""
     from heads.metrics import sample_views
     from mum.data.readers import read_scene
-    from mum.data.views import crop_resize
+    from mum.io import preprocess
 
     scene = read_scene(path)
     if not scene.has_cameras:
         raise UserError(f"{path}: no reference cameras (need a COLMAP model or transforms.json)")
     idx = sample_views(scene.num_views, views, seed)
     H, W = size
-    imgs, Ks = [], []
-    for i in idx:
-        o = crop_resize(scene.image(i), scene.intrinsics[i], W, H)
-        imgs.append(torch.from_numpy(np.ascontiguousarray(o["image"])).permute(2, 0, 1).float() / 255)
-        Ks.append(o["intrinsics"])
-    return {"images": torch.stack(imgs), "extrinsics": torch.from_numpy(scene.extrinsics[idx]).float(),
+    images, transforms = preprocess([scene.image(i) for i in idx], size=(W, H))
+    Ks = [tf.intrinsics_to_network(scene.intrinsics[i]) for tf, i in zip(transforms, idx)]
+    return {"images": images, "extrinsics": torch.from_numpy(scene.extrinsics[idx]).float(),
             "intrinsics": torch.from_numpy(np.stack(Ks)).float()}
 
 
