@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mum.data.groundtruth import normalize_by_mean_distance, to_first_camera_frame
-
 from mum.geometry import (
     depth_to_world_points,
     extrinsics_intrinsics_to_pose_encoding,
