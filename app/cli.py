@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "fast" if args.fast else "default",
         "cameras": {source: recon.sources().count(source) for source in ("sfm", "network")},
         "network_size": list(recon.meta["network_size"]),
-        "depth_size": list(recon.network_size),
+        "depth_size": list(recon.depth_size),
         "device": device,
         "model": model.name,
         "inference_s": round(recon.meta["inference_s"], 3),

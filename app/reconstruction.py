@@ -67,8 +67,9 @@ class Reconstruction:
         return len(self.names)
 
     @property
-    def network_size(self) -> tuple[int, int]:
-        """``(w, h)`` of the dense maps."""
+    def depth_size(self) -> tuple[int, int]:
+        """``(w, h)`` of the dense maps (depth, points, confidences, colours): the network's output grid, or the
+        finer grid of the geometric fitting. The network's input size is ``meta["network_size"]``."""
         return int(self.depth.shape[2]), int(self.depth.shape[1])
 
     def camera_centers(self) -> np.ndarray:

@@ -426,10 +426,10 @@ def summary(scene: WebScene, points: int) -> str:
         if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
             agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
         parts.append(agree)
-    w, h = r.meta.get("network_size", r.network_size)
+    w, h = r.meta.get("network_size", r.depth_size)
     sizes = f"network {w}×{h} px"
-    if tuple(r.network_size) != (w, h):
-        sizes += f", depth {r.network_size[0]}×{r.network_size[1]} px"
+    if tuple(r.depth_size) != (w, h):
+        sizes += f", depth {r.depth_size[0]}×{r.depth_size[1]} px"
     parts.append(f"model `{scene.model}` on {r.meta.get('device', '?')}, {sizes}")
     if "inference_s" in r.meta:
         parts.append(f"inference {r.meta['inference_s']:.2f} s, total {r.meta.get('total_s', 0):.1f} s")

@@ -72,7 +72,7 @@ def run_pipeline(model, scene, fast: bool, **options) -> dict:
     row = {"auc30": auc30, "auc5": auc5, "registered": recon.sources().count("sfm"), "seconds": seconds,
            "disagreement_all": consistency["median_depth_disagreement"],
            "disagreement_cloud": consistency["cloud_median_depth_disagreement"],
-           "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.network_size)}
+           "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.depth_size)}
     if "sfm" in recon.meta:
         row["sfm"] = recon.meta["sfm"]
     return row

@@ -70,7 +70,7 @@ def test_reported_figures_describe_the_exported_cameras(tum_default):
 
 def test_dense_maps_agree_across_views_and_are_fine(tum_default, model):
     names, arrays, recon, _ = tum_default
-    w, h = recon.network_size
+    w, h = recon.depth_size
     assert max(w, h) >= 256 and recon.valid.shape == recon.depth.shape
     fast = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=True))
     default = recon.meta["consistency"]["median_depth_disagreement"]
