@@ -74,7 +74,7 @@ def synthetic_samples(n: int, views: int, size: tuple[int, int], split: str = "t
     """The held-out synthetic scenes ``0 … n-1`` of ``split`` (the engine's test or validation seed range)."""
     from mum.training.config import DataConfig
     from mum.training.data import SampleKey
-    from mum.training.sources_impl import SyntheticSource
+    from mum.training.scene_sources import SyntheticSource
 
     src = SyntheticSource(DataConfig(image_size=tuple(size)), split, 0)
     prefix = "synthetic" if split == "test" else f"synthetic-{split}"

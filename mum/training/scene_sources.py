@@ -1,4 +1,6 @@
-"""Concrete view sources (see ``sources.py``): the synthetic scene engine and on-disk scene lists."""
+"""The concrete view sources behind :func:`mum.training.sources.build_source`: :class:`SyntheticSource` (scenes
+rendered by the synthetic engine, exact cameras and dense depth) and :class:`SceneListSource` (scenes on disk:
+image folders, COLMAP models, ``transforms.json``; sparse depth from COLMAP points)."""
 
 from __future__ import annotations
 

@@ -61,11 +61,11 @@ def build_source(cfg: DataConfig, split: str, seed: int) -> ViewSource:
     per-step crop sizes of ``cfg.crop_sizes``."""
     inner: ViewSource
     if cfg.source == "synthetic":
-        from .sources_impl import SyntheticSource
+        from .scene_sources import SyntheticSource
 
         inner = SyntheticSource(cfg, split, seed)
     elif cfg.source in ("folder", "colmap"):
-        from .sources_impl import SceneListSource
+        from .scene_sources import SceneListSource
 
         inner = SceneListSource(cfg, split, seed, need_cameras=cfg.source == "colmap")
     else:
