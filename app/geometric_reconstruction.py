@@ -74,7 +74,6 @@ def add_geometry(
     to_first = np.linalg.inv(cams[0])
     cams = cams @ to_first
     recon.cam_from_world, recon.intrinsics, recon.camera_sources = cams, K, sources
-    recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(transforms, K)])
     points = np.zeros((0, 3))
     if sfm is not None and len(sfm.points):
         points = _transform_points(np.linalg.inv(to_first), sfm.points)  # old world → first camera's frame
@@ -176,7 +175,7 @@ def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, poin
 def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, factor: int,
               say: Callable[[str], None]) -> np.ndarray:
     """Dense maps on a ``factor``× finer grid of the same crop: colours resampled from the original images,
-    depth upsampled guided by them, confidence bilinear; ``recon``'s grid intrinsics follow."""
+    depth upsampled guided by them, confidence bilinear; ``recon``'s view transforms follow."""
     import cv2
 
     S, h, w = depth.shape
@@ -186,7 +185,7 @@ def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, fact
     conf = np.stack([cv2.resize(c.astype(np.float32), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
                      for c in recon.depth_conf])
     recon.colors, recon.depth_conf = colors, conf
-    recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
+    recon.transforms = fine
     say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
     return depth
 

@@ -2,7 +2,9 @@
 
 Cameras are camera-from-world 4×4 (OpenCV axes, world = first camera) with intrinsics in pixels of the
 *original* images; dense maps (depth, points, confidences, colours) share one grid of ``h × w`` per view (the
-network's, or a finer one after geometric fitting), described by ``network_intrinsics``.
+network's, or a finer one after geometric fitting). Each view keeps the :class:`~mum.io.ViewTransform` between
+its original pixels and that grid (the crop and scale the network input was made with), the one map every
+conversion between the two uses.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 
 from mum.geometry import camera_centers
+from mum.io import ViewTransform
 
 # The confidence filter every front end starts with: the default path's points are already cross-checked
 # between views, so none are dropped by confidence; --fast (the network's confidence is its only filter) drops
@@ -52,7 +55,7 @@ class Reconstruction:
     world_points: np.ndarray  # [S, h, w, 3] float32 from the point head
     world_points_conf: np.ndarray  # [S, h, w] float32 (≥ 1)
     colors: np.ndarray  # [S, h, w, 3] uint8, the network input
-    network_intrinsics: np.ndarray  # [S, 3, 3] float64, pixels of the dense-map grid
+    transforms: list[ViewTransform]  # per view: original pixels ↔ dense-map pixels (network input, or a finer grid)
     meta: dict = field(default_factory=dict)
     camera_sources: Optional[list[str]] = None  # per view "sfm" or "network" (None: all from the network)
     valid: Optional[np.ndarray] = None  # [S, h, w] bool: pixels whose depth other views confirm (None: all)
@@ -65,6 +68,11 @@ class Reconstruction:
     @property
     def num_views(self) -> int:
         return len(self.names)
+
+    @property
+    def network_intrinsics(self) -> np.ndarray:
+        """``[S, 3, 3]`` float64: the intrinsics in pixels of the dense-map grid."""
+        return np.stack([tf.intrinsics_to_network(K) for tf, K in zip(self.transforms, self.intrinsics)])
 
     @property
     def depth_size(self) -> tuple[int, int]:
@@ -123,17 +131,17 @@ class Reconstruction:
         if max_points is not None and view.size > max_points:
             idx = np.sort(np.random.default_rng(seed).choice(view.size, max_points, replace=False))
             view, vy, vx = view[idx], vy[idx], vx[idx]
-        # pixel centre in original-image coordinates: invert the per-view network ← original affine map
-        Kn, Ko = self.network_intrinsics[view], self.intrinsics[view]
-        un, vn = vx.astype(np.float64), vy.astype(np.float64)
-        u = (un - Kn[:, 0, 2]) / Kn[:, 0, 0] * Ko[:, 0, 0] + Ko[:, 0, 2]
-        v = (vn - Kn[:, 1, 2]) / Kn[:, 1, 1] * Ko[:, 1, 1] + Ko[:, 1, 2]
+        pixel = np.empty((view.size, 2))  # pixel centres in the original images, by each view's transform
+        bounds = np.searchsorted(view, np.arange(S + 1))  # np.nonzero lists the points view by view
+        for i, tf in enumerate(self.transforms):
+            a, b = bounds[i], bounds[i + 1]
+            pixel[a:b] = tf.points_to_original(np.stack([vx[a:b], vy[a:b]], -1))
         cloud = PointCloud(
             xyz=pts[view, vy, vx].astype(np.float32),
             rgb=self.colors[view, vy, vx],
             conf=conf[view, vy, vx].astype(np.float32),
             view=view.astype(np.int32),
-            pixel=np.stack([u, v], -1).astype(np.float64),
+            pixel=pixel,
         )
         return self._with_sfm_points(cloud, frames)
 
