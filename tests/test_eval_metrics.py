@@ -108,3 +108,22 @@ def test_every_tool_starts_from_the_one_default_model(capsys) -> None:
     assert main(["--model", "mum-tiny", "--synthetic", "1", "--views", "2", "--size", "32", "32",
                  "--device", "cpu", "--quiet"]) == 0
     assert "random weights" in capsys.readouterr().err
+
+
+def test_real_scenes_are_prepared_by_the_users_preprocessing() -> None:
+    """``mum-eval --scene`` feeds the network what ``mum-reconstruct`` would (``mum.io.preprocess``), with the
+    reference intrinsics mapped by the same view transforms."""
+    from app.evaluate import real_sample
+    from heads.metrics import sample_views
+    from mum.data.readers import read_scene
+    from mum.io import preprocess
+
+    path = str(Path(__file__).resolve().parents[1] / "demo" / "synthetic_room")
+    sample = real_sample(path, 3, 0, (48, 64))
+    scene = read_scene(path)
+    idx = sample_views(scene.num_views, 3, 0)
+    images, transforms = preprocess([scene.image(i) for i in idx], size=(64, 48))
+    assert sample["images"].shape == (3, 3, 48, 64)
+    torch.testing.assert_close(sample["images"], images)
+    for K, tf, i in zip(sample["intrinsics"], transforms, idx):
+        np.testing.assert_allclose(K.numpy(), tf.intrinsics_to_network(scene.intrinsics[i]), rtol=1e-6)
