@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.reconstruction import camera_centres
-from heads.geometry import rotation_angle_deg
+from mum.geometry import camera_centers, rotation_angle_deg
 
 
 @dataclass
@@ -55,7 +54,7 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
         if new_keep.sum() == 0 or (new_keep == keep).all():
             break
         keep = new_keep
-    cs, ct = camera_centres(source)[keep], camera_centres(target)[keep]
+    cs, ct = camera_centers(source)[keep], camera_centers(target)[keep]
     rotated = cs @ R.T
     scale = 1.0
     if len(cs) >= 2:

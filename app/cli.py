@@ -195,7 +195,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1")
     if args.size is not None and args.size > MAX_SIZE:  # 2**31 px used to crash OpenCV and NumPy
         raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
-    from app.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
+    from mum.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
 
     pixel_limit(args.max_pixels)
     if args.fix_poses and args.cameras is None:
@@ -217,7 +217,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
 
 def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str], arrays, say: Callable[[str], None]):
     """What ``--cameras`` and the photos' EXIF say about each view (:mod:`app.known_cameras`)."""
-    from app.io import is_video_path, select_image_paths, view_names
+    from mum.io import is_video_path, select_image_paths, view_names
     from app.known_cameras import known_cameras
 
     video = len(inputs) == 1 and is_video_path(inputs[0])
@@ -243,13 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     device = choose_device(args.device)
     t0 = time.perf_counter()
 
-    from app.io import input_files
+    from mum.io import input_files
 
     inputs = input_files(args.inputs)
     # an input inside what the export replaces (a symbolic link into the output folder, say) would be lost
     check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
 
-    from app.io import load_views
+    from mum.io import load_views
 
     names, arrays = load_views(args.inputs, stride=args.stride, max_frames=args.max_frames, max_pixels=args.max_pixels)
     say(f"loaded {len(arrays)} views")
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "cameras": {source: recon.sources().count(source) for source in ("given", "sfm", "network")},
         "intrinsics": {source: recon.intrinsics_origins().count(source) for source in ("given", "exif", "sfm", "network")},
         "network_size": list(recon.meta["network_size"]),
-        "depth_size": list(recon.network_size),
+        "depth_size": list(recon.depth_size),
         "device": device,
         "model": model.name,
         "inference_s": round(recon.meta["inference_s"], 3),

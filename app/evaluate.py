@@ -23,12 +23,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from heads.registry import DEFAULT_MODEL, PRESETS
 from mum.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mum-eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mum-tiny", help="preset name or checkpoint path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or checkpoint path (default: {DEFAULT_MODEL})")
     p.add_argument("--weights", help="weights for a preset name")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="evaluate on N held-out synthetic scenes")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -54,7 +55,7 @@ def _predict(model: Any, images: torch.Tensor) -> dict[str, torch.Tensor]:
 def evaluate_sample(model: Any, sample: dict[str, torch.Tensor], points: bool) -> dict[str, float]:
     """Metrics of one scene: ``sample`` has ``images`` ``[S,3,H,W]``, ``extrinsics`` ``[S,3,4]`` and optionally
     ``depth``/``valid`` ``[S,H,W]`` and ``intrinsics`` (dense GT enables the depth and point protocols)."""
-    from heads.geometry import depth_to_world_points
+    from mum.geometry import depth_to_world_points
     from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc30
 
     out = _predict(model, sample["images"])
@@ -73,7 +74,7 @@ def synthetic_samples(n: int, views: int, size: tuple[int, int], split: str = "t
     """The held-out synthetic scenes ``0 … n-1`` of ``split`` (the engine's test or validation seed range)."""
     from mum.training.config import DataConfig
     from mum.training.data import SampleKey
-    from mum.training.sources_impl import SyntheticSource
+    from mum.training.scene_sources import SyntheticSource
 
     src = SyntheticSource(DataConfig(image_size=tuple(size)), split, 0)
     prefix = "synthetic" if split == "test" else f"synthetic-{split}"
@@ -82,22 +83,20 @@ def synthetic_samples(n: int, views: int, size: tuple[int, int], split: str = "t
 
 
 def real_sample(path: str, views: int, seed: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """``views`` views (fixed seed) of a posed scene on disk, centre-cropped and resized to ``size``."""
+    """``views`` views (fixed seed) of a posed scene on disk, prepared for the network by the users' own
+    preprocessing (:func:`mum.io.preprocess`: centre crop to the aspect of ``size``, resize to ``size``)."""
     from heads.metrics import sample_views
     from mum.data.readers import read_scene
-    from mum.data.views import crop_resize
+    from mum.io import preprocess
 
     scene = read_scene(path)
     if not scene.has_cameras:
         raise UserError(f"{path}: no reference cameras (need a COLMAP model or transforms.json)")
     idx = sample_views(scene.num_views, views, seed)
     H, W = size
-    imgs, Ks = [], []
-    for i in idx:
-        o = crop_resize(scene.image(i), scene.intrinsics[i], W, H)
-        imgs.append(torch.from_numpy(np.ascontiguousarray(o["image"])).permute(2, 0, 1).float() / 255)
-        Ks.append(o["intrinsics"])
-    return {"images": torch.stack(imgs), "extrinsics": torch.from_numpy(scene.extrinsics[idx]).float(),
+    images, transforms = preprocess([scene.image(i) for i in idx], size=(W, H))
+    Ks = [tf.intrinsics_to_network(scene.intrinsics[i]) for tf, i in zip(transforms, idx)]
+    return {"images": images, "extrinsics": torch.from_numpy(scene.extrinsics[idx]).float(),
             "intrinsics": torch.from_numpy(np.stack(Ks)).float()}
 
 
@@ -137,6 +136,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = load_model(args.model, weights=args.weights, device=device)
     except ValueError as exc:  # an unknown name, or --weights with a checkpoint path
         raise UserError(f"--model/--weights: {exc}") from None
+    if args.model in PRESETS and args.weights is None:  # said even with --quiet: the figures would mean nothing
+        print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, scored as "
+              f"the untrained baseline (the trained default is {DEFAULT_MODEL})", file=sys.stderr)
     per_scene: dict[str, dict[str, float]] = {}
     groups: dict[str, dict[str, float]] = {}
     from tqdm import tqdm

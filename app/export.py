@@ -140,10 +140,11 @@ def depth_to_original(recon: Reconstruction, i: int, dense: np.ndarray, interpol
     import cv2
 
     W, H = recon.image_sizes[i]
-    Kn, Ko = recon.network_intrinsics[i], recon.intrinsics[i]
-    u, v = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-    map_x = ((u - Ko[0, 2]) / Ko[0, 0] * Kn[0, 0] + Kn[0, 2]).astype(np.float32)
-    map_y = ((v - Ko[1, 2]) / Ko[1, 1] * Kn[1, 1] + Kn[1, 2]).astype(np.float32)
+    tf = recon.transforms[i]  # separable: the column of a pixel maps to a column of the grid, its row to a row
+    columns = tf.points_to_network(np.stack([np.arange(W), np.zeros(W)], -1))[:, 0].astype(np.float32)
+    rows = tf.points_to_network(np.stack([np.zeros(H), np.arange(H)], -1))[:, 1].astype(np.float32)
+    map_x = np.ascontiguousarray(np.broadcast_to(columns, (H, W)))
+    map_y = np.ascontiguousarray(np.broadcast_to(rows[:, None], (H, W)))
     return cv2.remap(dense.astype(np.float32), map_x, map_y, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from app.cli_common import choose_device, friendly_errors
-from app.io import list_image_paths, load_images, preprocess
+from mum.io import list_image_paths, load_images, preprocess
 from mum.config import ENCODER_PRESETS
 from mum.encoder import build_encoder
 from mum.errors import UserError

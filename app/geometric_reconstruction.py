@@ -22,12 +22,12 @@ from app.dense_fit import (
     overlap_neighbours,
     upsample_depth,
 )
-from app.io import ViewTransform, warp_view
 from app.known_cameras import KnownCameras
-from app.native_stderr import native_stderr_to
 from app.pair_selection import select_pairs
 from app.reconstruction import PointCloud, Reconstruction
 from app.sfm import SfmResult, reprojection_errors, run_sfm
+from mum.io import ViewTransform, warp_view
+from mum.native_stderr import native_stderr_to
 
 if TYPE_CHECKING:
     from app.pipeline import PipelineOptions
@@ -89,7 +89,6 @@ def add_geometry(
         recon.meta["world"] = "given"  # the cameras file's frame and scale
     recon.cam_from_world, recon.intrinsics, recon.camera_sources = cams, K, sources
     recon.intrinsics_sources = intrinsics_sources
-    recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(transforms, K)])
     _fit_dense(recon, arrays, transforms, sfm, points, depth_scale, options, say)
     if sfm is not None:
         errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, points, sfm.observations)
@@ -112,10 +111,10 @@ def add_geometry(
 
 
 def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` points through one ``[4, 4]`` transform (the project's :func:`heads.geometry.transform_points`)."""
+    """``[N, 3]`` points through one ``[4, 4]`` transform (the project's :func:`mum.geometry.transform_points`)."""
     import torch
 
-    from heads.geometry import transform_points
+    from mum.geometry import transform_points
 
     return transform_points(torch.from_numpy(T), torch.from_numpy(points)).numpy()
 
@@ -237,7 +236,7 @@ def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, poin
 def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, factor: int,
               say: Callable[[str], None]) -> np.ndarray:
     """Dense maps on a ``factor``× finer grid of the same crop: colours resampled from the original images,
-    depth upsampled guided by them, confidence bilinear; ``recon``'s grid intrinsics follow."""
+    depth upsampled guided by them, confidence bilinear; ``recon``'s view transforms follow."""
     import cv2
 
     S, h, w = depth.shape
@@ -247,7 +246,7 @@ def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, fact
     conf = np.stack([cv2.resize(c.astype(np.float32), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
                      for c in recon.depth_conf])
     recon.colors, recon.depth_conf = colors, conf
-    recon.network_intrinsics = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
+    recon.transforms = fine
     say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
     return depth
 

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from app.cli_common import is_out_of_memory
-from app.io import ViewTransform, preprocess
 from app.known_cameras import KnownCameras
 from app.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.sfm import SfmOptions
 from mum.errors import UserError
+from mum.io import ViewTransform, preprocess
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,6 @@ def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Se
     # view, which gives fx != fy on non-square images); the geometric mean of the two
     focal = np.sqrt(K_orig[:, 0, 0] * K_orig[:, 1, 1])
     K_orig[:, 0, 0] = K_orig[:, 1, 1] = focal
-    K_net = np.stack([tf.intrinsics_to_network(K) for tf, K in zip(transforms, K_orig)])
     images = arr(pred.images)  # [S, 3, H, W] or [S, H, W, 3]
     if images.shape[1] == 3 and images.shape[-1] != 3:
         images = images.transpose(0, 2, 3, 1)
@@ -88,7 +87,7 @@ def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Se
         world_points=arr(pred.world_points),
         world_points_conf=arr(pred.world_points_conf),
         colors=np.clip(images * 255 + 0.5, 0, 255).astype(np.uint8),
-        network_intrinsics=K_net,
+        transforms=list(transforms),
     )
 
 
@@ -154,7 +153,6 @@ def apply_known_intrinsics(recon: Reconstruction, transforms: Sequence[ViewTrans
     for i, source in enumerate(known.intrinsics_source):
         if source:
             recon.intrinsics[i] = known.K[i]
-            recon.network_intrinsics[i] = transforms[i].intrinsics_to_network(known.K[i])
             sources[i] = source
     recon.intrinsics_sources = sources
 

@@ -3,7 +3,9 @@
 Cameras are camera-from-world 4×4 (OpenCV axes, world = first camera, or the given cameras' world when
 poses were kept from a cameras file: ``meta["world"] == "given"``) with intrinsics in pixels of the
 *original* images; dense maps (depth, points, confidences, colours) share one grid of ``h × w`` per view (the
-network's, or a finer one after geometric fitting), described by ``network_intrinsics``.
+network's, or a finer one after geometric fitting). Each view keeps the :class:`~mum.io.ViewTransform` between
+its original pixels and that grid (the crop and scale the network input was made with), the one map every
+conversion between the two uses.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
 import numpy as np
+
+from mum.geometry import camera_centers
+from mum.io import ViewTransform
 
 # The confidence filter every front end starts with: the default path's points are already cross-checked
 # between views, so none are dropped by confidence; --fast (the network's confidence is its only filter) drops
@@ -23,11 +28,6 @@ FAST_CONF_PERCENTILE = 50.0
 def default_conf_percentile(fast: bool) -> float:
     """The confidence percentile a run starts with: 0 on the default path, 50 with ``fast``."""
     return FAST_CONF_PERCENTILE if fast else DEFAULT_CONF_PERCENTILE
-
-
-def camera_centres(cam_from_world: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` world centres ``−Rᵀ t`` of camera-from-world ``[N, 4, 4]`` (or ``[N, 3, 4]``)."""
-    return -np.einsum("nji,nj->ni", cam_from_world[:, :3, :3], cam_from_world[:, :3, 3])
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Reconstruction:
     world_points: np.ndarray  # [S, h, w, 3] float32 from the point head
     world_points_conf: np.ndarray  # [S, h, w] float32 (≥ 1)
     colors: np.ndarray  # [S, h, w, 3] uint8, the network input
-    network_intrinsics: np.ndarray  # [S, 3, 3] float64, pixels of the dense-map grid
+    transforms: list[ViewTransform]  # per view: original pixels ↔ dense-map pixels (network input, or a finer grid)
     meta: dict = field(default_factory=dict)
     camera_sources: Optional[list[str]] = None  # per view pose source "given", "sfm" or "network" (None: network)
     intrinsics_sources: Optional[list[str]] = None  # per view "given", "exif", "sfm" or "network" (None: network)
@@ -78,20 +78,26 @@ class Reconstruction:
         return len(self.names)
 
     @property
-    def network_size(self) -> tuple[int, int]:
-        """``(w, h)`` of the dense maps."""
+    def network_intrinsics(self) -> np.ndarray:
+        """``[S, 3, 3]`` float64: the intrinsics in pixels of the dense-map grid."""
+        return np.stack([tf.intrinsics_to_network(K) for tf, K in zip(self.transforms, self.intrinsics)])
+
+    @property
+    def depth_size(self) -> tuple[int, int]:
+        """``(w, h)`` of the dense maps (depth, points, confidences, colours): the network's output grid, or the
+        finer grid of the geometric fitting. The network's input size is ``meta["network_size"]``."""
         return int(self.depth.shape[2]), int(self.depth.shape[1])
 
     def camera_centers(self) -> np.ndarray:
         """``[S, 3]`` camera centres in world coordinates, ``-Rᵀt``."""
-        return camera_centres(self.cam_from_world)
+        return camera_centers(self.cam_from_world)
 
     def depth_points(self) -> np.ndarray:
         """World points ``[S, h, w, 3]`` unprojected from depth with the predicted cameras (pixel centres at
         integer coordinates, the project convention)."""
         import torch
 
-        from heads.geometry import depth_to_world_points
+        from mum.geometry import depth_to_world_points
 
         pts = depth_to_world_points(
             torch.from_numpy(self.depth.astype(np.float64)),
@@ -133,17 +139,17 @@ class Reconstruction:
         if max_points is not None and view.size > max_points:
             idx = np.sort(np.random.default_rng(seed).choice(view.size, max_points, replace=False))
             view, vy, vx = view[idx], vy[idx], vx[idx]
-        # pixel centre in original-image coordinates: invert the per-view network ← original affine map
-        Kn, Ko = self.network_intrinsics[view], self.intrinsics[view]
-        un, vn = vx.astype(np.float64), vy.astype(np.float64)
-        u = (un - Kn[:, 0, 2]) / Kn[:, 0, 0] * Ko[:, 0, 0] + Ko[:, 0, 2]
-        v = (vn - Kn[:, 1, 2]) / Kn[:, 1, 1] * Ko[:, 1, 1] + Ko[:, 1, 2]
+        pixel = np.empty((view.size, 2))  # pixel centres in the original images, by each view's transform
+        bounds = np.searchsorted(view, np.arange(S + 1))  # np.nonzero lists the points view by view
+        for i, tf in enumerate(self.transforms):
+            a, b = bounds[i], bounds[i + 1]
+            pixel[a:b] = tf.points_to_original(np.stack([vx[a:b], vy[a:b]], -1))
         cloud = PointCloud(
             xyz=pts[view, vy, vx].astype(np.float32),
             rgb=self.colors[view, vy, vx],
             conf=conf[view, vy, vx].astype(np.float32),
             view=view.astype(np.int32),
-            pixel=np.stack([u, v], -1).astype(np.float64),
+            pixel=pixel,
         )
         return self._with_sfm_points(cloud, frames)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.io import ViewTransform, warp_view
+from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
     from app.known_cameras import KnownCameras
@@ -364,7 +364,7 @@ def run_sfm(
     """Structure-from-motion on ``uint8`` RGB views (original size). ``focal_prior`` ``[S]`` in original
     pixels; ``pairs``: the view pairs to match (``None``: all); ``known``: given/EXIF intrinsics and the poses
     to keep (see the module docstring). COLMAP's C++ log goes wherever file descriptor
-    2 goes: wrap the call in :func:`app.native_stderr.native_stderr_to` to keep it off a terminal."""
+    2 goes: wrap the call in :func:`mum.native_stderr.native_stderr_to` to keep it off a terminal."""
     import pycolmap
 
     say = say or (lambda _m: None)
@@ -502,7 +502,7 @@ def reprojection_errors(cam_from_world: np.ndarray, K: np.ndarray, points: np.nd
     (``[S, 4, 4]``, ``[S, 3, 3]`` original pixels): the figure that describes the exported cameras."""
     import torch
 
-    from heads.geometry import camera_points_to_pixels, world_points_to_camera_points
+    from mum.geometry import camera_points_to_pixels, world_points_to_camera_points
 
     errors = []
     for i, (idx, uv) in enumerate(observations):

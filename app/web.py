@@ -27,7 +27,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from mum.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from app.reconstruction import DEFAULT_CONF_PERCENTILE, default_conf_percentile
 from app.web_handlers import Handlers, WebConfig
 from app.web_models import ModelCache

@@ -24,7 +24,7 @@ import gradio as gr
 import numpy as np
 
 from app.cli_common import is_out_of_memory
-from app.io import is_image_path, is_video_path, load_views
+from mum.io import is_image_path, is_video_path, load_views
 from app.reconstruction import default_conf_percentile
 from app.web_models import ModelCache
 from app.web_session import (
@@ -256,7 +256,7 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
 def known_for_uploads(files: Any, names: list[str], arrays: list, cfg: WebConfig, stride: int,
                       max_frames: int | None, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
     """What the cameras upload and the photos' EXIF say about each view (the CLI's ``--cameras``/``--fix-poses``)."""
-    from app.io import select_image_paths
+    from mum.io import select_image_paths
     from app.known_cameras import known_cameras
 
     paths = check_uploads(files, cfg)
@@ -274,7 +274,7 @@ def check_request_pixels(paths: Sequence[Path], views: int, cfg: WebConfig) -> N
     more than ``cfg.max_request_mpx`` megapixels together: one request must not take the server's memory
     (each decoded view takes 3 bytes a pixel, and SfM and dense fitting more). A video's frames are bounded by
     the per-frame pixel limit and ``max_views``."""
-    from app.io import image_size
+    from mum.io import image_size
 
     sizes = sorted((w * h for w, h in (image_size(p) for p in paths if is_image_path(p))), reverse=True)
     total = sum(sizes[:views]) / 1e6
@@ -328,7 +328,7 @@ class Handlers:
             gr.Warning(message.removeprefix("warning: "))
             progress(message)
 
-        # COLMAP's own log lines are not for users (app.native_stderr: safe for runs overlapping in threads)
+        # COLMAP's own log lines are not for users (mum.native_stderr: safe for runs overlapping in threads)
         options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
         recon = reconstruct_arrays(
             model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
@@ -489,10 +489,10 @@ def summary(scene: WebScene, points: int) -> str:
         if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
             agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
         parts.append(agree)
-    w, h = r.meta.get("network_size", r.network_size)
+    w, h = r.meta.get("network_size", r.depth_size)
     sizes = f"network {w}×{h} px"
-    if tuple(r.network_size) != (w, h):
-        sizes += f", depth {r.network_size[0]}×{r.network_size[1]} px"
+    if tuple(r.depth_size) != (w, h):
+        sizes += f", depth {r.depth_size[0]}×{r.depth_size[1]} px"
     parts.append(f"model `{scene.model}` on {r.meta.get('device', '?')}, {sizes}")
     if "inference_s" in r.meta:
         parts.append(f"inference {r.meta['inference_s']:.2f} s, total {r.meta.get('total_s', 0):.1f} s")

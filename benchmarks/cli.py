@@ -41,7 +41,7 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     import app.cli as cli  # noqa: F401  (mum first: CPU threading policy)
     import heads
     from app import export  # noqa: F401
-    from app.io import load_views
+    from mum.io import load_views
     from app.pipeline import PipelineOptions, reconstruct_arrays
     import plyfile  # noqa: F401
 
@@ -60,7 +60,7 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     marks = [spawned_at, t["start"], t["imports"], t["load_images"], t["model_load"], t["inference"], t["export"]]
     row = {stage: b - a for stage, a, b in zip(STAGES, marks, marks[1:])}
     row.update(
-        network_size=list(recon.network_size), points=recon.meta["points_kept"], predict_s=recon.meta["inference_s"],
+        network_size=list(recon.meta["network_size"]), points=recon.meta["points_kept"], predict_s=recon.meta["inference_s"],
         ply_bytes=Path(written[0]).stat().st_size, threads=__import__("torch").get_num_threads(),
     )
     return row

@@ -70,7 +70,7 @@ def depth_figures(recon, scene) -> dict:
     import cv2
 
     from app.export import depth_to_original
-    from heads.geometry import depth_to_world_points
+    from mum.geometry import depth_to_world_points
     from heads.metrics import depth_metrics, pointcloud_metrics
 
     S = recon.num_views
@@ -99,7 +99,7 @@ def depth_figures(recon, scene) -> dict:
 
 
 def run(model, scene, mode: str, folder: Path) -> dict:
-    from app.io import load_views
+    from mum.io import load_views
     from app.known_cameras import known_cameras
     from app.pipeline import PipelineOptions, reconstruct_arrays
 

@@ -52,14 +52,14 @@ DEMO_SCENES = ("tum_freiburg", "sacre_coeur", "buddha")
 
 def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """AUC@30 and AUC@5 in percent; NaN cameras (unregistered) count as failures."""
-    from heads.geometry import pose_auc, relative_pose_errors
+    from heads.metrics import pose_auc, relative_pose_errors
 
     rra, rta = relative_pose_errors(torch.from_numpy(cam_from_world[:, :3, :4]), torch.from_numpy(reference[:, :3, :4]))
     return 100 * float(pose_auc(rra, rta, 30)), 100 * float(pose_auc(rra, rta, 5))
 
 
 def run_pipeline(model, scene, fast: bool, **options) -> dict:
-    from app.io import load_views
+    from mum.io import load_views
     from app.pipeline import PipelineOptions, reconstruct_arrays
 
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
@@ -72,7 +72,7 @@ def run_pipeline(model, scene, fast: bool, **options) -> dict:
     row = {"auc30": auc30, "auc5": auc5, "registered": recon.sources().count("sfm"), "seconds": seconds,
            "disagreement_all": consistency["median_depth_disagreement"],
            "disagreement_cloud": consistency["cloud_median_depth_disagreement"],
-           "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.network_size)}
+           "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.depth_size)}
     if "sfm" in recon.meta:
         row["sfm"] = recon.meta["sfm"]
     return row
@@ -82,7 +82,7 @@ def run_plain_sfm(scene) -> dict:
     """pycolmap with its defaults on the image files."""
     import pycolmap
 
-    from app.native_stderr import native_stderr_to
+    from mum.native_stderr import native_stderr_to
 
     pycolmap.logging.minloglevel = 2
     with tempfile.TemporaryDirectory() as tmp, native_stderr_to("/dev/null"):

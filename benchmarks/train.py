@@ -78,7 +78,7 @@ def main() -> None:
                          a.steps, dev))
     del ae
 
-    from heads.geometry import quat_to_mat
+    from mum.geometry import quat_to_mat
     from heads.losses import LossConfig, distillation_loss
     from heads.registry import load_model
     from heads.teachers import normalize_targets

@@ -1,4 +1,4 @@
-"""VGGT-style heads on the MuM encoder: aggregator, camera head, DPT heads, geometry, the Reconstructor model
+"""VGGT-style heads on the MuM encoder: aggregator, camera head, DPT heads, evaluation metrics, the Reconstructor model
 and its registry (``load_model``, ``list_models``)."""
 
 from .aggregator import Aggregator

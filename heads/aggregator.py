@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mum.image import imagenet_normalize
-from mum.layers import Block, PatchEmbed
+from mum.layers import Block, PatchEmbed, map_chunks
 
 from .dinov2 import dinov2_by_name
 from .rope2d import Rope2D, Rope2DTable
@@ -131,17 +131,14 @@ class Aggregator(nn.Module):
         """``[B, S, 3, H, W]`` in [0, 1] → ImageNet-normalised, patch-embedded ``[B, S, P, C]``."""
         if self.patch_embed is None:
             raise RuntimeError("this aggregator has no patch embedding; call aggregate() with patch tokens")
-        B, S = images.shape[:2]
-        flat = images.reshape(B * S, *images.shape[2:])
-        chunk = frames_chunk_size or flat.shape[0]
-        tokens = []
-        for start in range(0, flat.shape[0], chunk):
-            out = self.patch_embed(imagenet_normalize(flat[start : start + chunk]))
+
+        def embed(frames: Tensor) -> Tensor:
+            out = self.patch_embed(imagenet_normalize(frames))
             if isinstance(out, dict):
                 out = out["x_norm_patchtokens"]
-            tokens.append(out.flatten(1, 2) if out.ndim == 4 else out)  # conv embed gives [N, h, w, C]
-        tokens = torch.cat(tokens)
-        return tokens.reshape(B, S, *tokens.shape[1:])
+            return out.flatten(1, 2) if out.ndim == 4 else out  # conv embed gives [N, h, w, C]
+
+        return map_chunks(embed, images, frames_chunk_size, batch_dims=2)
 
     def aggregate(
         self, patch_tokens: Tensor, grid_hw: tuple[int, int], keep_layers: Optional[Collection[int]] = None

@@ -9,7 +9,7 @@
         encoding = encoding + delta ; output activate_pose(encoding)
 
 The pose encoding is ``[tx, ty, tz, qx, qy, qz, qw, fov_h, fov_w]`` (``absT_quaR_FoV``, see
-:mod:`heads.geometry`); activations: translation linear, quaternion linear, FoV ReLU. Key names follow the
+:mod:`mum.geometry`); activations: translation linear, quaternion linear, FoV ReLU. Key names follow the
 official ``CameraHead``.
 """
 

@@ -19,12 +19,12 @@ from torch import Tensor, nn
 
 from mum.checkpoint import save_safetensors
 from mum.errors import UserError
+from mum.geometry import pose_encoding_to_extrinsics_intrinsics
 from mum.training.config import DataConfig, OptimConfig, RunConfig, ScheduleConfig, to_dict
 from mum.training.loop import Task
 from mum.training.optim import param_groups
 from mum.training.sources import ViewSource, build_source
 
-from .geometry import pose_encoding_to_extrinsics_intrinsics
 from .losses import LossConfig, distillation_loss
 from .metrics import depth_metrics, pose_auc30
 from .teachers import CachedTeacher, ColmapTeacher, GroundTruthTeacher, ModelTeacher, Teacher, normalize_targets

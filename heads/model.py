@@ -23,14 +23,15 @@ import torch
 from torch import Tensor, nn
 
 from mum.encoder import MuMEncoder
+from mum.geometry import pose_encoding_to_extrinsics_intrinsics
 from mum.image import imagenet_normalize
+from mum.layers import map_chunks
 
 from .aggregator import Aggregator, TokenList
 from .camera_head import CameraHead
 from .config import ReconstructorConfig
 from .dinov2 import DinoVisionTransformer
 from .dpt import DPTHead
-from .geometry import pose_encoding_to_extrinsics_intrinsics
 from .prediction import Prediction
 
 DEFAULT_CHUNK_SIZE = 8
@@ -129,13 +130,8 @@ class Reconstructor(nn.Module):
         if self.encoder is None:
             return self.aggregator.embed_images(images, chunk_size)
         assert self.encoder_proj is not None
-        B, S = images.shape[:2]
-        flat = images.reshape(B * S, *images.shape[2:])
-        chunk = chunk_size or flat.shape[0]
-        tokens = torch.cat(
-            [self.encoder_proj(self.encoder(imagenet_normalize(flat[i : i + chunk]))) for i in range(0, len(flat), chunk)]
-        )
-        return tokens.reshape(B, S, *tokens.shape[1:])
+        return map_chunks(lambda frames: self.encoder_proj(self.encoder(imagenet_normalize(frames))), images,
+                          chunk_size, batch_dims=2)
 
     def aggregate(
         self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE, keep_layers: Optional[set[int]] = None

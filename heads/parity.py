@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import geometry
+from mum import geometry
 from .aggregator import Aggregator
 from .camera_head import CameraHead
 from .dinov2 import DinoVisionTransformer

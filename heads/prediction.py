@@ -15,7 +15,7 @@ Array = Union[torch.Tensor, np.ndarray]
 class Prediction:
     """One forward pass over ``B`` scenes of ``S`` views at network resolution ``H × W``.
 
-    Conventions (``DESIGN.md``): world = first camera; extrinsics camera-from-world OpenCV ``[R | t]``;
+    Conventions (``docs/architecture.md``): world = first camera; extrinsics camera-from-world OpenCV ``[R | t]``;
     intrinsics in pixels of the network input (principal point at ``(W/2, H/2)``); depth is camera z;
     confidences are ``1 + exp(x)`` (> 1); values are up to one global scale per scene.
     """

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mum.data.groundtruth import normalize_by_mean_distance, to_first_camera_frame
-
-from .geometry import (
+from mum.geometry import (
     depth_to_world_points,
     extrinsics_intrinsics_to_pose_encoding,
     pose_encoding_to_extrinsics_intrinsics,
@@ -87,27 +86,7 @@ class GroundTruthTeacher:
 
 class ColmapTeacher(GroundTruthTeacher):
     """COLMAP poses and intrinsics with sparse depth (``valid`` only where a triangulated point projects, see
-    :func:`sparse_depth`). Same normalisation as ground truth; the dense gradient terms see few neighbours."""
-
-
-def sparse_depth(points3d: np.ndarray, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Project world points ``[P, 3]`` into each camera (``[S, 3, 4]``, ``[S, 3, 3]``): nearest z per pixel.
-
-    Returns ``depth`` ``[S, H, W]`` float32 (0 = unknown) and ``valid`` ``[S, H, W]`` bool. No visibility test
-    beyond keeping the nearest point per pixel (COLMAP tracks would be exact; points are usually few)."""
-    S = extrinsics.shape[0]
-    depth = np.full((S, height, width), np.inf, dtype=np.float32)
-    for i in range(S):
-        cam = points3d @ extrinsics[i, :3, :3].T + extrinsics[i, :3, 3]
-        z = cam[:, 2]
-        ok = z > 1e-6
-        uv = cam[ok] @ intrinsics[i].T
-        u = np.rint(uv[:, 0] / uv[:, 2]).astype(np.int64)
-        v = np.rint(uv[:, 1] / uv[:, 2]).astype(np.int64)
-        inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        np.minimum.at(depth[i], (v[inside], u[inside]), z[ok][inside].astype(np.float32))
-    valid = np.isfinite(depth)
-    return np.where(valid, depth, 0).astype(np.float32), valid
+    :func:`mum.geometry.sparse_depth`). Same normalisation as ground truth; the dense gradient terms see few neighbours."""
 
 
 class ModelTeacher:

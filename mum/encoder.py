@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import EncoderConfig, encoder_config
 from .image import as_batched_views, imagenet_normalize
-from .layers import AxialRope, Block, PatchEmbed, RopeTable
+from .layers import AxialRope, Block, PatchEmbed, RopeTable, map_chunks
 
 
 @dataclass
@@ -151,27 +151,27 @@ class MuMEncoder(nn.Module):
             raise ValueError(f"layers {bad} out of range: the encoder has {depth} blocks (0..{depth - 1}, or negative from the end)")
         wanted = [i % depth for i in (layers or ())]
         keep = sorted(set(wanted))
-        chunk = chunk_size or flat.shape[0]
-        patch, cls, inter = [], [], []
-        for start in range(0, flat.shape[0], chunk):
-            x = flat[start : start + chunk]
+
+        def encode(x: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
             if normalize:
                 x = imagenet_normalize(x)
-            tokens, rope, grid = self.embed(x)
+            tokens, rope, hw = self.embed(x)
+            grids.append(hw)
             last, kept = self.run_blocks(self.with_cls(tokens), rope, keep=keep)
             last = self.norm(last)
-            patch.append(last[:, 1:])
-            cls.append(last[:, 0])
-            inter.append([self.norm(o)[:, 1:] for o in kept])
+            return last[:, 1:], last[:, 0], [self.norm(o)[:, 1:] for o in kept]
+
+        grids: list[tuple[int, int]] = []  # the token grid (h, w), the same for every chunk
+        patch, cls, inter = map_chunks(encode, flat, chunk_size)
 
         def unflat(t: Tensor) -> Tensor:
             return t.reshape(*lead, *t.shape[1:])
 
         return EncoderFeatures(
-            patch_tokens=unflat(torch.cat(patch)),
-            cls_token=unflat(torch.cat(cls)),
-            intermediate=[unflat(torch.cat([c[keep.index(i)] for c in inter])) for i in wanted],
-            grid_hw=grid,
+            patch_tokens=unflat(patch),
+            cls_token=unflat(cls),
+            intermediate=[unflat(inter[keep.index(i)]) for i in wanted],
+            grid_hw=grids[0],
         )
 
 

@@ -22,11 +22,11 @@ import numpy as np  # noqa: E402
 import heads  # noqa: E402
 import torch  # noqa: E402
 
-from app.io import load_views  # noqa: E402
+from mum.io import load_views  # noqa: E402
 from app.pipeline import PipelineOptions, reconstruct_arrays  # noqa: E402
 from app.reconstruction import default_conf_percentile  # noqa: E402
 from app.snapshot import input_strip, render_reconstruction  # noqa: E402
-from heads.geometry import pose_auc, relative_pose_errors  # noqa: E402
+from heads.metrics import pose_auc, relative_pose_errors  # noqa: E402
 from mum.data.readers import read_scene  # noqa: E402
 
 PANEL = (640, 480)

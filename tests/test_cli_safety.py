@@ -118,7 +118,7 @@ def test_decompression_bomb_refused_from_the_header(tmp_path: Path) -> None:
 
 
 def test_bomb_refused_in_milliseconds_by_the_loader(tmp_path: Path) -> None:
-    from app.io import load_views
+    from mum.io import load_views
 
     bomb = _png_bomb(tmp_path / "bomb.png")
     start = time.perf_counter()
@@ -149,7 +149,7 @@ def test_pixel_limit_from_flag_and_environment(tmp_path: Path, capsys, monkeypat
 def test_a_lower_limit_for_one_call_leaves_pillows_guard_alone(tmp_path: Path, monkeypatch) -> None:
     """``max_pixels`` below the process-wide limit refuses the image without lowering Pillow's global guard
     (other Pillow users in the process would start warning)."""
-    from app.io import DEFAULT_MAX_PIXELS, read_image
+    from mum.io import DEFAULT_MAX_PIXELS, read_image
 
     monkeypatch.delenv("MUM_MAX_PIXELS", raising=False)
     img = _image(tmp_path / "a.png", (80, 60))

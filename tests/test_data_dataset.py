@@ -8,11 +8,12 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mum.data.dataset import MultiViewBatchSampler, SampleKey, SceneDataset, SyntheticMultiViewDataset, collate
-from mum.data.geometry import depth_to_world, project
-from mum.data.groundtruth import depth_to_points, mean_valid_distance, normalize_by_mean_distance, to_first_camera_frame
+from geometry_support import project, unproject
+from mum.data.groundtruth import mean_valid_distance, normalize_by_mean_distance, to_first_camera_frame
 from mum.data.render import render_views
 from mum.data.synthetic import SyntheticConfig, build_world, generate_scene, plan_cameras
 from mum.data.views import CropBox, crop_box, crop_resize
+from mum.geometry import depth_to_world_points
 
 ROOM = SyntheticConfig(kinds=("room",))
 
@@ -44,7 +45,7 @@ def test_crop_resize_keeps_cross_view_reprojection():
     for i in range(2):
         box = crop_box(192, 144, 4 / 3, scale=0.8, rng=rng)
         outs.append(crop_resize(scene.images[i], scene.intrinsics[i], 96, 72, box, scene.depths[i], scene.masks[i]))
-    pts = depth_to_world(outs[0]["depth"].astype(np.float64), outs[0]["intrinsics"], scene.extrinsics[0])[outs[0]["mask"]]
+    pts = unproject(outs[0]["depth"], outs[0]["intrinsics"], scene.extrinsics[0])[outs[0]["mask"]]
     uv, z = project(pts, outs[1]["intrinsics"], scene.extrinsics[1])
     px = np.round(uv).astype(int)
     inside = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < 96) & (px[:, 1] >= 0) & (px[:, 1] < 72)
@@ -69,9 +70,13 @@ def test_first_camera_frame_and_points():
     rel = to_first_camera_frame(E)
     torch.testing.assert_close(rel[0], torch.eye(4, dtype=torch.float64)[:3])
     depth, K = torch.from_numpy(np.stack(scene.depths)).double(), torch.from_numpy(scene.intrinsics)
-    world = depth_to_points(depth, K, E)  # engine world frame
-    np.testing.assert_allclose(world[1].numpy(), depth_to_world(scene.depths[1].astype(np.float64), scene.intrinsics[1], scene.extrinsics[1]), atol=1e-6)
-    first = depth_to_points(depth, K, rel)  # first-camera frame = world mapped by E0
+    world = depth_to_world_points(depth, E, K)  # engine world frame
+    h, w = scene.depths[1].shape  # by hand: X_world = Rᵀ (d K⁻¹ [u, v, 1] − t)
+    pix = np.stack([*np.meshgrid(np.arange(w), np.arange(h)), np.ones((h, w))], -1)
+    cam = pix @ np.linalg.inv(scene.intrinsics[1]).T * scene.depths[1][..., None]
+    by_hand = (cam - scene.extrinsics[1][:, 3]) @ scene.extrinsics[1][:, :3]
+    np.testing.assert_allclose(world[1].numpy(), by_hand, atol=1e-6)
+    first = depth_to_world_points(depth, rel, K)  # first-camera frame = world mapped by E0
     mapped = world @ E[0, :, :3].T + E[0, :, 3]
     torch.testing.assert_close(first, mapped, atol=1e-6, rtol=1e-6)
 
@@ -100,7 +105,7 @@ def test_synthetic_sample_contents():
     torch.testing.assert_close(s["extrinsics"][0], torch.eye(4)[:3])
     torch.testing.assert_close(mean_valid_distance(s["world_points"], s["valid_masks"]), torch.tensor(1.0), rtol=1e-4, atol=1e-4)
     # normalised points are the normalised depth unprojected with the normalised cameras
-    torch.testing.assert_close(depth_to_points(s["depths"], s["intrinsics"], s["extrinsics"]) * s["valid_masks"][..., None],
+    torch.testing.assert_close(depth_to_world_points(s["depths"], s["extrinsics"], s["intrinsics"]) * s["valid_masks"][..., None],
                                s["world_points"], atol=1e-4, rtol=1e-4)
     assert int(s["seed"]) == 2 and s["kind"] in ("room", "object", "terrain")
     raw = SyntheticMultiViewDataset("train", length=10, num_views=3, height=48, width=64, normalize=False)[2]

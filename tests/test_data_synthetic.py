@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mum.data.geometry import depth_to_world, intrinsics_from_fov, look_at, project
+from geometry_support import project, unproject
+from mum.geometry import intrinsics_from_fov, look_at
 from mum.data.meshes import Material, MeshBuilder
 from mum.data.render import Background, Light, World, render_views
 from mum.data.synthetic import (
@@ -75,7 +76,7 @@ def _consistency(scene, i, j):
     """(fraction of view-i pixels seen by view j whose reprojected depth matches j's depth within 1 %,
     fraction that would float in front of j's visible surface)."""
     Ei, Ej, Ki, Kj = scene.extrinsics[i], scene.extrinsics[j], scene.intrinsics[i], scene.intrinsics[j]
-    pts = depth_to_world(scene.depths[i].astype(np.float64), Ki, Ei)[scene.masks[i]]
+    pts = unproject(scene.depths[i], Ki, Ei)[scene.masks[i]]
     uv, z = project(pts, Kj, Ej)
     H, W = scene.depths[j].shape
     px = np.round(uv).astype(int)

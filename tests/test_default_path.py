@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import heads
-from app.io import load_views
+from mum.io import load_views
 from app.pipeline import PipelineOptions, reconstruct_arrays
 from app.sfm import reprojection_errors
-from heads.geometry import pose_auc, relative_pose_errors
+from heads.metrics import pose_auc, relative_pose_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 TUM = ROOT / "demo" / "tum_freiburg"
@@ -70,7 +70,7 @@ def test_reported_figures_describe_the_exported_cameras(tum_default):
 
 def test_dense_maps_agree_across_views_and_are_fine(tum_default, model):
     names, arrays, recon, _ = tum_default
-    w, h = recon.network_size
+    w, h = recon.depth_size
     assert max(w, h) >= 256 and recon.valid.shape == recon.depth.shape
     fast = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=True))
     default = recon.meta["consistency"]["median_depth_disagreement"]

@@ -93,3 +93,17 @@ def test_extract_layers_in_the_order_asked_and_in_range(encoder):
     torch.testing.assert_close(b.intermediate[2], b.patch_tokens)
     with pytest.raises(ValueError, match="out of range"):
         encoder.extract(images, layers=[len(encoder.blocks)])
+
+
+def test_map_chunks_is_the_unchunked_result() -> None:
+    """The one chunked per-frame loop: any chunk size gives the all-at-once result, nested outputs included."""
+    from mum.layers import map_chunks
+
+    frames = torch.randn(2, 5, 3, 4)
+    whole = (frames * 2, [frames.sum(-1)])
+    for chunk in (None, 1, 3, 10):
+        out = map_chunks(lambda x: (x * 2, [x.sum(-1)]), frames, chunk, batch_dims=2)
+        torch.testing.assert_close(out[0], whole[0])
+        torch.testing.assert_close(out[1][0], whole[1][0])
+    with pytest.raises(ValueError):
+        map_chunks(lambda x: x, frames, 0)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from heads.geometry import pose_auc, quat_to_mat
-from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc30, sample_views
+from mum.geometry import quat_to_mat
+from heads.metrics import depth_metrics, pointcloud_metrics, pose_auc, pose_auc30, sample_views
 
 
 def test_auc_of_known_error_list() -> None:
@@ -91,3 +91,39 @@ def test_validation_split_scenes_differ_from_test_scenes() -> None:
     (val_name, val), = synthetic_samples(1, 2, (32, 32), "val")
     assert test_name == "synthetic/0000" and val_name == "synthetic-val/0000"
     assert not torch.equal(test["images"], val["images"])
+
+
+def test_every_tool_starts_from_the_one_default_model(capsys) -> None:
+    """``mum-eval``, ``mum-reconstruct`` and the web app load ``heads.DEFAULT_MODEL`` unless told otherwise, and
+    ``mum-eval`` says so when it scores an untrained preset (even with ``--quiet``)."""
+    import heads
+    from app.cli import build_parser as reconstruct_parser
+    from app.evaluate import build_parser as eval_parser
+    from app.evaluate import main
+    from app.web_models import ModelCache
+
+    assert eval_parser().parse_args([]).model == heads.DEFAULT_MODEL
+    assert (reconstruct_parser().parse_args(["x", "-o", "x.ply"]).model or heads.DEFAULT_MODEL) == heads.DEFAULT_MODEL
+    assert ModelCache("cpu", loader=lambda *a, **k: None).default == heads.DEFAULT_MODEL
+    assert main(["--model", "mum-tiny", "--synthetic", "1", "--views", "2", "--size", "32", "32",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert "random weights" in capsys.readouterr().err
+
+
+def test_real_scenes_are_prepared_by_the_users_preprocessing() -> None:
+    """``mum-eval --scene`` feeds the network what ``mum-reconstruct`` would (``mum.io.preprocess``), with the
+    reference intrinsics mapped by the same view transforms."""
+    from app.evaluate import real_sample
+    from heads.metrics import sample_views
+    from mum.data.readers import read_scene
+    from mum.io import preprocess
+
+    path = str(Path(__file__).resolve().parents[1] / "demo" / "synthetic_room")
+    sample = real_sample(path, 3, 0, (48, 64))
+    scene = read_scene(path)
+    idx = sample_views(scene.num_views, 3, 0)
+    images, transforms = preprocess([scene.image(i) for i in idx], size=(64, 48))
+    assert sample["images"].shape == (3, 3, 48, 64)
+    torch.testing.assert_close(sample["images"], images)
+    for K, tf, i in zip(sample["intrinsics"], transforms, idx):
+        np.testing.assert_allclose(K.numpy(), tf.intrinsics_to_network(scene.intrinsics[i]), rtol=1e-6)

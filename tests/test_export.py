@@ -9,6 +9,7 @@ import pytest
 
 from app import export
 from app.reconstruction import Reconstruction
+from mum.io import ViewTransform
 
 
 def look_at(center: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -50,8 +51,9 @@ def make_recon(S: int = 3, h: int = 12, w: int = 16) -> Reconstruction:
         world_points=np.zeros((S, h, w, 3), np.float32),
         world_points_conf=np.ones((S, h, w), np.float32),
         colors=rng.integers(0, 255, (S, h, w, 3), dtype=np.uint8),
-        network_intrinsics=np.stack([Kn] * S),
+        transforms=[ViewTransform.crop((w * 40, h * 40), (w, h), 0, 0, w * 40, h * 40)] * S,
     )
+    np.testing.assert_allclose(recon.network_intrinsics, np.stack([Kn] * S), atol=1e-12)
     recon.world_points = recon.depth_points()
     return recon
 

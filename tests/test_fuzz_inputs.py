@@ -1,5 +1,5 @@
 """Property-based fuzzing (hypothesis) of what users hand the command: image bytes and headers for the loader
-(:func:`app.io.read_image`), and command lines for ``mum-reconstruct``'s argument checks and runs.
+(:func:`mum.io.read_image`), and command lines for ``mum-reconstruct``'s argument checks and runs.
 
 Properties: never a traceback (an image, or one :class:`~mum.errors.UserError` line; argparse's own usage
 error at worst), never a warning printed, never a file written outside the output, never an input touched.
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.cli import FOLDER_ENTRIES, build_parser, check_arguments, main
-from app.io import input_files, read_image
+from mum.io import input_files, read_image
 from mum.errors import UserError
 from mum.files import check_inputs_kept
 

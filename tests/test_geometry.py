@@ -1,4 +1,4 @@
-"""heads.geometry: parity with the official VGGT utilities, hand-computed cases and round trips."""
+"""mum.geometry: parity with the official VGGT utilities, hand-computed cases and round trips."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from heads import geometry as g
+from mum import geometry as g
+from heads import metrics
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vggt"
 TOL = 1e-5
@@ -208,7 +209,7 @@ def test_umeyama_recovers_known_similarity():
     scale = torch.tensor([0.3, 1.0, 7.5])
     translation = torch.randn(3, 3, generator=gen) * 5
     target = _apply(scale, rotation, translation, source)
-    s, r, t = g.umeyama_alignment(source, target)
+    s, r, t = metrics.umeyama_alignment(source, target)
     torch.testing.assert_close(s, scale, atol=TOL, rtol=TOL)
     torch.testing.assert_close(r, rotation, atol=TOL, rtol=TOL)
     torch.testing.assert_close(t, translation, atol=1e-4, rtol=TOL)
@@ -223,17 +224,17 @@ def test_umeyama_weights_ignore_outliers_and_no_reflection():
     target[:20] += 50 * torch.randn(20, 3, generator=gen, dtype=torch.float64)  # outliers
     weights = torch.ones(100, dtype=torch.float64)
     weights[:20] = 0
-    s, r, t = g.umeyama_alignment(source, target, weights)
+    s, r, t = metrics.umeyama_alignment(source, target, weights)
     torch.testing.assert_close(s, torch.tensor(2.0, dtype=torch.float64))
     torch.testing.assert_close(r, rotation)
-    s_unweighted, _, _ = g.umeyama_alignment(source, target)
+    s_unweighted, _, _ = metrics.umeyama_alignment(source, target)
     assert abs(float(s_unweighted) - 2.0) > 1e-2
     # a mirrored target: the best proper rotation is returned, never a reflection
     mirrored = source * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
-    _, r, _ = g.umeyama_alignment(source, mirrored)
+    _, r, _ = metrics.umeyama_alignment(source, mirrored)
     torch.testing.assert_close(torch.linalg.det(r), torch.tensor(1.0, dtype=torch.float64))
     # rigid mode keeps scale 1
-    s, r, t = g.umeyama_alignment(source, source @ rotation.T + 1.0, with_scale=False)
+    s, r, t = metrics.umeyama_alignment(source, source @ rotation.T + 1.0, with_scale=False)
     assert float(s) == 1.0
     torch.testing.assert_close(r, rotation)
 
@@ -251,10 +252,10 @@ def test_relative_pose_errors_zero_under_global_similarity():
     rotation2 = rotation @ gauge.T
     translation2 = scale * translation - (rotation2 @ shift)
     moved = torch.cat((rotation2, translation2[..., None]), dim=-1)
-    rra, rta = g.relative_pose_errors(moved, extrinsics)
+    rra, rta = metrics.relative_pose_errors(moved, extrinsics)
     assert rra.shape == rta.shape == (45,)
     assert float(rra.max()) < 1e-5 and float(rta.max()) < 1e-5
-    assert float(g.pose_auc(rra, rta)) == pytest.approx(1.0)
+    assert float(metrics.pose_auc(rra, rta)) == pytest.approx(1.0)
 
 
 def test_relative_pose_errors_hand_computed():
@@ -267,14 +268,14 @@ def test_relative_pose_errors_hand_computed():
         [[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]], dtype=torch.float64
     )
     pred[1, :3, 3] = torch.tensor([-1.0, 0.0, 0.0])  # translation direction flipped: ambiguous, RTA 0
-    rra, rta = g.relative_pose_errors(pred, gt)
+    rra, rta = metrics.relative_pose_errors(pred, gt)
     torch.testing.assert_close(rra, torch.tensor([10.0], dtype=torch.float64))
     torch.testing.assert_close(rta, torch.tensor([0.0], dtype=torch.float64))
     pred[1, :3, 3] = torch.tensor([1.0, 1.0, 0.0])  # 45 degrees off
-    _, rta = g.relative_pose_errors(pred, gt)
+    _, rta = metrics.relative_pose_errors(pred, gt)
     torch.testing.assert_close(rta, torch.tensor([45.0], dtype=torch.float64))
-    assert float(g.translation_angle_deg(torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]))) == pytest.approx(90)
-    assert float(g.translation_angle_deg(torch.zeros(3), torch.tensor([0.0, 1, 0]))) == 90.0
+    assert float(metrics.translation_angle_deg(torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]))) == pytest.approx(90)
+    assert float(metrics.translation_angle_deg(torch.zeros(3), torch.tensor([0.0, 1, 0]))) == 90.0
     assert float(g.rotation_angle_deg(torch.eye(3), torch.diag(torch.tensor([1.0, -1, -1])))) == pytest.approx(180)
 
 
@@ -286,11 +287,11 @@ def test_pose_auc_matches_numpy_histogram():
     errors = np.maximum(rra, rta)
     histogram, _ = np.histogram(errors, bins=np.arange(31))
     expected = np.mean(np.cumsum(histogram / len(errors)))
-    assert float(g.pose_auc(torch.from_numpy(rra), torch.from_numpy(rta))) == pytest.approx(expected, abs=1e-12)
+    assert float(metrics.pose_auc(torch.from_numpy(rra), torch.from_numpy(rta))) == pytest.approx(expected, abs=1e-12)
     zeros = torch.zeros(7)
-    assert float(g.pose_auc(zeros, zeros)) == 1.0
-    assert float(g.pose_auc(zeros + 31, zeros)) == 0.0
-    batched = g.pose_auc(torch.stack((zeros, zeros + 31)), torch.zeros(2, 7))
+    assert float(metrics.pose_auc(zeros, zeros)) == 1.0
+    assert float(metrics.pose_auc(zeros + 31, zeros)) == 0.0
+    batched = metrics.pose_auc(torch.stack((zeros, zeros + 31)), torch.zeros(2, 7))
     torch.testing.assert_close(batched, torch.tensor([1.0, 0.0]))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.io import list_image_paths, preprocess, read_image
+from mum.io import list_image_paths, preprocess, read_image
 from mum.errors import UserError
 
 
@@ -106,7 +106,7 @@ def _video(path, frames: int = 5) -> None:
 def test_quoted_video_glob_and_a_folder_named_like_a_video(tmp_path, monkeypatch):
     """``"*.avi"`` (quoted, so the shell did not expand it) reads the one matching video; a folder called
     ``x.mp4`` is a folder of images; a pattern matching no or several videos is one clear error."""
-    from app.io import load_views
+    from mum.io import load_views
 
     monkeypatch.chdir(tmp_path)
     _video(tmp_path / "clip.avi")
@@ -123,7 +123,7 @@ def test_quoted_video_glob_and_a_folder_named_like_a_video(tmp_path, monkeypatch
 
 
 def test_network_size_rounds_halves_up():
-    from app.io import network_size
+    from mum.io import network_size
 
     assert network_size(1080, 1920, 128, 16) == (80, 128)  # 4.5 patches wide: 5, not Python's round-to-even 4
     assert network_size(640, 480, 128, 16) == (128, 96)

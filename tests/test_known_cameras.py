@@ -322,7 +322,7 @@ def test_unknown_cameras_file(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------------ SfM
 def test_sfm_holds_given_intrinsics_and_shares_cameras_by_what_is_known():
-    from app.io import load_views
+    from mum.io import load_views
     from app.known_cameras import KnownCameras, centred_K
     from app.sfm import _camera_groups, run_sfm
 

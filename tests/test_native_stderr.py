@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import os, sys, threading, time
-from app.native_stderr import native_stderr_to
+from mum.native_stderr import native_stderr_to
 log = sys.argv[1]
 original = sys.stderr
 def worker(k):

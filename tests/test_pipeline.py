@@ -63,7 +63,7 @@ def test_reconstruct_arrays_reports_original_pixels(tiny):
     arrays = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(3)]
     recon = reconstruct_arrays(tiny, ["a.png", "b.png", "c.png"], arrays, long_side=128, device="cpu",
                                options=PipelineOptions(fast=True))
-    assert recon.image_sizes == [(400, 300)] * 3 and recon.network_size == (128, 96)
+    assert recon.image_sizes == [(400, 300)] * 3 and recon.depth_size == (128, 96)
     # square pixels: one focal length per camera, even though the network predicts equal fields of view
     np.testing.assert_allclose(recon.intrinsics[:, 0, 0], recon.intrinsics[:, 1, 1])
     # intrinsics scale by original/network size: 400 px wide original, 128 px network

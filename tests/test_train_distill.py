@@ -8,7 +8,8 @@ import torch
 
 from heads.distill import DistillConfig, DistillTask
 from heads.registry import load_model
-from heads.teachers import CachedTeacher, GroundTruthTeacher, ModelTeacher, sparse_depth
+from heads.teachers import CachedTeacher, GroundTruthTeacher, ModelTeacher
+from mum.geometry import sparse_depth
 from mum.checkpoint import load_state_dict
 from mum.training.config import load_config
 from mum.training.data import SampleKey, collate

@@ -82,7 +82,7 @@ def test_sampler_crop_sizes_are_per_step_and_resume_safe() -> None:
 
 def test_centre_crop_keeps_depth_and_intrinsics_consistent() -> None:
     """Unprojecting a cropped view with its shifted intrinsics gives the same 3D points as the full view."""
-    from mum.data.geometry import intrinsics_from_fov
+    from mum.geometry import intrinsics_from_fov
     from mum.training.sources import centre_crop
 
     K = torch.from_numpy(intrinsics_from_fov(1.0, 40, 32)).float()

@@ -75,7 +75,7 @@ def server_network_size(model) -> tuple[int, int]:
     """The test server's network size for the 640 × 480 demo views (see ``web_support.start_server``)."""
     import os
 
-    from app.io import network_size
+    from mum.io import network_size
 
     long_side = model.cfg.image_size if os.environ.get("MUM_WEB_TEST_MODEL") else 112
     return network_size(640, 480, long_side, model.patch_size)
@@ -285,7 +285,7 @@ def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     disagreement = scene.recon.meta["consistency"]["median_depth_disagreement"]  # NaN: no two views overlap
     assert ("views disagree by" in status) == bool(np.isfinite(disagreement))
     assert "confirmed" not in status  # no view checks another in the fast preview
-    assert scene.recon.network_size == scene.recon.meta["network_size"] == (112, 80)
+    assert scene.recon.depth_size == scene.recon.meta["network_size"] == (112, 80)
     n = int(status.split("**")[3].split()[0].replace(",", ""))
     assert n == pytest.approx(0.5 * len(SFM_VIEWS) * 112 * 80, abs=2)  # the fast preview's 50th percentile
     fractions = [f for f, _ in calls]
@@ -428,7 +428,7 @@ def test_portrait_photos_run_at_the_models_size(tmp_path):
     import cv2
 
     heads = pytest.importorskip("heads")
-    from app.io import network_size
+    from mum.io import network_size
 
     paths = []
     for p in SFM_VIEWS[:4]:
@@ -442,7 +442,7 @@ def test_portrait_photos_run_at_the_models_size(tmp_path):
     (*_, status, scene), _ = run_ui(h, paths)
     for s in (fast, scene):
         assert s.recon.meta["network_size"] == expected and max(expected) == model.cfg.image_size
-    assert max(scene.recon.network_size) >= 256 and scene.recon.network_size[1] > scene.recon.network_size[0]
+    assert max(scene.recon.depth_size) >= 256 and scene.recon.depth_size[1] > scene.recon.depth_size[0]
     shown = [int(t.split("**")[3].split()[0].replace(",", "")) for t in (fast_status, status)]
     assert shown[0] == pytest.approx(len(paths) * expected[0] * expected[1] // 2, abs=len(paths))
     assert shown[1] > 2 * shown[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mum.data.geometry import look_at
+from mum.geometry import look_at
 
 UP = np.array([0.0, 0.0, 1.0])
 

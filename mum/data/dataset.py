@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from mum.data.groundtruth import depth_to_points, normalize_by_mean_distance, to_first_camera_frame
+from mum.data.groundtruth import normalize_by_mean_distance, to_first_camera_frame
 from mum.data.scene import Scene
 from mum.data.synthetic import SPLITS, SyntheticConfig, generate_scene
 from mum.data.views import crop_box, crop_resize
+from mum.geometry import depth_to_world_points
 
 
 class SampleKey(NamedTuple):
@@ -64,7 +65,7 @@ def views_to_sample(images: Sequence[np.ndarray], intrinsics: np.ndarray, extrin
     if masks is not None:
         valid &= torch.from_numpy(np.stack(masks)).bool()
     depth = depth * valid
-    points = depth_to_points(depth, K, ext) * valid[..., None]
+    points = depth_to_world_points(depth, ext, K) * valid[..., None]
     scale = torch.tensor(1.0)
     if normalize:
         ext, depth, points, scale = normalize_by_mean_distance(ext, depth, points, valid)

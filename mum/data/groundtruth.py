@@ -1,10 +1,8 @@
 """Ground-truth geometry for training samples (torch, any leading batch dims ``...``):
 
 - :func:`to_first_camera_frame` re-expresses extrinsics in the frame of view 0 (view 0 becomes ``[I | 0]``);
-- :func:`depth_to_points` unprojects z-depth to points in the world (= first camera) frame;
 - :func:`normalize_by_mean_distance` divides depth, points and translations by the mean distance of valid
-  points to the origin (DESIGN.md: "ground truth for training is normalised by the mean distance of valid
-  points to the origin").
+  points to the origin (the training convention of docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -19,22 +17,6 @@ def to_first_camera_frame(extrinsics: torch.Tensor) -> torch.Tensor:
     R0t = R0.transpose(-1, -2)
     # x_i = R (R0ᵀ (x_0 − t0)) + t
     return torch.cat([R @ R0t, t - R @ R0t @ t0], dim=-1)
-
-
-def depth_to_points(depth: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
-    """z-depth ``[..., H, W]``, intrinsics ``[..., 3, 3]``, camera-from-world ``[..., 3, 4]`` → world points
-    ``[..., H, W, 3]`` (pixel centres at integer coordinates): ``c + z · M [u, v, 1]`` with ``M = Rᵀ K⁻¹``
-    and the camera centre ``c = −Rᵀ t``."""
-    H, W = depth.shape[-2:]
-    R, t = extrinsics[..., :3, :3].double(), extrinsics[..., :3, 3:].double()
-    M = (R.mT @ torch.linalg.inv(intrinsics.double())).to(depth.dtype)
-    centre = (-R.mT @ t)[..., 0].to(depth.dtype)  # [..., 3]
-    u = torch.arange(W, dtype=depth.dtype, device=depth.device)
-    v = torch.arange(H, dtype=depth.dtype, device=depth.device)
-    along_row = u[:, None] * M[..., None, :, 0]  # u · M[:, 0]   [..., W, 3]
-    along_col = v[:, None] * M[..., None, :, 1] + M[..., None, :, 2]  # v · M[:, 1] + M[:, 2]   [..., H, 3]
-    dirs = along_row[..., None, :, :] + along_col[..., :, None, :]  # [..., H, W, 3]
-    return torch.addcmul(centre[..., None, None, :], dirs, depth[..., None])
 
 
 def mean_valid_distance(points: torch.Tensor, valid: torch.Tensor, sample_dims: int = 4) -> torch.Tensor:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mum.data.geometry import pixel_rays
+from mum.geometry import pixel_rays
 from mum.data.meshes import Material
 from mum.data.textures import Texture, TextureAtlas, linear_to_srgb
 

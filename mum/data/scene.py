@@ -1,9 +1,9 @@
 """The one scene structure every reader returns and every writer and the dataset layer consume.
 
-Conventions (``DESIGN.md``): extrinsics camera-from-world, OpenCV axes, ``[N, 3, 4]``; intrinsics in pixels of
+Conventions (``docs/architecture.md``): extrinsics camera-from-world, OpenCV axes, ``[N, 3, 4]``; intrinsics in pixels of
 the stored image, ``[N, 3, 3]``, pixel centres at integer coordinates (COLMAP and nerfstudio put them at
 half-integers; their readers and writers shift by 0.5); depth = z in the camera frame, 0 where unknown.
-Images are kept either as file paths (read lazily with :func:`app.io.read_image`) or as ``uint8`` RGB arrays.
+Images are kept either as file paths (read lazily with :func:`mum.io.read_image`) or as ``uint8`` RGB arrays.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Scene:
         """View ``i`` as ``uint8`` RGB ``[H, W, 3]`` (read from disk when the scene holds paths)."""
         if self.images is not None:
             return self.images[i]
-        from app.io import read_image
+        from mum.io import read_image
 
         return read_image(self.image_paths[i])
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mum.data import cameras as paths
-from mum.data.geometry import intrinsics_from_fov, pixel_rays
+from mum.geometry import intrinsics_from_fov, pixel_rays
 from mum.data.render import World, render_views
 from mum.data.scene import Scene
 from mum.data.textures import PhotoBank

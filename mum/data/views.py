@@ -1,8 +1,9 @@
-"""Crop and resize a view so that image, depth, mask and intrinsics stay consistent.
+"""Crop and resize a training or evaluation view so that image, depth, mask and intrinsics stay consistent.
 
-Pixel centres sit at integer coordinates (project convention), so a crop box ``[x0, x0+cw) × [y0, y0+ch)``
-resized to ``W × H`` maps pixel ``u`` to ``u' = (u + ½ − x0)·W/cw − ½`` (the same map ``cv2.resize`` uses).
-Depth and masks are resampled with exact nearest-neighbour (no mixing of foreground and background depths).
+The crop and resize is the users' one, :class:`mum.io.ViewTransform` (image resampled by
+:func:`mum.io.warp_view`, intrinsics mapped by the transform); this module adds the choice of the crop box
+(centred, or random for augmentation) and the resampling of depth and masks, with exact nearest-neighbour (no
+mixing of foreground and background depths).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from mum.io import ViewTransform, warp_view
 
 
 class CropBox(NamedTuple):
@@ -39,12 +42,6 @@ def crop_box(width: int, height: int, aspect: float, scale: float = 1.0, rng: np
     return CropBox(x0, y0, cw, ch)
 
 
-def crop_resize_matrix(box: CropBox, out_width: int, out_height: int) -> np.ndarray:
-    """``[3, 3]`` affine map from source pixels to output pixels (``K_out = A @ K_in``)."""
-    sx, sy = out_width / box.width, out_height / box.height
-    return np.array([[sx, 0, (0.5 - box.x0) * sx - 0.5], [0, sy, (0.5 - box.y0) * sy - 0.5], [0, 0, 1.0]])
-
-
 def crop_resize(image: np.ndarray, intrinsics: np.ndarray | None, out_width: int, out_height: int,
                 box: CropBox | None = None, depth: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict:
     """Crop ``box`` (default: the centred box of the output aspect) and resize to ``out_width × out_height``.
@@ -53,16 +50,15 @@ def crop_resize(image: np.ndarray, intrinsics: np.ndarray | None, out_width: int
         image: ``[H, W, 3]`` uint8 or float; depth ``[H, W]`` float (0 = unknown); mask ``[H, W]`` bool;
             intrinsics ``[3, 3]`` pixels of ``image``.
     Returns:
-        dict with ``image``, ``intrinsics`` (``A @ K``), ``depth``, ``mask`` (``None`` when not given) and
-        ``matrix`` (the affine map ``A``).
+        dict with ``image``, ``intrinsics`` (in pixels of the output), ``depth``, ``mask`` (``None`` when not
+        given) and ``transform`` (the :class:`mum.io.ViewTransform`).
     """
     h, w = image.shape[:2]
     box = box or crop_box(w, h, out_width / out_height)
-    A = crop_resize_matrix(box, out_width, out_height)
+    tf = ViewTransform.crop((w, h), (out_width, out_height), box.x0, box.y0, box.width, box.height)
     sl = (slice(box.y0, box.y0 + box.height), slice(box.x0, box.x0 + box.width))
-    shrink = out_width < box.width or out_height < box.height
-    img = cv2.resize(image[sl], (out_width, out_height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    out = {"image": img, "matrix": A, "intrinsics": None if intrinsics is None else A @ intrinsics, "depth": None, "mask": None}
+    out = {"image": warp_view(image, tf), "transform": tf, "depth": None, "mask": None,
+           "intrinsics": None if intrinsics is None else tf.intrinsics_to_network(intrinsics)}
     if depth is not None:
         out["depth"] = cv2.resize(depth[sl].astype(np.float32), (out_width, out_height), interpolation=cv2.INTER_NEAREST_EXACT)
     if mask is not None:

@@ -2,6 +2,7 @@
 
 from .attention import Attention, attention, math_attention, resolve_backend, xformers_available
 from .block import Block
+from .chunked import map_chunks
 from .layer_scale import LayerScale
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
@@ -16,6 +17,7 @@ __all__ = [
     "PatchEmbed",
     "RopeTable",
     "attention",
+    "map_chunks",
     "math_attention",
     "resolve_backend",
     "rotate_half",

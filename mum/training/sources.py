@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mum.errors import UserError
+from mum.io import ViewTransform
 
 from .config import DataConfig
 from .data import SampleKey
@@ -27,20 +28,20 @@ ViewSource = Callable[[SampleKey], Mapping[str, Tensor]]
 
 def centre_crop(sample: Mapping[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
     """Centre-crop every view of a source sample to ``height × width`` (even margins, so a centred principal
-    point stays centred); ``intrinsics`` shift their principal point by the margins."""
+    point stays centred); ``intrinsics`` follow by the crop's :class:`mum.io.ViewTransform` (a shift of the
+    principal point by the margins)."""
     H, W = sample["images"].shape[-2:]
     if height > H or width > W or (H - height) % 2 or (W - width) % 2:
         raise UserError(f"crop {height}x{width} does not fit {H}x{W} with even margins (data.crop_sizes)")
     y0, x0 = (H - height) // 2, (W - width) // 2
+    tf = ViewTransform.crop((W, H), (width, height), x0, y0, width, height)
     out = dict(sample)
     for key in ("images", "depth", "valid"):
         if key in out:
             out[key] = out[key][..., y0 : y0 + height, x0 : x0 + width]
     if "intrinsics" in out:
-        shift = torch.tensor([x0, y0], dtype=out["intrinsics"].dtype)
-        K = out["intrinsics"].clone()
-        K[..., :2, 2] -= shift
-        out["intrinsics"] = K
+        K = out["intrinsics"]
+        out["intrinsics"] = torch.from_numpy(tf.intrinsics_to_network(K.double().numpy())).to(K.dtype)
     return out
 
 
@@ -60,11 +61,11 @@ def build_source(cfg: DataConfig, split: str, seed: int) -> ViewSource:
     per-step crop sizes of ``cfg.crop_sizes``."""
     inner: ViewSource
     if cfg.source == "synthetic":
-        from .sources_impl import SyntheticSource
+        from .scene_sources import SyntheticSource
 
         inner = SyntheticSource(cfg, split, seed)
     elif cfg.source in ("folder", "colmap"):
-        from .sources_impl import SceneListSource
+        from .scene_sources import SceneListSource
 
         inner = SceneListSource(cfg, split, seed, need_cameras=cfg.source == "colmap")
     else:

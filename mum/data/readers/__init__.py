@@ -31,7 +31,7 @@ WRITERS = {"folder": write_image_folder, "colmap": write_colmap, "transforms": w
 def read_scene(path: str | os.PathLike, **kwargs) -> Scene:
     """Read a video file, a ``transforms.json`` (or a folder holding one), a COLMAP model (a model folder or a
     folder with ``sparse/0`` or ``sparse``), or else an image folder."""
-    from app.io import is_video_path
+    from mum.io import is_video_path
 
     p = Path(path)
     if not p.exists():

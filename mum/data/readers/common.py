@@ -21,10 +21,10 @@ REFERENCE_JSON = "cameras_reference.json"
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file in display orientation (EXIF rotation applied), from its header.
     Raises :class:`UserError` naming the file when it is missing, unreadable, or above the project's pixel
-    limit (:func:`app.io.pixel_limit`, the one :func:`app.io.read_image` applies)."""
+    limit (:func:`mum.io.pixel_limit`, the one :func:`mum.io.read_image` applies)."""
     from PIL import Image, UnidentifiedImageError
 
-    from app.io import pixel_limit
+    from mum.io import pixel_limit
 
     if not path.is_file():
         raise UserError(f"{path}: no such image file")

@@ -42,7 +42,7 @@ def read_image_folder(path: str | os.PathLike, load: bool = False) -> Scene:
     files above exist (views missing from the camera file are skipped with a warning). ``load`` reads the
     pixels now instead of on demand.
     """
-    from app.io import list_image_paths
+    from mum.io import list_image_paths
 
     images_dir, scene_dir = _layout(Path(path))
     if not images_dir.is_dir():

@@ -27,7 +27,7 @@ def read_video(path: str | os.PathLike, num_frames: int | None = None, stride: i
     ``stride`` keeps every n-th frame, then ``num_frames`` (if given) picks that many uniformly. A file that
     cannot be opened or has no decodable frame raises :class:`UserError`. Cameras come from the sidecar
     ``VIDEO.cameras.json`` when it exists."""
-    from app.io import read_video_frames
+    from mum.io import read_video_frames
 
     path = Path(path)
     names, frames = read_video_frames(path, stride=max(int(stride), 1), max_frames=num_frames)

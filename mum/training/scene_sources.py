@@ -1,4 +1,6 @@
-"""Concrete view sources (see ``sources.py``): the synthetic scene engine and on-disk scene lists."""
+"""The concrete view sources behind :func:`mum.training.sources.build_source`: :class:`SyntheticSource` (scenes
+rendered by the synthetic engine, exact cameras and dense depth) and :class:`SceneListSource` (scenes on disk:
+image folders, COLMAP models, ``transforms.json``; sparse depth from COLMAP points)."""
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ class SceneListSource:
         self.H, self.W = cfg.image_size
 
     def __call__(self, key: SampleKey) -> dict[str, Tensor]:
-        from heads.teachers import sparse_depth
+        from mum.geometry import sparse_depth
         from mum.data.views import crop_resize
 
         scene = _read_scene(self.paths[key.index % len(self.paths)])

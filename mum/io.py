@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from app.native_stderr import native_stderr_to
+from mum.native_stderr import native_stderr_to
 from mum.errors import UserError, is_unprintable, one_line
 from mum.files import resolve_path
 
@@ -231,6 +231,15 @@ class ViewTransform:
     sx: float
     sy: float
 
+    @classmethod
+    def crop(cls, original_size: tuple[int, int], network_size: tuple[int, int], x0: float, y0: float,
+             width: float, height: float) -> "ViewTransform":
+        """The crop ``[x0, x0 + width) × [y0, y0 + height)`` of an ``original_size`` image resized to
+        ``network_size`` (both ``(width, height)``)."""
+        W, H = network_size
+        return cls((int(original_size[0]), int(original_size[1])), (int(W), int(H)), float(x0), float(y0),
+                   W / width, H / height)
+
     def _to_network(self) -> np.ndarray:
         return np.array(
             [[self.sx, 0, (0.5 - self.x0) * self.sx - 0.5], [0, self.sy, (0.5 - self.y0) * self.sy - 0.5], [0, 0, 1]],
@@ -285,16 +294,21 @@ def network_size(width: int, height: int, long_side: int, patch_size: int) -> tu
     return W, H
 
 
-def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: int = 14) -> tuple[torch.Tensor, list[ViewTransform]]:
+def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: int = 14,
+               size: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[ViewTransform]]:
     """Resize views to one network size → ``[S, 3, H, W]`` float32 in [0, 1] and a transform per view.
 
-    The network size follows the median aspect ratio of the views; a view of another aspect is centre-cropped
-    to that aspect before resizing (no distortion, no padding)."""
+    The network size is ``size`` (``(W, H)``) when given, else it follows the median aspect ratio of the views
+    (longer side ≈ ``long_side``, multiples of ``patch_size``); a view of another aspect is centre-cropped to
+    the network's aspect before resizing (no distortion, no padding)."""
     if not images:
         raise UserError("no images to preprocess")
-    aspects = sorted(im.shape[1] / im.shape[0] for im in images)
-    aspect = aspects[len(aspects) // 2]
-    W, H = network_size(round(1_000_000 * aspect), 1_000_000, long_side, patch_size)
+    if size is None:
+        aspects = sorted(im.shape[1] / im.shape[0] for im in images)
+        aspect = aspects[len(aspects) // 2]
+        W, H = network_size(round(1_000_000 * aspect), 1_000_000, long_side, patch_size)
+    else:
+        W, H = size
     target_aspect = W / H
     out = np.empty((len(images), H, W, 3), dtype=np.float32)
     transforms = []
@@ -308,7 +322,7 @@ def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: i
         if W / cw < 1:  # shrinking: INTER_AREA needs a whole-pixel crop, so round the crop (inside the image)
             x0, y0 = float(round(x0)), float(round(y0))
             cw, ch = float(min(round(cw), w - x0)), float(min(round(ch), h - y0))
-        tf = ViewTransform((w, h), (W, H), x0, y0, W / cw, H / ch)
+        tf = ViewTransform.crop((w, h), (W, H), x0, y0, cw, ch)
         out[i] = warp_view(im, tf).astype(np.float32) / 255.0
         transforms.append(tf)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), transforms

@@ -1,6 +1,8 @@
-"""Camera and scene geometry as plain tensor functions (the project's one geometry module).
+"""Camera and scene geometry as plain functions (the project's one geometry module): tensor functions for the
+model, the training targets and the pipeline, and at the end the few numpy helpers the synthetic data engine
+renders with (look-at cameras, pixel rays, sparse depth from points).
 
-Conventions (see ``DESIGN.md``):
+Conventions (see ``docs/architecture.md``):
 
 - Extrinsics are camera-from-world with OpenCV axes (x right, y down, z forward): ``[..., 3, 4] = [R | t]``,
   ``X_cam = R @ X_world + t``.
@@ -9,37 +11,38 @@ Conventions (see ``DESIGN.md``):
 - Pose encoding ``absT_quaR_FoV`` (VGGT): ``[tx, ty, tz, qx, qy, qz, qw, fov_h, fov_w]``, FoV in radians,
   ``fov_h = 2 atan(H / 2 / fy)``, ``fov_w = 2 atan(W / 2 / fx)``.
 
-Every function accepts arbitrary leading batch dimensions ``...`` and computes in the dtype of its inputs,
-except :func:`umeyama_alignment`, which solves in float64 and casts back.
+Every tensor function accepts arbitrary leading batch dimensions ``...`` and computes in the dtype of its inputs.
+Evaluation metrics (relative pose errors, pose AUC, Umeyama alignment) are in :mod:`heads.metrics`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
     "POSE_ENCODING_TYPE",
+    "camera_centers",
     "camera_points_to_pixels",
     "closed_form_inverse_se3",
     "depth_to_camera_points",
     "depth_to_world_points",
     "extri_intri_to_pose_encoding",
+    "intrinsics_from_fov",
+    "look_at",
     "extrinsics_intrinsics_to_pose_encoding",
     "mat_to_quat",
     "pixel_grid",
-    "pose_auc",
+    "pixel_rays",
     "pose_encoding_to_extri_intri",
     "pose_encoding_to_extrinsics_intrinsics",
     "quat_to_mat",
-    "relative_pose_errors",
     "rotation_angle_deg",
+    "sparse_depth",
     "standardize_quaternion",
     "transform_points",
-    "translation_angle_deg",
-    "umeyama_alignment",
     "world_points_to_camera_points",
 ]
 
@@ -310,7 +313,8 @@ def depth_to_camera_points(depth: torch.Tensor, intrinsics: torch.Tensor) -> tor
 
 
 def depth_to_world_points(depth: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
-    """Unproject z-depth maps to world points: ``X_world = Rᵀ (X_cam - t)``.
+    """Unproject z-depth maps to world points: ``X_world = c + d · M [u, v, 1]ᵀ`` with ``M = Rᵀ K⁻¹`` and the
+    camera centre ``c = −Rᵀ t`` (``M`` and ``c`` are computed in float64, then cast to the depth's dtype).
 
     Args:
         depth: ``[..., H, W]`` or ``[..., H, W, 1]``.
@@ -320,8 +324,17 @@ def depth_to_world_points(depth: torch.Tensor, extrinsics: torch.Tensor, intrins
     Returns:
         ``[..., H, W, 3]`` points in the world frame (for VGGT outputs: the first camera's frame).
     """
-    camera_points = depth_to_camera_points(depth, intrinsics)
-    return transform_points(closed_form_inverse_se3(extrinsics), camera_points)
+    depth = _depth_hw(depth, max(extrinsics.shape[:-2], intrinsics.shape[:-2], key=len))
+    height, width = depth.shape[-2:]
+    rotation, translation = extrinsics[..., :3, :3].double(), extrinsics[..., :3, 3:].double()
+    m = (rotation.mT @ torch.linalg.inv(intrinsics.double())).to(depth.dtype)
+    centre = (-rotation.mT @ translation)[..., 0].to(depth.dtype)  # [..., 3]
+    u = torch.arange(width, dtype=depth.dtype, device=depth.device)
+    v = torch.arange(height, dtype=depth.dtype, device=depth.device)
+    along_row = u[:, None] * m[..., None, :, 0]  # u · M[:, 0]   [..., W, 3]
+    along_col = v[:, None] * m[..., None, :, 1] + m[..., None, :, 2]  # v · M[:, 1] + M[:, 2]   [..., H, 3]
+    directions = along_row[..., None, :, :] + along_col[..., :, None, :]  # [..., H, W, 3]
+    return torch.addcmul(centre[..., None, None, :], directions, depth[..., None])
 
 
 def world_points_to_camera_points(points: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
@@ -342,59 +355,7 @@ def camera_points_to_pixels(points: torch.Tensor, intrinsics: torch.Tensor, eps:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Similarity alignment
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def umeyama_alignment(
-    source: torch.Tensor,
-    target: torch.Tensor,
-    weights: torch.Tensor | None = None,
-    with_scale: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Closed-form least-squares similarity ``target ≈ s R source + t`` (Umeyama 1991), optionally weighted.
-
-    Minimises ``Σ_i w_i ‖target_i - (s R source_i + t)‖²`` with ``R ∈ SO(3)`` (reflections excluded).
-    Solved in float64; results are cast back to the input dtype.
-
-    Args:
-        source: ``[..., N, 3]`` points to move (e.g. predicted).
-        target: ``[..., N, 3]`` corresponding points (e.g. ground truth).
-        weights: optional ``[..., N]`` non-negative weights (e.g. a validity mask or confidence).
-        with_scale: if False, ``s = 1`` (rigid alignment).
-
-    Returns:
-        ``(scale [...], rotation [..., 3, 3], translation [..., 3])``; apply with
-        ``scale[..., None, None] * source @ rotation.mT + translation[..., None, :]``.
-    """
-    if source.shape != target.shape or source.shape[-1] != 3:
-        raise ValueError(f"source {tuple(source.shape)} and target {tuple(target.shape)} must both be [..., N, 3]")
-    dtype = source.dtype
-    x, y = source.double(), target.double()
-    w = torch.ones_like(x[..., 0]) if weights is None else weights.double().expand_as(x[..., 0])
-    w = w / w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-
-    mean_x = (w[..., None] * x).sum(dim=-2)
-    mean_y = (w[..., None] * y).sum(dim=-2)
-    xc, yc = x - mean_x[..., None, :], y - mean_y[..., None, :]
-    covariance = (w[..., None, None] * yc[..., :, None] * xc[..., None, :]).sum(dim=-3)  # Σ_xy = E[(y-μy)(x-μx)ᵀ]
-    u, singular, vh = torch.linalg.svd(covariance)
-    sign = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    d = torch.ones_like(singular)
-    d[..., 2] = sign  # flip the weakest axis if the best orthogonal fit is a reflection
-    rotation = u @ torch.diag_embed(d) @ vh
-    if with_scale:
-        variance_x = (w * (xc * xc).sum(dim=-1)).sum(dim=-1)
-        scale = (singular * d).sum(dim=-1) / variance_x.clamp_min(torch.finfo(torch.float64).tiny)
-    else:
-        scale = torch.ones_like(mean_x[..., 0])
-    translation = mean_y - scale[..., None] * (rotation @ mean_x[..., None]).squeeze(-1)
-    return scale.to(dtype), rotation.to(dtype), translation.to(dtype)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Pose evaluation (paper protocol)
+# Rotation angles
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -411,74 +372,73 @@ def rotation_angle_deg(rotation_a: torch.Tensor, rotation_b: torch.Tensor) -> to
     return torch.rad2deg(torch.atan2(sin_theta, cos_theta))
 
 
-def translation_angle_deg(
-    translation_a: torch.Tensor, translation_b: torch.Tensor, sign_ambiguous: bool = True, eps: float = 1e-15
-) -> torch.Tensor:
-    """Angle in degrees between translation directions ``[..., 3]``.
-
-    With ``sign_ambiguous`` (the paper's RTA) the result is ``min(θ, 180° - θ)``. A zero-length translation has
-    no direction and scores 90 degrees (as the official evaluation does).
-    """
-    cross = torch.linalg.cross(translation_a, translation_b, dim=-1).norm(dim=-1)
-    dot = (translation_a * translation_b).sum(dim=-1)
-    theta = torch.rad2deg(torch.atan2(cross, dot))
-    degenerate = (translation_a.norm(dim=-1) <= eps) | (translation_b.norm(dim=-1) <= eps)
-    theta = torch.where(degenerate, torch.full_like(theta, 90.0), theta)
-    if sign_ambiguous:
-        theta = torch.minimum(theta, 180.0 - theta)
-    return theta
+# ----------------------------------------------------------------------------------------------------------------
+# Numpy helpers of the synthetic data engine and the exports (float64 unless said otherwise)
+# ----------------------------------------------------------------------------------------------------------------
 
 
-def relative_pose_errors(
-    pred_extrinsics: torch.Tensor, gt_extrinsics: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relative rotation and translation errors (RRA, RTA in degrees) over all view pairs ``i < j``.
-
-    For each pair the relative pose ``T_ij = T_j T_i⁻¹`` (camera ``i`` to camera ``j``) is compared between
-    prediction and ground truth: RRA = angle between the relative rotations, RTA = angle between the relative
-    translation directions as ``min(θ, 180° - θ)``. Both are invariant to a global similarity of either world,
-    so no alignment is needed.
-
-    Args:
-        pred_extrinsics: ``[..., S, 3, 4]`` (or ``[..., S, 4, 4]``) camera-from-world.
-        gt_extrinsics: same shape.
-
-    Returns:
-        ``(rra [..., P], rta [..., P])`` with ``P = S (S - 1) / 2`` pairs in ``torch.combinations`` order.
-    """
-    num_views = pred_extrinsics.shape[-3]
-    pairs = torch.combinations(torch.arange(num_views, device=pred_extrinsics.device), r=2)
-    first, second = pairs[:, 0], pairs[:, 1]
-
-    def relative(extrinsics: torch.Tensor) -> torch.Tensor:
-        rotation, translation = extrinsics[..., :3, :3], extrinsics[..., :3, 3]
-        r_ij = rotation[..., second, :, :] @ rotation[..., first, :, :].transpose(-1, -2)
-        t_ij = translation[..., second, :] - (r_ij @ translation[..., first, :, None]).squeeze(-1)
-        return torch.cat((r_ij, t_ij[..., None]), dim=-1)
-
-    rel_pred, rel_gt = relative(pred_extrinsics), relative(gt_extrinsics)
-    rra = rotation_angle_deg(rel_gt[..., :3], rel_pred[..., :3])
-    rta = translation_angle_deg(rel_gt[..., 3], rel_pred[..., 3])
-    return rra, rta
+def intrinsics_from_fov(fov_x: float, width: int, height: int, aspect: float = 1.0) -> np.ndarray:
+    """``[3, 3]`` pinhole intrinsics with horizontal field of view ``fov_x`` (radians), square pixels scaled by
+    ``aspect`` (fy = fx · aspect) and the principal point at the image centre ``((W-1)/2, (H-1)/2)``."""
+    fx = 0.5 * width / np.tan(0.5 * fov_x)
+    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx * aspect, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
-def pose_auc(rra: torch.Tensor, rta: torch.Tensor, max_threshold: int = 30) -> torch.Tensor:
-    """Pose AUC@``max_threshold`` in [0, 1] over the last dim of pair errors (degrees).
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]), roll: float = 0.0) -> np.ndarray:
+    """Camera-from-world ``[3, 4]`` for a camera at ``eye`` looking at ``target`` (OpenCV axes: z forward,
+    y down, so the image's up is as close as possible to world ``up``); ``roll`` in radians about z."""
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-6:  # looking along up: pick any perpendicular
+        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
+    if roll:
+        c, s = np.cos(roll), np.sin(roll)
+        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]) @ R
+    return np.concatenate([R, (-R @ eye)[:, None]], axis=1)
 
-    Pair error ``e = max(RRA, RTA)``; with 1-degree bins the AUC is the mean over thresholds ``k = 1..T`` of the
-    fraction of pairs with ``e < k`` (``e <= T`` for the last bin), i.e. the mean of the normalised cumulative
-    histogram ``np.histogram(e, bins=arange(T + 1))`` as in the official evaluation. NaN errors count as
-    failures.
 
-    Args:
-        rra, rta: ``[..., P]`` errors in degrees.
+def camera_centers(cam_from_world: np.ndarray) -> np.ndarray:
+    """Camera-from-world ``[..., 3, 4]`` (or ``[..., 4, 4]``) → camera centres ``−Rᵀ t`` in the world ``[..., 3]``."""
+    R, t = cam_from_world[..., :3, :3], cam_from_world[..., :3, 3]
+    return -np.einsum("...ji,...j->...i", R, t)
 
-    Returns:
-        ``[...]`` AUC values.
-    """
-    errors = torch.maximum(rra, rta)
-    errors = torch.where(torch.isnan(errors), torch.full_like(errors, math.inf), errors)
-    thresholds = torch.arange(1, max_threshold + 1, dtype=errors.dtype, device=errors.device)
-    below = (errors[..., None] >= 0) & (errors[..., None] < thresholds)
-    below[..., -1] |= (errors == max_threshold)  # numpy's last bin is closed on the right
-    return below.to(errors.dtype).mean(dim=-2).mean(dim=-1)
+
+def pixel_rays(K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int) -> np.ndarray:
+    """World rays ``[H, W, 6]`` float32 (origin, direction) through pixel centres, directions scaled so that
+    the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``).
+    Batched: ``K [..., 3, 3]`` and ``cam_from_world [..., 3, 4]`` give ``[..., H, W, 6]``."""
+    K, E = np.asarray(K, np.float64), np.asarray(cam_from_world, np.float64)
+    M = (np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)).astype(np.float32)  # world direction = M [u, v, 1]
+    batch = M.shape[:-2]
+    pixels = np.ones((height, width, 3), np.float32)
+    pixels[..., 0] = np.arange(width, dtype=np.float32)
+    pixels[..., 1] = np.arange(height, dtype=np.float32)[:, None]
+    rays = np.empty(batch + (height * width, 6), np.float32)
+    rays[..., :3] = camera_centers(E).astype(np.float32)[..., None, :]
+    rays[..., 3:] = pixels.reshape(-1, 3) @ np.swapaxes(M, -1, -2)
+    return rays.reshape(batch + (height, width, 6))
+
+
+def sparse_depth(points3d: np.ndarray, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points ``[P, 3]`` into each camera (``[S, 3, 4]``, ``[S, 3, 3]``): nearest z per pixel.
+
+    Returns ``depth`` ``[S, H, W]`` float32 (0 = unknown) and ``valid`` ``[S, H, W]`` bool. No visibility test
+    beyond keeping the nearest point per pixel (COLMAP tracks would be exact; points are usually few)."""
+    S = extrinsics.shape[0]
+    depth = np.full((S, height, width), np.inf, dtype=np.float32)
+    for i in range(S):
+        cam = points3d @ extrinsics[i, :3, :3].T + extrinsics[i, :3, 3]
+        z = cam[:, 2]
+        ok = z > 1e-6
+        uv = cam[ok] @ intrinsics[i].T
+        u = np.rint(uv[:, 0] / uv[:, 2]).astype(np.int64)
+        v = np.rint(uv[:, 1] / uv[:, 2]).astype(np.int64)
+        inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        np.minimum.at(depth[i], (v[inside], u[inside]), z[ok][inside].astype(np.float32))
+    valid = np.isfinite(depth)
+    return np.where(valid, depth, 0).astype(np.float32), valid
