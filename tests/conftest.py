@@ -9,7 +9,8 @@ import pytest
 import mum  # noqa: F401  (sets the CPU threading policy before any test module imports torch)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+# parity vectors produced by the official MuM and VGGT code (seeded random weights; see each README.md there)
+REFERENCE = REPO / "tests" / "reference"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,7 +28,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def mum_reference() -> Path:
-    path = SHARED_REFERENCE / "mum"
-    if not path.is_dir():
-        pytest.skip(f"MuM reference vectors not found at {path}")
+    path = REFERENCE / "mum"
+    assert path.is_dir(), f"MuM reference vectors missing: {path}"
     return path

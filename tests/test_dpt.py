@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +10,15 @@ import torch
 
 from heads.dpt import DPTHead, uv_grid, uv_position_embedding
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vggt"
+from conftest import REFERENCE as REFERENCES
+
+REFERENCE = REFERENCES / "vggt"
 TOL = 1e-5
 
 
 def _reference(name: str) -> tuple[dict, dict[str, np.ndarray]]:
     path = REFERENCE / f"{name}.npz"
-    if not path.is_file():
-        pytest.skip(f"VGGT reference vectors not found at {path}")
+    assert path.is_file(), f"VGGT reference vectors missing: {path}"
     spec = json.loads(path.with_suffix(".json").read_text())
     with np.load(path) as data:
         return spec, {k: data[k] for k in data.files}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +11,16 @@ import torch
 from mum import geometry as g
 from heads import metrics
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vggt"
+from conftest import REFERENCE as REFERENCES
+
+REFERENCE = REFERENCES / "vggt"
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
     path = REFERENCE / "geometry.npz"
-    if not path.is_file():
-        pytest.skip(f"VGGT reference vectors not found at {path}")
+    assert path.is_file(), f"VGGT reference vectors missing: {path}"
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 

@@ -1,4 +1,4 @@
-"""The heads reproduce the official VGGT outputs (reference vectors in ../shared/reference/vggt)."""
+"""The heads reproduce the official VGGT outputs (reference vectors in tests/reference/vggt)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from heads.parity import TOLERANCE, check_parity_file, main
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vggt"
+from conftest import REFERENCE as REFERENCES
+
+REFERENCE = REFERENCES / "vggt"
 VECTORS = [
     "aggregator_small",
     "aggregator_dino_small",
@@ -25,8 +27,7 @@ VECTORS = [
 
 @pytest.fixture(scope="module")
 def reference() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"VGGT reference vectors not found at {REFERENCE}")
+    assert REFERENCE.is_dir(), f"VGGT reference vectors missing: {REFERENCE}"
     return REFERENCE
 
 

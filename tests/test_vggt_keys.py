@@ -13,13 +13,12 @@ from heads.registry import PRESETS, load_weights
 from heads.vggt import config_from_official, is_vggt_state, load_vggt_weights
 from mum.errors import CheckpointError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+from conftest import REFERENCE
 
 
 def _reference(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"reference file not found: {path}")
+    path = REFERENCE / name
+    assert path.exists(), f"reference file missing: {path}"
     return path
 
 
