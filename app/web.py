@@ -30,7 +30,7 @@ import gradio as gr
 from mum.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from app.reconstruction import DEFAULT_CONF_PERCENTILE, default_conf_percentile
 from app.web_handlers import Handlers, WebConfig
-from app.web_models import ModelCache
+from app.web_model_cache import ModelCache
 from app.web_session import CAMERA_TABLE_HEADERS, ResultStore
 
 log = logging.getLogger("mum.web")

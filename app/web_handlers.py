@@ -26,7 +26,7 @@ import numpy as np
 from app.cli_common import is_out_of_memory
 from mum.io import is_image_path, is_video_path, load_views
 from app.reconstruction import default_conf_percentile
-from app.web_models import ModelCache
+from app.web_model_cache import ModelCache
 from app.web_session import (
     CAMERA_TABLE_HEADERS,
     DiskFull,

@@ -195,7 +195,7 @@ def test_concurrent_requests_all_complete(server, tmp_path):
 # ----------------------------------------------------------------------------------------- handlers
 def handlers(tmp_path, model, **cfg):
     from app.web_handlers import Handlers, WebConfig
-    from app.web_models import ModelCache
+    from app.web_model_cache import ModelCache
 
     cfg.setdefault("long_side", 112)
     models = ModelCache("cpu", model="tiny", loader=lambda *a, **k: model, presets=["tiny"])
@@ -402,7 +402,7 @@ def test_confidence_default_follows_the_mode(tmp_path):
     from app.web import build_app
     from app.reconstruction import default_conf_percentile
     from app.web_handlers import WebConfig
-    from app.web_models import ModelCache
+    from app.web_model_cache import ModelCache
 
     for fast in (False, True):
         cli = conf_percentile(argparse.Namespace(conf_percentile=None, fast=fast))
@@ -456,7 +456,7 @@ def test_rerender_changes_points_without_running_the_model(tmp_path):
     from plyfile import PlyData
 
     from app.web_handlers import Handlers, WebConfig
-    from app.web_models import ModelCache
+    from app.web_model_cache import ModelCache
 
     model = CountingModel(tiny_model())
     cfg = WebConfig(work_root=tmp_path, long_side=112)
@@ -494,7 +494,7 @@ def test_rerender_changes_points_without_running_the_model(tmp_path):
 
 def test_rerender_without_a_result_is_a_no_op():
     from app.web_handlers import Handlers, WebConfig
-    from app.web_models import ModelCache
+    from app.web_model_cache import ModelCache
 
     h = Handlers(WebConfig(), ModelCache("cpu", model="tiny", loader=lambda *a, **k: None, presets=["tiny"]))
     *_, state = h.rerender(None, 50, None, True, False, "depth")
@@ -502,7 +502,7 @@ def test_rerender_without_a_result_is_a_no_op():
 
 
 def test_model_cache_loads_each_model_once():
-    from app.web_models import ModelCache
+    from app.web_model_cache import ModelCache
 
     loaded = []
     cache = ModelCache("cpu", model="a", loader=lambda name, weights=None, device=None: loaded.append(name) or name,

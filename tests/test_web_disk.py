@@ -247,7 +247,7 @@ class FakeGradio:
 @pytest.fixture
 def session_handlers(tmp_path):
     from app.web_handlers import Handlers, WebConfig
-    from app.web_models import ModelCache
+    from app.web_model_cache import ModelCache
 
     folder = tmp_path / "gradio"
     folder.mkdir()
