@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -104,6 +105,7 @@ class WebConfig:
     device: str = "cpu"
     max_files: int = 64  # files in one submission
     max_views: int = 32  # views given to the model (video frames are sampled down to this)
+    window: int | None = None  # views per network pass; more run in joined chunks (None: what memory allows)
     max_file_mb: float = 64.0  # per uploaded file
     max_request_mpx: float = 400.0  # megapixels of all views of one request together (image headers)
     concurrency: int = 1  # model runs at once on the device
@@ -213,14 +215,28 @@ def check_uploads(files: Any, cfg: WebConfig) -> list[Path]:
     return paths
 
 
-def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | None = None) -> tuple[list[str], list]:
-    """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
+def _checked(files: Any, cfg: WebConfig, max_frames: int | None) -> tuple[list[Path], int]:
     paths = check_uploads(files, cfg)
     limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
     if len(paths) > limit:
         gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
     check_request_pixels(paths, limit, cfg)
+    return paths, limit
+
+
+def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | None = None) -> tuple[list[str], list]:
+    """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
+    paths, limit = _checked(files, cfg, max_frames)
     return load_views([str(p) for p in paths], stride=max(int(stride or 1), 1), max_frames=limit)
+
+
+def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_frames: int | None = None):
+    """Checked uploads → a :class:`app.view_source.ViewSource` (decoded chunk by chunk; a video's frames go to
+    ``scratch``): what :func:`app.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
+    from app.view_source import open_views
+
+    paths, limit = _checked(files, cfg, max_frames)
+    return open_views([str(p) for p in paths], scratch, stride=max(int(stride or 1), 1), max_frames=limit)
 
 
 def check_request_pixels(paths: Sequence[Path], views: int, cfg: WebConfig) -> None:
@@ -258,13 +274,21 @@ class Handlers:
         """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, dense fitting) or, with
         ``fast``, the network alone. ``say(fraction, line)`` gets the progress; a warning line (SfM failed, the
         cameras come from the network) is also shown as a toast and kept in the scene for the summary."""
-        from app.pipeline import PipelineOptions, reconstruct_arrays
-
         t0 = time.perf_counter()
         progress = say if isinstance(say, StageProgress) else StageProgress(say)
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
-        names, arrays = load_inputs(files, self.cfg, stride, max_frames)
+        scratch = tempfile.TemporaryDirectory(prefix="mum-web-frames-")  # a video's decoded frames
+        try:
+            return self._reconstruct(files, model_label, stride, max_frames, progress, fast, Path(scratch.name), t0)
+        finally:
+            scratch.cleanup()
+
+    def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float) -> WebScene:
+        from app.chunked import reconstruct_views
+        from app.pipeline import PipelineOptions
+
+        source = open_inputs(files, self.cfg, scratch, stride, max_frames)
         progress(f"loading model {model_label or self.models.default}")
         model = self.models.get(model_label)
         warnings: list[str] = []
@@ -277,9 +301,10 @@ class Handlers:
 
         # COLMAP's own log lines are not for users (app.native_stderr: safe for runs overlapping in threads)
         options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
-        recon = reconstruct_arrays(
-            model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
-            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn,
+        recon = reconstruct_views(
+            model, source, long_side=self.cfg.long_side, device=self.models.device,
+            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn, window=self.cfg.window,
+            keep_pointmaps=True,
         )
         recon.meta["total_s"] = time.perf_counter() - t0
         scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))

@@ -18,6 +18,7 @@ from app.chunked import (
     apply,
     auto_window,
     chain,
+    default_overlap,
     compose,
     fit_shared_views,
     inverse,
@@ -331,3 +332,28 @@ def test_cli_interrupted_mid_chunk_leaves_nothing(frames, tmp_path, monkeypatch)
 def test_cli_refuses_a_bad_window(frames, tmp_path):
     assert main([str(frames), "-o", str(tmp_path / "a.ply"), "--window", "1", "--quiet"]) == 2
     assert main([str(frames), "-o", str(tmp_path / "a.ply"), "--window", "4", "--overlap", "4", "--quiet"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------- web app
+def test_web_app_runs_long_inputs_in_chunks(tmp_path, frames, scene):
+    """The web app takes many views the same way: beyond its window they run in joined chunks, every view gets
+    a camera in the table, and the filters re-render the chunked result."""
+    pytest.importorskip("gradio")
+    from app.web_handlers import Handlers, WebConfig
+    from app.web_models import ModelCache
+
+    torch.manual_seed(0)
+    model = heads.load_model("mum-tiny", device="cpu")
+    models = ModelCache("cpu", model="tiny", loader=lambda *a, **k: model, presets=["tiny"])
+    h = Handlers(WebConfig(work_root=tmp_path / "work", long_side=SIZE, window=8, max_views=64), models)
+    files = [str(p) for p in sorted(frames.iterdir())]
+    calls = []
+    out = h.run(files, None, 1, None, True, 50, True, False, "depth", None,
+                progress=lambda fraction, desc=None: calls.append(desc))
+    table, status, web_scene = out[2], out[5], out[6]
+    recon = web_scene.recon
+    assert recon.meta["chunks"]["count"] == len(plan_chunks(len(files), 8, default_overlap(8)))
+    assert len(table) == len(files) and np.isfinite(recon.cam_from_world).all()
+    assert any(d and d.startswith("chunk 2/") for d in calls)
+    _glb, _files, text, _state = h.rerender(web_scene, 0, [0, 1], True, False, "pointmap")
+    assert "points" in text
