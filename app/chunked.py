@@ -168,15 +168,8 @@ def _points(maps: ViewMaps, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return pts.astype(np.float64), conf, depth
 
 
-def fit_shared_views(source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int = 2, iterations: int = 10,
-                     conf_quantile: float = 0.3) -> Optional[Fit]:
-    """The similarity from the source chunk's frame to the target's, from the views both hold (same images,
-    same grid: the same pixel unprojected in both frames is one 3D-3D correspondence). Weighted by both
-    confidences (the least confident ``conf_quantile`` of the pixels are left out), then reweighted by a
-    Cauchy function of the residuals (zero beyond five scales), which are measured relative to the target depth. ``None`` without
-    enough points."""
-    from heads.geometry import umeyama_alignment
-
+def _correspondences(source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int):
+    """Source points, target points, confidence weights and target depths of the pixels both frames know."""
     xs, xt, w, dt = [], [], [], []
     for s, t in zip(source, target):
         if s.depth.shape != t.depth.shape:
@@ -188,9 +181,32 @@ def fit_shared_views(source: Sequence[ViewMaps], target: Sequence[ViewMaps], ste
         xt.append(pt[ok])
         w.append(np.sqrt(cs[ok] * ct[ok]))
         dt.append(d[ok])
-    if not xs or sum(len(x) for x in xs) < 10:
+    if not xs:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0)
+    return tuple(np.concatenate(a) for a in (xs, xt, w, dt))
+
+
+def point_residual(sim: Similarity, source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int = 2) -> float:
+    """Median distance, relative to the target depth, between the shared pixels' points moved by ``sim`` and
+    the target's (NaN without shared depth)."""
+    xs, xt, _, dt = _correspondences(source, target, step)
+    if not len(xs):
+        return float("nan")
+    return float(np.median(np.linalg.norm(apply(sim, xs) - xt, axis=1) / dt))
+
+
+def fit_shared_views(source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int = 2, iterations: int = 10,
+                     conf_quantile: float = 0.3) -> Optional[Fit]:
+    """The similarity from the source chunk's frame to the target's, from the views both hold (same images,
+    same grid: the same pixel unprojected in both frames is one 3D-3D correspondence). Weighted by both
+    confidences (the least confident ``conf_quantile`` of the pixels are left out), then reweighted by a
+    Cauchy function of the residuals (zero beyond five scales), which are measured relative to the target depth.
+    ``None`` without enough points."""
+    from heads.geometry import umeyama_alignment
+
+    xs, xt, w, dt = _correspondences(source, target, step)
+    if len(xs) < 10:
         return None
-    xs, xt, w, dt = (np.concatenate(a) for a in (xs, xt, w, dt))
     keep = w >= np.quantile(w, conf_quantile)
     xs, xt, w, dt = xs[keep], xt[keep], w[keep], dt[keep]
     if len(xs) < 10:
@@ -227,6 +243,7 @@ class Edge:
     kind: str = "sequential"
     residual: float = 0.0
     weight: float = 1.0
+    kind_of_fit: str = "points"  # fitted on: "points" (shared depth), "cameras" (SfM's), "network cameras"
 
 
 def _rotvec(R: np.ndarray) -> np.ndarray:
@@ -350,15 +367,25 @@ def _keep_only(chunk: ChunkResult, views: set[int]) -> None:
             del store[v]
 
 
+MIN_SFM_SHARED = 3  # shared views with SfM cameras in both chunks that join them by their cameras
+
+
 def _join(previous: ChunkResult, current: ChunkResult) -> Edge:
-    """The edge ``current → previous`` from their shared views (points; cameras when points fail)."""
+    """The edge ``current → previous`` from their shared views: by the cameras when at least
+    :data:`MIN_SFM_SHARED` of them have SfM cameras in both chunks (bundle-adjusted poses are more precise than
+    the depth the network gives them), else by their points, else (no shared depth) by whatever cameras."""
     shared = [v for v in current.views if v in previous.maps]
-    fit = fit_shared_views([current.maps[v] for v in shared], [previous.maps[v] for v in shared])
+    ci = [current.views.index(v) for v in shared]
+    pi = [previous.views.index(v) for v in shared]
+    source, target = [current.maps[v] for v in shared], [previous.maps[v] for v in shared]
+    both = [k for k in range(len(shared)) if current.sources[ci[k]] == "sfm" and previous.sources[pi[k]] == "sfm"]
+    if len(both) >= MIN_SFM_SHARED:
+        sim = fit_cameras(current.cams[[ci[k] for k in both]], previous.cams[[pi[k] for k in both]])
+        return Edge(current.index, previous.index, sim, "sequential", point_residual(sim, source, target), kind_of_fit="cameras")
+    fit = fit_shared_views(source, target)
     if fit is None:
-        ci = [current.views.index(v) for v in shared]
-        pi = [previous.views.index(v) for v in shared]
         sim = fit_cameras(current.cams[ci], previous.cams[pi])
-        return Edge(current.index, previous.index, sim, "sequential", float("nan"))
+        return Edge(current.index, previous.index, sim, "sequential", float("nan"), kind_of_fit="network cameras")
     return Edge(current.index, previous.index, fit.sim, "sequential", fit.residual)
 
 
@@ -492,7 +519,7 @@ def reconstruct_views(
         if results:
             edge = _join(results[-1], chunk)
             edges.append(edge)
-            if not np.isfinite(edge.residual):
+            if edge.kind_of_fit == "network cameras":
                 warnings.append(f"chunk {k + 1}: its shared views gave no depth to fit; joined by their cameras")
             _keep_only(results[-1], {v for v in results[-1].views if owner[v] == k - 1})
         results.append(chunk)
@@ -527,7 +554,8 @@ def reconstruct_views(
         network_size=results[0].meta["network_size"],
         chunks={"window": window, "overlap": overlap, "count": n,
                 "ranges": [[c.start, c.stop - 1] for c in chunks_plan],
-                "joins": [{"chunks": [e.j, e.i], "residual": None if not np.isfinite(e.residual) else round(e.residual, 4)}
+                "joins": [{"chunks": [e.j, e.i], "fit": e.kind_of_fit,
+                           "residual": None if not np.isfinite(e.residual) else round(e.residual, 4)}
                           for e in edges if e.kind == "sequential"],
                 "loops": loops_info, "pose_graph": graph_info, "scales": [round(s.scale, 5) for s in sims]},
         dropped=[],
