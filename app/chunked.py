@@ -613,6 +613,7 @@ def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence
             c = r.sfm_points
             sfm_clouds.append(PointCloud(apply(sim, c.xyz[mine].astype(np.float64)).astype(np.float32), c.rgb[mine],
                                          c.conf[mine], c.view[mine], c.pixel[mine]))
+        _keep_only(r, set())  # moved into the result: the chunk's copies go
     sfm_points = None
     if sfm_clouds:
         sfm_points = PointCloud(*(np.concatenate([getattr(c, f) for c in sfm_clouds])
