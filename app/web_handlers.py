@@ -451,6 +451,10 @@ def summary(scene: WebScene, points: int) -> str:
         if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
             agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
         parts.append(agree)
+    chunks = r.meta.get("chunks")
+    if chunks:  # a long input: joined chunks (app.chunked)
+        loops = sum(1 for lp in chunks.get("loops", []) if lp.get("accepted"))
+        parts.append(f"{chunks['count']} chunks of {chunks['window']} views joined" + (f", {loops} loop closure(s)" if loops else ""))
     w, h = r.meta.get("network_size", r.network_size)
     sizes = f"network {w}×{h} px"
     if tuple(r.network_size) != (w, h):

@@ -355,5 +355,6 @@ def test_web_app_runs_long_inputs_in_chunks(tmp_path, frames, scene):
     assert recon.meta["chunks"]["count"] == len(plan_chunks(len(files), 8, default_overlap(8)))
     assert len(table) == len(files) and np.isfinite(recon.cam_from_world).all()
     assert any(d and d.startswith("chunk 2/") for d in calls)
+    assert f"{recon.meta['chunks']['count']} chunks of 8 views joined" in status
     _glb, _files, text, _state = h.rerender(web_scene, 0, [0, 1], True, False, "pointmap")
     assert "points" in text
