@@ -325,18 +325,59 @@ class ChunkResult:
     length: float  # typical depth (median over the chunk's views), the pose graph's unit of translation
 
 
+SFM_OUTLIER_FACTOR = 2.5  # a chunk's SfM disagreeing with the network this many times more than the
+SFM_OUTLIER_MIN_DEG = 30.0  # other chunks' do (and by more than this) keeps the network's cameras
+
+
+def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, registered: np.ndarray) -> float:
+    """Median pair error (max of relative rotation and translation-direction angles, degrees) between SfM's
+    and the network's cameras over the registered views: NaN with fewer than three."""
+    from heads.geometry import relative_pose_errors
+
+    idx = np.nonzero(registered)[0]
+    if len(idx) < 3:
+        return float("nan")
+    rra, rta = relative_pose_errors(torch.from_numpy(sfm_cams[idx, :3]), torch.from_numpy(network_cams[idx, :3]))
+    return float(torch.median(torch.maximum(rra, rta)))
+
+
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_side, device, chunk_size, aspect,
-               options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool) -> ChunkResult:
+               options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
+               history: Optional[list[float]] = None) -> ChunkResult:
+    """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
+    cameras disagree with the network's far more than the earlier chunks' did (``history``: their median pair
+    errors, see :data:`SFM_OUTLIER_FACTOR`) keeps the network's cameras: SfM on a few dozen views without the
+    rest of the sequence can settle on a wrong model (a turn on the spot: right rotations, wrong translations)
+    that a global SfM would have refused. Relative, not absolute: where the network is poor everywhere (the
+    bundled model on real photos), every chunk disagrees alike and none is overruled."""
+    import copy
+
     from app.pipeline import predict_arrays
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say, aspect)
+    rejected = None
     if not options.fast:
         from app.geometric_reconstruction import add_geometry
 
+        network_only = copy.deepcopy(recon)
+        chunk_warnings: list[str] = []
         add_geometry(recon, arrays, transforms, descriptors, replace(options, dense_min_long_side=0), say,
-                     lambda msg: warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"))
+                     lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"))
+        registered = np.array([s == "sfm" for s in recon.sources()])
+        disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
+        history = [] if history is None else history
+        earlier = [d for d in history if np.isfinite(d)]
+        if np.isfinite(disagreement) and len(earlier) >= 2:
+            reference = float(np.median(earlier))
+            if disagreement > max(SFM_OUTLIER_MIN_DEG, SFM_OUTLIER_FACTOR * reference):
+                rejected = round(disagreement, 1)
+                chunk_warnings = [f"chunk {k + 1}: its SfM cameras disagree with the network's by {disagreement:.0f}° "
+                                  f"(median pair error; the earlier chunks' {reference:.0f}°): it keeps the network's cameras"]
+                recon = network_only
+        history.append(disagreement)
+        warnings.extend(chunk_warnings)
     del arrays
     depth = recon.depth.astype(np.float32)
     if recon.valid is not None:
@@ -355,7 +396,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
         valid={v: np.isfinite(depth[i]) for i, v in enumerate(views)},
         pointmaps={v: recon.world_points[i].astype(np.float32) for i, v in enumerate(views)} if keep_pointmaps else {},
         sfm_points=sfm, meta={"inference_s": recon.meta.get("inference_s", 0.0), "sfm": recon.meta.get("sfm"),
-                              "network_size": recon.meta.get("network_size")},
+                              "network_size": recon.meta.get("network_size"), "sfm_rejected": rejected},
         length=float(np.median(finite)) if finite.size else 1.0,
     )
 
@@ -510,12 +551,13 @@ def reconstruct_views(
     warnings: list[str] = []
     results: list[ChunkResult] = []
     edges: list[Edge] = []
+    disagreements: list[float] = []
     for k, views in enumerate(chunks_plan):
         prefix = f"chunk {k + 1}/{n} {progress_bar(k, n)}"
         say(f"{prefix} views {views.start}–{views.stop - 1}")
         chunk = _run_chunk(model, source, views, k, long_side, device, chunk_size, aspect, options,
                            lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
-                           warnings, keep_pointmaps)
+                           warnings, keep_pointmaps, disagreements)
         if results:
             edge = _join(results[-1], chunk)
             edges.append(edge)
@@ -575,7 +617,8 @@ def _sfm_summary(results: Sequence[ChunkResult], owner: np.ndarray, S: int) -> d
     means = [p["reprojection_px_mean"] for p in per if p.get("reprojection_px_mean") is not None
              and np.isfinite(p["reprojection_px_mean"])]
     return {"registered_views": registered, "views": S, "points3D": int(sum(p.get("points3D", 0) for p in per)),
-            "chunks_with_sfm": sum(1 for p in per if p), "reprojection_px_mean": float(np.mean(means)) if means else float("nan"),
+            "chunks_with_sfm": sum(1 for p in per if p),
+            "chunks_sfm_overruled": [r.index for r in results if r.meta.get("sfm_rejected") is not None], "reprojection_px_mean": float(np.mean(means)) if means else float("nan"),
             "pairs_matched": int(sum(p.get("pairs_matched", 0) for p in per)), "matching": "per chunk",
             "seconds": seconds}
 

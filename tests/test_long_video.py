@@ -358,3 +358,22 @@ def test_web_app_runs_long_inputs_in_chunks(tmp_path, frames, scene):
     assert f"{recon.meta['chunks']['count']} chunks of 8 views joined" in status
     _glb, _files, text, _state = h.rerender(web_scene, 0, [0, 1], True, False, "pointmap")
     assert "points" in text
+
+
+def test_sfm_network_disagreement_separates_agreeing_from_unrelated_cameras():
+    """The figure that overrules a chunk's SfM: ~0 for the same cameras up to a similarity, large for cameras
+    unrelated to them, NaN with fewer than three registered views."""
+    from app.chunked import sfm_network_disagreement
+
+    rng = np.random.default_rng(8)
+    cams = np.tile(np.eye(4), (12, 1, 1))
+    for i in range(12):
+        cams[i, :3, :3] = _rotation(rng.normal(size=3), rng.uniform(0, 0.5))
+        cams[i, :3, 3] = rng.normal(size=3)
+    moved = _sim(9).apply_to_cameras(cams)
+    registered = np.ones(12, bool)
+    assert sfm_network_disagreement(moved, cams, registered) < 1e-4
+    unrelated = cams.copy()
+    unrelated[:, :3, 3] = rng.normal(size=(12, 3))
+    assert sfm_network_disagreement(unrelated, cams, registered) > 20
+    assert np.isnan(sfm_network_disagreement(moved, cams, np.arange(12) < 2))
