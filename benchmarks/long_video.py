@@ -180,6 +180,9 @@ def main() -> None:
                         help="modes run on the encoded video (default: fast)")
     parser.add_argument("--cache", default="/tmp/mum-long-video-cache")
     parser.add_argument("--out", default=str(RESULTS / "long_video_cpu.json"))
+    parser.add_argument("--update", action="store_true",
+                        help="replace only these runs' rows in --out (same sequence, input, mode, one pass or chunked), "
+                             "keep the others; no plot")
     args = parser.parse_args()
     frames = args.frames or ([100, 300] if args.quick else [100, 300, 1000])
     cache = Path(args.cache)
@@ -202,6 +205,10 @@ def main() -> None:
                "runs": []}
     tracks = {}
     out_json = Path(args.out)
+    kept = []
+    if args.update and out_json.is_file():
+        kept = json.loads(out_json.read_text())["runs"]
+    key = lambda r: (r["sequence"], r["input"], r["mode"], r["how"])  # noqa: E731
     for kind, n, source, mode, how in plan:
         folder = render(kind, n, args.width, args.height, cache)
         gt = np.load(folder / "cameras.npz")["extrinsics"]
@@ -228,9 +235,15 @@ def main() -> None:
                 tracks[(kind, f"{mode} {how}")] = (aligned, gc, metrics)
         results["runs"].append(row)
         print(table([row]).splitlines()[-1], flush=True)
-        out_json.write_text(json.dumps(results, indent=1))
+        if args.update:
+            done = {key(r) for r in results["runs"]}
+            merged = dict(results, runs=[r for r in kept if key(r) not in done] + results["runs"])
+            merged["runs"].sort(key=lambda r: (r["frames"], r["sequence"], r["input"], r["mode"], r["how"]))
+            out_json.write_text(json.dumps(merged, indent=1))
+        else:
+            out_json.write_text(json.dumps(results, indent=1))
     print(table(results["runs"]))
-    if tracks:
+    if tracks and not args.update:
         plot(tracks, PLOT)
         print(f"wrote {PLOT}")
     print(f"wrote {out_json}")
