@@ -501,8 +501,9 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
 
 # ------------------------------------------------------------------------------------------------- the path
 def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``|#####---------------|``: ``done`` of ``total`` (no square brackets: rich would read them as markup)."""
     filled = int(round(width * done / max(total, 1)))
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
+    return "|" + "#" * filled + "-" * (width - filled) + "|"
 
 
 def reconstruct_views(

@@ -377,3 +377,14 @@ def test_sfm_network_disagreement_separates_agreeing_from_unrelated_cameras():
     unrelated[:, :3, 3] = rng.normal(size=(12, 3))
     assert sfm_network_disagreement(unrelated, cams, registered) > 20
     assert np.isnan(sfm_network_disagreement(moved, cams, np.arange(12) < 2))
+
+
+def test_cli_progress_shows_each_chunk_with_its_bar(frames, tmp_path, capsys):
+    """The stage printer (rich) shows every chunk and its bar (square brackets would be taken for markup)."""
+    out = tmp_path / "c.json"
+    assert main([str(frames), "-o", str(out), *[a for a in CHUNKED if a != "--quiet"], "--fast"]) == 0
+    err = capsys.readouterr().err
+    n = len(plan_chunks(30, 8, 3))
+    for k in range(1, n + 1):
+        assert f"chunk {k}/{n} |" in err
+    assert "|" + "#" * 20 + "|" in err  # the bar at the end of the chunks
