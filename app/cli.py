@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,7 @@ examples:
   mum-reconstruct "shots/*.jpg" -o out/ --fast --overwrite      the network alone (one pass, no SfM)
   mum-reconstruct photos/ -o out/ --cameras cams.json           known intrinsics (held fixed in SfM)
   mum-reconstruct photos/ -o out/ --cameras sparse/0 --fix-poses   known cameras kept; depth fitted to them
+  mum-reconstruct walk.mp4 -o out/ --window 64                  a long video: chunks of 64 views, joined
 
 By default cameras come from structure-from-motion (SIFT, matching, bundle adjustment; pycolmap on the CPU)
 with the network's help, and each view's depth is fitted to them and cross-checked between views; --fast
@@ -89,7 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="depth: unproject depth maps with the predicted cameras; pointmap: use the point head (default: depth)",
     )
     p.add_argument("--max-points", type=int, default=2_000_000, metavar="N", help="subsample the exported cloud to at most N points (default: 2000000)")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="frames per encoder/DPT chunk, lower to save memory (default: the model's)")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="frames per encoder/DPT chunk inside one network pass, lower to save memory (default: the model's)")
+    p.add_argument("--window", type=int, default=None, metavar="N",
+                   help="views per network pass: longer inputs run in overlapping chunks of N views joined by Sim(3), "
+                        "loop closures and a pose graph (default: what a quarter of the available memory holds, at most "
+                        "128; every view in one pass when they fit)")
+    p.add_argument("--overlap", type=int, default=None, metavar="N",
+                   help="views shared by consecutive chunks of --window (default: a quarter of the window, at least 3)")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse images (and video frames) of more than N pixels, checked before decoding "
                         "(default: $MUM_MAX_PIXELS, else 100000000)")
@@ -138,12 +146,18 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
     from app import export
 
-    cloud = recon.point_cloud(
-        conf_percentile=conf_percentile(args),
-        mask_background=args.mask_background,
-        source=args.points_from,
-        max_points=args.max_points,
-    )
+    if "chunks" in recon.meta:  # a long input: built view block by view block, voxel down-sampled to the budget
+        from app.chunked import voxel_point_cloud
+
+        cloud = voxel_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
+                                  mask_background=args.mask_background, source=args.points_from)
+    else:
+        cloud = recon.point_cloud(
+            conf_percentile=conf_percentile(args),
+            mask_background=args.mask_background,
+            source=args.points_from,
+            max_points=args.max_points,
+        )
     recon.meta["points_kept"] = len(cloud)
     suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
@@ -189,10 +203,14 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     kind = output_kind(args.output)
     if args.conf_percentile is not None and not 0 <= args.conf_percentile < 100:
         raise UserError("--conf-percentile must be in [0, 100)")
-    for option in ("max_frames", "stride", "size", "max_points", "chunk_size"):  # huge counts mean "all"
+    for option in ("max_frames", "stride", "size", "max_points", "chunk_size", "overlap"):  # huge counts mean "all"
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1")
+    if args.window is not None and args.window < 2:
+        raise UserError("--window must be at least 2 (views per network pass)")
+    if args.window is not None and args.overlap is not None and args.overlap >= args.window:
+        raise UserError("--overlap must be smaller than --window")
     if args.size is not None and args.size > MAX_SIZE:  # 2**31 px used to crash OpenCV and NumPy
         raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
     from mum.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
@@ -215,7 +233,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     return out, kind
 
 
-def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str], arrays, say: Callable[[str], None]):
+def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str], sizes: list[tuple[int, int]],
+                   say: Callable[[str], None]):
     """What ``--cameras`` and the photos' EXIF say about each view (:mod:`app.known_cameras`)."""
     from mum.io import is_video_path, select_image_paths, view_names
     from app.known_cameras import known_cameras
@@ -228,7 +247,7 @@ def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str
             all_names = view_names(inputs)
         except UserError:  # a name the exports cannot hold, among the inputs left out
             all_names = [p.name for p in inputs]
-    return known_cameras(names, [(a.shape[1], a.shape[0]) for a in arrays], paths, args.cameras, args.fix_poses,
+    return known_cameras(names, sizes, paths, args.cameras, args.fix_poses,
                          all_names=all_names, say=say)
 
 
@@ -249,14 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     # an input inside what the export replaces (a symbolic link into the output folder, say) would be lost
     check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
 
-    from mum.io import load_views
-
-    names, arrays = load_views(args.inputs, stride=args.stride, max_frames=args.max_frames, max_pixels=args.max_pixels)
-    say(f"loaded {len(arrays)} views")
-    known = _known_cameras(args, inputs, names, arrays, say)
-
     import heads
-    from app.pipeline import PipelineOptions, reconstruct_arrays
+    from app.chunked import reconstruct_views
+    from app.pipeline import PipelineOptions
+    from app.view_source import open_views
+
+    scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit
+    atexit.register(scratch.cleanup)
+    source = open_views(args.inputs, Path(scratch.name), stride=args.stride, max_frames=args.max_frames,
+                        max_pixels=args.max_pixels)
+    say(f"found {len(source)} views")
+    known = _known_cameras(args, inputs, source.names, source.sizes, say)
 
     try:
         model = heads.load_model(args.model or heads.DEFAULT_MODEL, weights=args.weights, device=device)
@@ -268,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
     # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
     options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull)
-    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
-                               on_stage=say, options=options, warn=_warn, known=known)
+    with scratch:
+        recon = reconstruct_views(model, source, long_side=args.size, device=device, chunk_size=args.chunk_size,
+                                  on_stage=say, options=options, warn=_warn, window=args.window, overlap=args.overlap,
+                                  keep_pointmaps=args.points_from == "pointmap", known=known)
     try:
         written = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
@@ -288,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - t0, 3),
         "outputs": [str(p) for p in written],
     }
-    for key in ("sfm", "consistency"):
+    for key in ("sfm", "consistency", "chunks", "dropped"):
         if key in recon.meta:
             summary[key] = recon.meta[key]
     if args.json:
@@ -297,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         cams = summary["cameras"]
         how = " + ".join(f"{n} {label} cameras" for label, n in (("given", cams["given"]), ("SfM", cams["sfm"]),
                                                                   ("network", cams["network"])) if n)
+        if "chunks" in summary:
+            how += f"; {summary['chunks']['count']} chunks of {summary['chunks']['window']} views"
         print(
             f"{summary['views']} views -> {summary['points']:,} points in {summary['total_s']:.1f} s "
             f"({how}; model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"

@@ -21,22 +21,32 @@ OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 # ---------------------------------------------------------------------------------------------- PLY
+PLY_VERTEX = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+              ("confidence", "<f4")]
+PLY_BLOCK = 1 << 20  # points per block of a streamed PLY write
+
+
 def write_ply(path: str | os.PathLike, cloud: PointCloud, overwrite: bool = True) -> Path:
     """Binary little-endian PLY: float ``x y z``, uchar ``red green blue``, float ``confidence``. Without
-    ``overwrite`` a file that appeared at ``path`` meanwhile is kept and a ``UserError`` raised."""
-    from plyfile import PlyData, PlyElement
-
-    vertex = np.empty(
-        len(cloud),
-        dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("confidence", "<f4")],
-    )
-    for i, axis in enumerate("xyz"):
-        vertex[axis] = cloud.xyz[:, i]
-    for i, channel in enumerate(("red", "green", "blue")):
-        vertex[channel] = cloud.rgb[:, i]
-    vertex["confidence"] = cloud.conf
+    ``overwrite`` a file that appeared at ``path`` meanwhile is kept and a ``UserError`` raised. Streamed: the
+    rows are packed and written :data:`PLY_BLOCK` points at a time (a cloud of millions of points never has a
+    second copy in memory), into a temporary file renamed into place at the end (an interrupted write leaves
+    nothing)."""
+    header = ("ply\nformat binary_little_endian 1.0\n" f"element vertex {len(cloud)}\n"
+              + "".join(f"property {'float' if t == '<f4' else 'uchar'} {name}\n" for name, t in PLY_VERTEX)
+              + "end_header\n")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
+        with open(tmp, "wb") as f:
+            f.write(header.encode("ascii"))
+            for start in range(0, len(cloud), PLY_BLOCK):
+                stop = min(len(cloud), start + PLY_BLOCK)
+                vertex = np.empty(stop - start, dtype=PLY_VERTEX)
+                for i, axis in enumerate("xyz"):
+                    vertex[axis] = cloud.xyz[start:stop, i]
+                for i, channel in enumerate(("red", "green", "blue")):
+                    vertex[channel] = cloud.rgb[start:stop, i]
+                vertex["confidence"] = cloud.conf[start:stop]
+                f.write(vertex.tobytes())
     return Path(path)
 
 

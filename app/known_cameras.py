@@ -98,6 +98,12 @@ class KnownCameras:
             return np.zeros(self.num_views, bool)
         return np.isfinite(self.cam_from_world).all(axis=(1, 2))
 
+    def subset(self, views: Sequence[int]) -> "KnownCameras":
+        """What is known about ``views`` (indices into this one's views), in their order."""
+        views = list(views)
+        return KnownCameras(self.K[views].copy(), [self.intrinsics_source[v] for v in views],
+                            self.cam_from_world[views].copy(), self.fix_poses)
+
     @classmethod
     def empty(cls, S: int) -> "KnownCameras":
         return cls(np.full((S, 3, 3), np.nan), [""] * S, np.full((S, 4, 4), np.nan))

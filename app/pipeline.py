@@ -198,11 +198,12 @@ def predict_arrays(
     device: str,
     chunk_size: Optional[int],
     say: Callable[[str], None],
+    aspect: Optional[float] = None,
 ) -> tuple[Reconstruction, list[ViewTransform], np.ndarray]:
     """One network pass: the feedforward reconstruction, the view transforms and the retrieval descriptors
-    ``[S, C]``."""
+    ``[S, C]``. ``aspect``: the network input's width / height (default: the views' median)."""
     size = long_side or model.cfg.image_size
-    images, transforms = preprocess(arrays, long_side=size, patch_size=model.patch_size)
+    images, transforms = preprocess(arrays, long_side=size, patch_size=model.patch_size, aspect=aspect)
     H, W = images.shape[-2:]
     say(f"preprocessed {len(arrays)} views to {W} × {H} px" + (f" (--size {size} → a multiple of {model.patch_size})"
                                                                if max(H, W) != size else ""))

@@ -324,7 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=16, help="waiting requests before new ones are refused")
     p.add_argument("--max-sessions", type=int, default=64, help="users whose result is kept in memory for the filters")
     p.add_argument("--max-files", type=int, default=64, help="files per upload")
-    p.add_argument("--max-views", type=int, default=32, help="views per reconstruction (more are sampled down)")
+    p.add_argument("--max-views", type=int, default=32,
+                   help="views per reconstruction, the frame cap of a video (more are sampled down; default 32); "
+                        "beyond --window they run in joined chunks, as mum-reconstruct's long inputs")
+    p.add_argument("--window", type=int, default=None,
+                   help="views per network pass (default: what a quarter of the available memory holds, at most 128)")
     p.add_argument("--max-file-mb", type=float, default=64.0, help="size limit per uploaded file, MB")
     p.add_argument("--max-request-mpx", type=float, default=400.0,
                    help="megapixels of all images of one request together, read from their headers (default 400)")
@@ -343,7 +347,7 @@ def check_args(args: argparse.Namespace) -> None:
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: must be in 1..65535")
     for name, least in (("max_views", 2), ("max_files", 1), ("concurrency", 1), ("max_queue", 1), ("max_sessions", 1),
-                        ("size", 16), ("chunk_size", 1)):
+                        ("size", 16), ("chunk_size", 1), ("window", 2)):
         value = getattr(args, name)
         if value is not None and value < least:
             raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
@@ -360,6 +364,7 @@ def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
         device=device,
         max_files=args.max_files,
         max_views=args.max_views,
+        window=args.window,
         max_file_mb=args.max_file_mb,
         max_request_mpx=args.max_request_mpx,
         concurrency=args.concurrency,

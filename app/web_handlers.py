@@ -108,6 +108,7 @@ class WebConfig:
     device: str = "cpu"
     max_files: int = 64  # files in one submission
     max_views: int = 32  # views given to the model (video frames are sampled down to this)
+    window: int | None = None  # views per network pass; more run in joined chunks (None: what memory allows)
     max_file_mb: float = 64.0  # per uploaded file
     max_request_mpx: float = 400.0  # megapixels of all views of one request together (image headers)
     concurrency: int = 1  # model runs at once on the device
@@ -217,13 +218,18 @@ def check_uploads(files: Any, cfg: WebConfig) -> list[Path]:
     return paths
 
 
-def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | None = None) -> tuple[list[str], list]:
-    """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
+def _checked(files: Any, cfg: WebConfig, max_frames: int | None) -> tuple[list[Path], int]:
     paths = check_uploads(files, cfg)
     limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
     if len(paths) > limit:
         gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
     check_request_pixels(paths, limit, cfg)
+    return paths, limit
+
+
+def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | None = None) -> tuple[list[str], list]:
+    """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
+    paths, limit = _checked(files, cfg, max_frames)
     return load_views([str(p) for p in paths], stride=max(int(stride or 1), 1), max_frames=limit)
 
 
@@ -253,7 +259,7 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
         yield Path(folder)
 
 
-def known_for_uploads(files: Any, names: list[str], arrays: list, cfg: WebConfig, stride: int,
+def known_for_uploads(files: Any, names: list[str], sizes: list[tuple[int, int]], cfg: WebConfig, stride: int,
                       max_frames: int | None, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
     """What the cameras upload and the photos' EXIF say about each view (the CLI's ``--cameras``/``--fix-poses``)."""
     from mum.io import select_image_paths
@@ -265,8 +271,17 @@ def known_for_uploads(files: Any, names: list[str], arrays: list, cfg: WebConfig
     chosen = None if video else select_image_paths([str(p) for p in paths], max(int(stride or 1), 1), limit)
     if fix_poses and cameras is None:
         raise UserError("keeping the given poses needs a cameras file")
-    return known_cameras(names, [(a.shape[1], a.shape[0]) for a in arrays], chosen, cameras, bool(fix_poses),
+    return known_cameras(names, sizes, chosen, cameras, bool(fix_poses),
                          all_names=None if video else [p.name for p in paths], say=say)
+
+
+def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_frames: int | None = None):
+    """Checked uploads → a :class:`app.view_source.ViewSource` (decoded chunk by chunk; a video's frames go to
+    ``scratch``): what :func:`app.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
+    from app.view_source import open_views
+
+    paths, limit = _checked(files, cfg, max_frames)
+    return open_views([str(p) for p in paths], scratch, stride=max(int(stride or 1), 1), max_frames=limit)
 
 
 def check_request_pixels(paths: Sequence[Path], views: int, cfg: WebConfig) -> None:
@@ -308,16 +323,26 @@ class Handlers:
         cameras come from the network) is also shown as a toast and kept in the scene for the summary.
         ``cameras``: an uploaded cameras file (:func:`cameras_upload`), ``fix_poses``: keep its poses (the CLI's
         ``--cameras`` and ``--fix-poses``)."""
-        from app.pipeline import PipelineOptions, reconstruct_arrays
-
         t0 = time.perf_counter()
         progress = say if isinstance(say, StageProgress) else StageProgress(say)
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
-        names, arrays = load_inputs(files, self.cfg, stride, max_frames)
+        scratch = tempfile.TemporaryDirectory(prefix="mum-web-frames-")  # a video's decoded frames
+        try:
+            return self._reconstruct(files, model_label, stride, max_frames, progress, fast, Path(scratch.name), t0,
+                                     cameras, bool(fix_poses))
+        finally:
+            scratch.cleanup()
+
+    def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
+                     cameras: Any = None, fix_poses: bool = False) -> WebScene:
+        from app.chunked import reconstruct_views
+        from app.pipeline import PipelineOptions
+
+        source = open_inputs(files, self.cfg, scratch, stride, max_frames)
         with cameras_upload(cameras) as cameras_file:
-            known = known_for_uploads(files, names, arrays, self.cfg, stride, max_frames, cameras_file,
-                                      bool(fix_poses), progress)
+            known = known_for_uploads(files, source.names, source.sizes, self.cfg, stride, max_frames, cameras_file,
+                                      fix_poses, progress)
         progress(f"loading model {model_label or self.models.default}")
         model = self.models.get(model_label)
         warnings: list[str] = []
@@ -330,9 +355,10 @@ class Handlers:
 
         # COLMAP's own log lines are not for users (mum.native_stderr: safe for runs overlapping in threads)
         options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
-        recon = reconstruct_arrays(
-            model, names, arrays, long_side=self.cfg.long_side, device=self.models.device,
-            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn, known=known,
+        recon = reconstruct_views(
+            model, source, long_side=self.cfg.long_side, device=self.models.device,
+            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn, window=self.cfg.window,
+            keep_pointmaps=True, known=known,
         )
         recon.meta["total_s"] = time.perf_counter() - t0
         scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))
@@ -489,6 +515,10 @@ def summary(scene: WebScene, points: int) -> str:
         if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
             agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
         parts.append(agree)
+    chunks = r.meta.get("chunks")
+    if chunks:  # a long input: joined chunks (app.chunked)
+        loops = sum(1 for lp in chunks.get("loops", []) if lp.get("accepted"))
+        parts.append(f"{chunks['count']} chunks of {chunks['window']} views joined" + (f", {loops} loop closure(s)" if loops else ""))
     w, h = r.meta.get("network_size", r.depth_size)
     sizes = f"network {w}×{h} px"
     if tuple(r.depth_size) != (w, h):

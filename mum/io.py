@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from struct import error as struct_error
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -144,15 +144,20 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+_EXIF_ORIENTATION = 0x0112  # 5–8: the image is stored a quarter turn from how it is shown
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` of an image file from its header alone (nothing is decoded); ``UserError`` when the
-    file cannot be opened or is not an image."""
+    """``(width, height)`` of an image file as the loader returns it (after its EXIF orientation, which
+    swaps the two for a quarter turn), from the header alone (nothing is decoded); ``UserError`` when the file
+    cannot be opened or is not an image."""
     path = Path(path)
     try:
         with warnings.catch_warnings(), open(path, "rb") as fh:
             warnings.simplefilter("ignore")
             with Image.open(fh) as img:
-                return img.size
+                w, h = img.size
+                return (h, w) if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
     except Image.DecompressionBombError as exc:  # more than twice Pillow's limit
         raise _bomb(path, exc, pixel_limit()) from None
     except UnidentifiedImageError:
@@ -295,17 +300,20 @@ def network_size(width: int, height: int, long_side: int, patch_size: int) -> tu
 
 
 def preprocess(images: Sequence[np.ndarray], long_side: int = 518, patch_size: int = 14,
-               size: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[ViewTransform]]:
+               size: tuple[int, int] | None = None, aspect: float | None = None
+               ) -> tuple[torch.Tensor, list[ViewTransform]]:
     """Resize views to one network size → ``[S, 3, H, W]`` float32 in [0, 1] and a transform per view.
 
     The network size is ``size`` (``(W, H)``) when given, else it follows the median aspect ratio of the views
-    (longer side ≈ ``long_side``, multiples of ``patch_size``); a view of another aspect is centre-cropped to
-    the network's aspect before resizing (no distortion, no padding)."""
+    (or ``aspect``, width / height: the chunks of a long input share the aspect of all its views), longer side
+    ≈ ``long_side``, multiples of ``patch_size``; a view of another aspect is centre-cropped to the network's
+    aspect before resizing (no distortion, no padding)."""
     if not images:
         raise UserError("no images to preprocess")
     if size is None:
-        aspects = sorted(im.shape[1] / im.shape[0] for im in images)
-        aspect = aspects[len(aspects) // 2]
+        if aspect is None:
+            aspects = sorted(im.shape[1] / im.shape[0] for im in images)
+            aspect = aspects[len(aspects) // 2]
         W, H = network_size(round(1_000_000 * aspect), 1_000_000, long_side, patch_size)
     else:
         W, H = size
@@ -352,6 +360,17 @@ def read_video_frames(
 
     ``stride`` keeps every n-th frame; ``max_frames`` then samples that many frames uniformly over the video.
     A frame size above :func:`pixel_limit` is refused before any frame is decoded."""
+    names, frames = [], []
+    for name, frame in iter_video_frames(path, stride, max_frames, max_pixels):
+        names.append(name)
+        frames.append(frame)
+    return names, frames
+
+
+def iter_video_frames(
+    path: str | os.PathLike, stride: int = 1, max_frames: int | None = None, max_pixels: int | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """:func:`read_video_frames` one frame at a time (a long video never has all its frames in memory)."""
     import cv2
 
     path = Path(path)
@@ -368,32 +387,32 @@ def read_video_frames(
         cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise UserError(f"{path}: cannot open video")
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    if width * height > limit:
+    try:
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > limit:
+            raise UserError(f"{path}: video frames are too large ({width}x{height}, the limit is {limit:,} pixels; "
+                            f"set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        indices = list(range(0, max(total, 0), max(stride, 1)))
+        if max_frames is not None and len(indices) > max_frames:
+            pick = np.linspace(0, len(indices) - 1, max_frames).round().astype(int)
+            indices = [indices[i] for i in pick]
+        wanted = set(indices)
+        index = 0
+        count = 0
+        while wanted:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index in wanted:
+                count += 1
+                yield f"frame_{index:06d}.png", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                wanted.discard(index)
+            index += 1
+    finally:
         cap.release()
-        raise UserError(f"{path}: video frames are too large ({width}x{height}, the limit is {limit:,} pixels; "
-                        f"set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    indices = list(range(0, max(total, 0), max(stride, 1)))
-    if max_frames is not None and len(indices) > max_frames:
-        pick = np.linspace(0, len(indices) - 1, max_frames).round().astype(int)
-        indices = [indices[i] for i in pick]
-    wanted = set(indices)
-    names, frames = [], []
-    index = 0
-    while wanted:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index in wanted:
-            names.append(f"frame_{index:06d}.png")
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            wanted.discard(index)
-        index += 1
-    cap.release()
-    if not frames:
+    if not count:
         raise UserError(f"{path}: video has no readable frames")
-    return names, frames
 
 
 def subsample(items: list, max_count: int | None) -> list:

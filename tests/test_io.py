@@ -128,3 +128,18 @@ def test_network_size_rounds_halves_up():
     assert network_size(1080, 1920, 128, 16) == (80, 128)  # 4.5 patches wide: 5, not Python's round-to-even 4
     assert network_size(640, 480, 128, 16) == (128, 96)
     assert network_size(3000, 10, 128, 16) == (128, 16)  # at least one patch
+
+
+def test_image_size_is_the_loaders_size_after_exif_orientation(tmp_path):
+    """Header sizes (lazy views, known cameras) must equal what the loader returns for a rotated JPEG."""
+    from PIL import Image
+
+    from mum.io import image_size, read_image
+
+    for orientation, expected in ((1, (40, 30)), (3, (40, 30)), (6, (30, 40)), (8, (30, 40))):
+        path = tmp_path / f"o{orientation}.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.new("RGB", (40, 30), (10, 20, 30)).save(path, exif=exif)
+        assert image_size(path) == expected
+        assert read_image(path).shape[1::-1] == expected

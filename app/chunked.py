@@ -1,0 +1,801 @@
+"""Inputs of any length: overlapping chunks of views, each reconstructed on its own, joined by Sim(3).
+
+One network pass over all views needs memory (and, through global attention, time) that grows with the
+number of views; a long video or a folder of a thousand photos does not fit. :func:`reconstruct_views` runs the
+views in chunks of ``window`` consecutive views, consecutive chunks sharing ``overlap`` views:
+
+1. **plan** (:func:`plan_chunks`): chunks of equal size stepping by ``window - overlap``, the last one ending
+   at the last view; every view lies in one or two chunks and is *owned* by the chunk where it is most central
+   (its camera and dense maps come from there). ``window`` defaults to what the memory allows
+   (:func:`auto_window`); when every view fits, the one-pass path runs unchanged.
+2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
+   geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, depth fitted
+   and cross-checked; :func:`app.geometric_reconstruction.add_geometry`). A chunk's frame is its first camera,
+   at its own scale. Only the chunk's decoded images are in memory (:mod:`app.view_source`), and of its dense
+   maps only those of the views it owns are kept, at the network's grid.
+3. **join** (:func:`fit_shared_views`): the similarity between consecutive chunks from their shared views —
+   the same pixels of the same image unprojected in both chunks give 3D-3D correspondences, fitted by a
+   confidence-weighted Umeyama (:func:`heads.metrics.umeyama_alignment`) with iteratively reweighted
+   (Cauchy) residuals; its median residual relative to depth says how well the chunks agree. Chained, these
+   give every chunk's similarity to the first chunk's frame.
+4. **loop closures** (:func:`find_loop_closures`): chunks that are not neighbours but whose views look alike
+   (cosine similarity of the network's retrieval descriptors) get one extra network pass over the best
+   matching views of both; it is accepted when it fits both chunks (low residual) and when, inside it, the two
+   chunks' views agree in depth; the edge it gives joins the two chunks directly.
+5. **pose graph** (:func:`optimise_pose_graph`): the chunks' similarities are refined by least squares over
+   all edges (sequential and loop; rotation vector, translation relative to the chunk's depth, log scale),
+   the first chunk held fixed: a loop spreads the drift it measures over the path.
+
+Every view gets a camera (its chunk's, placed by the chunk's similarity). The cloud is bounded by a voxel
+down-sampling to the point budget (:func:`voxel_point_cloud`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from app.camera_fusion import Similarity
+from app.dense_fit import _unproject, depth_agreement
+from app.known_cameras import KnownCameras
+from app.reconstruction import PointCloud, Reconstruction
+from mum.errors import UserError
+
+if TYPE_CHECKING:
+    from app.pipeline import PipelineOptions
+    from app.view_source import ViewSource
+
+# What one view costs during a network pass, per pixel of the network input (activations, dense heads, their
+# outputs): measured with the bundled model on the CPU, 200 vs 50 views at 224 and 112 px (68-97 bytes); the
+# decoded original image comes on top.
+BYTES_PER_NETWORK_PIXEL = 100
+MEMORY_FRACTION = 0.25  # of the available memory, for one pass
+MIN_WINDOW = 8
+MAX_AUTO_WINDOW = 128  # global attention makes a pass's time quadratic in its views: more is rarely faster
+LOOP_SIMILARITY = 0.9  # descriptor cosine similarity that makes two distant chunks a loop-closure candidate
+LOOP_MAX_RESIDUAL = 0.1  # a loop pass is accepted when it fits both chunks this well (relative to depth) ...
+LOOP_MAX_DISAGREEMENT = 0.1  # ... and the two chunks' views agree in depth inside it this well
+
+
+# ------------------------------------------------------------------------------------------------- planning
+def available_memory(device: str = "cpu") -> int:
+    """Bytes available for a pass: free accelerator memory on CUDA, else the system's available memory."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def auto_window(network_pixels: int, original_pixels: int, device: str = "cpu",
+                available: Optional[int] = None) -> int:
+    """Views per network pass that fit in :data:`MEMORY_FRACTION` of the available memory, between
+    :data:`MIN_WINDOW` and :data:`MAX_AUTO_WINDOW`."""
+    available = available_memory(device) if available is None else available
+    per_view = network_pixels * BYTES_PER_NETWORK_PIXEL + 3 * original_pixels
+    return int(min(MAX_AUTO_WINDOW, max(MIN_WINDOW, MEMORY_FRACTION * available // max(per_view, 1))))
+
+
+def default_overlap(window: int) -> int:
+    """Views shared by consecutive chunks: a quarter of the window, at least 3 (a robust fit), at most half."""
+    return max(1, min(window // 2, max(3, window // 4)))
+
+
+def plan_chunks(num_views: int, window: int, overlap: int) -> list[range]:
+    """Consecutive chunks of ``window`` views, each sharing at least ``overlap`` views with the previous one,
+    the last ending at the last view; one chunk when every view fits."""
+    if window < 2 and num_views > window:
+        raise UserError("a window of views per pass must hold at least 2 views")
+    if num_views <= window:
+        return [range(0, num_views)]
+    overlap = max(1, min(overlap, window - 1))
+    step = window - overlap
+    starts = list(range(0, num_views - window + 1, step))
+    if starts[-1] + window < num_views:
+        starts.append(num_views - window)
+    return [range(s, s + window) for s in starts]
+
+
+def owners(chunks: Sequence[range], num_views: int) -> np.ndarray:
+    """``[num_views]``: the chunk each view is most central in (its camera and maps come from there)."""
+    best = np.full(num_views, -1)
+    margin = np.full(num_views, -1)
+    for k, chunk in enumerate(chunks):
+        for v in chunk:
+            m = min(v - chunk.start, chunk.stop - 1 - v)
+            if m > margin[v]:
+                best[v], margin[v] = k, m
+    return best
+
+
+# ------------------------------------------------------------------------------------------------- Sim(3)
+def compose(a: Similarity, b: Similarity) -> Similarity:
+    """``a ∘ b``: ``x → a(b(x))``."""
+    return Similarity(a.scale * b.scale, a.rotation @ b.rotation, a.scale * a.rotation @ b.translation + a.translation)
+
+
+def inverse(a: Similarity) -> Similarity:
+    """``a⁻¹``."""
+    return Similarity(1.0 / a.scale, a.rotation.T, -(a.rotation.T @ a.translation) / a.scale)
+
+
+def identity() -> Similarity:
+    return Similarity(1.0, np.eye(3), np.zeros(3))
+
+
+def apply(sim: Similarity, points: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` points through ``sim``."""
+    return sim.scale * points @ sim.rotation.T + sim.translation
+
+
+@dataclass
+class ViewMaps:
+    """One view's dense maps in one chunk's frame (network grid)."""
+
+    depth: np.ndarray  # [h, w] float32 (NaN: unknown)
+    conf: np.ndarray  # [h, w]
+    K: np.ndarray  # [3, 3] grid pixels
+    cam: np.ndarray  # [4, 4] camera-from-chunk-world
+
+
+@dataclass
+class Fit:
+    """A similarity from one chunk's frame to another's, how well it fits (median residual relative to depth)
+    and on how many points."""
+
+    sim: Similarity
+    residual: float
+    points: int
+
+
+def _points(maps: ViewMaps, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pts, pix = _unproject(maps.depth, maps.K, maps.cam, step)
+    conf = maps.conf[pix[:, 0], pix[:, 1]].astype(np.float64)
+    depth = maps.depth[pix[:, 0], pix[:, 1]].astype(np.float64)
+    return pts.astype(np.float64), conf, depth
+
+
+def _correspondences(source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int):
+    """Source points, target points, confidence weights and target depths of the pixels both frames know."""
+    xs, xt, w, dt = [], [], [], []
+    for s, t in zip(source, target):
+        if s.depth.shape != t.depth.shape:
+            continue
+        ps, cs, _ = _points(s, step)
+        pt, ct, d = _points(t, step)
+        ok = np.isfinite(ps).all(1) & np.isfinite(pt).all(1) & (d > 0) & np.isfinite(d)
+        xs.append(ps[ok])
+        xt.append(pt[ok])
+        w.append(np.sqrt(cs[ok] * ct[ok]))
+        dt.append(d[ok])
+    if not xs:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0)
+    return tuple(np.concatenate(a) for a in (xs, xt, w, dt))
+
+
+def point_residual(sim: Similarity, source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int = 2) -> float:
+    """Median distance, relative to the target depth, between the shared pixels' points moved by ``sim`` and
+    the target's (NaN without shared depth)."""
+    xs, xt, _, dt = _correspondences(source, target, step)
+    if not len(xs):
+        return float("nan")
+    return float(np.median(np.linalg.norm(apply(sim, xs) - xt, axis=1) / dt))
+
+
+def fit_shared_views(source: Sequence[ViewMaps], target: Sequence[ViewMaps], step: int = 2, iterations: int = 10,
+                     conf_quantile: float = 0.3) -> Optional[Fit]:
+    """The similarity from the source chunk's frame to the target's, from the views both hold (same images,
+    same grid: the same pixel unprojected in both frames is one 3D-3D correspondence). Weighted by both
+    confidences (the least confident ``conf_quantile`` of the pixels are left out), then reweighted by a
+    Cauchy function of the residuals (zero beyond five scales), which are measured relative to the target depth.
+    ``None`` without enough points."""
+    from heads.metrics import umeyama_alignment
+
+    xs, xt, w, dt = _correspondences(source, target, step)
+    if len(xs) < 10:
+        return None
+    keep = w >= np.quantile(w, conf_quantile)
+    xs, xt, w, dt = xs[keep], xt[keep], w[keep], dt[keep]
+    if len(xs) < 10:
+        return None
+    weights = w.copy()
+    for _ in range(iterations):
+        scale, R, t = (a.numpy() for a in umeyama_alignment(torch.from_numpy(xs), torch.from_numpy(xt),
+                                                              torch.from_numpy(weights)))
+        sim = Similarity(float(scale), R, t)
+        rel = np.linalg.norm(apply(sim, xs) - xt, axis=1) / dt
+        c = max(2.0 * float(np.median(rel)), 1e-6)
+        weights = w / (1.0 + (rel / c) ** 2)
+        weights[rel > 5 * c] = 0.0  # far outside: another surface, not noise
+    if not (np.isfinite(sim.scale) and sim.scale > 0):
+        return None
+    return Fit(sim, float(np.median(rel)), int(len(xs)))
+
+
+def fit_cameras(source: np.ndarray, target: np.ndarray) -> Similarity:
+    """A fall-back join from the shared views' cameras alone (:func:`app.camera_fusion.fit_similarity`)."""
+    from app.camera_fusion import fit_similarity
+
+    return fit_similarity(source, target)
+
+
+# ------------------------------------------------------------------------------------------------- pose graph
+@dataclass
+class Edge:
+    """Chunk ``i``'s frame → chunk ``j``'s, measured (``kind``: ``"sequential"`` or ``"loop"``)."""
+
+    i: int
+    j: int
+    sim: Similarity
+    kind: str = "sequential"
+    residual: float = 0.0
+    weight: float = 1.0
+    kind_of_fit: str = "points"  # fitted on: "points" (shared depth), "cameras" (SfM's), "network cameras"
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(R).as_rotvec()
+
+
+def _matrix(rotvec: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(rotvec).as_matrix()
+
+
+def chain(num_chunks: int, edges: Sequence[Edge]) -> list[Similarity]:
+    """Every chunk's similarity to the first chunk's frame along the sequential edges ``k → k-1``."""
+    out = [identity()]
+    seq = {e.i: e for e in edges if e.kind == "sequential" and e.j == e.i - 1}
+    for k in range(1, num_chunks):
+        out.append(compose(out[k - 1], seq[k].sim))
+    return out
+
+
+def optimise_pose_graph(initial: Sequence[Similarity], edges: Sequence[Edge], lengths: Sequence[float]
+                        ) -> tuple[list[Similarity], dict]:
+    """Least squares over the chunks' similarities to the first chunk's frame (held fixed): each edge
+    ``i → j`` wants ``S_j ∘ E = S_i``; its residual ``E⁻¹ ∘ S_j⁻¹ ∘ S_i`` is measured as (rotation vector,
+    translation / ``lengths[i]`` (the chunk's typical depth), log scale). Returns the similarities and a
+    summary (edge errors before and after)."""
+    from scipy.optimize import least_squares
+
+    n = len(initial)
+
+    def unpack(x: np.ndarray) -> list[Similarity]:
+        sims = [identity()]
+        for k in range(1, n):
+            p = x[7 * (k - 1): 7 * k]
+            sims.append(Similarity(float(np.exp(p[6])), _matrix(p[:3]), p[3:6].copy()))
+        return sims
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        sims = unpack(x)
+        out = []
+        for e in edges:
+            err = compose(inverse(e.sim), compose(inverse(sims[e.j]), sims[e.i]))
+            r = np.concatenate([_rotvec(err.rotation), err.translation / lengths[e.i], [math.log(err.scale)]])
+            out.append(math.sqrt(e.weight) * r)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    x0 = np.concatenate([np.concatenate([_rotvec(s.rotation), s.translation, [math.log(s.scale)]])
+                         for s in initial[1:]]) if n > 1 else np.zeros(0)
+    if n <= 1 or not edges:
+        return list(initial), {"edges": len(edges), "cost_before": 0.0, "cost_after": 0.0}
+    before = float(np.sum(residuals(x0) ** 2))
+    result = least_squares(residuals, x0, method="lm" if len(x0) <= 7 * len(edges) else "trf", max_nfev=200 * len(x0))
+    after = float(np.sum(result.fun ** 2))
+    return unpack(result.x), {"edges": len(edges), "cost_before": before, "cost_after": after}
+
+
+# ------------------------------------------------------------------------------------------------- chunks
+@dataclass
+class ChunkResult:
+    """What is kept of one chunk: cameras of all its views (chunk frame), the dense maps of the views in
+    ``maps`` (global view index → :class:`ViewMaps`), and per-view extras."""
+
+    index: int
+    views: list[int]
+    cams: np.ndarray
+    intrinsics: np.ndarray
+    transforms: list  # per view: original pixels ↔ dense-map pixels (mum.io.ViewTransform)
+    sources: list[str]
+    intrinsics_sources: list[str]
+    descriptors: np.ndarray
+    maps: dict[int, ViewMaps]
+    colors: dict[int, np.ndarray]
+    valid: dict[int, np.ndarray]
+    pointmaps: dict[int, np.ndarray]
+    sfm_points: Optional[PointCloud]
+    meta: dict
+    length: float  # typical depth (median over the chunk's views), the pose graph's unit of translation
+
+
+SFM_OUTLIER_FACTOR = 2.5  # a chunk's SfM disagreeing with the network this many times more than the
+SFM_OUTLIER_MIN_DEG = 30.0  # other chunks' do (and by more than this) keeps the network's cameras
+
+
+def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, registered: np.ndarray) -> float:
+    """Median pair error (max of relative rotation and translation-direction angles, degrees) between SfM's
+    and the network's cameras over the registered views: NaN with fewer than three."""
+    from heads.metrics import relative_pose_errors
+
+    idx = np.nonzero(registered)[0]
+    if len(idx) < 3:
+        return float("nan")
+    rra, rta = relative_pose_errors(torch.from_numpy(sfm_cams[idx, :3]), torch.from_numpy(network_cams[idx, :3]))
+    return float(torch.median(torch.maximum(rra, rta)))
+
+
+def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_side, device, chunk_size, aspect,
+               options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
+               history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
+    """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
+    cameras disagree with the network's far more than the earlier chunks' did (``history``: their median pair
+    errors, see :data:`SFM_OUTLIER_FACTOR`) keeps the network's cameras: SfM on a few dozen views without the
+    rest of the sequence can settle on a wrong model (a turn on the spot: right rotations, wrong translations)
+    that a global SfM would have refused. Relative, not absolute: where the network is poor everywhere (the
+    bundled model on real photos), every chunk disagrees alike and none is overruled."""
+    import copy
+
+    from app.pipeline import apply_known_intrinsics, predict_arrays
+
+    arrays = source.load(views)
+    names = [source.names[v] for v in views]
+    recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say, aspect)
+    if known is not None:
+        apply_known_intrinsics(recon, transforms, known)
+    rejected = None
+    if not options.fast:
+        from app.geometric_reconstruction import add_geometry
+
+        network_only = copy.deepcopy(recon)
+        chunk_warnings: list[str] = []
+        add_geometry(recon, arrays, transforms, descriptors, replace(options, dense_min_long_side=0), say,
+                     lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        registered = np.array([s == "sfm" for s in recon.sources()])
+        disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
+        history = [] if history is None else history
+        earlier = [d for d in history if np.isfinite(d)]
+        if np.isfinite(disagreement) and len(earlier) >= 2:
+            reference = float(np.median(earlier))
+            if disagreement > max(SFM_OUTLIER_MIN_DEG, SFM_OUTLIER_FACTOR * reference):
+                rejected = round(disagreement, 1)
+                chunk_warnings = [f"chunk {k + 1}: its SfM cameras disagree with the network's by {disagreement:.0f}° "
+                                  f"(median pair error; the earlier chunks' {reference:.0f}°): it keeps the network's cameras"]
+                recon = network_only
+        history.append(disagreement)
+        warnings.extend(chunk_warnings)
+    del arrays
+    depth = recon.depth.astype(np.float32)
+    if recon.valid is not None:
+        depth = np.where(recon.valid, depth, np.nan).astype(np.float32)
+    maps = {v: ViewMaps(depth[i], recon.depth_conf[i].astype(np.float32), recon.network_intrinsics[i],
+                        recon.cam_from_world[i]) for i, v in enumerate(views)}
+    sfm = recon.sfm_points
+    if sfm is not None:
+        sfm = replace(sfm, view=np.asarray(views)[sfm.view])  # global view indices
+    finite = depth[np.isfinite(depth)]
+    return ChunkResult(
+        index=k, views=list(views), cams=recon.cam_from_world.copy(), intrinsics=recon.intrinsics.copy(),
+        transforms=list(recon.transforms), sources=recon.sources(), intrinsics_sources=recon.intrinsics_origins(),
+        descriptors=descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12),
+        maps=maps, colors={v: recon.colors[i] for i, v in enumerate(views)},
+        valid={v: np.isfinite(depth[i]) for i, v in enumerate(views)},
+        pointmaps={v: recon.world_points[i].astype(np.float32) for i, v in enumerate(views)} if keep_pointmaps else {},
+        sfm_points=sfm, meta={"inference_s": recon.meta.get("inference_s", 0.0), "sfm": recon.meta.get("sfm"),
+                              "network_size": recon.meta.get("network_size"), "sfm_rejected": rejected},
+        length=float(np.median(finite)) if finite.size else 1.0,
+    )
+
+
+def _keep_only(chunk: ChunkResult, views: set[int]) -> None:
+    """Drop the dense maps of the views another chunk owns (memory stays bounded by the owned views)."""
+    for store in (chunk.maps, chunk.colors, chunk.valid, chunk.pointmaps):
+        for v in [v for v in store if v not in views]:
+            del store[v]
+
+
+MIN_SFM_SHARED = 3  # shared views with SfM cameras in both chunks that join them by their cameras
+
+
+def _join(previous: ChunkResult, current: ChunkResult) -> Edge:
+    """The edge ``current → previous`` from their shared views: by the cameras when at least
+    :data:`MIN_SFM_SHARED` of them have SfM cameras in both chunks (bundle-adjusted poses are more precise than
+    the depth the network gives them), else by their points, else (no shared depth) by whatever cameras."""
+    shared = [v for v in current.views if v in previous.maps]
+    ci = [current.views.index(v) for v in shared]
+    pi = [previous.views.index(v) for v in shared]
+    source, target = [current.maps[v] for v in shared], [previous.maps[v] for v in shared]
+    both = [k for k in range(len(shared)) if current.sources[ci[k]] == "sfm" and previous.sources[pi[k]] == "sfm"]
+    if len(both) >= MIN_SFM_SHARED:
+        sim = fit_cameras(current.cams[[ci[k] for k in both]], previous.cams[[pi[k] for k in both]])
+        return Edge(current.index, previous.index, sim, "sequential", point_residual(sim, source, target), kind_of_fit="cameras")
+    fit = fit_shared_views(source, target)
+    if fit is None:
+        sim = fit_cameras(current.cams[ci], previous.cams[pi])
+        return Edge(current.index, previous.index, sim, "sequential", float("nan"), kind_of_fit="network cameras")
+    return Edge(current.index, previous.index, fit.sim, "sequential", fit.residual)
+
+
+# ------------------------------------------------------------------------------------------------- loops
+@dataclass
+class LoopCandidate:
+    a: int
+    b: int
+    similarity: float
+    views_a: list[int]
+    views_b: list[int]
+
+
+def loop_candidates(chunks: Sequence[ChunkResult], per_side: int, threshold: float = LOOP_SIMILARITY,
+                    max_loops: Optional[int] = None) -> list[LoopCandidate]:
+    """Pairs of non-neighbouring chunks with a pair of owned views whose descriptors are at least
+    ``threshold`` alike, most alike first; each with the ``per_side`` owned views of either chunk that are most
+    alike to the other chunk."""
+    found = []
+    for a in range(len(chunks)):
+        for b in range(a + 2, len(chunks)):
+            va, vb = list(chunks[a].maps), list(chunks[b].maps)
+            if not va or not vb:
+                continue
+            da = chunks[a].descriptors[[chunks[a].views.index(v) for v in va]]
+            db = chunks[b].descriptors[[chunks[b].views.index(v) for v in vb]]
+            sim = da @ db.T
+            best = float(sim.max())
+            if best < threshold:
+                continue
+            pick_a = np.argsort(-sim.max(1))[:per_side]
+            pick_b = np.argsort(-sim.max(0))[:per_side]
+            found.append(LoopCandidate(a, b, best, sorted(va[i] for i in pick_a), sorted(vb[i] for i in pick_b)))
+    found.sort(key=lambda c: -c.similarity)
+    return found[:max_loops] if max_loops is not None else found
+
+
+def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Sequence[ChunkResult], long_side,
+                device, chunk_size, aspect, say) -> tuple[Optional[Edge], dict]:
+    """One network pass over the candidate's views of both chunks; the edge ``a → b`` when the pass fits both
+    chunks and, inside it, the two chunks' views agree in depth."""
+    from app.pipeline import predict_arrays
+
+    views = candidate.views_a + candidate.views_b
+    arrays = source.load(views)
+    recon, _, _ = predict_arrays(model, [source.names[v] for v in views], arrays, long_side, device, chunk_size,
+                                 lambda _m: None, aspect)
+    del arrays
+    depth = recon.depth.astype(np.float32)
+    loop_maps = {v: ViewMaps(depth[i], recon.depth_conf[i], recon.network_intrinsics[i], recon.cam_from_world[i])
+                 for i, v in enumerate(views)}
+    fit_a = fit_shared_views([loop_maps[v] for v in candidate.views_a], [chunks[candidate.a].maps[v] for v in candidate.views_a])
+    fit_b = fit_shared_views([loop_maps[v] for v in candidate.views_b], [chunks[candidate.b].maps[v] for v in candidate.views_b])
+    na = len(candidate.views_a)
+    neighbours = [list(range(na, len(views))) if i < na else list(range(na)) for i in range(len(views))]
+    cross = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours, step=2)
+    info = {"chunks": [candidate.a, candidate.b], "similarity": round(candidate.similarity, 4),
+            "residual_a": None if fit_a is None else round(fit_a.residual, 4),
+            "residual_b": None if fit_b is None else round(fit_b.residual, 4),
+            "cross_disagreement": None if not np.isfinite(cross.median_disagreement) else round(cross.median_disagreement, 4)}
+    ok = (fit_a is not None and fit_b is not None and fit_a.residual <= LOOP_MAX_RESIDUAL
+          and fit_b.residual <= LOOP_MAX_RESIDUAL and np.isfinite(cross.median_disagreement)
+          and cross.median_disagreement <= LOOP_MAX_DISAGREEMENT)
+    info["accepted"] = bool(ok)
+    if not ok:
+        return None, info
+    # x_a = A(x_loop), x_b = B(x_loop)  →  x_b = B(A⁻¹(x_a))
+    edge = Edge(candidate.a, candidate.b, compose(fit_b.sim, inverse(fit_a.sim)), "loop",
+                max(fit_a.residual, fit_b.residual))
+    return edge, info
+
+
+# ------------------------------------------------------------------------------------------------- the path
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``|#####---------------|``: ``done`` of ``total`` (no square brackets: rich would read them as markup)."""
+    filled = int(round(width * done / max(total, 1)))
+    return "|" + "#" * filled + "-" * (width - filled) + "|"
+
+
+def reconstruct_views(
+    model: Any,
+    source: ViewSource,
+    long_side: Optional[int] = None,
+    device: str = "cpu",
+    chunk_size: Optional[int] = None,
+    on_stage: Optional[Callable[[str], None]] = None,
+    options: Optional[PipelineOptions] = None,
+    warn: Optional[Callable[[str], None]] = None,
+    window: Optional[int] = None,
+    overlap: Optional[int] = None,
+    loop_closure: bool = True,
+    max_loops: Optional[int] = None,
+    keep_pointmaps: bool = False,
+    known: Optional[KnownCameras] = None,
+) -> Reconstruction:
+    """Reconstruct every view of ``source`` in chunks of ``window`` views (default: :func:`auto_window`) that
+    share ``overlap`` views (default: :func:`default_overlap`); with all views in one window this is
+    :func:`app.pipeline.reconstruct_arrays` on them, unchanged. See the module docstring. ``known``: given or
+    EXIF intrinsics (used in every chunk) and poses to keep (one pass only: chunks are joined by similarities,
+    which would move them)."""
+    from mum.io import network_size
+    from app.pipeline import PipelineOptions, reconstruct_arrays
+
+    options = options or PipelineOptions()
+    say = on_stage or (lambda _msg: None)
+    warn = warn or say
+    S = len(source)
+    size = long_side or model.cfg.image_size
+    aspect = source.aspect()
+    W, H = network_size(round(1_000_000 * aspect), 1_000_000, size, model.patch_size)
+    if window is None:
+        largest = max(w * h for w, h in source.sizes)
+        window = auto_window(W * H, largest, device)
+        if S > window:
+            say(f"{S} views: {window} views per pass fit in memory ({W} × {H} px each; --window to change)")
+    if S <= window:
+        return reconstruct_arrays(model, source.names, source.load(range(S)), long_side, device, chunk_size, say,
+                                  options, warn, known=known)
+    if known is not None and known.posed.any():
+        raise UserError(f"--fix-poses keeps given poses in one network pass, and {S} views make {window} per pass: "
+                        f"give --window {S} (memory permitting) or fewer views")
+    overlap = default_overlap(window) if overlap is None else overlap
+    chunks_plan = plan_chunks(S, window, overlap)
+    owner = owners(chunks_plan, S)
+    n = len(chunks_plan)
+    say(f"{S} views in {n} chunks of {window} views, {overlap}+ shared between neighbours"
+        + ("" if options.fast else " (each: network, SfM, dense fit)"))
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+    results: list[ChunkResult] = []
+    edges: list[Edge] = []
+    disagreements: list[float] = []
+    for k, views in enumerate(chunks_plan):
+        prefix = f"chunk {k + 1}/{n} {progress_bar(k, n)}"
+        say(f"{prefix} views {views.start}–{views.stop - 1}")
+        chunk = _run_chunk(model, source, views, k, long_side, device, chunk_size, aspect, options,
+                           lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
+                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views))
+        if results:
+            edge = _join(results[-1], chunk)
+            edges.append(edge)
+            if edge.kind_of_fit == "network cameras":
+                warnings.append(f"chunk {k + 1}: its shared views gave no depth to fit; joined by their cameras")
+            _keep_only(results[-1], {v for v in results[-1].views if owner[v] == k - 1})
+        results.append(chunk)
+    _keep_only(results[-1], {v for v in results[-1].views if owner[v] == n - 1})
+    say(f"chunks {progress_bar(n, n)} {n}/{n} done in {time.perf_counter() - t0:.1f} s; join residuals (median, "
+        f"relative to depth): {', '.join(f'{e.residual:.3f}' for e in edges)}")
+    sims = chain(n, edges)
+    loops_info: list[dict] = []
+    graph_info: dict = {"edges": len(edges), "loops": 0}
+    if loop_closure and n >= 3:
+        per_side = max(2, min(window // 2, 2 * overlap))
+        candidates = loop_candidates(results, per_side, max_loops=max_loops if max_loops is not None else max(1, n // 2))
+        say(f"loop closures: {len(candidates)} candidate(s) from the network's descriptors")
+        for c, cand in enumerate(candidates):
+            edge, info = verify_loop(model, source, cand, results, long_side, device, chunk_size, aspect, say)
+            loops_info.append(info)
+            say(f"loop {c + 1}/{len(candidates)} {progress_bar(c + 1, len(candidates))} chunks {cand.a + 1}↔{cand.b + 1}: "
+                + ("accepted" if edge else "rejected") + f" (residuals {info['residual_a']}, {info['residual_b']}; "
+                f"depth disagreement {info['cross_disagreement']})")
+            if edge is not None:
+                edges.append(edge)
+        if any(e.kind == "loop" for e in edges):
+            sims, graph_info = optimise_pose_graph(sims, edges, [r.length for r in results])
+            graph_info["loops"] = sum(e.kind == "loop" for e in edges)
+            say(f"pose graph: {len(edges)} edges ({graph_info['loops']} loop), cost {graph_info['cost_before']:.4g} → "
+                f"{graph_info['cost_after']:.4g}")
+    for message in warnings:
+        warn(f"warning: {message}")
+    recon = _assemble(source, results, sims, owner, keep_pointmaps)
+    recon.meta.update(
+        inference_s=sum(r.meta["inference_s"] for r in results), device=device,
+        network_size=results[0].meta["network_size"],
+        chunks={"window": window, "overlap": overlap, "count": n,
+                "ranges": [[c.start, c.stop - 1] for c in chunks_plan],
+                "joins": [{"chunks": [e.j, e.i], "fit": e.kind_of_fit,
+                           "residual": None if not np.isfinite(e.residual) else round(e.residual, 4)}
+                          for e in edges if e.kind == "sequential"],
+                "loops": loops_info, "pose_graph": graph_info, "scales": [round(s.scale, 5) for s in sims]},
+        dropped=[],
+    )
+    if not options.fast:
+        recon.meta["sfm"] = _sfm_summary(results, owner, S)
+    return recon
+
+
+def _sfm_summary(results: Sequence[ChunkResult], owner: np.ndarray, S: int) -> dict:
+    per = [r.meta.get("sfm") or {} for r in results]
+    registered = sum(1 for r in results for i, v in enumerate(r.views) if owner[v] == r.index and r.sources[i] == "sfm")
+    seconds: dict[str, float] = {}
+    for p in per:
+        for key, value in (p.get("seconds") or {}).items():
+            seconds[key] = round(seconds.get(key, 0.0) + value, 3)
+    means = [p["reprojection_px_mean"] for p in per if p.get("reprojection_px_mean") is not None
+             and np.isfinite(p["reprojection_px_mean"])]
+    return {"registered_views": registered, "views": S, "points3D": int(sum(p.get("points3D", 0) for p in per)),
+            "chunks_with_sfm": sum(1 for p in per if p),
+            "chunks_sfm_overruled": [r.index for r in results if r.meta.get("sfm_rejected") is not None], "reprojection_px_mean": float(np.mean(means)) if means else float("nan"),
+            "pairs_matched": int(sum(p.get("pairs_matched", 0) for p in per)), "matching": "per chunk",
+            "seconds": seconds}
+
+
+def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence[Similarity], owner: np.ndarray,
+              keep_pointmaps: bool) -> Reconstruction:
+    """One :class:`Reconstruction` in the first chunk's frame: each view from the chunk that owns it."""
+    S = len(source)
+    first = results[0].maps[next(iter(results[0].maps))]
+    h, w = first.depth.shape
+    cams = np.zeros((S, 4, 4))
+    K = np.zeros((S, 3, 3))
+    transforms: list = [None] * S
+    intrinsics_sources = [""] * S
+    depth = np.empty((S, h, w), np.float32)
+    conf = np.empty((S, h, w), np.float32)
+    colors = np.empty((S, h, w, 3), np.uint8)
+    valid = np.empty((S, h, w), bool)
+    points = np.empty((S, h, w, 3), np.float32) if keep_pointmaps else None
+    sources = [""] * S
+    sfm_clouds = []
+    for r, sim in zip(results, sims):
+        placed = sim.apply_to_cameras(r.cams)
+        for i, v in enumerate(r.views):
+            if owner[v] != r.index:
+                continue
+            cams[v], K[v], transforms[v], sources[v] = placed[i], r.intrinsics[i], r.transforms[i], r.sources[i]
+            intrinsics_sources[v] = r.intrinsics_sources[i]
+            depth[v] = r.maps[v].depth * sim.scale
+            conf[v] = r.maps[v].conf
+            colors[v] = r.colors[v]
+            valid[v] = r.valid[v]
+            if points is not None:
+                points[v] = apply(sim, r.pointmaps[v].reshape(-1, 3).astype(np.float64)).reshape(h, w, 3)
+        if r.sfm_points is not None and len(r.sfm_points):
+            mine = owner[r.sfm_points.view] == r.index
+            c = r.sfm_points
+            sfm_clouds.append(PointCloud(apply(sim, c.xyz[mine].astype(np.float64)).astype(np.float32), c.rgb[mine],
+                                         c.conf[mine], c.view[mine], c.pixel[mine]))
+        _keep_only(r, set())  # moved into the result: the chunk's copies go
+    sfm_points = None
+    if sfm_clouds:
+        sfm_points = PointCloud(*(np.concatenate([getattr(c, f) for c in sfm_clouds])
+                                  for f in ("xyz", "rgb", "conf", "view", "pixel")))
+    # world = the first view's camera (as on the default path; with trained weights the network's is already)
+    first_cam = cams[0].copy()
+    cams = cams @ np.linalg.inv(first_cam)
+    to_first = Similarity(1.0, first_cam[:3, :3], first_cam[:3, 3])
+    if sfm_points is not None:
+        sfm_points.xyz = apply(to_first, sfm_points.xyz.astype(np.float64)).astype(np.float32)
+    if points is None:  # pointmaps are not kept on the long path unless asked for (--points-from pointmap)
+        points = np.broadcast_to(np.float32(np.nan), (S, h, w, 3))
+    else:
+        for v in range(S):
+            points[v] = apply(to_first, points[v].reshape(-1, 3).astype(np.float64)).reshape(h, w, 3)
+    recon = Reconstruction(
+        names=list(source.names), image_sizes=list(source.sizes), cam_from_world=cams, intrinsics=K, depth=depth,
+        depth_conf=conf, world_points=points, world_points_conf=conf, colors=colors, transforms=transforms,
+        camera_sources=sources, intrinsics_sources=intrinsics_sources, valid=None if valid.all() else valid, sfm_points=sfm_points,
+    )
+    return recon
+
+
+# ------------------------------------------------------------------------------------------------- bounded cloud
+def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
+                      mask_background: bool = False, source: str = "depth", frames: Optional[Sequence[int]] = None,
+                      block: int = 32) -> PointCloud:
+    """The cloud of :meth:`Reconstruction.point_cloud` (same filters), built ``block`` views at a time and
+    kept within ``max_points`` by voxel down-sampling: the finest grid (each step 1.5× coarser) at which the
+    points fit, the most confident point of each voxel kept (SfM points first). Memory: about twice the budget
+    plus one block, whatever the number of views."""
+    S, h, w = recon.depth_conf.shape
+    chosen = np.ones(S, bool) if frames is None else np.isin(np.arange(S), list(frames))
+    use_pointmap = source == "pointmap" and np.isfinite(recon.world_points[:1, :1, :1]).all()
+    conf_all = recon.world_points_conf if use_pointmap else recon.depth_conf
+    threshold = -np.inf
+    if conf_percentile > 0:
+        sample = conf_all[chosen][:, ::2, ::2]
+        ok = np.isfinite(recon.depth[chosen][:, ::2, ::2]) if not use_pointmap else np.ones_like(sample, bool)
+        if recon.valid is not None:
+            ok &= recon.valid[chosen][:, ::2, ::2]
+        if ok.any():
+            threshold = float(np.percentile(sample[ok], conf_percentile))
+    acc = _VoxelAccumulator(max_points)
+    extra = recon.sfm_points
+    top = float(np.nanmax(conf_all)) if conf_all.size else 1.0
+    if extra is not None and len(extra):
+        keep = chosen[extra.view]
+        acc.add(extra.xyz[keep], extra.rgb[keep], np.full(int(keep.sum()), top + 1, np.float32), extra.view[keep],
+                extra.pixel[keep])
+    network_K = recon.network_intrinsics  # [S, 3, 3], derived from the transforms: computed once
+    for start in range(0, S, block):
+        views = [v for v in range(start, min(S, start + block)) if chosen[v]]
+        for v in views:
+            if use_pointmap:
+                pts = recon.world_points[v].reshape(-1, 3)
+                vy, vx = np.divmod(np.arange(h * w), w)
+            else:
+                pts, pix = _unproject(recon.depth[v], network_K[v], recon.cam_from_world[v], 1)
+                vy, vx = pix[:, 0], pix[:, 1]
+            conf = conf_all[v, vy, vx]
+            keep = np.isfinite(pts).all(1) & (conf >= threshold)
+            if recon.valid is not None:
+                keep &= recon.valid[v, vy, vx]
+            rgb = recon.colors[v, vy, vx]
+            if mask_background:
+                bright = rgb.astype(np.int32).sum(-1)
+                keep &= (bright > 3 * 16) & (bright < 3 * 240)
+            vy, vx = vy[keep], vx[keep]
+            pixels = recon.transforms[v].points_to_original(np.stack([vx, vy], -1).astype(np.float64))
+            acc.add(pts[keep].astype(np.float32), rgb[keep], conf[keep].astype(np.float32),
+                    np.full(len(vy), v, np.int32), pixels)
+    cloud = acc.result()
+    if extra is not None and len(cloud):
+        cloud.conf = np.minimum(cloud.conf, np.float32(top))  # SfM points at the cloud's highest confidence
+    return cloud
+
+
+class _VoxelAccumulator:
+    """Points reduced to one per voxel whenever they exceed twice the budget (and at the end to the budget)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = max(1, int(budget))
+        self.parts: list[tuple] = []
+        self.count = 0
+        self.voxel: Optional[float] = None
+
+    def add(self, xyz, rgb, conf, view, pixel) -> None:
+        if len(xyz) == 0:
+            return
+        self.parts.append((xyz.astype(np.float32), rgb, conf.astype(np.float32), view.astype(np.int32),
+                           np.asarray(pixel, np.float64)))
+        self.count += len(xyz)
+        if self.count > 2 * self.budget:
+            self._reduce(self.budget)
+
+    def _merged(self):
+        if not self.parts:
+            return (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32),
+                    np.zeros(0, np.int32), np.zeros((0, 2)))
+        merged = tuple(np.concatenate([p[i] for p in self.parts]) for i in range(5))
+        self.parts = [merged]
+        return merged
+
+    def _reduce(self, target: int) -> None:
+        xyz, rgb, conf, view, pixel = self._merged()
+        if len(xyz) <= target:
+            return
+        if self.voxel is None:
+            lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
+            extent = float(np.linalg.norm(hi - lo)) or 1.0
+            self.voxel = extent / math.sqrt(target) / 4
+        while True:
+            keys = np.floor(xyz / self.voxel).astype(np.int64)
+            order = np.lexsort((-conf, keys[:, 2], keys[:, 1], keys[:, 0]))  # most confident first in each voxel
+            k = keys[order]
+            first = np.ones(len(k), bool)
+            first[1:] = (k[1:] != k[:-1]).any(1)
+            kept = np.sort(order[first])
+            if len(kept) <= target:
+                break
+            self.voxel *= 1.5
+        self.parts = [(xyz[kept], rgb[kept], conf[kept], view[kept], pixel[kept])]
+        self.count = len(kept)
+
+    def result(self) -> PointCloud:
+        self._reduce(self.budget)
+        xyz, rgb, conf, view, pixel = self._merged()
+        return PointCloud(xyz, rgb, conf, view, pixel)
