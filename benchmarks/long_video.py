@@ -98,12 +98,12 @@ def trajectory_metrics(cams: np.ndarray, gt: np.ndarray) -> dict:
     """AUC@30, ATE after Sim(3) alignment (percent of the ground truth's spread) and scale drift (percent)."""
     import torch
 
-    from app.reconstruction import camera_centres
+    from mum.geometry import camera_centers
     from heads.metrics import pose_auc, relative_pose_errors, umeyama_alignment
 
     rra, rta = relative_pose_errors(torch.from_numpy(cams[:, :3, :4]), torch.from_numpy(gt[:, :3, :4]))
     auc30 = 100 * float(pose_auc(rra, rta, 30))
-    pc, gc = camera_centres(cams), camera_centres(gt)
+    pc, gc = camera_centers(cams), camera_centers(gt)
     s, R, t = umeyama_alignment(torch.from_numpy(pc), torch.from_numpy(gc))
     aligned = (s * torch.from_numpy(pc) @ R.T + t).numpy()
     length = float(np.linalg.norm(np.diff(gc, axis=0), axis=1).sum())
