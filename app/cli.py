@@ -139,8 +139,9 @@ def output_kind(output: str) -> str:
 
 
 def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str | None = None,
-                  inputs: list[Path] = ()) -> list[Path]:
-    """Write the export(s) that ``out`` asks for (``kind``: see :func:`output_kind`); return the files written.
+                  inputs: list[Path] = ()) -> tuple[list[Path], int]:
+    """Write the export(s) that ``out`` asks for (``kind``: see :func:`output_kind`); return the files written
+    and the number of points in the exported cloud.
 
     Nothing already at ``out`` is replaced without ``--overwrite``, not even what appeared during the run; with
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
@@ -158,14 +159,13 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
             source=args.points_from,
             max_points=args.max_points,
         )
-    recon.meta["points_kept"] = len(cloud)
     suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
-        return [export.write_ply(out, cloud, overwrite=args.overwrite)]
+        return [export.write_ply(out, cloud, overwrite=args.overwrite)], len(cloud)
     if suffix == ".glb":
-        return [export.write_glb(out, recon, cloud, overwrite=args.overwrite)]
+        return [export.write_glb(out, recon, cloud, overwrite=args.overwrite)], len(cloud)
     if suffix == ".json":
-        return [export.write_cameras_json(out, recon, overwrite=args.overwrite)]
+        return [export.write_cameras_json(out, recon, overwrite=args.overwrite)], len(cloud)
     written = []
     with atomic_dir(out, overwrite=args.overwrite, entries=FOLDER_ENTRIES, protected=inputs) as tmp:
         steps = [
@@ -179,7 +179,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
             say(f"writing {out / name}")
             fn()
             written.append(out / name)
-    return written
+    return written, len(cloud)
 
 
 def conf_percentile(args: argparse.Namespace) -> float:
@@ -295,12 +295,12 @@ def main(argv: list[str] | None = None) -> int:
                                   on_stage=say, options=options, warn=_warn, window=args.window, overlap=args.overlap,
                                   keep_pointmaps=args.points_from == "pointmap", known=known)
     try:
-        written = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
+        written, points = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     summary = {
         "views": recon.num_views,
-        "points": recon.meta.get("points_kept", 0),
+        "points": points,
         "mode": "fast" if args.fast else "default",
         "cameras": {source: recon.sources().count(source) for source in ("given", "sfm", "network")},
         "intrinsics": {source: recon.intrinsics_origins().count(source) for source in ("given", "exif", "sfm", "network")},

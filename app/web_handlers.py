@@ -313,18 +313,19 @@ class Handlers:
         model_label: str | None,
         stride: int,
         max_frames: int | None,
-        say: Callable[[float, str], None],
+        progress_sink: Callable[[float, str], None],
         fast: bool = False,
         cameras: Any = None,
         fix_poses: bool = False,
     ) -> WebScene:
         """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, dense fitting) or, with
-        ``fast``, the network alone. ``say(fraction, line)`` gets the progress; a warning line (SfM failed, the
+        ``fast``, the network alone. ``progress_sink(fraction, line)`` gets the progress (a :class:`StageProgress`
+        is used as it is); a warning line (SfM failed, the
         cameras come from the network) is also shown as a toast and kept in the scene for the summary.
         ``cameras``: an uploaded cameras file (:func:`cameras_upload`), ``fix_poses``: keep its poses (the CLI's
         ``--cameras`` and ``--fix-poses``)."""
         t0 = time.perf_counter()
-        progress = say if isinstance(say, StageProgress) else StageProgress(say)
+        progress = progress_sink if isinstance(progress_sink, StageProgress) else StageProgress(progress_sink)
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
         scratch = tempfile.TemporaryDirectory(prefix="mum-web-frames-")  # a video's decoded frames

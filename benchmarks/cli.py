@@ -55,12 +55,12 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
                                options=PipelineOptions(fast=args.fast))
     t["inference"] = time.time()
-    written = cli.write_exports(Path(args.output), recon, args, lambda _m: None)
+    written, points = cli.write_exports(Path(args.output), recon, args, lambda _m: None)
     t["export"] = time.time()
     marks = [spawned_at, t["start"], t["imports"], t["load_images"], t["model_load"], t["inference"], t["export"]]
     row = {stage: b - a for stage, a, b in zip(STAGES, marks, marks[1:])}
     row.update(
-        network_size=list(recon.meta["network_size"]), points=recon.meta["points_kept"], predict_s=recon.meta["inference_s"],
+        network_size=list(recon.meta["network_size"]), points=points, predict_s=recon.meta["inference_s"],
         ply_bytes=Path(written[0]).stat().st_size, threads=__import__("torch").get_num_threads(),
     )
     return row

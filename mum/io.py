@@ -223,25 +223,27 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 @dataclass(frozen=True)
 class ViewTransform:
     """How a view was cropped and scaled: the crop ``[x0, x0 + W/sx) × [y0, y0 + H/sy)`` of the original
-    (continuous coordinates, pixel ``i`` covering ``[i, i+1)``) was resized to the network size.
+    (continuous coordinates, pixel ``i`` covering ``[i, i+1)``) was resampled to the ``grid_size`` grid: the
+    network input, or the finer grid of the dense maps (:meth:`scaled`); "network pixels" below are this
+    grid's pixels.
 
     Intrinsics follow the project convention (as VGGT/OpenCV): pixel centres at integer coordinates, so a
     point at pixel-centre coordinate ``u`` maps to ``u_net = (u + ½ − x0)·sx − ½``.
-    ``original_size`` and ``network_size`` are ``(width, height)``."""
+    ``original_size`` and ``grid_size`` are ``(width, height)``."""
 
     original_size: tuple[int, int]
-    network_size: tuple[int, int]
+    grid_size: tuple[int, int]
     x0: float
     y0: float
     sx: float
     sy: float
 
     @classmethod
-    def crop(cls, original_size: tuple[int, int], network_size: tuple[int, int], x0: float, y0: float,
+    def crop(cls, original_size: tuple[int, int], grid_size: tuple[int, int], x0: float, y0: float,
              width: float, height: float) -> "ViewTransform":
         """The crop ``[x0, x0 + width) × [y0, y0 + height)`` of an ``original_size`` image resized to
-        ``network_size`` (both ``(width, height)``)."""
-        W, H = network_size
+        ``grid_size`` (both ``(width, height)``)."""
+        W, H = grid_size
         return cls((int(original_size[0]), int(original_size[1])), (int(W), int(H)), float(x0), float(y0),
                    W / width, H / height)
 
@@ -261,7 +263,7 @@ class ViewTransform:
 
     def scaled(self, factor: int) -> "ViewTransform":
         """The same crop resampled to ``factor``× the network size (dense maps at a finer grid)."""
-        W, H = self.network_size
+        W, H = self.grid_size
         return ViewTransform(self.original_size, (W * factor, H * factor), self.x0, self.y0,
                              self.sx * factor, self.sy * factor)
 
@@ -277,11 +279,11 @@ class ViewTransform:
 
 
 def warp_view(image: np.ndarray, tf: ViewTransform) -> np.ndarray:
-    """Resample ``image`` (``[h, w, C]``, the original) to ``tf.network_size`` by ``tf``'s exact crop and scale:
+    """Resample ``image`` (``[h, w, C]``, the original) to ``tf.grid_size`` by ``tf``'s exact crop and scale:
     area-averaging when shrinking (the crop's corner is then whole pixels), bilinear when enlarging."""
     import cv2
 
-    W, H = tf.network_size
+    W, H = tf.grid_size
     if tf.sx < 1 and float(tf.x0).is_integer() and float(tf.y0).is_integer():
         xi, yi = int(tf.x0), int(tf.y0)
         crop = image[yi : yi + int(round(H / tf.sy)), xi : xi + int(round(W / tf.sx))]

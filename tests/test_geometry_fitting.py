@@ -180,7 +180,7 @@ def test_pair_selection():
 def test_view_transform_finer_grid_keeps_pixel_centres():
     tf = ViewTransform((400, 300), (128, 96), 0.0, 0.0, 128 / 400, 96 / 300)
     fine = tf.scaled(2)
-    assert fine.network_size == (256, 192)
+    assert fine.grid_size == (256, 192)
     uv = np.array([[0.0, 0.0], [127.0, 95.0], [63.5, 40.25]])
     np.testing.assert_allclose(fine.points_to_original(fine.points_to_network(tf.points_to_original(uv))),
                                tf.points_to_original(uv))
