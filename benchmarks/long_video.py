@@ -40,7 +40,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-PLOT = ROOT / "docs" / "long_video_trajectory.png"
+PLOT = ROOT / "docs" / "long_video_trajectory.png"  # the README's picture, made with the default --out
+
+
+def plot_path(out_json: Path) -> Path:
+    """Where the trajectory plot goes: the README's picture for the default results file, else beside ``out_json``
+    (a trial run must not replace the published picture)."""
+    return PLOT if out_json.resolve() == (RESULTS / "long_video_cpu.json").resolve() else out_json.with_suffix(".png")
 SEEDS = {"walk": 1_100_000_010, "orbit": 1_100_000_011}
 
 
@@ -176,8 +182,8 @@ def rescore(out_json: Path, cache: Path) -> None:
     out_json.write_text(json.dumps(results, indent=1))
     print(table(results["runs"]))
     if tracks:
-        plot(tracks, PLOT)
-        print(f"wrote {PLOT}")
+        plot(tracks, plot_path(out_json))
+        print(f"wrote {plot_path(out_json)}")
 
 
 def table(rows: list[dict]) -> str:
@@ -277,8 +283,8 @@ def main() -> None:
             out_json.write_text(json.dumps(results, indent=1))
     print(table(results["runs"]))
     if tracks and not args.update:
-        plot(tracks, PLOT)
-        print(f"wrote {PLOT}")
+        plot(tracks, plot_path(out_json))
+        print(f"wrote {plot_path(out_json)}")
     print(f"wrote {out_json}")
 
 
