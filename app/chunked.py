@@ -369,7 +369,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
         chunk_warnings: list[str] = []
         add_geometry(recon, arrays, transforms, descriptors, replace(options, dense_min_long_side=0), say,
                      lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
-        registered = np.array([s == "sfm" for s in recon.sources()])
+        registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history
         earlier = [d for d in history if np.isfinite(d)]
@@ -394,7 +394,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     finite = depth[np.isfinite(depth)]
     return ChunkResult(
         index=k, views=list(views), cams=recon.cam_from_world.copy(), intrinsics=recon.intrinsics.copy(),
-        transforms=list(recon.transforms), sources=recon.sources(), intrinsics_sources=recon.intrinsics_origins(),
+        transforms=list(recon.transforms), sources=recon.pose_origins(), intrinsics_sources=recon.intrinsics_origins(),
         descriptors=descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12),
         maps=maps, colors={v: recon.colors[i] for i, v in enumerate(views)},
         valid={v: np.isfinite(depth[i]) for i, v in enumerate(views)},

@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "views": recon.num_views,
         "points": points,
         "mode": "fast" if args.fast else "default",
-        "cameras": {source: recon.sources().count(source) for source in ("given", "sfm", "network")},
+        "cameras": {source: recon.pose_origins().count(source) for source in ("given", "sfm", "network")},
         "intrinsics": {source: recon.intrinsics_origins().count(source) for source in ("given", "exif", "sfm", "network")},
         "network_size": list(recon.meta["network_size"]),
         "depth_size": list(recon.depth_size),

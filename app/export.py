@@ -132,7 +132,7 @@ def cameras_dict(recon: Reconstruction) -> dict:
                 "intrinsics_source": intrinsics,
             }
             for i, (name, size, source, intrinsics) in enumerate(
-                zip(recon.names, recon.image_sizes, recon.sources(), recon.intrinsics_origins()))
+                zip(recon.names, recon.image_sizes, recon.pose_origins(), recon.intrinsics_origins()))
         ],
     }
 

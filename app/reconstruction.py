@@ -63,7 +63,7 @@ class Reconstruction:
     valid: Optional[np.ndarray] = None  # [S, h, w] bool: pixels whose depth other views confirm (None: all)
     sfm_points: Optional[PointCloud] = None  # triangulated SfM points (world), added to every cloud
 
-    def sources(self) -> list[str]:
+    def pose_origins(self) -> list[str]:
         """Where each view's pose came from: ``"given"`` (a cameras file, kept), ``"sfm"`` or ``"network"``."""
         return list(self.camera_sources) if self.camera_sources is not None else ["network"] * self.num_views
 

@@ -494,13 +494,13 @@ def summary(scene: WebScene, points: int) -> str:
     parts = [f"**{r.num_views} view{'s' if r.num_views != 1 else ''}** → **{points:,} points** shown"]
     sfm = r.meta.get("sfm")
     if scene.fast:
-        given = r.sources().count("given")
+        given = r.pose_origins().count("given")
         parts.append(f"fast preview: {given} given cameras, the others from the network" if given
                      else "fast preview: cameras from the network")
     elif sfm is not None:
-        given = r.sources().count("given")
-        cams = (f"**{given} given + {r.sources().count('sfm')} SfM of {r.num_views} cameras**" if given
-                else f"**{r.sources().count('sfm')}/{r.num_views} cameras from SfM**")
+        given = r.pose_origins().count("given")
+        cams = (f"**{given} given + {r.pose_origins().count('sfm')} SfM of {r.num_views} cameras**" if given
+                else f"**{r.pose_origins().count('sfm')}/{r.num_views} cameras from SfM**")
         error = sfm.get("reprojection_px_mean")
         if error is not None and np.isfinite(error):
             cams += f", reprojection error {error:.2f} px"

@@ -192,7 +192,7 @@ def camera_table(recon: Reconstruction) -> list[list]:
 
     centers = recon.camera_centers()
     quats = Rotation.from_matrix(recon.cam_from_world[:, :3, :3]).as_quat()  # x, y, z, w
-    sources, intrinsics = recon.sources(), recon.intrinsics_origins()
+    sources, intrinsics = recon.pose_origins(), recon.intrinsics_origins()
     rows = []
     for i, name in enumerate(recon.names):
         K = recon.intrinsics[i]

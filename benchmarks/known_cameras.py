@@ -122,8 +122,8 @@ def run(model, scene, mode: str, folder: Path) -> dict:
     ref = scene.cam_from_world_4x4()
     auc30, auc5 = pose_aucs(recon.cam_from_world, ref)
     row = {"auc30": auc30, "auc5": auc5, "seconds": seconds,
-           "registered": sum(s in ("sfm", "given") for s in recon.sources()),
-           "pose_sources": {s: recon.sources().count(s) for s in ("given", "sfm", "network")}}
+           "registered": sum(s in ("sfm", "given") for s in recon.pose_origins()),
+           "pose_sources": {s: recon.pose_origins().count(s) for s in ("given", "sfm", "network")}}
     if posed is not None and not posed.all():
         free = ~posed
         row["unposed_auc30"], row["unposed_auc5"] = pose_aucs(recon.cam_from_world[free], ref[free])

@@ -69,7 +69,7 @@ def run_pipeline(model, scene, fast: bool, **options) -> dict:
     seconds = time.perf_counter() - t0
     auc30, auc5 = pose_aucs(recon.cam_from_world, scene.extrinsics)
     consistency = recon.meta["consistency"]
-    row = {"auc30": auc30, "auc5": auc5, "registered": recon.sources().count("sfm"), "seconds": seconds,
+    row = {"auc30": auc30, "auc5": auc5, "registered": recon.pose_origins().count("sfm"), "seconds": seconds,
            "disagreement_all": consistency["median_depth_disagreement"],
            "disagreement_cloud": consistency["cloud_median_depth_disagreement"],
            "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.depth_size)}

@@ -49,7 +49,7 @@ def tum_default(model):
 
 def test_default_path_gives_reference_cameras(tum_default):
     names, _, recon, warnings = tum_default
-    assert warnings == [] and recon.sources() == ["sfm"] * len(names)
+    assert warnings == [] and recon.pose_origins() == ["sfm"] * len(names)
     assert _auc30(recon.cam_from_world, _reference(TUM, names)) > 90  # the network alone: ~0
     np.testing.assert_allclose(recon.cam_from_world[0], np.eye(4), atol=1e-9)  # world = first camera
     np.testing.assert_allclose(recon.intrinsics[:, 0, 0], recon.intrinsics[:, 1, 1])  # square pixels

@@ -226,7 +226,7 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
     assert model.calls == 1
     assert list(table.columns[:3]) == ["view", "name", "source"]
     sources = list(table["source"])
-    assert sources == scene.recon.sources() and sources.count("sfm") >= n - 1
+    assert sources == scene.recon.pose_origins() and sources.count("sfm") >= n - 1
     registered = scene.recon.meta["sfm"]["registered_views"]
     assert registered == sources.count("sfm")
     assert f"**{registered}/{n} cameras from SfM**" in status
@@ -278,7 +278,7 @@ def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     h = handlers(tmp_path, model)
     (_glb, _gallery, table, _downloads, _frames, status, scene), calls = run_ui(h, SFM_VIEWS, fast=True)
     assert model.calls == 1 and scene.fast
-    assert list(table["source"]) == ["network"] * len(SFM_VIEWS) == scene.recon.sources()
+    assert list(table["source"]) == ["network"] * len(SFM_VIEWS) == scene.recon.pose_origins()
     assert "sfm" not in scene.recon.meta and scene.recon.valid is None and scene.recon.sfm_points is None
     assert not any(m.startswith(("sfm:", "dense:", "warning:")) for _, m in calls)
     assert "fast preview: cameras from the network" in status and "cameras from SfM" not in status
