@@ -35,6 +35,26 @@ class Similarity:
         return out
 
 
+# Sim(3) algebra (free functions: the pose graph composes many of them)
+def compose(a: Similarity, b: Similarity) -> Similarity:
+    """``a ∘ b``: ``x → a(b(x))``."""
+    return Similarity(a.scale * b.scale, a.rotation @ b.rotation, a.scale * a.rotation @ b.translation + a.translation)
+
+
+def inverse(a: Similarity) -> Similarity:
+    """``a⁻¹``."""
+    return Similarity(1.0 / a.scale, a.rotation.T, -(a.rotation.T @ a.translation) / a.scale)
+
+
+def identity() -> Similarity:
+    return Similarity(1.0, np.eye(3), np.zeros(3))
+
+
+def apply(sim: Similarity, points: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` points through ``sim``."""
+    return sim.scale * points @ sim.rotation.T + sim.translation
+
+
 def _project_to_rotation(M: np.ndarray) -> np.ndarray:
     U, _, Vt = np.linalg.svd(M)
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])

@@ -22,17 +22,16 @@ views in chunks of ``window`` consecutive views, consecutive chunks sharing ``ov
    (cosine similarity of the network's retrieval descriptors) get one extra network pass over the best
    matching views of both; it is accepted when it fits both chunks (low residual) and when, inside it, the two
    chunks' views agree in depth; the edge it gives joins the two chunks directly.
-5. **pose graph** (:func:`optimise_pose_graph`): the chunks' similarities are refined by least squares over
+5. **pose graph** (:func:`app.pose_graph.optimise_pose_graph`): the chunks' similarities are refined by least squares over
    all edges (sequential and loop; rotation vector, translation relative to the chunk's depth, log scale),
    the first chunk held fixed: a loop spreads the drift it measures over the path.
 
 Every view gets a camera (its chunk's, placed by the chunk's similarity). The cloud is bounded by a voxel
-down-sampling to the point budget (:func:`voxel_point_cloud`).
+down-sampling to the point budget (:func:`app.point_budget.voxel_point_cloud`).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -41,9 +40,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from app.camera_fusion import Similarity
+from app.camera_fusion import Similarity, apply, compose, inverse
 from app.dense_fit import _unproject, depth_agreement
 from app.known_cameras import KnownCameras
+from app.pose_graph import Edge, chain, optimise_pose_graph
 from app.reconstruction import PointCloud, Reconstruction
 from mum.errors import UserError
 
@@ -120,26 +120,6 @@ def owners(chunks: Sequence[range], num_views: int) -> np.ndarray:
             if m > margin[v]:
                 best[v], margin[v] = k, m
     return best
-
-
-# ------------------------------------------------------------------------------------------------- Sim(3)
-def compose(a: Similarity, b: Similarity) -> Similarity:
-    """``a ∘ b``: ``x → a(b(x))``."""
-    return Similarity(a.scale * b.scale, a.rotation @ b.rotation, a.scale * a.rotation @ b.translation + a.translation)
-
-
-def inverse(a: Similarity) -> Similarity:
-    """``a⁻¹``."""
-    return Similarity(1.0 / a.scale, a.rotation.T, -(a.rotation.T @ a.translation) / a.scale)
-
-
-def identity() -> Similarity:
-    return Similarity(1.0, np.eye(3), np.zeros(3))
-
-
-def apply(sim: Similarity, points: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` points through ``sim``."""
-    return sim.scale * points @ sim.rotation.T + sim.translation
 
 
 @dataclass
@@ -231,77 +211,6 @@ def fit_cameras(source: np.ndarray, target: np.ndarray) -> Similarity:
     from app.camera_fusion import fit_similarity
 
     return fit_similarity(source, target)
-
-
-# ------------------------------------------------------------------------------------------------- pose graph
-@dataclass
-class Edge:
-    """Chunk ``i``'s frame → chunk ``j``'s, measured (``kind``: ``"sequential"`` or ``"loop"``)."""
-
-    i: int
-    j: int
-    sim: Similarity
-    kind: str = "sequential"
-    residual: float = 0.0
-    weight: float = 1.0
-    kind_of_fit: str = "points"  # fitted on: "points" (shared depth), "cameras" (SfM's), "network cameras"
-
-
-def _rotvec(R: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(R).as_rotvec()
-
-
-def _matrix(rotvec: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_rotvec(rotvec).as_matrix()
-
-
-def chain(num_chunks: int, edges: Sequence[Edge]) -> list[Similarity]:
-    """Every chunk's similarity to the first chunk's frame along the sequential edges ``k → k-1``."""
-    out = [identity()]
-    seq = {e.i: e for e in edges if e.kind == "sequential" and e.j == e.i - 1}
-    for k in range(1, num_chunks):
-        out.append(compose(out[k - 1], seq[k].sim))
-    return out
-
-
-def optimise_pose_graph(initial: Sequence[Similarity], edges: Sequence[Edge], lengths: Sequence[float]
-                        ) -> tuple[list[Similarity], dict]:
-    """Least squares over the chunks' similarities to the first chunk's frame (held fixed): each edge
-    ``i → j`` wants ``S_j ∘ E = S_i``; its residual ``E⁻¹ ∘ S_j⁻¹ ∘ S_i`` is measured as (rotation vector,
-    translation / ``lengths[i]`` (the chunk's typical depth), log scale). Returns the similarities and a
-    summary (edge errors before and after)."""
-    from scipy.optimize import least_squares
-
-    n = len(initial)
-
-    def unpack(x: np.ndarray) -> list[Similarity]:
-        sims = [identity()]
-        for k in range(1, n):
-            p = x[7 * (k - 1): 7 * k]
-            sims.append(Similarity(float(np.exp(p[6])), _matrix(p[:3]), p[3:6].copy()))
-        return sims
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        sims = unpack(x)
-        out = []
-        for e in edges:
-            err = compose(inverse(e.sim), compose(inverse(sims[e.j]), sims[e.i]))
-            r = np.concatenate([_rotvec(err.rotation), err.translation / lengths[e.i], [math.log(err.scale)]])
-            out.append(math.sqrt(e.weight) * r)
-        return np.concatenate(out) if out else np.zeros(0)
-
-    x0 = np.concatenate([np.concatenate([_rotvec(s.rotation), s.translation, [math.log(s.scale)]])
-                         for s in initial[1:]]) if n > 1 else np.zeros(0)
-    if n <= 1 or not edges:
-        return list(initial), {"edges": len(edges), "cost_before": 0.0, "cost_after": 0.0}
-    before = float(np.sum(residuals(x0) ** 2))
-    result = least_squares(residuals, x0, method="lm" if len(x0) <= 7 * len(edges) else "trf", max_nfev=200 * len(x0))
-    after = float(np.sum(result.fun ** 2))
-    return unpack(result.x), {"edges": len(edges), "cost_before": before, "cost_after": after}
 
 
 # ------------------------------------------------------------------------------------------------- chunks
@@ -691,111 +600,3 @@ def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence
         camera_sources=sources, intrinsics_sources=intrinsics_sources, valid=None if valid.all() else valid, sfm_points=sfm_points,
     )
     return recon
-
-
-# ------------------------------------------------------------------------------------------------- bounded cloud
-def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
-                      mask_background: bool = False, source: str = "depth", frames: Optional[Sequence[int]] = None,
-                      block: int = 32) -> PointCloud:
-    """The cloud of :meth:`Reconstruction.point_cloud` (same filters), built ``block`` views at a time and
-    kept within ``max_points`` by voxel down-sampling: the finest grid (each step 1.5× coarser) at which the
-    points fit, the most confident point of each voxel kept (SfM points first). Memory: about twice the budget
-    plus one block, whatever the number of views."""
-    S, h, w = recon.depth_conf.shape
-    chosen = np.ones(S, bool) if frames is None else np.isin(np.arange(S), list(frames))
-    use_pointmap = source == "pointmap" and np.isfinite(recon.world_points[:1, :1, :1]).all()
-    conf_all = recon.world_points_conf if use_pointmap else recon.depth_conf
-    threshold = -np.inf
-    if conf_percentile > 0:
-        sample = conf_all[chosen][:, ::2, ::2]
-        ok = np.isfinite(recon.depth[chosen][:, ::2, ::2]) if not use_pointmap else np.ones_like(sample, bool)
-        if recon.valid is not None:
-            ok &= recon.valid[chosen][:, ::2, ::2]
-        if ok.any():
-            threshold = float(np.percentile(sample[ok], conf_percentile))
-    acc = _VoxelAccumulator(max_points)
-    extra = recon.sfm_points
-    top = float(np.nanmax(conf_all)) if conf_all.size else 1.0
-    if extra is not None and len(extra):
-        keep = chosen[extra.view]
-        acc.add(extra.xyz[keep], extra.rgb[keep], np.full(int(keep.sum()), top + 1, np.float32), extra.view[keep],
-                extra.pixel[keep])
-    network_K = recon.network_intrinsics  # [S, 3, 3], derived from the transforms: computed once
-    for start in range(0, S, block):
-        views = [v for v in range(start, min(S, start + block)) if chosen[v]]
-        for v in views:
-            if use_pointmap:
-                pts = recon.world_points[v].reshape(-1, 3)
-                vy, vx = np.divmod(np.arange(h * w), w)
-            else:
-                pts, pix = _unproject(recon.depth[v], network_K[v], recon.cam_from_world[v], 1)
-                vy, vx = pix[:, 0], pix[:, 1]
-            conf = conf_all[v, vy, vx]
-            keep = np.isfinite(pts).all(1) & (conf >= threshold)
-            if recon.valid is not None:
-                keep &= recon.valid[v, vy, vx]
-            rgb = recon.colors[v, vy, vx]
-            if mask_background:
-                bright = rgb.astype(np.int32).sum(-1)
-                keep &= (bright > 3 * 16) & (bright < 3 * 240)
-            vy, vx = vy[keep], vx[keep]
-            pixels = recon.transforms[v].points_to_original(np.stack([vx, vy], -1).astype(np.float64))
-            acc.add(pts[keep].astype(np.float32), rgb[keep], conf[keep].astype(np.float32),
-                    np.full(len(vy), v, np.int32), pixels)
-    cloud = acc.result()
-    if extra is not None and len(cloud):
-        cloud.conf = np.minimum(cloud.conf, np.float32(top))  # SfM points at the cloud's highest confidence
-    return cloud
-
-
-class _VoxelAccumulator:
-    """Points reduced to one per voxel whenever they exceed twice the budget (and at the end to the budget)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = max(1, int(budget))
-        self.parts: list[tuple] = []
-        self.count = 0
-        self.voxel: Optional[float] = None
-
-    def add(self, xyz, rgb, conf, view, pixel) -> None:
-        if len(xyz) == 0:
-            return
-        self.parts.append((xyz.astype(np.float32), rgb, conf.astype(np.float32), view.astype(np.int32),
-                           np.asarray(pixel, np.float64)))
-        self.count += len(xyz)
-        if self.count > 2 * self.budget:
-            self._reduce(self.budget)
-
-    def _merged(self):
-        if not self.parts:
-            return (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32),
-                    np.zeros(0, np.int32), np.zeros((0, 2)))
-        merged = tuple(np.concatenate([p[i] for p in self.parts]) for i in range(5))
-        self.parts = [merged]
-        return merged
-
-    def _reduce(self, target: int) -> None:
-        xyz, rgb, conf, view, pixel = self._merged()
-        if len(xyz) <= target:
-            return
-        if self.voxel is None:
-            lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
-            extent = float(np.linalg.norm(hi - lo)) or 1.0
-            self.voxel = extent / math.sqrt(target) / 4
-        while True:
-            keys = np.floor(xyz / self.voxel).astype(np.int64)
-            order = np.lexsort((-conf, keys[:, 2], keys[:, 1], keys[:, 0]))  # most confident first in each voxel
-            k = keys[order]
-            first = np.ones(len(k), bool)
-            first[1:] = (k[1:] != k[:-1]).any(1)
-            kept = np.sort(order[first])
-            if len(kept) <= target:
-                break
-            self.voxel *= 1.5
-        self.parts = [(xyz[kept], rgb[kept], conf[kept], view[kept], pixel[kept])]
-        self.count = len(kept)
-
-    def result(self) -> PointCloud:
-        self._reduce(self.budget)
-        xyz, rgb, conf, view, pixel = self._merged()
-        return PointCloud(xyz, rgb, conf, view, pixel)

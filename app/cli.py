@@ -148,7 +148,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     from app import export
 
     if "chunks" in recon.meta:  # a long input: built view block by view block, voxel down-sampled to the budget
-        from app.chunked import voxel_point_cloud
+        from app.point_budget import voxel_point_cloud
 
         cloud = voxel_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
                                   mask_background=args.mask_background, source=args.points_from)

@@ -12,22 +12,10 @@ import torch
 
 import heads
 from app.camera_fusion import Similarity
-from app.chunked import (
-    Edge,
-    ViewMaps,
-    apply,
-    auto_window,
-    chain,
-    default_overlap,
-    compose,
-    fit_shared_views,
-    inverse,
-    optimise_pose_graph,
-    owners,
-    plan_chunks,
-    reconstruct_views,
-    voxel_point_cloud,
-)
+from app.camera_fusion import apply, compose, inverse
+from app.chunked import ViewMaps, auto_window, default_overlap, fit_shared_views, owners, plan_chunks, reconstruct_views
+from app.point_budget import voxel_point_cloud
+from app.pose_graph import Edge, chain, optimise_pose_graph
 from app.cli import main
 from app.pipeline import PipelineOptions, reconstruct_arrays
 from app.view_source import ArrayViews

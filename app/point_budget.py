@@ -1,0 +1,120 @@
+"""Point clouds of any number of views within a point budget: built a block of views at a time and voxel
+down-sampled (the most confident point per voxel, on the finest grid that fits), so memory stays about twice
+the budget plus one block whatever the number of views."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from app.dense_fit import _unproject
+from app.reconstruction import PointCloud, Reconstruction
+
+
+def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
+                      mask_background: bool = False, source: str = "depth", frames: Optional[Sequence[int]] = None,
+                      block: int = 32) -> PointCloud:
+    """The cloud of :meth:`Reconstruction.point_cloud` (same filters), built ``block`` views at a time and
+    kept within ``max_points`` by voxel down-sampling: the finest grid (each step 1.5× coarser) at which the
+    points fit, the most confident point of each voxel kept (SfM points first). Memory: about twice the budget
+    plus one block, whatever the number of views."""
+    S, h, w = recon.depth_conf.shape
+    chosen = np.ones(S, bool) if frames is None else np.isin(np.arange(S), list(frames))
+    use_pointmap = source == "pointmap" and np.isfinite(recon.world_points[:1, :1, :1]).all()
+    conf_all = recon.world_points_conf if use_pointmap else recon.depth_conf
+    threshold = -np.inf
+    if conf_percentile > 0:
+        sample = conf_all[chosen][:, ::2, ::2]
+        ok = np.isfinite(recon.depth[chosen][:, ::2, ::2]) if not use_pointmap else np.ones_like(sample, bool)
+        if recon.valid is not None:
+            ok &= recon.valid[chosen][:, ::2, ::2]
+        if ok.any():
+            threshold = float(np.percentile(sample[ok], conf_percentile))
+    acc = _VoxelAccumulator(max_points)
+    extra = recon.sfm_points
+    top = float(np.nanmax(conf_all)) if conf_all.size else 1.0
+    if extra is not None and len(extra):
+        keep = chosen[extra.view]
+        acc.add(extra.xyz[keep], extra.rgb[keep], np.full(int(keep.sum()), top + 1, np.float32), extra.view[keep],
+                extra.pixel[keep])
+    network_K = recon.network_intrinsics  # [S, 3, 3], derived from the transforms: computed once
+    for start in range(0, S, block):
+        views = [v for v in range(start, min(S, start + block)) if chosen[v]]
+        for v in views:
+            if use_pointmap:
+                pts = recon.world_points[v].reshape(-1, 3)
+                vy, vx = np.divmod(np.arange(h * w), w)
+            else:
+                pts, pix = _unproject(recon.depth[v], network_K[v], recon.cam_from_world[v], 1)
+                vy, vx = pix[:, 0], pix[:, 1]
+            conf = conf_all[v, vy, vx]
+            keep = np.isfinite(pts).all(1) & (conf >= threshold)
+            if recon.valid is not None:
+                keep &= recon.valid[v, vy, vx]
+            rgb = recon.colors[v, vy, vx]
+            if mask_background:
+                bright = rgb.astype(np.int32).sum(-1)
+                keep &= (bright > 3 * 16) & (bright < 3 * 240)
+            vy, vx = vy[keep], vx[keep]
+            pixels = recon.transforms[v].points_to_original(np.stack([vx, vy], -1).astype(np.float64))
+            acc.add(pts[keep].astype(np.float32), rgb[keep], conf[keep].astype(np.float32),
+                    np.full(len(vy), v, np.int32), pixels)
+    cloud = acc.result()
+    if extra is not None and len(cloud):
+        cloud.conf = np.minimum(cloud.conf, np.float32(top))  # SfM points at the cloud's highest confidence
+    return cloud
+
+
+class _VoxelAccumulator:
+    """Points reduced to one per voxel whenever they exceed twice the budget (and at the end to the budget)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = max(1, int(budget))
+        self.parts: list[tuple] = []
+        self.count = 0
+        self.voxel: Optional[float] = None
+
+    def add(self, xyz, rgb, conf, view, pixel) -> None:
+        if len(xyz) == 0:
+            return
+        self.parts.append((xyz.astype(np.float32), rgb, conf.astype(np.float32), view.astype(np.int32),
+                           np.asarray(pixel, np.float64)))
+        self.count += len(xyz)
+        if self.count > 2 * self.budget:
+            self._reduce(self.budget)
+
+    def _merged(self):
+        if not self.parts:
+            return (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32),
+                    np.zeros(0, np.int32), np.zeros((0, 2)))
+        merged = tuple(np.concatenate([p[i] for p in self.parts]) for i in range(5))
+        self.parts = [merged]
+        return merged
+
+    def _reduce(self, target: int) -> None:
+        xyz, rgb, conf, view, pixel = self._merged()
+        if len(xyz) <= target:
+            return
+        if self.voxel is None:
+            lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
+            extent = float(np.linalg.norm(hi - lo)) or 1.0
+            self.voxel = extent / math.sqrt(target) / 4
+        while True:
+            keys = np.floor(xyz / self.voxel).astype(np.int64)
+            order = np.lexsort((-conf, keys[:, 2], keys[:, 1], keys[:, 0]))  # most confident first in each voxel
+            k = keys[order]
+            first = np.ones(len(k), bool)
+            first[1:] = (k[1:] != k[:-1]).any(1)
+            kept = np.sort(order[first])
+            if len(kept) <= target:
+                break
+            self.voxel *= 1.5
+        self.parts = [(xyz[kept], rgb[kept], conf[kept], view[kept], pixel[kept])]
+        self.count = len(kept)
+
+    def result(self) -> PointCloud:
+        self._reduce(self.budget)
+        xyz, rgb, conf, view, pixel = self._merged()
+        return PointCloud(xyz, rgb, conf, view, pixel)
