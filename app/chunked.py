@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from app.camera_fusion import Similarity, apply, compose, inverse
+from app.camera_fusion import Similarity, apply, compose, fit_similarity, inverse
 from app.dense_fit import _unproject, depth_agreement
 from app.known_cameras import KnownCameras
 from app.pose_graph import Edge, chain, optimise_pose_graph
@@ -206,13 +206,6 @@ def fit_shared_views(source: Sequence[ViewMaps], target: Sequence[ViewMaps], ste
     return Fit(sim, float(np.median(rel)), int(len(xs)))
 
 
-def fit_cameras(source: np.ndarray, target: np.ndarray) -> Similarity:
-    """A fall-back join from the shared views' cameras alone (:func:`app.camera_fusion.fit_similarity`)."""
-    from app.camera_fusion import fit_similarity
-
-    return fit_similarity(source, target)
-
-
 # ------------------------------------------------------------------------------------------------- chunks
 @dataclass
 class ChunkResult:
@@ -269,7 +262,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     names = [source.names[v] for v in views]
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say, aspect)
     if known is not None:
-        apply_known_intrinsics(recon, transforms, known)
+        apply_known_intrinsics(recon, known)
     rejected = None
     if not options.fast:
         from app.geometric_reconstruction import add_geometry
@@ -295,8 +288,9 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     depth = recon.depth.astype(np.float32)
     if recon.valid is not None:
         depth = np.where(recon.valid, depth, np.nan).astype(np.float32)
-    maps = {v: ViewMaps(depth[i], recon.depth_conf[i].astype(np.float32), recon.network_intrinsics[i],
-                        recon.cam_from_world[i]) for i, v in enumerate(views)}
+    K_grid = recon.network_intrinsics  # derived from the transforms on each access: once
+    maps = {v: ViewMaps(depth[i], recon.depth_conf[i].astype(np.float32), K_grid[i], recon.cam_from_world[i])
+            for i, v in enumerate(views)}
     sfm = recon.sfm_points
     if sfm is not None:
         sfm = replace(sfm, view=np.asarray(views)[sfm.view])  # global view indices
@@ -334,11 +328,11 @@ def _join(previous: ChunkResult, current: ChunkResult) -> Edge:
     source, target = [current.maps[v] for v in shared], [previous.maps[v] for v in shared]
     both = [k for k in range(len(shared)) if current.sources[ci[k]] == "sfm" and previous.sources[pi[k]] == "sfm"]
     if len(both) >= MIN_SFM_SHARED:
-        sim = fit_cameras(current.cams[[ci[k] for k in both]], previous.cams[[pi[k] for k in both]])
+        sim = fit_similarity(current.cams[[ci[k] for k in both]], previous.cams[[pi[k] for k in both]])
         return Edge(current.index, previous.index, sim, "sequential", point_residual(sim, source, target), kind_of_fit="cameras")
     fit = fit_shared_views(source, target)
     if fit is None:
-        sim = fit_cameras(current.cams[ci], previous.cams[pi])
+        sim = fit_similarity(current.cams[ci], previous.cams[pi])
         return Edge(current.index, previous.index, sim, "sequential", float("nan"), kind_of_fit="network cameras")
     return Edge(current.index, previous.index, fit.sim, "sequential", fit.residual)
 
@@ -389,13 +383,14 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
                                  lambda _m: None, aspect)
     del arrays
     depth = recon.depth.astype(np.float32)
-    loop_maps = {v: ViewMaps(depth[i], recon.depth_conf[i], recon.network_intrinsics[i], recon.cam_from_world[i])
+    K_grid = recon.network_intrinsics  # derived from the transforms on each access: once
+    loop_maps = {v: ViewMaps(depth[i], recon.depth_conf[i], K_grid[i], recon.cam_from_world[i])
                  for i, v in enumerate(views)}
     fit_a = fit_shared_views([loop_maps[v] for v in candidate.views_a], [chunks[candidate.a].maps[v] for v in candidate.views_a])
     fit_b = fit_shared_views([loop_maps[v] for v in candidate.views_b], [chunks[candidate.b].maps[v] for v in candidate.views_b])
     na = len(candidate.views_a)
     neighbours = [list(range(na, len(views))) if i < na else list(range(na)) for i in range(len(views))]
-    cross = depth_agreement(depth, recon.network_intrinsics, recon.cam_from_world, neighbours, step=2)
+    cross = depth_agreement(depth, K_grid, recon.cam_from_world, neighbours, step=2)
     info = {"chunks": [candidate.a, candidate.b], "similarity": round(candidate.similarity, 4),
             "residual_a": None if fit_a is None else round(fit_a.residual, 4),
             "residual_b": None if fit_b is None else round(fit_b.residual, 4),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.camera_fusion import Similarity, fill_unregistered, fit_similarity
+from app.camera_fusion import apply, fill_unregistered, fit_similarity
 from app.dense_fit import (
     depth_agreement,
     fit_correction_field,
@@ -161,7 +161,7 @@ def _cameras_with_given_poses(network: np.ndarray, sfm: SfmResult | None, known:
             similarity = fit_similarity(sfm.cam_from_world[both], known.cam_from_world[both])
             sfm_cams = np.where(sfm.registered[:, None, None], similarity.apply_to_cameras(np.nan_to_num(sfm_cams)),
                                 np.nan)
-            points = _similarity_points(similarity, points)
+            points = apply(similarity, points)
         for i in np.nonzero(sfm.registered & ~posed)[0]:
             cams[i], sources[i] = sfm_cams[i], "sfm"
     else:
@@ -174,11 +174,6 @@ def _cameras_with_given_poses(network: np.ndarray, sfm: SfmResult | None, known:
     if placed:
         say(f"cameras: {len(placed)} view(s) placed from the network on the given/SfM poses")
     return cams, sources, similarity.scale, sfm, points
-
-
-def _similarity_points(sim: Similarity, points: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` points through ``x' = s·R·x + t``."""
-    return sim.scale * points @ sim.rotation.T + sim.translation
 
 
 def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:

@@ -134,7 +134,7 @@ def reconstruct_arrays(
     say = on_stage or (lambda _msg: None)
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
     if known is not None:
-        apply_known_intrinsics(recon, transforms, known)
+        apply_known_intrinsics(recon, known)
     if options.fast:
         if known is not None and known.posed.any():
             place_on_given_poses(recon, known, say)
@@ -147,7 +147,7 @@ def reconstruct_arrays(
     return recon
 
 
-def apply_known_intrinsics(recon: Reconstruction, transforms: Sequence[ViewTransform], known: KnownCameras) -> None:
+def apply_known_intrinsics(recon: Reconstruction, known: KnownCameras) -> None:
     """Given and EXIF intrinsics replace the network's (depth is then unprojected with them)."""
     sources = recon.intrinsics_origins()
     for i, source in enumerate(known.intrinsics_source):
@@ -161,15 +161,14 @@ def place_on_given_poses(recon: Reconstruction, known: KnownCameras, say: Callab
     """``fast`` with poses kept: the given poses exactly; the network's cameras of the other views, its depth
     and its point map brought into the given frame and scale by the similarity that maps the network's cameras
     of the posed views onto the given ones."""
-    from app.camera_fusion import fill_unregistered
+    from app.camera_fusion import apply, fill_unregistered
 
     posed = known.posed
     cams, _, sim = fill_unregistered(recon.cam_from_world, np.nan_to_num(known.cam_from_world), posed)
     recon.cam_from_world = cams
     recon.camera_sources = ["given" if p else "network" for p in posed]
     recon.depth = (recon.depth * sim.scale).astype(np.float32)
-    recon.world_points = (sim.scale * recon.world_points.astype(np.float64) @ sim.rotation.T
-                          + sim.translation).astype(np.float32)
+    recon.world_points = apply(sim, recon.world_points.astype(np.float64)).astype(np.float32)
     recon.meta["world"] = "given"
     say(f"cameras: {int(posed.sum())} given pose(s) kept; network depth scaled by {sim.scale:.4g} to them")
 
