@@ -233,21 +233,19 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     return out, kind
 
 
-def _known_cameras(args: argparse.Namespace, inputs: list[Path], names: list[str], sizes: list[tuple[int, int]],
-                   say: Callable[[str], None]):
-    """What ``--cameras`` and the photos' EXIF say about each view (:mod:`app.known_cameras`)."""
-    from mum.io import is_video_path, select_image_paths, view_names
+def _known_cameras(args: argparse.Namespace, inputs: list[Path], source, say: Callable[[str], None]):
+    """What ``--cameras`` and the photos' EXIF say about each view of ``source`` (an
+    :class:`app.view_source.ViewSource`; :mod:`app.known_cameras`)."""
+    from mum.io import view_names
     from app.known_cameras import known_cameras
 
-    video = len(inputs) == 1 and is_video_path(inputs[0])
-    paths = None if video else select_image_paths(args.inputs, args.stride, args.max_frames)
     all_names = None
-    if not video:  # every input's view name, before --stride/--max-frames: an entry naming a dropped one is fine
+    if source.photos is not None:  # every input's view name, before --stride/--max-frames: an entry naming a dropped one is fine
         try:
             all_names = view_names(inputs)
         except UserError:  # a name the exports cannot hold, among the inputs left out
             all_names = [p.name for p in inputs]
-    return known_cameras(names, sizes, paths, args.cameras, args.fix_poses,
+    return known_cameras(source.names, source.sizes, source.photos, args.cameras, args.fix_poses,
                          all_names=all_names, say=say)
 
 
@@ -278,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     source = open_views(args.inputs, Path(scratch.name), stride=args.stride, max_frames=args.max_frames,
                         max_pixels=args.max_pixels)
     say(f"found {len(source)} views")
-    known = _known_cameras(args, inputs, source.names, source.sizes, say)
+    known = _known_cameras(args, inputs, source, say)
 
     try:
         model = heads.load_model(args.model or heads.DEFAULT_MODEL, weights=args.weights, device=device)

@@ -18,10 +18,9 @@ from mum.io import (
     _single_video,
     image_size,
     iter_video_frames,
-    list_image_paths,
     load_images,
     pixel_limit,
-    subsample,
+    select_image_paths,
     view_names,
 )
 from mum.errors import UserError
@@ -32,6 +31,7 @@ class ViewSource:
 
     names: list[str]
     sizes: list[tuple[int, int]]
+    photos: list[Path] | None = None  # the input image files, one per view (None: video frames or arrays)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -60,8 +60,10 @@ class FileViews(ViewSource):
     """Image files, decoded on demand by the project's one loader (:func:`mum.io.load_images`); every header
     was checked against the pixel limit when the source was made, so a bad file fails before any work."""
 
-    def __init__(self, paths: Sequence[Path], names: Sequence[str], max_pixels: int | None = None) -> None:
+    def __init__(self, paths: Sequence[Path], names: Sequence[str], max_pixels: int | None = None,
+                 photos: bool = True) -> None:
         self.paths, self.names, self.max_pixels = [Path(p) for p in paths], list(names), max_pixels
+        self.photos = self.paths if photos else None  # a video's decoded frames are not the user's photos
         limit = pixel_limit(max_pixels)
         self.sizes = []
         for p in self.paths:
@@ -88,7 +90,7 @@ def open_views(inputs: Sequence[str | os.PathLike] | str | os.PathLike, scratch:
         inputs = [inputs]
     video = _single_video(inputs)
     if video is None:
-        paths = subsample(list_image_paths(inputs)[:: max(stride, 1)], max_frames)
+        paths = select_image_paths(inputs, stride, max_frames)
         return FileViews(paths, view_names(paths), max_pixels)
     names, paths = [], []
     for name, frame in iter_video_frames(video, stride, max_frames, max_pixels=max_pixels):
@@ -97,4 +99,4 @@ def open_views(inputs: Sequence[str | os.PathLike] | str | os.PathLike, scratch:
             raise UserError(f"{scratch}: cannot write the decoded video frames (disk full?)")
         names.append(name)
         paths.append(path)
-    return FileViews(paths, names, max_pixels)
+    return FileViews(paths, names, max_pixels, photos=False)

@@ -259,20 +259,16 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
         yield Path(folder)
 
 
-def known_for_uploads(files: Any, names: list[str], sizes: list[tuple[int, int]], cfg: WebConfig, stride: int,
-                      max_frames: int | None, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
-    """What the cameras upload and the photos' EXIF say about each view (the CLI's ``--cameras``/``--fix-poses``)."""
-    from mum.io import select_image_paths
+def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
+    """What the cameras upload and the photos' EXIF say about each view of ``source`` (the views
+    :func:`open_inputs` made of the checked uploads ``files``; the CLI's ``--cameras``/``--fix-poses``)."""
     from app.known_cameras import known_cameras
 
-    paths = check_uploads(files, cfg)
-    video = any(is_video_path(p) for p in paths)
-    limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
-    chosen = None if video else select_image_paths([str(p) for p in paths], max(int(stride or 1), 1), limit)
     if fix_poses and cameras is None:
         raise UserError("keeping the given poses needs a cameras file")
-    return known_cameras(names, sizes, chosen, cameras, bool(fix_poses),
-                         all_names=None if video else [p.name for p in paths], say=say)
+    all_names = None if source.photos is None else [p.name for p in upload_paths(files)]
+    return known_cameras(source.names, source.sizes, source.photos, cameras, bool(fix_poses), all_names=all_names,
+                         say=say)
 
 
 def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_frames: int | None = None):
@@ -342,8 +338,7 @@ class Handlers:
 
         source = open_inputs(files, self.cfg, scratch, stride, max_frames)
         with cameras_upload(cameras) as cameras_file:
-            known = known_for_uploads(files, source.names, source.sizes, self.cfg, stride, max_frames, cameras_file,
-                                      fix_poses, progress)
+            known = known_for_uploads(files, source, cameras_file, fix_poses, progress)
         progress(f"loading model {model_label or self.models.default}")
         model = self.models.get(model_label)
         warnings: list[str] = []
