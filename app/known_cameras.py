@@ -40,11 +40,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from mum.errors import UserError
+from mum.geometry import centred_intrinsics
+from mum.io import ViewTransform
 
 ROTATION_TOLERANCE = 1e-5  # |RᵀR − I| and |det R − 1| allowed in a given rotation
 EXIF_FOCAL_RANGE = (0.1, 50.0)  # plausible focal lengths, in units of the image's longer side
 _EXIF_IFD = 0x8769
-_ORIENTATION = 0x0112
 _FOCAL_LENGTH = 0x920A
 _FOCAL_35MM = 0xA405
 _FOCAL_PLANE_X_RES = 0xA20E
@@ -307,11 +308,6 @@ def _focal_plane(tags: dict, stored_width: int) -> Optional[float]:
     return focal
 
 
-def centred_K(focal: float, width: int, height: int) -> np.ndarray:
-    """A pinhole K with focal length ``focal`` and the principal point at the image centre (centres at integers)."""
-    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
-
-
 # -------------------------------------------------------------------------------------------- matching
 def match_entries(entries: Sequence[CameraEntry], names: Sequence[str], sizes: Sequence[tuple[int, int]],
                   all_names: Optional[Sequence[str]] = None) -> dict[int, CameraEntry]:
@@ -348,9 +344,9 @@ def _fit_size(entry: CameraEntry, width: int, height: int) -> CameraEntry:
         return entry
     sx, sy = width / entry.width, height / entry.height
     if entry.rescalable and abs(sx - sy) * max(entry.width, entry.height) < 1.0:
-        S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-        return CameraEntry(entry.name, width, height, S @ entry.K, entry.cam_from_world, entry.where,
-                           distorted=entry.distorted)
+        resize = ViewTransform((entry.width, entry.height), (width, height), 0.0, 0.0, sx, sy)  # the whole image
+        return CameraEntry(entry.name, width, height, resize.intrinsics_to_network(entry.K), entry.cam_from_world,
+                           entry.where, distorted=entry.distorted)
     rotated = " (rotated: check the EXIF orientation)" if (entry.width, entry.height) == (height, width) else ""
     raise UserError(f"{entry.where}: gives the size {entry.width}x{entry.height} but the image is "
                     f"{width}x{height}{rotated}")
@@ -398,7 +394,7 @@ def known_cameras(
                 continue
             focal = exif_focal(path)
             if focal is not None:
-                known.K[i] = centred_K(focal, *sizes[i])
+                known.K[i] = centred_intrinsics(focal, *sizes[i])
                 known.intrinsics_source[i] = "exif"
                 exif += 1
         if exif:

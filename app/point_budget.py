@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from app.dense_fit import _unproject
-from app.reconstruction import PointCloud, Reconstruction
+from app.reconstruction import PointCloud, Reconstruction, not_background
 
 
 def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
@@ -55,8 +55,7 @@ def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: f
                 keep &= recon.valid[v, vy, vx]
             rgb = recon.colors[v, vy, vx]
             if mask_background:
-                bright = rgb.astype(np.int32).sum(-1)
-                keep &= (bright > 3 * 16) & (bright < 3 * 240)
+                keep &= not_background(rgb)
             vy, vx = vy[keep], vx[keep]
             pixels = recon.transforms[v].points_to_original(np.stack([vx, vy], -1).astype(np.float64))
             acc.add(pts[keep].astype(np.float32), rgb[keep], conf[keep].astype(np.float32),

@@ -25,6 +25,12 @@ DEFAULT_CONF_PERCENTILE = 0.0
 FAST_CONF_PERCENTILE = 50.0
 
 
+def not_background(rgb: np.ndarray) -> np.ndarray:
+    """``[...]`` bool for ``uint8`` colours ``[..., 3]``: neither near-black nor near-white (``--mask-background``)."""
+    bright = rgb.astype(np.int32).sum(-1)
+    return (bright > 3 * 16) & (bright < 3 * 240)
+
+
 def default_conf_percentile(fast: bool) -> float:
     """The confidence percentile a run starts with: 0 on the default path, 50 with ``fast``."""
     return FAST_CONF_PERCENTILE if fast else DEFAULT_CONF_PERCENTILE
@@ -131,8 +137,7 @@ class Reconstruction:
         if conf_percentile > 0 and keep.any():
             keep &= conf >= np.percentile(conf[keep], conf_percentile)
         if mask_background:
-            bright = self.colors.astype(np.int32).sum(-1)
-            keep &= (bright > 3 * 16) & (bright < 3 * 240)
+            keep &= not_background(self.colors)
         view, vy, vx = np.nonzero(keep)
         if max_points is not None and self.sfm_points is not None:  # SfM points count towards the budget
             max_points = max(0, max_points - min(max_points, len(self.sfm_points)))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mum.geometry import centred_intrinsics
 from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
@@ -468,8 +469,7 @@ def _result(rec, names, transforms, focal_prior, options, pairs_matched, pairs_v
     S = len(names)
     registered = np.zeros(S, bool)
     cams = np.full((S, 4, 4), np.nan)
-    K = np.stack([np.array([[f, 0, (tf.original_size[0] - 1) / 2], [0, f, (tf.original_size[1] - 1) / 2], [0, 0, 1]])
-                  for f, tf in zip(focal_prior, transforms)])
+    K = np.stack([centred_intrinsics(f, *tf.original_size) for f, tf in zip(focal_prior, transforms)])
     empty = (np.zeros(0, np.int64), np.zeros((0, 2)))
     if rec is None:
         return SfmResult(registered, cams, K, np.zeros((0, 3)), np.zeros((0, 3), np.uint8), [empty] * S,

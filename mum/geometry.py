@@ -30,6 +30,7 @@ __all__ = [
     "depth_to_camera_points",
     "depth_to_world_points",
     "extri_intri_to_pose_encoding",
+    "centred_intrinsics",
     "intrinsics_from_fov",
     "look_at",
     "extrinsics_intrinsics_to_pose_encoding",
@@ -377,11 +378,18 @@ def rotation_angle_deg(rotation_a: torch.Tensor, rotation_b: torch.Tensor) -> to
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def centred_intrinsics(fx: float, width: int, height: int, fy: float | None = None) -> np.ndarray:
+    """``[3, 3]`` pinhole intrinsics with focal lengths ``fx``, ``fy`` (default ``fx``: square pixels) and the
+    principal point at the image centre ``((W-1)/2, (H-1)/2)`` (pixel centres at integers)."""
+    fy = fx if fy is None else fy
+    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fy, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
 def intrinsics_from_fov(fov_x: float, width: int, height: int, aspect: float = 1.0) -> np.ndarray:
     """``[3, 3]`` pinhole intrinsics with horizontal field of view ``fov_x`` (radians), square pixels scaled by
     ``aspect`` (fy = fx · aspect) and the principal point at the image centre ``((W-1)/2, (H-1)/2)``."""
     fx = 0.5 * width / np.tan(0.5 * fov_x)
-    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx * aspect, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return centred_intrinsics(fx, width, height, fx * aspect)
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]), roll: float = 0.0) -> np.ndarray:

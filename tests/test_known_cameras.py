@@ -323,7 +323,8 @@ def test_unknown_cameras_file(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ SfM
 def test_sfm_holds_given_intrinsics_and_shares_cameras_by_what_is_known():
     from mum.io import load_views
-    from app.known_cameras import KnownCameras, centred_K
+    from app.known_cameras import KnownCameras
+    from mum.geometry import centred_intrinsics
     from app.sfm import _camera_groups, run_sfm
 
     names, arrays = load_views(sorted(TUM.iterdir())[:8:2])
@@ -331,7 +332,7 @@ def test_sfm_holds_given_intrinsics_and_shares_cameras_by_what_is_known():
     K = np.array([[560.0, 0, 322.0], [0, 560.0, 236.0], [0, 0, 1]])  # ~5 % off the reference, off-centre
     for i in (0, 1):
         known.K[i], known.intrinsics_source[i] = K, "given"
-    known.K[2], known.intrinsics_source[2] = centred_K(500.0, 640, 480), "exif"
+    known.K[2], known.intrinsics_source[2] = centred_intrinsics(500.0, 640, 480), "exif"
     groups = sorted((sorted(g), single) for g, single in _camera_groups(arrays, known))
     assert groups == [([0, 1], True), ([2, 3], False)]  # given K shared; the EXIF view and the unknown one alone
     assert _camera_groups(arrays, None) == [([0, 1, 2, 3], True)]
