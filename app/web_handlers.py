@@ -24,7 +24,7 @@ import gradio as gr
 import numpy as np
 
 from app.cli_common import is_out_of_memory
-from mum.io import is_image_path, is_video_path, load_views
+from mum.io import is_image_path, is_video_path
 from app.reconstruction import default_conf_percentile
 from app.web_model_cache import ModelCache
 from app.web_session import (
@@ -218,21 +218,6 @@ def check_uploads(files: Any, cfg: WebConfig) -> list[Path]:
     return paths
 
 
-def _checked(files: Any, cfg: WebConfig, max_frames: int | None) -> tuple[list[Path], int]:
-    paths = check_uploads(files, cfg)
-    limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
-    if len(paths) > limit:
-        gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
-    check_request_pixels(paths, limit, cfg)
-    return paths, limit
-
-
-def load_inputs(files: Any, cfg: WebConfig, stride: int = 1, max_frames: int | None = None) -> tuple[list[str], list]:
-    """Checked uploads → ``(names, uint8 RGB arrays)`` through the project's one loader."""
-    paths, limit = _checked(files, cfg, max_frames)
-    return load_views([str(p) for p in paths], stride=max(int(stride or 1), 1), max_frames=limit)
-
-
 COLMAP_MODEL_FILES = ("cameras", "images", "points3D")
 
 
@@ -276,7 +261,11 @@ def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_
     ``scratch``): what :func:`app.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
     from app.view_source import open_views
 
-    paths, limit = _checked(files, cfg, max_frames)
+    paths = check_uploads(files, cfg)
+    limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
+    if len(paths) > limit:
+        gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
+    check_request_pixels(paths, limit, cfg)
     return open_views([str(p) for p in paths], scratch, stride=max(int(stride or 1), 1), max_frames=limit)
 
 
