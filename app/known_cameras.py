@@ -85,10 +85,6 @@ class KnownCameras:
         return len(self.intrinsics_source)
 
     @property
-    def given_intrinsics(self) -> np.ndarray:
-        return np.array([s == "given" for s in self.intrinsics_source], bool)
-
-    @property
     def known_intrinsics(self) -> np.ndarray:
         return np.array([s in ("given", "exif") for s in self.intrinsics_source], bool)
 
