@@ -200,6 +200,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(results: dict) -> str:
+    """The README's table of ``results`` (a results file of this benchmark): one pass before chunked, images
+    before video, the default path before ``--fast``."""
+    order = lambda r: (r["frames"], r["sequence"], r["input"] == "video", r["mode"] != "default", r["how"] != "single")  # noqa: E731
+    lines = ["| sequence | input | mode | pass | chunks | s | peak RSS MiB | cameras | AUC@30 | ATE % | scale drift % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results["runs"], key=order):
+        drift = r.get("scale_drift_pct", float("nan"))
+        lines.append(f"| {r['sequence']} | {r['input']} | {'default' if r['mode'] == 'default' else '`--fast`'} | "
+                     f"{'one pass' if r['how'] == 'single' else 'chunked'} | {r['chunks']} | {r['seconds']:.0f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['cameras']}/{r['frames']} | {r.get('auc30', float('nan')):.1f} | "
+                     f"{r.get('ate_pct', float('nan')):.0f} | {'> 10⁴' if drift > 1e4 else f'{drift:.0f}'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 and 300 frames only")

@@ -65,7 +65,7 @@ def test_written_results_carry_the_run(repo, tmp_path):
 def test_every_benchmark_script_writes_the_run():
     """A benchmark script that writes a results file must do so through write_results (or record a run with
     finish_run): a new script that writes its JSON by hand fails here."""
-    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if p.name not in ("provenance.py", "hardware.py")]
+    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if p.name not in ("provenance.py", "hardware.py", "claims.py")]
     assert scripts
     missing = []
     for path in scripts:
