@@ -1,24 +1,22 @@
 """Can structure-from-motion register the data engine's scenes? Plain pycolmap SfM on held-out synthetic scenes.
 
-Run: ``python benchmarks/synthetic_sfm.py [--scenes 6] [--views 10] [--kinds room,object] [--label NAME]``.
+Run: ``python benchmarks/synthetic_sfm.py [--scenes 6] [--views 10] [--kinds room,object]``.
 
-Renders ``--scenes`` held-out test scenes (``mum-make-testset``'s seeds, 640 × 480) and runs plain pycolmap SfM
-on each (its defaults: SIFT, exhaustive matching, incremental mapping; :func:`benchmarks.real_scenes.run_plain_sfm`),
-scoring pose AUC@30 / AUC@5 over all view pairs against the exact cameras (unregistered views count as
-failures). It measures the synthetic engine, not the pipeline: textures that repeat at a fixed period give every
-feature a twin one period away, and SfM fails on such scenes. Each run is appended to
-``benchmarks/results/synthetic_sfm_cpu.json`` with its commit, ``--label`` and command line.
+Renders ``--scenes`` held-out test scenes (``mum-make-testset``'s seeds, 640 × 480) twice — with the engine's
+non-periodic textures (stochastic tiling, :mod:`mum.data.textures`) and with every texture tiled exactly (the
+engine before, :meth:`~mum.data.textures.TextureAtlas.lookup`) — and runs plain pycolmap SfM on each (its
+defaults: SIFT, exhaustive matching, incremental mapping; :func:`benchmarks.real_scenes.run_plain_sfm`), scoring
+pose AUC@30 / AUC@5 over all view pairs against the exact cameras (unregistered views count as failures). It
+measures the synthetic engine, not the pipeline: textures that repeat at a fixed period give every feature a twin
+one period away, and SfM fails on such scenes. Plain SfM is not seeded: figures vary a little between runs.
+Writes ``benchmarks/results/synthetic_sfm_cpu.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,17 +24,29 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.provenance import start_run, write_results  # noqa: E402
 from benchmarks.real_scenes import load_scene, run_plain_sfm  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "synthetic_sfm_cpu.json"
 
 
-def git_commit() -> str:
-    """The current commit, with ``-dirty`` when tracked files differ from it."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return commit + ("-dirty" if dirty else "")
+def measure(args: argparse.Namespace, folder: Path) -> dict:
+    """Render the scenes into ``folder`` and run plain SfM on each: per scene AUCs, registered views; means."""
+    from mum.data.cli import main as make_testset
+
+    make_testset([str(folder), "--format", "colmap", "--scenes", str(args.scenes), "--views", str(args.views),
+                  "--width", "640", "--height", "480", "--kinds", args.kinds])
+    out = {"scenes": {}}
+    for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+        result = run_plain_sfm(load_scene(path))
+        out["scenes"][path.name] = result
+        print(f"  {path.name}: AUC@30 {result['auc30']:5.1f}  AUC@5 {result['auc5']:5.1f}  registered "
+              f"{result['registered']}/{args.views}", flush=True)
+    for key in ("auc30", "auc5"):
+        out[f"mean_{key}"] = float(np.mean([r[key] for r in out["scenes"].values()]))
+    out["registered"] = int(sum(r["registered"] for r in out["scenes"].values()))
+    out["views"] = args.views * len(out["scenes"])
+    return out
 
 
 def main() -> None:
@@ -44,27 +54,24 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--views", type=int, default=10)
     parser.add_argument("--kinds", default="room,object")
-    parser.add_argument("--label", default="", help="what this run measures (stored with it)")
     args = parser.parse_args()
-    from mum.data.cli import main as make_testset
+    from mum.data.textures import TextureAtlas
 
-    run = {"commit": git_commit(), "label": args.label, "command": " ".join(["python"] + sys.argv),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} CPU", "scenes": {}}
+    run = start_run()
+    results = {"scenes": args.scenes, "views": args.views, "kinds": args.kinds, "width": 640, "height": 480}
+    stochastic = TextureAtlas.sample
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "scenes"
-        make_testset([str(folder), "--format", "colmap", "--scenes", str(args.scenes), "--views", str(args.views),
-                      "--width", "640", "--height", "480", "--kinds", args.kinds])
-        for path in sorted(p for p in folder.iterdir() if p.is_dir()):
-            result = run_plain_sfm(load_scene(path))
-            run["scenes"][path.name] = result
-            print(f"{path.name}: AUC@30 {result['auc30']:5.1f}  AUC@5 {result['auc5']:5.1f}  registered "
-                  f"{result['registered']}/{args.views}", flush=True)
-    for key in ("auc30", "auc5"):
-        run[f"mean_{key}"] = float(np.mean([r[key] for r in run["scenes"].values()]))
-    print(f"mean AUC@30 {run['mean_auc30']:.1f}  AUC@5 {run['mean_auc5']:.1f}")
-    runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"runs": runs + [run]}, indent=1) + "\n")
+        for label in ("stochastic", "periodic"):
+            print(f"textures: {label}", flush=True)
+            TextureAtlas.sample = stochastic if label == "stochastic" else TextureAtlas.lookup
+            try:
+                results[label] = measure(args, Path(tmp) / label)
+            finally:
+                TextureAtlas.sample = stochastic
+            r = results[label]
+            print(f"  mean AUC@30 {r['mean_auc30']:.1f}  AUC@5 {r['mean_auc5']:.1f}  registered "
+                  f"{r['registered']}/{r['views']}", flush=True)
+    write_results(RESULTS, results, run)
 
 
 if __name__ == "__main__":
