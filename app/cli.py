@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from app.cli_common import (
 )
 from mum.errors import UserError
 from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
+from mum.schema import strict_json
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 # what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if key in recon.meta:
             summary[key] = recon.meta[key]
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(strict_json(summary))  # null for what is unknown (NaN): strict parsers accept it
     elif not args.quiet:
         cams = summary["cameras"]
         how = " + ".join(f"{n} {label} cameras" for label, n in (("given", cams["given"]), ("SfM", cams["sfm"]),
