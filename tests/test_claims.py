@@ -132,6 +132,7 @@ def test_key_paths_globs_and_expressions():
 
 def copy_repo(tmp_path: Path) -> Path:
     """The repository's documents, claims and results files, copied (pictures left out)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for name in ("README.md", "MODEL_CARD.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("*.png"))
