@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mum.geometry import centred_intrinsics
+from mum.pycolmap_import import import_pycolmap
 from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTra
     mapping registered less accurately with it), while the median over a shared camera's views is closer to
     the reference than COLMAP's guess (demo/tum_freiburg 1.11× vs 1.45×, demo/buddha 1.41× vs 1.76×).
     Returns COLMAP's own parameters of the cameras it changed, by camera id."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     guesses: dict[int, list[float]] = {}
     with pycolmap.Database.open(str(database)) as db:
@@ -182,7 +183,7 @@ def _set_known_cameras(database: Path, names: list[str], transforms: list[ViewTr
     """Given intrinsics → PINHOLE cameras with exactly those (in the downscaled images' pixels, COLMAP's
     half-integer centres); EXIF focal lengths → initial focal lengths. Both marked as priors. Returns the
     camera ids to hold constant (given) and those whose prior stays (given or EXIF)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     constant: set[int] = set()
     kept: set[int] = set()
@@ -235,7 +236,7 @@ def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pa
 
 
 def _verification(options: SfmOptions):
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = options.random_seed  # the same photos give the same matches
@@ -417,7 +418,7 @@ def run_sfm(
     pixels; ``pairs``: the view pairs to match (``None``: all); ``known``: given/EXIF intrinsics and the poses
     to keep (see the module docstring). COLMAP's C++ log goes wherever file descriptor
     2 goes: wrap the call in :func:`mum.native_stderr.native_stderr_to` to keep it off a terminal."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     say = say or (lambda _m: None)
     pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)  # COLMAP's INFO lines: errors only
