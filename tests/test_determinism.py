@@ -70,3 +70,15 @@ def test_a_right_focal_prior_costs_nothing_extra():
         result = run_sfm(arrays, focal, say=said.append)
     assert result.num_registered == 3 and result.initial_focal == "network"
     assert "focal_fallback" not in result.seconds and not any("COLMAP's own" in line for line in said)
+
+
+def test_a_preset_without_weights_is_the_same_model_every_time():
+    """Random weights (``--model mum-tiny`` without ``--weights``) are seeded, whatever the caller's RNG."""
+    import torch
+
+    import heads
+
+    first = heads.load_model("mum-tiny", device="cpu")
+    torch.manual_seed(1234)
+    second = heads.load_model("mum-tiny", device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
