@@ -173,9 +173,15 @@ def _trial(backend: str, device_type: str, dtype: torch.dtype, head_dim: int) ->
     return verdict
 
 
+def backend_verdict(backend: str, device_type: str = "cuda", dtype: torch.dtype = torch.float32,
+                    head_dim: int = 64) -> Optional[str]:
+    """None when ``backend``'s kernel runs here and matches the reference, else why not (verified once, cached)."""
+    return _trial(backend, device_type, dtype, head_dim)
+
+
 def backend_works(backend: str, device_type: str = "cuda", dtype: torch.dtype = torch.float32, head_dim: int = 64) -> bool:
     """Whether ``backend``'s kernel runs and matches the reference here (verified once, cached)."""
-    return _trial(backend, device_type, dtype, head_dim) is None
+    return backend_verdict(backend, device_type, dtype, head_dim) is None
 
 
 def _describe_failure(backend: str, why: str) -> str:
