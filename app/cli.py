@@ -26,7 +26,7 @@ from app.cli_common import (
     friendly_errors,
 )
 from mum.errors import UserError
-from mum.files import atomic_dir, check_inputs_kept, check_output_path
+from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 # what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
@@ -236,6 +236,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         kind = ""
         if os.path.lexists(out) and not out.is_dir():
             raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
+        if out.is_dir():  # a user's file named "sparse" is not replaced by sparse/0/
+            check_entry_folders(out, FOLDER_ENTRIES)
     return out, kind
 
 

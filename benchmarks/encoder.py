@@ -16,7 +16,6 @@ compiling pass).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -31,7 +30,8 @@ import mum  # noqa: E402,F401  (sets the CPU threading policy before torch start
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from hardware import device_name, peak_bf16_tflops, run_info  # noqa: E402
+from hardware import accelerator, peak_bf16_tflops  # noqa: E402
+from provenance import start_run, write_results  # noqa: E402
 from mum.encoder import build_encoder  # noqa: E402
 from mum.layers import compile_blocks  # noqa: E402
 from mum.layers.attention import backend_works, resolve_backend  # noqa: E402
@@ -119,13 +119,14 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure each configuration with torch.compile")
     parser.add_argument("--out", type=Path, default=None, help="results file (default: results/encoder_<device>.json)")
     args = parser.parse_args()
+    run = start_run()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     backends = args.attention or working_backends(device)
     modes = [False, True] if args.compile else [False]
     rows = [bench(p, s, args.batch, device, args.repeats, b, c)
             for b in backends for p in args.presets for s in args.sizes for c in modes]
-    name = device_name(device)
-    print(f"device: {device} ({name}), torch {torch.__version__}, batch {args.batch}")
+    stack = accelerator(device)
+    print(f"device: {device} ({stack['device']}), torch {torch.__version__}, batch {args.batch}")
     print(f"{'preset':8} {'px':>5} {'attention':>9} {'compiled':>8} {'params(M)':>9} {'img/s':>9} {'median(s)':>10} "
           f"{'peak MiB':>9} {'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU %':>6}")
     for r in rows:
@@ -133,9 +134,7 @@ def main() -> None:
         comp = f"{r['compile_s']:.0f} s" if r["compiled"] else "no"
         print(f"{r['preset']:8} {r['size']:5d} {r['attention']:>9} {comp:>8} {r['params_m']:9.1f} {r['images_per_s']:9.2f} "
               f"{r['median_s']:10.3f} {r['peak_mem_mib']:9.0f} {r['gflops_per_image']:9.1f} {r['tflops_per_s']:8.3f} {mfu:>6}")
-    out = args.out or RESULTS / f"encoder_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**run_info(device), "batch": args.batch, "rows": rows}, indent=1))
+    out = write_results(args.out or RESULTS / f"encoder_{device}.json", {**stack, "batch": args.batch, "rows": rows}, run)
     print(f"wrote {out}")
 
 

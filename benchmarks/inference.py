@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import mum  # noqa: E402,F401  (sets the CPU threading policy before torch starts)
 
@@ -270,9 +271,11 @@ def main() -> None:
         plan = {p: args.frames or f for p, f in CPU_PLAN.items()}
     limits = dict(item.split("=") for item in (args.max_frames or []))
     plan = {p: [n for n in frames if p not in limits or n <= int(limits[p])] for p, frames in plan.items()}
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from encoder import working_backends
-    from hardware import run_info
+    from hardware import accelerator
+    from provenance import start_run, write_results
+
+    run = start_run()
 
     backends = args.attention or working_backends(device)
     rows = []
@@ -294,12 +297,11 @@ def main() -> None:
         for m in slopes:
             print(f"  {m['preset']:10} [{m['attention']}]  {m['mib_per_frame']:8.2f} MiB per frame, "
                   f"max residual {100 * m['max_rel_residual']:.1f} % of the largest (frames {m['frames']})")
-    info = run_info(device)
-    out = args.out or RESULTS / f"inference_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**info, "chunk": args.chunk, "output_device": args.output_device, "rows": rows,
-                               "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, indent=1))
-    plot(rows, out.with_suffix(".png"), f"predict() on {info['device']}")
+    stack = accelerator(device)
+    out = write_results(args.out or RESULTS / f"inference_{device}.json",
+                        {**stack, "chunk": args.chunk, "output_device": args.output_device, "rows": rows,
+                         "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, run)
+    plot(rows, out.with_suffix(".png"), f"predict() on {stack['device']}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

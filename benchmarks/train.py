@@ -28,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hardware import peak_bf16_tflops, run_info  # noqa: E402
+from hardware import accelerator, peak_bf16_tflops  # noqa: E402
+from provenance import start_run, write_results  # noqa: E402
 
 
 def memory_now(device: torch.device) -> float:
@@ -190,6 +191,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=None, help="results file (default: results/train_<device>.json)")
     a = p.parse_args()
+    run = start_run()
     if a.batch != "auto" and not a.batch.isdigit():
         p.error("--batch takes a number or auto")
     dev = torch.device(a.device)
@@ -211,9 +213,8 @@ def main() -> None:
         del stage
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    out = a.out or Path(__file__).resolve().parent / "results" / f"train_{dev.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**run_info(dev), "rows": rows}, indent=1))
+    out = write_results(a.out or Path(__file__).resolve().parent / "results" / f"train_{dev.type}.json",
+                        {**accelerator(dev), "rows": rows}, run)
     print(f"wrote {out}")
 
 
