@@ -6,7 +6,8 @@
 Stages, in order of importance (each in its own subprocess; a stage that would not finish inside the time
 budget is skipped and recorded as such, never cut short silently):
 
-1. ``environment``: commit, device, torch, CUDA, cuDNN, xformers; the verdict of every attention backend on
+1. ``environment``: device, torch, CUDA, cuDNN, whether xformers' kernels run (the ``run`` block beside it
+   has the commit, command line, machine and library versions, xformers included); the verdict of every attention backend on
    the shapes the models use (:func:`mum.layers.attention.backend_works`).
 2. ``tests``: ``tests/test_gpu.py`` and the attention tests (``--runslow``; CUDA correctness: every working
    backend = the explicit softmax, xformers = SDPA when xformers runs, CUDA = CPU in float32, memory linear in
@@ -97,13 +98,13 @@ class Runner:
 
 
 def environment(device: str) -> dict:
-    from hardware import peak_bf16_tflops, run_info
+    from hardware import accelerator, peak_bf16_tflops
     from mum.layers.attention import BACKENDS, backend_verdict
 
     shapes = [(torch.bfloat16, 48), (torch.bfloat16, 64), (torch.float32, 48), (torch.float32, 64)]
     verdicts = {f"{b} {str(dt).removeprefix('torch.')} d={d}": backend_verdict(b, device, dt, d) or "works"
                 for b in BACKENDS if b != "auto" for dt, d in shapes}
-    info = run_info(device)
+    info = {**accelerator(device), "torch": torch.__version__}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info.update(gpu_memory_gib=round(props.total_memory / 2**30, 1), sm_count=props.multi_processor_count,
@@ -198,6 +199,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    from provenance import start_run, write_results
+
+    run = start_run()
     work = Path(tempfile.mkdtemp(prefix="gpu-checks-"))
     runner = Runner(args.budget_s, smoke, work, log)
     py = sys.executable
@@ -242,17 +246,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         runner.stage(name, fn)
     report = {
         "what": "benchmarks/gpu_checks.py" + (" --cpu-smoke (toy sizes: checks the code, measures nothing)" if smoke else ""),
-        "command": " ".join([os.path.basename(py), *sys.argv]),
         "budget_s": args.budget_s,
         "total_s": round(time.monotonic() - runner.start, 1),
         **runner.results,
     }
     report["targets"] = targets(runner.results)
-    env = runner.results.get("environment") or {}
-    commit = (env.get("commit") or "unknown")[:10]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    out = args.out_dir / f"gpu_checks_{commit}_{'cpu_smoke' if smoke else 'cuda'}.json"
-    out.write_text(json.dumps(report, indent=1, default=str))
+    commit = (run.get("commit") or "unknown")[:10]
+    out = write_results(args.out_dir / f"gpu_checks_{commit}_{'cpu_smoke' if smoke else 'cuda'}.json",
+                        json.loads(json.dumps(report, default=str)), run)
     log(f"wrote {out} ({report['total_s']} s)")
     log(json.dumps(report["targets"]))
     failed = [n for n, r in runner.results.items() if isinstance(r, dict) and ("error" in r or r.get("returncode") not in (None, 0))]

@@ -42,8 +42,9 @@ def smoke(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dic
 
 def check_common(result: subprocess.CompletedProcess, report: dict) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    env = report["environment"]
-    for key in ("commit", "device", "torch", "cuda", "xformers", "python"):
+    run, env = report["run"], report["environment"]
+    assert run["commit"] and "xformers" in run["versions"] and run["command"].startswith("python benchmarks/gpu_checks.py")
+    for key in ("device", "torch", "cuda", "cudnn", "xformers_kernels_run"):
         assert key in env
     assert env["attention_verdicts"]["sdpa float32 d=48"] == "works"
     if "skipped" not in report["tests"]:
