@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "128; every view in one pass when they fit)")
     p.add_argument("--overlap", type=int, default=None, metavar="N",
                    help="views shared by consecutive chunks of --window (default: a quarter of the window, at least 3)")
-    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+    p.add_argument("--max-pixels", default=None, metavar="N",
                    help="refuse images (and video frames) of more than N pixels, checked before decoding "
                         "(default: $MUM_MAX_PIXELS, else 100000000)")
     p.add_argument("--compile", action="store_true",
@@ -218,7 +218,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
     from mum.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
 
-    pixel_limit(args.max_pixels)
+    limit = pixel_limit(args.max_pixels)  # "3e8" and "300_000_000" are numbers too
+    args.max_pixels = None if args.max_pixels is None else limit
     from mum.layers.attention import requested_backend  # MUM_ATTENTION: an unknown name fails here
 
     requested_backend()

@@ -236,3 +236,155 @@ def test_absurd_values_stay_out_of_the_math(views, tmp_path, capsys):
     assert [e["intrinsics_source"] for e in out] == ["given"] * 3
     assert math.isclose(out[1]["K"][0][0], 900.0 * SIZE[0])
     shutil.rmtree(tmp_path / "in")
+
+
+# ------------------------------------------------------------------------------ rows 8-10: video frame counts
+def _video(path: Path, frames: int, size: tuple[int, int] = (64, 48)) -> Path:
+    """``frames`` distinct MJPG frames (``.avi`` or ``.mkv``), each with a moving bar."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        frame = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        frame[:, (i * 3) % size[0]] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _claim_avi_frames(path: Path, frames: int) -> Path:
+    """Patch an AVI's header (``avih`` and the stream's ``strh``) to claim ``frames`` frames."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.index(b"avih") + 8 + 16, frames)
+    struct.pack_into("<I", data, data.index(b"strh") + 8 + 32, frames)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _mkv_duration(path: Path, seconds: float | None) -> Path:
+    """Set a Matroska file's Duration element to ``seconds`` (its TimecodeScale is 1 ms), or turn it into a Void
+    element of the same length (``None``: what MediaRecorder and ffmpeg writing to a pipe produce)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x44\x89")  # the Duration element's ID
+    length = data[at + 2] & 0x7F
+    if seconds is None:
+        total = 3 + length
+        data[at:at + total] = bytes([0xEC, 0x80 | (total - 2)]) + bytes(total - 2)
+    else:
+        data[at + 3:at + 3 + length] = struct.pack(">d" if length == 8 else ">f", seconds * 1000.0)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _frames_used(out: Path) -> list[int]:
+    return [int(e["name"][6:12]) for e in json.loads(out.read_text())["images"]]
+
+
+@pytest.mark.parametrize("kind", ["avi 2^32", "mkv 1e13"])
+def test_row8_a_claimed_frame_count_allocates_nothing(tmp_path, capsys, kind):
+    """Row 8: an AVI claiming 2^32 frames or an MKV claiming 10^13 (20 real frames) ended with "out of memory"
+    even with --max-frames 5: a list of the claimed frame count was built."""
+    if kind.startswith("avi"):
+        video = _claim_avi_frames(_video(tmp_path / "v.avi", 20), 2**32 - 1)
+    else:
+        video = _mkv_duration(_video(tmp_path / "v.mkv", 20), 1e12)
+    code, err = _run(capsys, video, "-o", tmp_path / "o.json", "--max-frames", "5", *FAST)
+    assert code == 0, err
+    assert _frames_used(tmp_path / "o.json") == [0, 5, 10, 14, 19]
+
+
+def test_row8_reading_a_few_frames_of_a_huge_claim_stays_small(tmp_path):
+    """2^25 claimed frames used to take 3.1 GB (normal: 0.33 GB); the frames are read in a few MB."""
+    import tracemalloc
+
+    from mum.io import read_video_frames
+
+    video = _claim_avi_frames(_video(tmp_path / "v.avi", 20), 2**25)
+    tracemalloc.start()
+    try:
+        names, frames = read_video_frames(video, max_frames=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert names == [f"frame_{i:06d}.png" for i in (0, 5, 10, 14, 19)] and len(frames) == 5
+    assert peak < 20 * 2**20, peak
+
+
+@pytest.mark.parametrize("max_frames", [None, 4])
+def test_row9_webm_mkv_without_duration_decode(tmp_path, capsys, max_frames):
+    """Row 9: a Matroska/WebM file without a Duration element (50 decodable frames) was "video has no
+    readable frames": OpenCV reports a negative frame count."""
+    video = _mkv_duration(_video(tmp_path / "v.mkv", 50), None)
+    extra = ["--stride", "10"] if max_frames is None else ["--max-frames", str(max_frames)]
+    code, err = _run(capsys, video, "-o", tmp_path / "o.json", *extra, *FAST)
+    assert code == 0, err
+    assert _frames_used(tmp_path / "o.json") == ([0, 10, 20, 30, 40] if max_frames is None else [0, 16, 33, 49])
+
+
+def test_row10_a_duration_that_lies_drops_no_frames(tmp_path, capsys):
+    """Row 10: an MKV of 100 frames whose Duration says 1 s used frames 0-9 only, silently."""
+    video = _mkv_duration(_video(tmp_path / "v.mkv", 100), 1.0)
+    code, err = _run(capsys, video, "-o", tmp_path / "o.json", "--max-frames", "5", *FAST)
+    assert code == 0, err
+    assert _frames_used(tmp_path / "o.json") == [0, 25, 50, 74, 99]
+
+
+# ---------------------------------------------------------------------------- row 11: pixel limit from header
+def _png_header_bomb(path: Path, side: int) -> Path:
+    """A valid 1-bit PNG of ``side`` x ``side`` black pixels: a few KB on disk."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row * 1000) for _ in range(side // 1000)) + z.compress(row * (side % 1000)) + z.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("how", ["--max-pixels 2e8", "--max-pixels 200_000_000", "MUM_MAX_PIXELS=2e8"])
+def test_row11_a_raised_limit_is_checked_from_the_header(tmp_path, capsys, monkeypatch, how):
+    """Row 11: with --max-pixels 3e8 (or MUM_MAX_PIXELS) a 256 Mpx image was decoded first (3.2 GB) and then
+    refused with the default limit in the message. Any limit, however written, is held from the header."""
+    import time
+
+    inputs = tmp_path / "in"
+    _png_header_bomb(inputs / "big.png", 16_000)  # 256 Mpx
+    _image(inputs / "a.png")
+    if how.startswith("MUM"):
+        monkeypatch.setenv("MUM_MAX_PIXELS", how.split("=")[1])
+        extra = []
+    else:
+        extra = how.split()
+    start = time.perf_counter()
+    code, err = _run(capsys, inputs, "-o", tmp_path / "o.ply", *extra, *FAST)
+    _one_line(code, err, "big.png: image is too large (16000x16000 = 256,000,000 pixels, the limit is 200,000,000")
+    assert time.perf_counter() - start < 5  # decoding it took 20 s
+
+
+def test_row11_an_image_within_a_raised_limit_is_measured_not_refused(tmp_path):
+    """The same 256 Mpx image is within --max-pixels 3e8: its size comes from the header (Pillow's own guard,
+    at the default limit, is raised for the call)."""
+    from app.view_source import open_views
+    from mum.io import pixel_limit
+
+    _png_header_bomb(tmp_path / "in" / "big.png", 16_000)
+    source = open_views([tmp_path / "in"], tmp_path, max_pixels=pixel_limit("3e8"))
+    assert source.sizes == [(16_000, 16_000)]
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "inf", "1e400", "0", "-3", "1e13"])
+def test_row11_bad_pixel_limits_are_one_line(tmp_path, capsys, value):
+    _image(tmp_path / "in" / "a.png")
+    code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "o.ply", "--max-pixels", value, *FAST)
+    _one_line(code, err, "--max-pixels")
