@@ -41,15 +41,22 @@ def write_fake_xformers(root: Path, kernel: str = "raise", build_torch: str | No
     return root
 
 
+def _xformers_modules() -> list[str]:
+    return [m for m in sys.modules if m == "xformers" or m.startswith("xformers.")]
+
+
 @pytest.fixture
 def clean_backends(monkeypatch):
-    """Fresh verdicts before and after; warning lines collected instead of printed."""
+    """Fresh verdicts before and after; warning lines collected instead of printed; an xformers imported before
+    (a real one, on a GPU machine) out of the way, and back afterwards."""
     lines: list[str] = []
+    for name in _xformers_modules():
+        monkeypatch.delitem(sys.modules, name)  # restored by monkeypatch after this fixture's teardown
     A.clear_backend_cache()
     monkeypatch.setattr(A, "warn", lines.append)
     monkeypatch.delenv("MUM_ATTENTION", raising=False)
     yield lines
-    for name in [m for m in sys.modules if m == "xformers" or m.startswith("xformers.")]:
+    for name in _xformers_modules():  # the fakes this test imported
         del sys.modules[name]
     A.clear_backend_cache()
 
