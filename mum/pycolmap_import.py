@@ -8,7 +8,12 @@ own handler is installed. :func:`import_pycolmap` saves the C-level SIGTERM hand
 it back after, from any thread, so SIGTERM keeps doing what the program set it to do (``mum-reconstruct`` and
 ``mum-web``: stop like Ctrl-C, cleaning up). The crash signals keep glog's handler. A Ctrl-C or SIGTERM while
 the C++ module initialises surfaces from pybind11 as ``ImportError`` and from pycolmap as ``RuntimeError("Cannot
-import the C++ backend ...")``: that is turned back into the ``KeyboardInterrupt`` it is.
+import the C++ backend ...")``: that is turned back into the ``KeyboardInterrupt`` it is. glog logs to stderr
+only (``logtostderr``): by default it leaves three log files (``.HOST.USER.log.INFO.<date>.<pid>`` ...) in
+``$TMPDIR`` on every run; callers keep its lines off a terminal with :mod:`mum.native_stderr`.
+
+A signal that arrives while pycolmap's C++ code runs (feature extraction, matching) is handled when that call
+returns to Python (seconds on the inputs the pipeline gives it; incremental mapping checks for signals itself).
 """
 
 from __future__ import annotations
@@ -81,4 +86,5 @@ def import_pycolmap():
                 if caused_by_interrupt(exc):
                     raise KeyboardInterrupt from None
                 raise
+        pycolmap.logging.logtostderr = True  # glog's own files would be left in $TMPDIR by every run
         return pycolmap

@@ -10,9 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mum.data.readers.schema import as_list, as_matrix, as_object, as_text, as_whole, check_camera, get, read_json, shown
+from mum.data.readers.schema import check_camera
 from mum.data.scene import Scene
 from mum.errors import UserError
+from mum.schema import as_list, as_matrix, as_object, as_text, as_whole, get, read_json, shown
 
 CAMERAS_JSON = "cameras.json"
 REFERENCE_JSON = "cameras_reference.json"
@@ -20,30 +21,13 @@ REFERENCE_JSON = "cameras_reference.json"
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file in display orientation (EXIF rotation applied), from its header.
-    Raises :class:`UserError` naming the file when it is missing, unreadable, or above the project's pixel
-    limit (:func:`mum.io.pixel_limit`, the one :func:`mum.io.read_image` applies)."""
-    from PIL import Image, UnidentifiedImageError
+    Raises :class:`UserError` naming the file when it is missing, unreadable, too small or above the project's
+    pixel limit (:func:`mum.io.check_image_header`, the loader's own check)."""
+    from mum.io import check_image_header
 
-    from mum.io import pixel_limit
-
-    if not path.is_file():
+    if not Path(path).is_file():
         raise UserError(f"{path}: no such image file")
-    limit = pixel_limit()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's decompression-bomb and corrupt-EXIF warnings
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > limit:
-                    raise UserError(f"{path}: image is too large ({w}x{h}, the limit is {limit:,} pixels; "
-                                    f"set MUM_MAX_PIXELS to allow more)")
-                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    w, h = h, w
-    except Image.DecompressionBombError:
-        raise UserError(f"{path}: image is too large (the limit is {limit:,} pixels; set MUM_MAX_PIXELS to "
-                        f"allow more)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable image ({str(exc).splitlines()[0][:100]})") from None
+    w, h = check_image_header(path)
     if w < 2 or h < 2:
         raise UserError(f"{path}: image is too small ({w}x{h})")
     return w, h
