@@ -53,6 +53,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: SIFT features", 0.3),
     (r"sfm: matching", 0.4),
     (r"sfm: incremental mapping", 0.48),
+    (r"sfm: views missing; mapping again from COLMAP", 0.51),
     (r"sfm: \d+ view\(s\) not registered: guided", 0.54),
     (r"sfm: views still missing", 0.6),
     (r"sfm: mapping refused", 0.6),

@@ -44,7 +44,8 @@ class OracleModel:
         assert float(diff.min(dim=1).values.max()) < 2e-3, "an input is none of the scene's views"
         return best.tolist()
 
-    def predict(self, images: torch.Tensor, chunk_size: int | None = None):
+    def predict(self, images: torch.Tensor, chunk_size: int | None = None, **options):
+        """``options`` (``output_device``, …): accepted and ignored, as the answer is computed on the CPU."""
         from mum.geometry import depth_to_world_points
 
         idx = self.identify(images)
