@@ -421,7 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-random-models", action="store_true", default=env("MUM_WEB_ALLOW_RANDOM_MODELS") == "1",
                    help="also offer visitors the presets without trained weights (random weights, for testing; "
                         "some take gigabytes) [MUM_WEB_ALLOW_RANDOM_MODELS=1]")
-    p.add_argument("--preload", action="store_true", help="load the default model before serving")
+    p.add_argument("--preload", action="store_true",
+                   help="load the default model and run --self-check's tiny reconstruction with it before serving")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each model's encoder and aggregator blocks when it is loaded (tens of seconds)")
+    p.add_argument("--self-check", action="store_true",
+                   help="run a tiny reconstruction (3 views) through the model on the device and exit: one line, "
+                        "exit status 0 when it works (the Docker HEALTHCHECK)")
     p.add_argument("--quiet", action="store_true", help="less logging")
     return p
 
@@ -538,16 +544,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights and not Path(args.weights).is_file():
             raise UserError(f"{args.weights}: weights file not found (mount it at /weights in Docker)")
         device = choose_device(args.device)
+        if args.self_check:
+            from app.self_check import run
+
+            return run(args.model, args.weights, device, compile_model=args.compile)
         with server_temp_dir(args.port):
             cfg = config_from_args(args, device)
             try:
-                models = ModelCache(device, model=args.model, weights=args.weights,
+                models = ModelCache(device, model=args.model, weights=args.weights, compile_models=args.compile,
                                     allow_random=args.allow_random_models,
                                     max_bytes=int(args.model_cache_mb * 2**20))
             except ValueError as exc:
                 raise UserError(str(exc)) from None
             if args.preload:
-                models.get(None)
+                from app.self_check import self_check
+
+                print(self_check(models.get(None)), flush=True)  # a model or backend that cannot run stops the server here
             app = build_app(cfg, models)
             try:
                 launch(app, cfg, args.host, args.port, block=False, quiet=args.quiet)

@@ -103,6 +103,7 @@ class ModelCache:
         weights: str | None = None,
         loader: Loader = default_loader,
         presets: list[str] | None = None,
+        compile_models: bool = False,
         *,
         allow_random: bool = False,
         random_presets: list[str] | None = None,
@@ -111,6 +112,7 @@ class ModelCache:
     ) -> None:
         self.device = device
         self.loader = loader
+        self.compile_models = compile_models  # torch.compile each model's blocks when it is loaded
         self.sizer = sizer if sizer is not None else (default_sizer if loader is default_loader else lambda *_: None)
         self.max_bytes = max_bytes
         self.choices: dict[str, tuple[str, str | None]] = {}
@@ -174,6 +176,8 @@ class ModelCache:
                 model = self.loader(name, weights=weights, device=self.device)
             except ValueError as exc:  # e.g. weights given for a checkpoint path
                 raise UserError(f"model {label!r}: {exc}") from None
+            if self.compile_models:
+                model.compile_for_inference()
             self.loads += 1
             size = model_bytes(model)
             if self.max_bytes is not None:

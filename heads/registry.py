@@ -113,7 +113,8 @@ def load_model(
     """A :class:`Reconstructor` in eval mode on ``device`` (default: CUDA when available, else CPU).
 
     ``name_or_path``: a preset name or a checkpoint path; ``weights``: an optional weights file for a preset
-    (see the module docstring for the accepted formats)."""
+    (see the module docstring for the accepted formats). A preset without ``weights`` gets the same random
+    weights on every call (seed 0)."""
     device = device or _default_device()
     name = str(name_or_path)
     if name in BUNDLED:
@@ -122,7 +123,9 @@ def load_model(
         if weights is not None:
             load_weights(model, weights)
     elif name in PRESETS:
-        model = build_reconstructor(PRESETS[name])
+        with torch.random.fork_rng(devices=[]):  # random weights: the same on every run, the caller's RNG untouched
+            torch.manual_seed(0)
+            model = build_reconstructor(PRESETS[name])
         if weights is not None:
             load_weights(model, weights)
     else:
