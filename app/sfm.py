@@ -57,6 +57,7 @@ class SfmOptions:
     relaxed_min_inliers: int = 15
     random_seed: int = 0
     sift_first_octave: int = -1
+    init_min_tri_angle: float = 16.0  # degrees (COLMAP's default); the sequence path's keyframes move forward
     mapping_seconds_per_view: float = 1.5
     rematch_all_up_to: int = 30
 
@@ -288,6 +289,7 @@ def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, num_views: in
     # a bound on a hopeless mapping (repetitive textures: minutes of bundle adjustment on wrong tracks); the
     # partial model so far is returned
     mapping.max_runtime_seconds = int(options.mapping_seconds_per_view * max(10, num_views))
+    mapping.mapper.init_min_tri_angle = options.init_min_tri_angle
     if relaxed:
         n = options.relaxed_min_inliers
         mapping.min_num_matches = n
