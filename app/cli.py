@@ -26,7 +26,7 @@ from app.cli_common import (
     friendly_errors,
 )
 from mum.errors import UserError
-from mum.files import atomic_dir, check_inputs_kept, check_output_path
+from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 # what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", choices=("auto", "on", "off"), default="auto",
                    help="treat the input as one ordered sequence: keyframes mapped by SfM, every other frame "
                         "registered to them (auto: a video or numbered frames, more than 30 views, default path)")
-    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+    p.add_argument("--max-pixels", default=None, metavar="N",
                    help="refuse images (and video frames) of more than N pixels, checked before decoding "
                         "(default: $MUM_MAX_PIXELS, else 100000000)")
     p.add_argument("--fast", action="store_true",
@@ -218,7 +218,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
     from mum.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
 
-    pixel_limit(args.max_pixels)
+    limit = pixel_limit(args.max_pixels)  # "3e8" and "300_000_000" are numbers too
+    args.max_pixels = None if args.max_pixels is None else limit
     if args.fix_poses and args.cameras is None:
         raise UserError("--fix-poses needs --cameras FILE (the poses to keep)")
     if args.cameras is not None and not os.path.exists(args.cameras):
@@ -233,6 +234,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         kind = ""
         if os.path.lexists(out) and not out.is_dir():
             raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
+        if out.is_dir():  # a user's file named "sparse" is not replaced by sparse/0/
+            check_entry_folders(out, FOLDER_ENTRIES)
     return out, kind
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mum.geometry import centred_intrinsics
+from mum.pycolmap_import import import_pycolmap
 from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTra
     prediction is too noisy there (on demo/sacre_coeur it is 0.2–1.3× the reference, median 0.65×, and
     mapping registered less accurately with it), while the median over a shared camera's views is closer to
     the reference than COLMAP's guess (demo/tum_freiburg 1.11× vs 1.45×, demo/buddha 1.41× vs 1.76×)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     with pycolmap.Database.open(str(database)) as db:
         by_camera: dict[int, list[int]] = {}
@@ -168,7 +169,7 @@ def _set_known_cameras(database: Path, names: list[str], transforms: list[ViewTr
     """Given intrinsics → PINHOLE cameras with exactly those (in the downscaled images' pixels, COLMAP's
     half-integer centres); EXIF focal lengths → initial focal lengths. Both marked as priors. Returns the
     camera ids to hold constant (given) and those whose prior stays (given or EXIF)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     constant: set[int] = set()
     kept: set[int] = set()
@@ -221,7 +222,7 @@ def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pa
 
 
 def _verification(options: SfmOptions):
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = options.random_seed  # the same photos give the same matches
@@ -368,7 +369,7 @@ def run_sfm(
     pixels; ``pairs``: the view pairs to match (``None``: all); ``known``: given/EXIF intrinsics and the poses
     to keep (see the module docstring). COLMAP's C++ log goes wherever file descriptor
     2 goes: wrap the call in :func:`mum.native_stderr.native_stderr_to` to keep it off a terminal."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     say = say or (lambda _m: None)
     pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)  # COLMAP's INFO lines: errors only

@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import load_average, start_run, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -102,13 +103,6 @@ def run_stages(argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def busy_note(load: list[float]) -> str:
     """Whether other work shared the CPU while timing (the 1-minute load average against the core count)."""
     cores = os.cpu_count() or 1
@@ -129,6 +123,7 @@ def main() -> None:
     parser.add_argument("--inputs", default=str(DEMO))
     args = parser.parse_args()
 
+    run = start_run()
     sys.path.insert(0, str(ROOT))
     model, note = pick_model(args.model)
     load_before = load_average()
@@ -162,18 +157,12 @@ def main() -> None:
     verdict = "within" if median["startup_plus_model_load"] < BUDGET_S else "OVER"
     print(f"\nstart-up + imports + model load: {median['startup_plus_model_load']:.2f} s ({verdict} the {BUDGET_S:.0f} s budget)")
 
-    import torch
-
     result = {
         "command": command,
         "model": model,
         "note": note,
         "views": args.views,
         "device": args.device,
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
-        "torch": torch.__version__,
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
         "conditions": busy,
         "median_s": {k: round(v, 4) for k, v in median.items()},
         "total_subprocess_s": {"median": round(total, 4), "runs": [round(x, 4) for x in totals]},
@@ -181,9 +170,7 @@ def main() -> None:
         "budget_s": BUDGET_S,
         "startup_plus_model_load_within_budget": median["startup_plus_model_load"] < BUDGET_S,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"cli_{args.device}.json"
-    out.write_text(json.dumps(result, indent=1))
+    out = write_results(RESULTS / f"cli_{args.device}.json", result, run)
     print(f"wrote {out}")
 
 

@@ -11,9 +11,7 @@ first batch, so process start-up and photo loading are not counted. Views are fu
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from mum.data.dataset import SyntheticMultiViewDataset, collate, single_threaded
 from mum.data.render import render_views  # noqa: E402
 from mum.data.synthetic import SyntheticConfig, build_world, plan_cameras  # noqa: E402
 from mum.data.textures import PhotoBank  # noqa: E402
+from provenance import start_run, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,6 +85,7 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=32)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = p.parse_args()
+    run = start_run()
     torch.set_num_threads(1)
     rows = []
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -101,11 +101,7 @@ def main() -> None:
             row.update(views_per_s=round(vps, 1), scenes_per_s=round(vps / args.views, 2))
             rows.append(row)
             print(f"{size}x{size}  {args.views} views/scene  workers={w}:  {vps:7.1f} views/s  ({vps / args.views:.2f} scenes/s){extra}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
-           "load_average_after": os.getloadavg()[0], "results": rows}
-    (RESULTS / "data_cpu.json").write_text(json.dumps(out, indent=1))
-    print(f"wrote {RESULTS / 'data_cpu.json'}")
+    print(f"wrote {write_results(RESULTS / 'data_cpu.json', {'results': rows}, run)}")
 
 
 if __name__ == "__main__":

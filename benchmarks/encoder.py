@@ -13,7 +13,6 @@ bf16 peak (``benchmarks/hardware.py``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -29,6 +28,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from hardware import device_name, peak_bf16_tflops  # noqa: E402
+from provenance import start_run, write_results  # noqa: E402
 from mum.encoder import build_encoder  # noqa: E402
 from mum.layers.attention import resolve_backend, xformers_available  # noqa: E402
 
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--attention", nargs="+", default=None,
                         help="attention backends (default: xformers and sdpa on CUDA, auto on CPU)")
     args = parser.parse_args()
+    run = start_run()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     backends = args.attention or (["xformers", "sdpa"] if device == "cuda" and xformers_available() else ["auto"])
     rows = [bench(p, s, args.batch, device, args.repeats, b) for b in backends for p in args.presets for s in args.sizes]
@@ -105,9 +106,7 @@ def main() -> None:
         mfu = "–" if r["mfu_percent"] is None else f"{r['mfu_percent']:.1f}"
         print(f"{r['preset']:8} {r['size']:5d} {r['attention']:>9} {r['params_m']:9.1f} {r['images_per_s']:9.2f} "
               f"{r['median_s']:10.3f} {r['peak_mem_mib']:9.0f} {r['gflops_per_image']:9.1f} {r['tflops_per_s']:8.3f} {mfu:>6}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"encoder_{device}.json"
-    out.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=1))
+    out = write_results(RESULTS / f"encoder_{device}.json", {"device": name, "batch": args.batch, "rows": rows}, run)
     print(f"wrote {out}")
 
 

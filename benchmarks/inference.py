@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 import mum  # noqa: E402,F401  (sets the CPU threading policy before torch starts)
+from hardware import device_name  # noqa: E402
+from provenance import start_run, write_results  # noqa: E402
 
 
 def _peak_rss_mib() -> float:
@@ -209,6 +210,7 @@ def main() -> None:
         row = run_one(args.presets[0], args.frames[0], args.size, device, args.repeats, args.chunk, args.compile)
         print(json.dumps(row))
         return
+    run = start_run()
     if args.presets:
         plan = {p: args.frames or (CUDA_FRAMES if device == "cuda" else CPU_PLAN.get(p, [1, 2, 10])) for p in args.presets}
     elif device == "cuda":
@@ -237,11 +239,9 @@ def main() -> None:
         for m in slopes:
             print(f"  {m['preset']:10} [{m['attention']}]  {m['mib_per_frame']:8.2f} MiB per frame, "
                   f"max residual {100 * m['max_rel_residual']:.1f} % of the largest (frames {m['frames']})")
-    name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"inference_{device}.json"
-    out.write_text(json.dumps({"device": name, "torch": torch.__version__, "chunk": args.chunk, "rows": rows,
-                               "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, indent=1))
+    name = device_name(device)
+    out = write_results(RESULTS / f"inference_{device}.json", {"device": name, "chunk": args.chunk, "rows": rows,
+                                                                "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, run)
     plot(rows, RESULTS / f"inference_{device}.png", f"predict() on {name}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import mum  # noqa: E402,F401  (CPU threading policy first)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.provenance import start_run, write_results  # noqa: E402
 from benchmarks.real_scenes import load_scene, make_synthetic, pose_aucs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -167,9 +167,9 @@ def main() -> None:
 
     import heads
 
+    run_record = start_run()
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
-    results: dict = {"host": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
-                     "model": heads.DEFAULT_MODEL, "date": time.strftime("%Y-%m-%d"), "scenes": {}}
+    results: dict = {"model": heads.DEFAULT_MODEL, "scenes": {}}
     with tempfile.TemporaryDirectory(prefix="mum-known-") as tmp:
         tmp = Path(tmp)
         paths = [(name, ROOT / name) for name in args.scenes]
@@ -184,9 +184,7 @@ def main() -> None:
                       f"{r['registered']:3d}/{len(scene.names)}  {r['seconds']:6.1f} s"
                       + (f"  AbsRel {r['abs_rel']:.3f}/{r['abs_rel_scene']:.3f}  acc {r['accuracy_median']:.3f}"
                          if "abs_rel" in r else ""), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    out = write_results(args.out, results, run_record)
     print(table(results))
     print(f"wrote {out}")
 

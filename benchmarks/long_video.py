@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from benchmarks.provenance import finish_run, row_stamp, start_run, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PLOT = ROOT / "docs" / "long_video_trajectory.png"  # the README's picture, made with the default --out
@@ -161,6 +162,7 @@ def plot(tracks: dict, path: Path) -> None:
 
 def rescore(out_json: Path, cache: Path) -> None:
     """Metrics of the runs listed in ``out_json`` from their outputs under ``cache/runs``; plot the longest."""
+    rescored_by = start_run()
     results = json.loads(out_json.read_text())
     tracks = {}
     longest = max(r["frames"] for r in results["runs"])
@@ -179,7 +181,8 @@ def rescore(out_json: Path, cache: Path) -> None:
         row.update(metrics)
         if n == longest and row["input"] == "images":
             tracks[(kind, f"{row['mode']} {row['how']}")] = (aligned, gc, metrics)
-    out_json.write_text(json.dumps(results, indent=1))
+    results["rescored_by"] = finish_run(rescored_by)  # the runs' own "run" block stays: they made the outputs
+    out_json.write_text(json.dumps(results, indent=1) + "\n")
     print(table(results["runs"]))
     if tracks:
         plot(tracks, plot_path(out_json))
@@ -194,6 +197,21 @@ def table(rows: list[dict]) -> str:
         lines.append(f"{r['sequence']:14s} {r['input']:6s} {r['mode']:8s} {r['chunks']:>6} {r['seconds']:7.1f} "
                      f"{r['peak_rss_mib']:8.0f} {r['cameras']:>4d}/{r['frames']:<4d} {r.get('auc30', float('nan')):7.1f} "
                      f"{r.get('ate_pct', float('nan')):6.1f} {r.get('scale_drift_pct', float('nan')):8.1f}")
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict) -> str:
+    """The README's table of ``results`` (a results file of this benchmark): one pass before chunked, images
+    before video, the default path before ``--fast``."""
+    order = lambda r: (r["frames"], r["sequence"], r["input"] == "video", r["mode"] != "default", r["how"] != "single")  # noqa: E731
+    lines = ["| sequence | input | mode | pass | chunks | s | peak RSS MiB | cameras | AUC@30 | ATE % | scale drift % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results["runs"], key=order):
+        drift = r.get("scale_drift_pct", float("nan"))
+        lines.append(f"| {r['sequence']} | {r['input']} | {'default' if r['mode'] == 'default' else '`--fast`'} | "
+                     f"{'one pass' if r['how'] == 'single' else 'chunked'} | {r['chunks']} | {r['seconds']:.0f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['cameras']}/{r['frames']} | {r.get('auc30', float('nan')):.1f} | "
+                     f"{r.get('ate_pct', float('nan')):.0f} | {'> 10⁴' if drift > 1e4 else f'{drift:.0f}'} |")
     return "\n".join(lines)
 
 
@@ -220,6 +238,7 @@ def main() -> None:
                         help="replace only these runs' rows in --out (same sequence, input, mode, one pass or chunked), "
                              "keep the others; no plot")
     args = parser.parse_args()
+    run = start_run()
     frames = args.frames or ([100, 300] if args.quick else [100, 300, 1000])
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -234,9 +253,7 @@ def main() -> None:
     if not args.no_video:
         longest = max(frames)
         plan += [("walk", longest, "video", mode, "chunked") for mode in args.video_modes]
-    results = {"platform": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                            "note": "2-core CPU shared with other jobs: seconds are under load"},
-               "settings": {"width": args.width, "height": args.height, "size": args.size, "window": args.window,
+    results = {"settings": {"width": args.width, "height": args.height, "size": args.size, "window": args.window,
                             "overlap": args.overlap, "model": "mum-default (bundled)"},
                "runs": []}
     tracks = {}
@@ -262,7 +279,8 @@ def main() -> None:
         summary, seconds, rss, code = run_cli(inputs, out, flags)
         row = {"sequence": f"{kind}-{n}", "frames": n, "input": source, "mode": mode, "how": how,
                "chunks": summary.get("chunks", {}).get("count", 1) if summary else 0,
-               "seconds": round(seconds, 1), "peak_rss_mib": round(rss, 1), "exit": code, "cameras": 0}
+               "seconds": round(seconds, 1), "peak_rss_mib": round(rss, 1), "exit": code, "cameras": 0,
+               **row_stamp(run)}
         if code == 0:
             cams = load_cameras(out, names)
             metrics = trajectory_metrics(cams, gt)
@@ -278,9 +296,9 @@ def main() -> None:
             done = {key(r) for r in results["runs"]}
             merged = dict(results, runs=[r for r in kept if key(r) not in done] + results["runs"])
             merged["runs"].sort(key=lambda r: (r["frames"], r["sequence"], r["input"], r["mode"], r["how"]))
-            out_json.write_text(json.dumps(merged, indent=1))
+            write_results(out_json, merged, run)  # "run" is this run's; each row's commit says which run made it
         else:
-            out_json.write_text(json.dumps(results, indent=1))
+            write_results(out_json, results, run)
     print(table(results["runs"]))
     if tracks and not args.update:
         plot(tracks, plot_path(out_json))

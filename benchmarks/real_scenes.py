@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 import mum  # noqa: E402,F401  (CPU threading policy first)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from benchmarks.provenance import row_stamp, start_run, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEMO_SCENES = ("tum_freiburg", "sacre_coeur", "buddha")
@@ -161,7 +162,8 @@ def guided_vs_exhaustive(model, path: Path) -> dict:
     return out
 
 
-def summary_table(results: dict) -> str:
+def scenes_table(results: dict) -> str:
+    """The README's table of the scenes in ``results`` (a results file of this benchmark)."""
     lines = ["| scene (views) | fast AUC@30 / @5 | default AUC@30 / @5 | plain SfM AUC@30 / @5 | registered default / plain "
              "| seconds fast / default / plain | disagreement cloud fast / default |",
              "|---|---|---|---|---|---|---|"]
@@ -172,13 +174,17 @@ def summary_table(results: dict) -> str:
             f"{p['auc30']:.1f} / {p['auc5']:.1f} | {d['registered']} / {p['registered']} | "
             f"{f['seconds']:.1f} / {d['seconds']:.1f} / {p['seconds']:.1f} | "
             f"{100 * f['disagreement_cloud']:.1f} % / {100 * d['disagreement_cloud']:.1f} % |")
-    if results.get("matching"):
-        lines += ["", "| views | pairs guided / all | matching s guided / all | speed-up | AUC@30 guided / all |",
-                  "|---|---|---|---|---|"]
-        for row in results["matching"]:
-            g, e = row["guided"], row["exhaustive"]
-            lines.append(f"| {row['views']} | {g['pairs']} / {e['pairs']} | {g['matching_seconds']:.1f} / "
-                         f"{e['matching_seconds']:.1f} | {row['matching_speedup']:.1f}× | {g['auc30']:.1f} / {e['auc30']:.1f} |")
+    return "\n".join(lines)
+
+
+def matching_table(results: dict) -> str:
+    """The README's table of the matching comparison in ``results``."""
+    lines = ["| views | pairs guided / all | matching s guided / all | speed-up | AUC@30 guided / all |",
+             "|---|---|---|---|---|"]
+    for row in results["matching"]:
+        g, e = row["guided"], row["exhaustive"]
+        lines.append(f"| {row['views']} | {g['pairs']} / {e['pairs']} | {g['matching_seconds']:.1f} / "
+                     f"{e['matching_seconds']:.1f} | {row['matching_speedup']:.1f}× | {g['auc30']:.1f} / {e['auc30']:.1f} |")
     return "\n".join(lines)
 
 
@@ -196,33 +202,35 @@ def main() -> None:
 
     import heads
 
+    run = start_run()
+    stamp = row_stamp(run)  # rows kept from an earlier results file keep theirs (--quick, --parts)
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
-    results: dict = {"host": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
-                     "model": heads.DEFAULT_MODEL, "date": time.strftime("%Y-%m-%d"), "scenes": {}, "matching": []}
+    results: dict = {"model": heads.DEFAULT_MODEL, "scenes": {}, "matching": []}
     with tempfile.TemporaryDirectory(prefix="mum-bench-") as tmp:
         tmp = Path(tmp)
         if "scenes" in args.parts:
             results["scenes"] = dict(previous.get("scenes", {}))  # --quick re-measures the demo scenes only
             print("scenes:", flush=True)
             for name in DEMO_SCENES:
-                results["scenes"][f"demo/{name}"] = compare_scene(model, ROOT / "demo" / name, f"demo/{name}")
+                results["scenes"][f"demo/{name}"] = {**compare_scene(model, ROOT / "demo" / name, f"demo/{name}"), **stamp}
             if not args.quick:
                 for path in make_synthetic(tmp / "syn10", args.synthetic, 10) if args.synthetic else []:
-                    results["scenes"][f"synthetic/{path.name}"] = compare_scene(model, path, f"synthetic/{path.name}")
+                    results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}"), **stamp}
                 for path in make_synthetic(tmp / "syn50", args.synthetic_50, 50, start=100) if args.synthetic_50 else []:
-                    results["scenes"][f"synthetic/{path.name}"] = compare_scene(model, path, f"synthetic/{path.name}")
+                    results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}"), **stamp}
         else:
             results["scenes"] = previous.get("scenes", {})
         if "matching" in args.parts and not args.quick:
             print("matching (network-guided pairs vs all pairs):", flush=True)
             for n in args.guided_views:
                 path = make_synthetic(tmp / f"scene{n}", 1, n, start=100)[0]  # the 50-view scene's world
-                results["matching"].append(guided_vs_exhaustive(model, path))
+                results["matching"].append({**guided_vs_exhaustive(model, path), **stamp})
         else:
             results["matching"] = previous.get("matching", [])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(summary_table(results))
+    write_results(out, results, run)
+    print(scenes_table(results))
+    if results["matching"]:
+        print("\n" + matching_table(results))
     print(f"wrote {out}")
 
 

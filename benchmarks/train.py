@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hardware import device_name, peak_bf16_tflops  # noqa: E402
+from provenance import start_run, write_results  # noqa: E402
 
 
 def bench(name: str, model: torch.nn.Module, step_loss, batch: dict, views: int, steps: int,
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--distill-preset", default="mum-tiny")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
+    run = start_run()
     dev = torch.device(a.device)
     torch.manual_seed(0)
     B, S, H = a.batch, a.views, a.size
@@ -96,9 +98,7 @@ def main() -> None:
     rows = [{**info, **r} for r in results]
     for r in rows:
         print(json.dumps(r))
-    out = Path(__file__).resolve().parent / "results" / f"train_{dev.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    out = write_results(Path(__file__).resolve().parent / "results" / f"train_{dev.type}.json", {"rows": rows}, run)
     print(f"wrote {out}")
 
 

@@ -205,7 +205,7 @@ def _wrap_bilinear(level: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarra
             + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy)
 
 
-def test_texture_atlas_samples_each_texture_and_mip_level_as_if_alone():
+def test_texture_atlas_looks_up_each_texture_and_mip_level_as_if_alone():
     """One remap over the packed atlas gives, for every hit, the bilinear wrapped sample of its own texture at
     the mip level its footprint selects (textures of different sizes, coordinates far outside [0, 1))."""
     from mum.data.textures import Texture, TextureAtlas
@@ -219,9 +219,64 @@ def test_texture_atlas_samples_each_texture_and_mip_level_as_if_alone():
     level = rng.integers(0, 6, n)
     sizes = np.array([t.size for t in textures])
     footprint = (2.0 ** level / sizes[tex]).astype(np.float32)  # exactly level `level` texels per pixel
-    got = atlas.sample(tex, u, v, footprint)
+    got = atlas.lookup(tex, u, v, footprint)
     for i in range(n):
         lv = textures[tex[i]].levels[min(level[i], len(textures[tex[i]].levels) - 1)]
         want = _wrap_bilinear(lv, u[i : i + 1].astype(np.float64), v[i : i + 1].astype(np.float64))[0]
         np.testing.assert_allclose(got[i], want, atol=2e-3, err_msg=f"hit {i}: texture {tex[i]}, level {level[i]}")
-    assert atlas.sample(tex[:0], u[:0], v[:0], footprint[:0]).shape == (0, 3)  # e.g. a view without sky
+    assert atlas.lookup(tex[:0], u[:0], v[:0], footprint[:0]).shape == (0, 3)  # e.g. a view without sky
+    assert atlas.sample(tex[:0], u[:0], v[:0], footprint[:0]).shape == (0, 3)
+
+
+def _sample_grid(atlas, texture: int, repetitions: int, per_repetition: int, offset: float = 0.0) -> np.ndarray:
+    """``[n, n, 3]`` samples of one texture over ``repetitions`` × ``repetitions`` texture units, at level 0."""
+    n = repetitions * per_repetition
+    u, v = np.meshgrid((np.arange(n) + 0.5) / per_repetition + offset, (np.arange(n) + 0.5) / per_repetition + offset)
+    u, v = u.ravel().astype(np.float32), v.ravel().astype(np.float32)
+    footprint = np.full(u.size, 1.0 / atlas.sizes[texture], np.float32)
+    return atlas.sample(np.full(u.size, texture), u, v, footprint).reshape(n, n, 3)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_tiling_textures_do_not_repeat_at_their_period():
+    """A large surface does not show one texture again and again: samples one repetition apart are unrelated
+    (exact tiling: correlation 1, and a feature matcher finds twins shifted by one period), while the texture
+    stays continuous (no seams: neighbouring samples differ no more than inside the texture itself)."""
+    from mum.data.textures import Texture, TextureAtlas, value_noise
+
+    rng = np.random.default_rng(5)
+    image = np.stack([value_noise(rng, 64, octaves=6, base=2) for _ in range(3)], -1)
+    atlas = TextureAtlas([Texture(image), Texture(image, tiling=False)])
+    period = 64
+    tiled = _sample_grid(atlas, 0, 4, period, offset=-1.3)
+    exact = _sample_grid(atlas, 1, 4, period, offset=-1.3)  # shown once: wraps exactly
+    for axis in (0, 1):
+        assert _correlation(exact, np.roll(exact, period, axis)) > 0.999
+        assert abs(_correlation(tiled, np.roll(tiled, period, axis))) < 0.3
+    step = lambda img: np.percentile(np.abs(np.diff(img, axis=1)), 99)  # noqa: E731
+    assert step(tiled) < 2.0 * step(exact)
+    np.testing.assert_allclose(tiled.mean((0, 1)), exact.mean((0, 1)), atol=0.05)  # same colours on the whole
+
+
+def test_structured_textures_move_by_whole_cells():
+    """Stochastic tiling moves a regular pattern only by its lattice: tiles' grout stays on the grid lines
+    everywhere, so the structure is kept while the cells' content changes."""
+    from mum.data.textures import TextureAtlas, pattern_tiles, Texture
+
+    rng = np.random.default_rng(2)
+    image, lattice = pattern_tiles(rng, 64)
+    n = round(1 / lattice[0][0])
+    atlas = TextureAtlas([Texture(image, lattice=lattice)])
+    grout = atlas.lookup(np.zeros(1, np.intp), np.array([0.5 / 64], np.float32), np.array([0.3], np.float32),
+                         np.array([1 / 64], np.float32))[0]
+    per_repetition = 64
+    samples = _sample_grid(atlas, 0, 3, per_repetition)
+    cells = per_repetition // n
+    on_grid = samples[:, ::cells]  # texel columns starting every tile: the grout
+    np.testing.assert_allclose(on_grid, np.broadcast_to(grout, on_grid.shape), atol=1e-4)
+    broken = TextureAtlas([Texture(image)])  # the same image without its lattice: grout moves off the grid
+    assert np.abs(_sample_grid(broken, 0, 3, per_repetition)[:, ::cells] - grout).max() > 0.05
