@@ -7,13 +7,13 @@ so principal points and 2D observations are shifted by +0.5 on the way out.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from app.reconstruction import PointCloud, Reconstruction
 from mum.pycolmap_import import import_pycolmap
+from mum.schema import strict_json
 
 COLMAP_MAX_POINTS = 200_000
 OPENCV_TO_OPENGL_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -86,5 +86,5 @@ def transforms_dict(recon: Reconstruction, image_dir: str = "images") -> dict:
 
 def write_transforms_json(folder: Path, recon: Reconstruction, cloud: PointCloud | None = None) -> Path:
     path = Path(folder) / "transforms.json"
-    path.write_text(json.dumps(transforms_dict(recon), indent=1))
+    path.write_text(strict_json(transforms_dict(recon)))
     return path

@@ -41,7 +41,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from mum.data.readers.schema import shown
+from mum.schema import shown
 from mum.errors import UserError
 from mum.geometry import centred_intrinsics
 from mum.io import ViewTransform
@@ -113,7 +113,7 @@ def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
     """The cameras of a ``cameras.json``, COLMAP model folder or ``transforms.json`` (see the module
     docstring). Each format's one reader checks every entry (:mod:`mum.data.readers.schema`: types, finite
     values in range, an orthonormal rotation) and names the file and entry in its one-line error."""
-    from mum.data.readers.schema import read_json
+    from mum.schema import read_json
 
     path = Path(path)
     if path.is_dir():

@@ -527,8 +527,14 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
     from app.geometric_reconstruction import _fit_dense
 
     dense_options = replace(options, dense_min_long_side=0)
-    depth_all, conf_all, valid_all, colors_all, disagreements = [], [], [], [], []
-    for w, frames in enumerate(windows):
+    S = len(sources)
+    h, w = maps.depth[0].shape
+    depth_all = np.empty((S, h, w), np.float32)  # filled window by window as the network's maps are released
+    conf_all = np.empty((S, h, w), np.float32)
+    valid_all = np.empty((S, h, w), bool)
+    colors_all = np.empty((S, h, w, 3), np.uint8)
+    disagreements = []
+    for w_index, frames in enumerate(windows):
         idx = list(frames)
         registered = np.array([sources[f] == "sfm" for f in idx])
         net = np.stack([maps.network_cams[f] for f in idx])
@@ -548,15 +554,13 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
                     for k, f in enumerate(idx)]
         window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
         _fit_dense(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options, lambda _m: None)
-        depth_all += list(recon.depth)
-        conf_all += list(recon.depth_conf)
-        valid_all += list(recon.valid)
-        colors_all += list(recon.colors)
+        depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
+                                                                          recon.colors)
         disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
         for f in idx:  # the raw maps are no longer needed
             maps.depth[f] = maps.conf[f] = maps.colors[f] = None
-        progress.update(w + 1)
-    return (np.stack(depth_all), np.stack(conf_all), np.stack(valid_all), np.stack(colors_all),
+        progress.update(w_index + 1)
+    return (depth_all, conf_all, valid_all, colors_all,
             float(np.nanmedian(disagreements)) if disagreements else float("nan"))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mum.data.readers.schema import check_camera
@@ -433,3 +433,110 @@ def test_an_image_name_without_its_nul_is_refused(tmp_path) -> None:
     (folder / "images.bin").write_bytes(data[: data.index(b"a.png") + 5] + b"x" * 200)  # no NUL up to the end
     with pytest.raises(UserError, match="lacks its terminating NUL"):
         in_child(_read_model, str(folder))
+
+
+# --------------------------------------------------------------------------------------------- model configs
+def _preset_dicts() -> dict[str, dict]:
+    from heads.registry import PRESETS
+
+    return {name: json.loads(json.dumps(config.to_dict())) for name, config in PRESETS.items()}
+
+
+NUMERIC_KEYS = ["depth", "embed_dim", "num_heads", "patch_size", "image_size", "mlp_ratio", "features",
+                "trunk_depth", "aa_block_size", "num_register_tokens", "num_iterations", "rope_freq", "norm_eps"]
+
+
+@st.composite
+def plausible_config(draw) -> dict:
+    """The tiny preset with its sizes redrawn among small values a model might have (most pass the checks, so
+    the accepted configs are built and run)."""
+    document = _preset_dicts()["mum-tiny"]
+    agg, cam, dpt, enc = document["aggregator"], document["camera_head"], document["dpt"], document["encoder"]
+    patch = draw(st.sampled_from([8, 14, 16]))
+    document["patch_size"] = enc["patch_size"] = patch
+    document["image_size"] = draw(st.integers(patch, 256))
+    for part, dims in ((agg, [16, 32, 48, 64, 96, 128]), (enc, [16, 32, 48, 64, 96, 192])):
+        part["num_heads"] = draw(st.sampled_from([1, 2, 3, 4, 6, 8]))
+        part["embed_dim"] = draw(st.sampled_from(dims))
+        part["depth"] = draw(st.integers(1, 6))
+        part["mlp_ratio"] = draw(st.sampled_from([0.5, 1.0, 2.0, 4.0]))
+    agg["aa_block_size"] = draw(st.sampled_from([1, 2, 3]))
+    agg["num_register_tokens"] = draw(st.integers(0, 6))
+    agg["init_values"] = draw(st.sampled_from([None, 0.01, 1.0]))
+    cam["trunk_depth"], cam["num_iterations"] = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    cam["num_heads"] = draw(st.sampled_from([1, 2, 4, 8, 3]))
+    dpt["features"] = draw(st.sampled_from([4, 8, 16, 32, 6]))
+    dpt["out_channels"] = [draw(st.sampled_from([4, 8, 16, 32, 64, 12])) for _ in range(4)]
+    dpt["intermediate_layer_idx"] = [draw(st.integers(-agg["depth"], agg["depth"])) for _ in range(4)]
+    return document
+
+
+@st.composite
+def model_configs(draw) -> dict:
+    """A preset's recorded config broken like the camera files, or with its numbers changed (small and huge
+    depths, widths and head counts: the shapes a hand-edited or hostile file can claim), or a plausible small
+    one (:func:`plausible_config`)."""
+    if draw(st.integers(0, 2)) == 0:
+        return draw(plausible_config())
+    document = _preset_dicts()[draw(st.sampled_from(["mum-tiny", "mum-small", "mum-vitl16", "vggt-1b"]))]
+    for _ in range(draw(st.integers(0, 3))):
+        section = draw(st.sampled_from(["aggregator", "camera_head", "dpt", "encoder", None]))
+        node = document if section is None else document.get(section)
+        if not isinstance(node, dict):
+            continue
+        key = draw(st.sampled_from(sorted(node) + NUMERIC_KEYS))
+        node[key] = draw(st.one_of(st.integers(-2, 300), st.sampled_from([100_000, 2**31, 4096, 8192, 1.5, 0]),
+                                   bad_values()))
+    if draw(st.integers(0, 3)) == 0:
+        document = draw(broken(document))
+    return document
+
+
+def check_model_config(document) -> None:
+    """A config either is refused with one line, or builds on the meta device within the parameter bound and
+    (when small) builds for real and runs a forward pass; a safetensors file recording it and holding one small
+    tensor is refused with one line naming the file, before anything is built."""
+    EXAMPLES["config"] += 1
+    import torch
+    from safetensors.torch import save_file
+
+    from heads.config import ReconstructorConfig
+    from heads.model import build_reconstructor
+    from heads.registry import load_model
+    from mum.checkpoint import MAX_PARAMETERS
+
+    with no_warnings_escape():
+        try:
+            config = ReconstructorConfig.from_dict(json.loads(serialise(document)))
+        except UserError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 600, str(exc)
+            config = None
+            event("config refused")
+        except (ValueError, RecursionError):
+            config = None  # the JSON text itself is invalid (a raw 1e400 in a dict key position ...)
+            event("not JSON")
+        if config is not None:
+            model = build_reconstructor(config, device="meta")
+            count = sum(p.numel() for p in model.parameters())
+            event("config built on meta")
+            if count <= 8_000_000:
+                event("config built and run")
+                model = build_reconstructor(config).eval()
+                side = config.patch_size * 2
+                with torch.no_grad():
+                    model(torch.rand(1, 1, 3, side, side))
+            del model
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "m.safetensors"
+            text = serialise(document).decode("utf-8", "replace")
+            save_file({"w": torch.zeros(2)}, str(path), metadata={"mum.kind": "reconstructor", "mum.config": text})
+            with pytest.raises(UserError) as info:
+                load_model(path, device="cpu")
+            assert str(info.value).startswith(str(path)) and "\n" not in str(info.value), str(info.value)
+    assert MAX_PARAMETERS >= 1.2e9
+
+
+@FUZZ
+@given(model_configs())
+def test_model_configs_build_or_give_one_line(document) -> None:
+    check_model_config(document)

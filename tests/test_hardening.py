@@ -388,3 +388,145 @@ def test_row11_bad_pixel_limits_are_one_line(tmp_path, capsys, value):
     _image(tmp_path / "in" / "a.png")
     code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "o.ply", "--max-pixels", value, *FAST)
     _one_line(code, err, "--max-pixels")
+
+
+# ------------------------------------------------------------------------------ rows 12, 13, 21: weights files
+def _model_file(path: Path, config, kind: str = "reconstructor") -> Path:
+    """A safetensors file of a few hundred bytes whose metadata records ``config`` (a dict, or raw JSON text)."""
+    import torch
+    from safetensors.torch import save_file
+
+    text = config if isinstance(config, str) else json.dumps(config)
+    save_file({"w": torch.zeros(4)}, str(path), metadata={"mum.kind": kind, "mum.config": text})
+    return path
+
+
+def _preset(name: str) -> dict:
+    from heads.registry import PRESETS
+
+    return json.loads(json.dumps(PRESETS[name].to_dict()))
+
+
+ROW13 = {
+    "nested 100,000 deep": lambda d: "[" * 100_000 + "]" * 100_000,
+    "nested inside a field": lambda d: json.dumps(d).replace('"dinov2": null', '"dinov2": ' + "[" * 50 + "]" * 50),
+    "patch_size 0": lambda d: {**d, "patch_size": 0},
+    "num_heads 0": lambda d: {**d, "aggregator": {**d["aggregator"], "num_heads": 0}},
+    "embed_dim big": lambda d: {**d, "encoder": {**d["encoder"], "embed_dim": "big"}},
+    "depth NaN": lambda d: json.dumps({**d, "aggregator": {**d["aggregator"], "depth": float("nan")}}),
+    "not an object": lambda d: "[1, 2]",
+    "unknown field": lambda d: {**d, "camera_head": {**d["camera_head"], "trunk_width": 3}},
+    "odd head size": lambda d: {**d, "aggregator": {**d["aggregator"], "num_heads": 3}},
+}
+
+
+@pytest.mark.parametrize("case", list(ROW13))
+def test_row13_malformed_model_configs_are_one_line(tmp_path, capsys, case):
+    """Row 13: a ``mum.config`` nested 100,000 deep, ``patch_size`` 0, ``num_heads`` 0 or ``embed_dim`` "big"
+    gave tracebacks."""
+    _image(tmp_path / "in" / "a.png")
+    model = _model_file(tmp_path / "m.safetensors", ROW13[case](_preset("mum-tiny")))
+    code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "o.ply", "--model", model, "--fast", "--quiet")
+    _one_line(code, err, str(model), "config")
+    assert not (tmp_path / "o.ply").exists()
+
+
+@pytest.mark.parametrize("case", ["encoder depth 100,000", "aggregator depth 100,000", "vitl16 in a tiny file"])
+def test_row12_a_claimed_model_is_refused_before_it_is_built(tmp_path, capsys, case):
+    """Row 12: a safetensors file of a few hundred bytes whose ``mum.config`` claimed encoder depth 100,000 had
+    its model built before the keys were checked (11 GB in 26 s, then "out of memory"). Its config is checked
+    and the model built on the meta device and compared with the file's header first."""
+    import time
+
+    config = _preset("mum-tiny" if "100,000" in case else "mum-vitl16")
+    if case.startswith("encoder"):
+        config["encoder"]["depth"] = 100_000
+    elif case.startswith("aggregator"):
+        config["aggregator"]["depth"] = 100_000
+    _image(tmp_path / "in" / "a.png")
+    model = _model_file(tmp_path / "m.safetensors", config)
+    start = time.perf_counter()
+    code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "o.ply", "--model", model, "--fast", "--quiet")
+    _one_line(code, err, str(model))
+    assert ("out of range" in err[0]) if "100,000" in case else ("missing keys" in err[0])
+    assert time.perf_counter() - start < 10
+
+
+_PEAK = """
+import atexit, runpy, sys
+out = sys.argv[1]
+def record():
+    open(out, "w").write([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")][0])
+atexit.register(record)
+sys.argv = ["mum-reconstruct"] + sys.argv[2:]
+runpy.run_module("app.cli", run_name="__main__")
+"""
+
+
+def _peak_rss_kib(tmp_path: Path, *argv) -> tuple[int, str]:
+    """The command's own peak RSS (VmHWM, KiB) and its stderr, in a fresh process."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    record = tmp_path / f"peak_{len(list(tmp_path.glob('peak_*')))}"
+    proc = subprocess.run([sys.executable, "-c", _PEAK, str(record), *map(str, argv)], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+    return int(record.read_text()), proc.stderr
+
+
+def test_row12_memory_of_a_refused_model_is_that_of_any_error(tmp_path):
+    """Peak RSS of refusing a 300M-parameter config in a tiny file (it used to build the model first: 1.3 GB)
+    is within 1.5x that of refusing a missing weights file."""
+    _image(tmp_path / "in" / "a.png")
+    model = _model_file(tmp_path / "m.safetensors", _preset("mum-vitl16"))
+    common = [tmp_path / "in", "-o", tmp_path / "o.ply", "--fast", "--quiet"]
+    baseline, err0 = _peak_rss_kib(tmp_path, *common, "--model", tmp_path / "missing.safetensors")
+    refused, err1 = _peak_rss_kib(tmp_path, *common, "--model", model)
+    assert err0.startswith("error: ") and err1.startswith("error: ") and "missing keys" in err1, (err0, err1)
+    assert refused < 1.5 * baseline, (refused, baseline)
+
+
+def test_row21_a_raw_pickle_is_refused_without_torchs_warning(tmp_path, capsys):
+    """Row 21: a raw pickle ``.pt`` as ``--weights`` was refused, but torch's two-line pickle warning came
+    first. It is refused from its first bytes, before torch unpickles anything."""
+    import pickle
+
+    _image(tmp_path / "in" / "a.png")
+    raw = tmp_path / "w.pt"
+    raw.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "o.ply", "--model", "mum-tiny", "--weights", raw,
+                     "--fast", "--quiet")
+    _one_line(code, err, str(raw), "raw Python pickle")
+
+
+# -------------------------------------------------------------------------------------- row 19: strict JSON
+def _strict_loads(text: str):
+    def refuse(token: str):
+        raise AssertionError(f"not strict JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("mode", ["--fast", "default"])
+def test_row19_json_summary_of_one_view_is_strict_json(tmp_path, capsys, mode):
+    """Row 19: the ``--json`` summary of a 1-view run held a bare ``NaN`` (median_depth_disagreement), which
+    strict parsers reject. What is unknown is ``null``; every export is strict JSON too."""
+    _image(tmp_path / "in" / "a.png", size=(96, 64))
+    extra = ["--fast"] if mode == "--fast" else []
+    code = main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--json", "--model", "mum-tiny", "--size", "64",
+                 *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = _strict_loads(captured.out)
+    assert summary["views"] == 1 and summary["consistency"]["median_depth_disagreement"] is None
+    for name in ("cameras.json", "transforms.json", "depth/depth_scale.json"):
+        _strict_loads((tmp_path / "out" / name).read_text())
+
+
+def test_strict_json_turns_what_is_unknown_into_null():
+    from mum.schema import strict_json
+
+    text = strict_json({"a": float("nan"), "b": [np.float32(np.inf), np.float64(1.5), (1, -np.inf)],
+                        "c": np.arange(2), "d": np.int64(3)})
+    assert _strict_loads(text) == {"a": None, "b": [None, 1.5, [1, None]], "c": [0, 1], "d": 3}

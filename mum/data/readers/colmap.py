@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mum.data.readers.common import attach_depth_masks, png_names, prepare_dir, warn_skip, write_views
-from mum.data.readers.schema import check_camera, shown
+from mum.data.readers.schema import check_camera
+from mum.schema import shown
 from mum.data.scene import Scene
 from mum.errors import UserError
 from mum.pycolmap_import import import_pycolmap

@@ -10,9 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mum.data.readers.schema import as_list, as_matrix, as_object, as_text, as_whole, check_camera, get, read_json, shown
+from mum.data.readers.schema import check_camera
 from mum.data.scene import Scene
 from mum.errors import UserError
+from mum.schema import as_list, as_matrix, as_object, as_text, as_whole, get, read_json, shown
 
 CAMERAS_JSON = "cameras.json"
 REFERENCE_JSON = "cameras_reference.json"

@@ -8,7 +8,6 @@ Principal points use the half-integer pixel-centre convention there (shifted by 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -25,9 +24,10 @@ from mum.data.readers.common import (
     write_mask_png,
     write_views,
 )
-from mum.data.readers.schema import as_list, as_matrix, as_number, as_object, as_text, as_whole, check_camera, get, read_json, shown
+from mum.data.readers.schema import check_camera
 from mum.data.scene import Scene
 from mum.errors import UserError
+from mum.schema import as_list, as_matrix, as_number, as_object, as_text, as_whole, get, read_json, shown, strict_json
 
 OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 IMAGE_GUESS_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -189,5 +189,5 @@ def write_transforms_json(scene: Scene, folder: str | os.PathLike, overwrite: bo
             fr["mask_path"] = f"masks/{stem}.png"
         frames.append(fr)
     data = {"camera_model": "OPENCV", "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "depth_unit_scale_factor": unit, "frames": frames}
-    (folder / "transforms.json").write_text(json.dumps(data, indent=1))
+    (folder / "transforms.json").write_text(strict_json(data))
     return folder
