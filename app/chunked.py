@@ -437,10 +437,12 @@ def reconstruct_views(
     EXIF intrinsics (used in every chunk) and poses to keep (one pass only: chunks are joined by similarities,
     which would move them). ``sequence``: an ordered input (a video, numbered frames) goes the sequence path
     (:mod:`app.sequence`: keyframes mapped, the other frames registered to them); ``None``: when the input is
-    one (:func:`app.sequence.use_sequence_path`)."""
+    one (:func:`app.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
+    (:func:`app.sequence.is_continuous`)."""
     from mum.io import network_size
     from app.pipeline import PipelineOptions, reconstruct_arrays
-    from app.sequence import SequenceOptions, reconstruct_sequence, use_sequence_path
+    from app.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
+                              use_sequence_path)
 
     options = options or PipelineOptions()
     say = on_stage or (lambda _msg: None)
@@ -448,7 +450,12 @@ def reconstruct_views(
     S = len(source)
     if use_sequence_path(source, options, known, sequence):
         seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
-        return reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known)
+        selection = choose_keyframes(source, seq, say)
+        if sequence or is_continuous(selection):
+            return reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
+                                        selection)
+        say(f"{len(selection.keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
+            "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
     size = long_side or model.cfg.image_size
     aspect = source.aspect()
     W, H = network_size(round(1_000_000 * aspect), 1_000_000, size, model.patch_size)

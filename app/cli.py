@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - t0, 3),
         "outputs": [str(p) for p in written],
     }
-    for key in ("sfm", "consistency", "chunks", "dropped"):
+    for key in ("sfm", "consistency", "chunks", "sequence", "dropped"):
         if key in recon.meta:
             summary[key] = recon.meta[key]
     if args.json:

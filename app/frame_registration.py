@@ -68,7 +68,8 @@ def estimate_pose(pixels: np.ndarray, ids: np.ndarray, points: np.ndarray, K: np
                   options: RegistrationOptions = RegistrationOptions()) -> Registered | None:
     """The camera-from-world pose from 2D–3D correspondences (``[n, 2]`` original pixels, the ids ``[n]`` of
     their ``points``), or ``None`` with too few inliers."""
-    import pycolmap
+    from mum.pycolmap_import import import_pycolmap
+    pycolmap = import_pycolmap()
 
     from app.keyframe_map import pinhole_camera
 

@@ -125,7 +125,8 @@ class KeyframeMap:
 def pinhole_camera(K: np.ndarray, width: int, height: int, camera_id: int = 1):
     """A pycolmap camera for ``K`` (COLMAP's half-integer pixel centres): SIMPLE_PINHOLE (one focal length)
     when ``fx = fy``, else PINHOLE."""
-    import pycolmap
+    from mum.pycolmap_import import import_pycolmap
+    pycolmap = import_pycolmap()
 
     if K[0, 0] == K[1, 1]:
         return pycolmap.Camera(model="SIMPLE_PINHOLE", width=width, height=height, camera_id=camera_id,
@@ -134,12 +135,32 @@ def pinhole_camera(K: np.ndarray, width: int, height: int, camera_id: int = 1):
                            params=[K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5])
 
 
+PRINCIPAL_POINT_MIN_FRAMES = 50  # frames of one camera that make its principal point worth refining
+PRINCIPAL_POINT_MAX_SHIFT = 0.1  # a principal point farther than this (fraction of the size) from the centre: kept
+
+
 def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, refine_focal: bool = True,
-           iterations: int = 2) -> dict:
-    """Bundle adjustment over every keyframe, point and (``refine_focal``) the shared focal length, in place:
-    a Cauchy loss of 1 px, then the observations reprojecting more than ``max_error`` px away are dropped and
-    it runs again (``iterations`` rounds). The gauge: the first two keyframes' poses. Returns a summary."""
-    import pycolmap
+           refine_principal_point: bool = False, iterations: int = 1) -> dict:
+    """Bundle adjustment over every registered frame of the map (keyframes and the frames registered to them),
+    every point and (``refine_focal``, ``refine_principal_point``) the shared intrinsics, in place: a Cauchy
+    loss of 1 px, then the observations reprojecting more than ``max_error`` px away are dropped (``iterations``
+    rounds). The gauge: the first two frames' poses. A principal point that moves more than
+    :data:`PRINCIPAL_POINT_MAX_SHIFT` of the image size from the centre is not trusted: the adjustment runs
+    again from the start with it held. Returns a summary."""
+    if refine_principal_point:
+        before = (dict(kmap.poses), kmap.points.copy(), dict(kmap.observations), kmap.K.copy(), kmap.colors)
+        summary = _adjust(kmap, size, max_error, refine_focal, True, iterations)
+        centre = np.array([(size[0] - 1) / 2, (size[1] - 1) / 2])
+        if np.all(np.abs(kmap.K[:2, 2] - centre) <= PRINCIPAL_POINT_MAX_SHIFT * np.asarray(size)):
+            return {**summary, "principal_point": [round(float(c), 2) for c in kmap.K[:2, 2]]}
+        kmap.poses, kmap.points, kmap.observations, kmap.K, kmap.colors = before
+    return _adjust(kmap, size, max_error, refine_focal, False, iterations)
+
+
+def _adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float, refine_focal: bool,
+            refine_principal_point: bool, iterations: int) -> dict:
+    from mum.pycolmap_import import import_pycolmap
+    pycolmap = import_pycolmap()
 
     frames = kmap.frames
     lengths = kmap.track_lengths()
@@ -171,7 +192,7 @@ def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, ref
     before = rec.compute_mean_reprojection_error()
     options = pycolmap.BundleAdjustmentOptions()
     options.refine_focal_length = refine_focal
-    options.refine_principal_point = False
+    options.refine_principal_point = refine_principal_point
     options.refine_extra_params = False
     options.print_summary = False
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
@@ -190,6 +211,7 @@ def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, ref
     fx, fy = (camera.params[0], camera.params[1]) if camera.model.name == "PINHOLE" else (camera.params[0],) * 2
     kmap.K = kmap.K.copy()
     kmap.K[0, 0], kmap.K[1, 1] = fx, fy
+    kmap.K[:2, 2] = np.asarray(camera.params[-2:]) - 0.5
     for f in frames:
         kmap.poses[f] = np.vstack([rec.images[ids[f]].cam_from_world().matrix(), [0, 0, 0, 1]])
     alive = {p: q for p, q in point_id.items() if rec.exists_point3D(q)}

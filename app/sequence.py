@@ -37,8 +37,8 @@ import numpy as np
 
 from app.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
 from app.frame_registration import RegistrationOptions, register_between
-from app.keyframe_map import KeyframeMap, adjust
-from app.keyframes import KeyframeOptions, select_keyframes
+from app.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
+from app.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.known_cameras import KnownCameras
 from app.reconstruction import PointCloud, Reconstruction
 from app.sfm import SfmResult
@@ -67,6 +67,7 @@ class SequenceOptions:
     chunk_keyframes: int = 48
     shared_keyframes: int = 8
     sequential_pairs: int = 5
+    quadratic_pairs: bool = False
     loop_closure: bool = True
     loop_similarity: float = 0.95
     loop_min_gap: int = 30
@@ -193,8 +194,16 @@ def _network(model, source: ViewSource, windows: Sequence[range], long_side, dev
 
 
 # ------------------------------------------------------------------------------------------------- keyframe SfM
-def _sequential_pairs(count: int, neighbours: int) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(count) for j in range(i + 1, min(count, i + neighbours + 1))]
+def _sequential_pairs(count: int, neighbours: int, quadratic: bool = False) -> list[tuple[int, int]]:
+    """Each keyframe with its next ``neighbours``; with ``quadratic`` also with the ones ``2^k`` further on
+    (COLMAP's quadratic overlap: longer tracks, less drift)."""
+    pairs = {(i, j) for i in range(count) for j in range(i + 1, min(count, i + neighbours + 1))}
+    if quadratic:
+        k = 1
+        while (step := neighbours * 2 ** k) < count:
+            pairs |= {(i, i + step) for i in range(count - step)}
+            k += 1
+    return sorted(pairs)
 
 
 def _moved(sfm: SfmResult, sim: Similarity) -> SfmResult:
@@ -213,7 +222,7 @@ def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, 
     from app.sfm import run_sfm
 
     arrays = source.load(frames)
-    pairs = _sequential_pairs(len(frames), seq.sequential_pairs)
+    pairs = _sequential_pairs(len(frames), seq.sequential_pairs, seq.quadratic_pairs)
     base = KnownCameras.empty(len(frames)) if known is None else known.subset(frames)
     with native_stderr_to(options.native_log):
         if kmap is None:
@@ -334,6 +343,26 @@ class _Clock:
         self._t = now
 
 
+MAX_KEYFRAME_FRACTION = 0.5  # more keyframes than this share of the frames: photos far apart, not a video
+
+
+def choose_keyframes(source: ViewSource, seq: SequenceOptions, say: Callable[[str], None]) -> KeyframeSelection:
+    """Stage 1: the keyframes of ``source`` (every frame decoded once, in order)."""
+    S = len(source)
+    progress = StageProgress(say, 1, STAGES, "keyframes", S, "frame")
+    selection = select_keyframes((source.load([f])[0] for f in range(S)), seq.keyframes,
+                                 lambda i: progress.update(i + 1))
+    say(f"stage 1/{STAGES} keyframes: {len(selection.keyframes)} of {S} frames "
+        f"({selection.reasons.count('parallax')} for parallax, {selection.reasons.count('overlap')} for overlap)")
+    return selection
+
+
+def is_continuous(selection: KeyframeSelection) -> bool:
+    """Whether the frames move little from one to the next, as a video's do: at most
+    :data:`MAX_KEYFRAME_FRACTION` of them are keyframes."""
+    return len(selection.keyframes) <= MAX_KEYFRAME_FRACTION * len(selection.parallax)
+
+
 def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
     """Consecutive chunks of keyframe positions, as even as possible, of at most ``size`` (one chunk up to
     1.25 × ``size``), consecutive chunks sharing ``shared``."""
@@ -355,9 +384,11 @@ def reconstruct_sequence(
     warn: Optional[Callable[[str], None]] = None,
     seq: SequenceOptions = SequenceOptions(),
     known: Optional[KnownCameras] = None,
+    selection: Optional[KeyframeSelection] = None,
 ) -> Reconstruction:
     """Every frame of ``source`` (in order) reconstructed as a sequence; see the module docstring. ``known``:
-    given or EXIF intrinsics (poses are not kept on this path)."""
+    given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
+    chosen (:func:`choose_keyframes`)."""
     from app.pipeline import PipelineOptions
 
     options = options or PipelineOptions()
@@ -373,13 +404,10 @@ def reconstruct_sequence(
     clock = _Clock()
 
     # 1. keyframes
-    progress = StageProgress(say, 1, STAGES, "keyframes", S, "frame")
-    selection = select_keyframes((source.load([f])[0] for f in range(S)), seq.keyframes,
-                                 lambda i: progress.update(i + 1))
+    if selection is None:
+        selection = choose_keyframes(source, seq, say)
     keyframes = selection.keyframes
     clock.lap("keyframes")
-    say(f"stage 1/{STAGES} keyframes: {len(keyframes)} of {S} frames ({selection.reasons.count('parallax')} for "
-        f"parallax, {selection.reasons.count('overlap')} for overlap)")
 
     # 2. network
     windows = [range(s, min(S, s + seq.window)) for s in range(0, S, seq.window)]
@@ -463,7 +491,10 @@ def reconstruct_sequence(
 
     # 6. bundle adjustment of every registered frame
     say(f"stage 6/{STAGES} bundle adjustment of {len(kmap.poses)} frames, {len(kmap.points):,} points")
-    ba = adjust(kmap, size) if len(kmap.poses) >= 2 else {}
+    given = known is not None and "given" in known.intrinsics_source
+    ba = adjust(kmap, size, refine_focal=not given,
+                refine_principal_point=not given and len(kmap.poses) >= PRINCIPAL_POINT_MIN_FRAMES) \
+        if len(kmap.poses) >= 2 else {}
     clock.lap("bundle_adjustment")
     if ba:
         say(f"stage 6/{STAGES} bundle adjustment: reprojection error {ba['reprojection_px_before']:.2f} → "

@@ -251,3 +251,32 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys):
     ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
     extent = max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
     assert ate < 0.05 * extent
+
+
+def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(walk, monkeypatch):
+    """A video's frames (or numbered files) go the sequence path when they move little from one to the next;
+    numbered photos far apart (most frames would be keyframes) go the unordered path; --sequence on insists."""
+    import app.pipeline
+    import app.sequence
+    from app.chunked import reconstruct_views
+    from app.sequence import choose_keyframes, is_continuous, SequenceOptions
+
+    monkeypatch.setattr(app.sequence, "reconstruct_sequence", lambda *a, **k: "sequence path")
+    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
+    frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
+    frames.photos = list(frames.names)
+    rng = np.random.default_rng(3)
+    photos = ArrayViews(frames.names, [np.repeat(_texture(144, 192, seed=int(s))[..., None], 3, -1)
+                                       for s in rng.integers(0, 10**6, len(walk.images))])
+    photos.photos = list(photos.names)
+    assert is_continuous(choose_keyframes(frames, SequenceOptions(), print))
+    assert not is_continuous(choose_keyframes(photos, SequenceOptions(), print))
+
+    class Model:  # only its input size is read before the routing
+        cfg = type("cfg", (), {"image_size": 64})
+        patch_size = 16
+
+    assert reconstruct_views(Model(), frames, window=100) == "sequence path"
+    assert reconstruct_views(Model(), photos, window=100) == "unordered path"
+    assert reconstruct_views(Model(), photos, window=100, sequence=True) == "sequence path"
+    assert reconstruct_views(Model(), frames, window=100, sequence=False) == "unordered path"
