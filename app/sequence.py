@@ -9,20 +9,21 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
    and the retrieval descriptors (one pass per window; only that window's images are decoded);
 3. **keyframe SfM** (:mod:`app.keyframe_map`): the keyframes in chunks, each keyframe matched with its next
    ``sequential_pairs`` keyframes; chunks share keyframes whose poses are held, which carries the frame and scale
-   from chunk to chunk;
+   from chunk to chunk; all chunks' points make one set of tracks;
 4. **loop closures**: keyframes far apart in time whose retrieval descriptors are alike are matched and mapped
    together (SIFT, geometric verification, SfM of both neighbourhoods); a loop whose model registers both sides
-   joins their tracks;
-5. **bundle adjustment** of all keyframes, their points and the focal length at once (no seams between chunks);
-6. **frames between keyframes** (:mod:`app.frame_registration`): the keyframes' observations followed by optical
-   flow into them, PnP against the map;
+   with little drift joins their tracks;
+5. **the other frames** (:mod:`app.frame_registration`): the keyframes' observations followed by optical flow
+   into them, PnP against the map;
+6. **bundle adjustment** of every registered frame, every point and the intrinsics at once (the principal point
+   too with 50 frames or more): no seams between chunks;
 7. **dense**: each window's depth fitted to the observations of its frames (keyframes: SfM's; the others: their
    PnP inliers) and cross-checked between the window's frames, as on the default path.
 
 Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sfm"``), else the network's
 camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
 one window's network pass, one chunk's SfM and the dense maps of every frame at the network's grid (as on the
-chunked path); work grows linearly with the frames, except the final bundle adjustment (with the keyframes).
+chunked path); work grows linearly with the frames, except the final bundle adjustment.
 """
 
 from __future__ import annotations

@@ -280,3 +280,17 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
     assert reconstruct_views(Model(), photos, window=100) == "unordered path"
     assert reconstruct_views(Model(), photos, window=100, sequence=True) == "sequence path"
     assert reconstruct_views(Model(), frames, window=100, sequence=False) == "unordered path"
+
+
+def test_sequence_on_where_it_cannot_run_is_one_error_line(walk, tmp_path, capsys):
+    import cv2
+
+    from app.cli import main
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(walk.images[:5]):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert main([str(folder), "-o", str(tmp_path / "a.ply"), "--sequence", "on", "--fast"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --sequence on: --fast")
