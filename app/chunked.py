@@ -452,10 +452,13 @@ def reconstruct_views(
         seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
         selection = choose_keyframes(source, seq, say)
         if sequence or is_continuous(selection):
-            return reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
-                                        selection)
-        say(f"{len(selection.keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
-            "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
+            recon = reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
+                                         selection)
+            if recon is not None:
+                return recon
+        else:
+            say(f"{len(selection.keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
+                "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
     size = long_side or model.cfg.image_size
     aspect = source.aspect()
     W, H = network_size(round(1_000_000 * aspect), 1_000_000, size, model.patch_size)

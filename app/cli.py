@@ -228,6 +228,9 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     requested_backend()
     if args.fix_poses and args.cameras is None:
         raise UserError("--fix-poses needs --cameras FILE (the poses to keep)")
+    if args.sequence == "on" and (args.fast or args.fix_poses):
+        raise UserError("--sequence on: " + ("--fast has no SfM" if args.fast else
+                                             "--fix-poses keeps given poses in one pass"))
     if args.cameras is not None and not os.path.exists(args.cameras):
         raise UserError(f"{args.cameras}: no such cameras file or folder (--cameras)")
     out = check_output_path(args.output, args.overwrite, inputs=args.inputs)

@@ -73,7 +73,7 @@ class KeyframeMap:
                 if a != b:
                     parent[max(a, b)] = min(a, b)  # the map's (older) point is the root
                     merged += 1
-        roots = np.array([root(x) for x in range(len(parent))])
+        roots = np.array([root(x) for x in range(len(parent))], dtype=np.int64)
         keep = roots == np.arange(len(parent))  # points that stay: every root
         new_id = np.cumsum(keep) - 1
         remap = new_id[roots]

@@ -386,10 +386,11 @@ def reconstruct_sequence(
     seq: SequenceOptions = SequenceOptions(),
     known: Optional[KnownCameras] = None,
     selection: Optional[KeyframeSelection] = None,
-) -> Reconstruction:
+) -> Optional[Reconstruction]:
     """Every frame of ``source`` (in order) reconstructed as a sequence; see the module docstring. ``known``:
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
-    chosen (:func:`choose_keyframes`)."""
+    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
+    the caller reconstructs the frames as unordered views."""
     from app.pipeline import PipelineOptions
 
     options = options or PipelineOptions()
@@ -489,6 +490,10 @@ def reconstruct_sequence(
     clock.lap("registration")
     say(f"stage 5/{STAGES} registering frames: {keyframes_registered} keyframes by SfM, {pnp} other frames by PnP, "
         f"{S - pnp - keyframes_registered} left to the network")
+    if len(kmap.poses) < 2:
+        warn(f"warning: SfM registered {len(kmap.poses)} of the {len(keyframes)} keyframes: the frames are "
+             "reconstructed as unordered views instead")
+        return None
 
     # 6. bundle adjustment of every registered frame
     say(f"stage 6/{STAGES} bundle adjustment of {len(kmap.poses)} frames, {len(kmap.points):,} points")

@@ -74,17 +74,23 @@ def render(kind: str, frames: int, width: int, height: int, cache: Path) -> Path
     """The sequence's frames as PNG files plus ``cameras.npz`` (ground truth), rendered once."""
     import cv2
 
-    from mum.data.synthetic import SyntheticConfig, generate_scene
+    from mum.data.render import render_views
+    from mum.data.synthetic import SyntheticConfig, build_world, plan_cameras
 
     folder = cache / f"{kind}_{frames}_{width}x{height}"
     if (folder / "cameras.npz").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     cfg = SyntheticConfig(kinds=("room",), camera_paths=(kind,), overlap=(0.9, 0.95), fov_deg=(60.0, 70.0))
-    scene = generate_scene(SEEDS[kind], num_views=frames, width=width, height=height, config=cfg)
-    for i, image in enumerate(scene.images):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    np.savez(folder / "cameras.npz", extrinsics=scene.extrinsics, intrinsics=scene.intrinsics)
+    # generate_scene's steps, the views rendered 50 at a time (1000 views at once need tens of GB)
+    world = build_world(SEEDS[kind], cfg)
+    plan = plan_cameras(world, SEEDS[kind], frames, width, height, cfg)
+    for start in range(0, frames, 50):
+        block = slice(start, min(frames, start + 50))
+        out = render_views(world, plan.extrinsics[block], plan.intrinsics[block], width, height, nthreads=cfg.nthreads)
+        for i, image in enumerate(out["images"], start):
+            cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    np.savez(folder / "cameras.npz", extrinsics=plan.extrinsics, intrinsics=plan.intrinsics)
     return folder
 
 

@@ -294,3 +294,26 @@ def test_sequence_on_where_it_cannot_run_is_one_error_line(walk, tmp_path, capsy
     assert main([str(folder), "-o", str(tmp_path / "a.ply"), "--sequence", "on", "--fast"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --sequence on: --fast")
+
+
+def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
+    """SfM registering fewer than two keyframes: one warning line, and the frames are reconstructed as unordered
+    views (the chunked path's fall-backs), not left at one pose."""
+    import heads
+    import app.pipeline
+    import app.sequence
+    from app.chunked import reconstruct_views
+
+    def nothing(kmap, frames, *args, **kwargs):
+        n = len(frames)
+        return SfmResult(np.zeros(n, bool), np.full((n, 4, 4), np.nan), np.repeat(np.eye(3)[None], n, 0),
+                         np.zeros((0, 3)), np.zeros((0, 3), np.uint8), [(np.zeros(0, int), np.zeros((0, 2)))] * n, 0, 0)
+
+    monkeypatch.setattr(app.sequence, "_map_chunk", nothing)
+    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
+    frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
+    frames.photos = None
+    warnings = []
+    tiny = heads.load_model("mum-tiny", device="cpu")
+    assert reconstruct_views(tiny, frames, long_side=64, window=100, warn=warnings.append) == "unordered path"
+    assert len(warnings) == 1 and "registered 0 of the" in warnings[0]
