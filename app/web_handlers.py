@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,7 @@ from mum.errors import UserError
 log = logging.getLogger("mum.web")
 
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
+INTERNAL_MESSAGE = "the server failed on this request (an internal error, recorded in its log)"
 
 # Progress fraction at which each pipeline stage starts, by the start of its progress line (app.pipeline,
 # app.sfm, app.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
@@ -53,6 +55,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: SIFT features", 0.3),
     (r"sfm: matching", 0.4),
     (r"sfm: incremental mapping", 0.48),
+    (r"sfm: views missing; mapping again from COLMAP", 0.51),
     (r"sfm: \d+ view\(s\) not registered: guided", 0.54),
     (r"sfm: views still missing", 0.6),
     (r"sfm: mapping refused", 0.6),
@@ -77,16 +80,27 @@ def stage_fraction(message: str) -> float | None:
     return None
 
 
+class ServerStopping(UserError):
+    """The server is stopping (SIGTERM, Ctrl-C): a running request ends at its next progress line."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is stopping: try again in a minute")
+
+
 class StageProgress:
     """Turns progress lines into ``sink(fraction, line)`` calls with fractions that always increase: a stage
     line jumps to its stage's fraction, any other line (an out-of-memory retry, a stage met again) creeps
-    forward a little."""
+    forward a little. Once ``stop`` is set (the server stops), the next line raises :class:`ServerStopping`:
+    the run unwinds there and its temporary folders go with it."""
 
-    def __init__(self, sink: Callable[[float, str], None]) -> None:
+    def __init__(self, sink: Callable[[float, str], None], stop: threading.Event | None = None) -> None:
         self.sink = sink
+        self.stop = stop
         self.fraction = 0.0
 
     def __call__(self, message: str) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ServerStopping()
         stage = stage_fraction(message)
         creep = self.fraction + 0.1 * (max(PIPELINE_DONE, self.fraction + 0.01) - self.fraction)
         self.fraction = stage if stage is not None and stage > self.fraction else min(creep, 0.99)
@@ -147,11 +161,19 @@ class WebConfig:
 
 
 def tidy_message(message: str) -> str:
-    """Drop the server's upload folders from a message: users know their files by name."""
+    """A message as a visitor sees it: no server paths. A path in Gradio's upload folder or in the temporary
+    folder is cut to the file's own name (visitors know their files by name); the cameras upload's staging
+    folder is named as such (:func:`cameras_upload` says which file). One line, at most 500 characters."""
     from gradio.utils import get_upload_folder
 
-    folder = re.escape(str(Path(get_upload_folder()).resolve()))
-    return re.sub(rf"(?:{folder}|{re.escape(get_upload_folder())})/[0-9a-f]+/", "", message)
+    from mum.errors import one_line
+
+    roots = {get_upload_folder(), str(Path(get_upload_folder()).resolve()), tempfile.gettempdir(),
+             str(Path(tempfile.gettempdir()).resolve())}
+    pattern = "|".join(re.escape(r.rstrip("/")) for r in sorted(roots, key=len, reverse=True) if r.strip("/"))
+    message = re.sub(rf"(?:{pattern})/(?:[^/\s:'\"]+/)*", "", message)  # the folders before a file's name
+    message = re.sub(rf"(?:{pattern})(?:/[^/\s:'\"]+)*", "(a server folder)", message)  # a folder itself
+    return one_line(message)[:500]
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -166,9 +188,15 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(tidy_message(str(exc)), print_exception=False) from None
         except (MemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
-                raise
+                log.exception("request failed")
+                raise gr.Error(INTERNAL_MESSAGE, print_exception=False) from None
             _free_cuda()
             raise gr.Error(OOM_MESSAGE, print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception:  # a bug, not the visitor's doing: the traceback goes to the server log only
+            log.exception("request failed")
+            raise gr.Error(INTERNAL_MESSAGE, print_exception=False) from None
 
     return wrapper
 
@@ -241,7 +269,11 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
     with tempfile.TemporaryDirectory(prefix="mum-cameras-") as folder:
         for p in paths:
             shutil.copyfile(p, Path(folder) / p.name)
-        yield Path(folder)
+        try:
+            yield Path(folder)
+        except UserError as exc:  # "<folder>/images.bin: ..." -> "images.bin: ...", "<folder>: ..." -> named
+            text = str(exc).replace(folder + "/", "").replace(folder, "the COLMAP model upload")
+            raise UserError(text) from None
 
 
 def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
@@ -311,6 +343,7 @@ class Handlers:
         ``--cameras`` and ``--fix-poses``)."""
         t0 = time.perf_counter()
         progress = progress_sink if isinstance(progress_sink, StageProgress) else StageProgress(progress_sink)
+        progress.stop = self.store.stopping
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
         scratch = tempfile.TemporaryDirectory(prefix="mum-web-frames-")  # a video's decoded frames
@@ -348,6 +381,7 @@ class Handlers:
         recon.meta["total_s"] = time.perf_counter() - t0
         scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))
         scene.fast, scene.warnings = bool(fast), warnings
+        scene.random_weights = self.models.random_weights(model_label)
         return scene
 
     @user_errors
@@ -494,12 +528,13 @@ def summary(scene: WebScene, points: int) -> str:
     consistency = r.meta.get("consistency") or {}
     disagreement = consistency.get("median_depth_disagreement")
     if disagreement is not None and np.isfinite(disagreement):
-        pct = 100 * disagreement
-        agree = f"views disagree by {pct:.1f} %" if pct >= 0.1 or pct == 0 else f"views disagree by {pct:.2g} %"
-        agree += " (median relative depth difference)"
-        if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
-            agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
-        parts.append(agree)
+        percent = lambda x: f"{100 * x:.1f}" if 100 * x >= 0.1 or x == 0 else f"{100 * x:.2g}"  # noqa: E731
+        agree = f"views disagree by {percent(disagreement)} % over all pixels"
+        cloud = consistency.get("cloud_median_depth_disagreement")
+        if "pixels_kept" in consistency and not scene.fast and cloud is not None and np.isfinite(cloud):
+            # the fast preview keeps pixels by confidence only; here: those another view confirms
+            agree += f", {percent(cloud)} % over the {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
+        parts.append(agree + " (median relative depth difference between views: self-consistency, not accuracy)")
     chunks = r.meta.get("chunks")
     if chunks:  # a long input: joined chunks (app.chunked)
         loops = sum(1 for lp in chunks.get("loops", []) if lp.get("accepted"))
@@ -512,6 +547,9 @@ def summary(scene: WebScene, points: int) -> str:
     if "inference_s" in r.meta:
         parts.append(f"inference {r.meta['inference_s']:.2f} s, total {r.meta.get('total_s', 0):.1f} s")
     line = " · ".join(parts)
+    if scene.random_weights:
+        line += (f"\n\n⚠ `{scene.model}` has random weights (a preset without trained weights): for testing only, "
+                 f"the result means nothing")
     for warning in scene.warnings:
         line += f"\n\n⚠ {warning}"
     return line
