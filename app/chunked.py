@@ -470,7 +470,7 @@ def reconstruct_views(
     say(f"{S} views in {n} chunks of {window} views, {overlap}+ shared between neighbours"
         + ("" if options.fast else " (each: network, SfM, dense fit)"))
     if not options.fast and options.dense.mode != "fitted":
-        say(f"dense: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
+        say(f"chunks: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
             "fitted to its SfM points, on the network's grid (memory stays bounded by one chunk)")
     t0 = time.perf_counter()
     warnings: list[str] = []

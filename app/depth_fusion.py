@@ -46,6 +46,18 @@ class Consistency:
         return float(np.median(values)) if len(values) else float("nan")
 
 
+def sample(image: np.ndarray, u: np.ndarray, v: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``image`` ``[H, W]`` float32 at pixel coordinates ``u, v`` ``[n]`` (bilinear by default; NaN outside).
+    ``cv2.remap`` wants maps under 32767 a side: the points are folded into rows of 1024."""
+    n = len(u)
+    rows = -(-n // 1024)
+    maps = np.full((2, rows * 1024), -1, np.float32)
+    maps[0, :n], maps[1, :n] = u, v
+    out = cv2.remap(image, maps[0].reshape(rows, 1024), maps[1].reshape(rows, 1024), interpolation,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    return out.reshape(-1)[:n]
+
+
 def _transfer(depth: np.ndarray, u: np.ndarray, v: np.ndarray, K_from: np.ndarray, K_to: np.ndarray,
               to_from: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels ``(u, v)`` of one view with ``depth`` (arrays of one shape) → pixel coordinates and depth in
@@ -79,9 +91,9 @@ def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.n
         if mask is not None:
             chosen &= mask[i]
         flat = np.flatnonzero(chosen)
-        d = depth[i].reshape(-1)[flat][None]  # [1, n]: cv2.remap takes maps of any 2-D shape
-        u = (flat % W).astype(np.float32)[None]
-        v = (flat // W).astype(np.float32)[None]
+        d = depth[i].reshape(-1)[flat]
+        u = (flat % W).astype(np.float32)
+        v = (flat // W).astype(np.float32)
         total, count = d.copy(), np.zeros(d.shape, np.int16)
         rel_sample, flat_sample = [], []
         for j in neighbours[i]:
@@ -89,26 +101,26 @@ def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.n
             uj, vj, zj = _transfer(d, u, v, K[i], K[j], j_from_i)
             inside = np.isfinite(uj) & (zj > 0) & (uj >= 0) & (vj >= 0) & (uj <= W - 1) & (vj <= H - 1)
             map_u, map_v = np.where(inside, uj, -1).astype(np.float32), np.where(inside, vj, -1).astype(np.float32)
-            dj = cv2.remap(depth[j], map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+            dj = sample(depth[j], map_u, map_v)
             back_u, back_v, back_z = _transfer(dj, map_u, map_v, K[j], K[i], np.linalg.inv(j_from_i))
             with np.errstate(invalid="ignore"):
                 ok = (inside & (np.hypot(back_u - u, back_v - v) <= pixel_tolerance)
                       & (np.abs(back_z - d) <= depth_tolerance * d))
             if min_angle > 0:  # the rays from both camera centres to the point, in view i's frame
-                ray = np.concatenate([(u - K[i, 0, 2]) / K[i, 0, 0], (v - K[i, 1, 2]) / K[i, 1, 1], np.ones_like(u)]) * d
+                ray = np.stack([(u - K[i, 0, 2]) / K[i, 0, 0], (v - K[i, 1, 2]) / K[i, 1, 1], np.ones_like(u)]) * d
                 other = ray - np.linalg.inv(j_from_i)[:3, 3].astype(np.float32)[:, None]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     cos = np.sum(ray * other, 0) / np.sqrt(np.sum(ray * ray, 0) * np.sum(other * other, 0))
-                ok &= (cos <= min_cos)[None]
+                ok &= cos <= min_cos
             total += np.where(ok, back_z, 0)
             count += ok
-            seen = np.flatnonzero(inside[0] & np.isfinite(dj[0]) & (dj[0] > 0))
+            seen = np.flatnonzero(inside & np.isfinite(dj) & (dj > 0))
             if len(seen) > DIFFERENCE_SAMPLES:
                 seen = np.sort(rng.choice(seen, DIFFERENCE_SAMPLES, replace=False))
-            rel_sample.append(np.abs(zj[0, seen] - dj[0, seen]) / dj[0, seen])
+            rel_sample.append(np.abs(zj[seen] - dj[seen]) / dj[seen])
             flat_sample.append(flat[seen])
-        confirmed[i].reshape(-1)[flat] = count[0]
-        fused[i].reshape(-1)[flat] = np.where(count[0] > 0, total[0] / (1 + count[0]), d[0])
+        confirmed[i].reshape(-1)[flat] = count
+        fused[i].reshape(-1)[flat] = np.where(count > 0, total / (1 + count), d)
         differences.append((np.concatenate(rel_sample) if rel_sample else np.zeros(0, np.float32),
                             np.concatenate(flat_sample) if flat_sample else np.zeros(0, np.int64)))
     return Consistency(confirmed, fused, np.array([len(n) for n in neighbours]), differences)

@@ -8,6 +8,7 @@ cameras are the exported ones and ``recon.meta["sfm"]`` / ``recon.meta["consiste
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -202,12 +203,16 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
         recon.world_points = recon.depth_points()
         say("dense: none (--dense none): the cloud holds the SfM points only")
         return
-    if dense.mode == "stereo":
+    placed = sum(source != "network" for source in recon.pose_origins())
+    if dense.mode == "stereo" and placed >= 2:
         from app.multiview_stereo import add_stereo
 
         _cross_check(recon, depth, options, lambda _line: None)  # the prior's figures are not the result's
         add_stereo(recon, arrays, transforms, sfm, points, dense, say)
         return
+    if dense.mode == "stereo":
+        say("dense: no stereo without cameras from SfM or a cameras file: the fitted depth")
+        dense = replace(dense, mode="fitted")  # and its size, unless one was given
     from app.multiview_stereo import dense_factor
 
     factor = dense_factor(transforms, recon.image_sizes, dense.long_side)

@@ -14,6 +14,7 @@ network (:func:`add_stereo`).
 5. **Consistency and fusion.** A pixel's depth is kept when at least ``min_confirmed`` neighbours confirm it
    by a geometric round trip and its NCC is at least ``min_score``; its depth becomes the mean of the confirming
    views' (:mod:`app.depth_fusion`).
+   A view that no other view overlaps keeps the prior where its cross-check kept it.
 6. **Fill-in.** Where stereo keeps nothing (textureless walls, sky, occlusions, parts no neighbour sees), the
    prior scaled locally to the kept stereo depth around it (:func:`fill_from_prior`): the exported depth maps
    are complete. A filled pixel joins the cloud when it lies within ``fill_radius`` (a share of the long side)
@@ -160,6 +161,8 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
                            None if sfm is None else [idx for idx, _ in sfm.observations])
     colors = np.stack([warp_view(a, tf) for a, tf in zip(arrays, fine)])
     prior = np.stack([upsample_depth(d, c, factor) for d, c in zip(recon.depth.astype(np.float32), colors)])
+    checked_prior = recon.valid if recon.valid is not None else np.isfinite(recon.depth)  # the fitted cross-check
+    checked_prior = np.repeat(np.repeat(checked_prior, factor, 1), factor, 2) & np.isfinite(prior)
     K = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
     views = [View(_grey(c), K[i], recon.cam_from_world[i]) for i, c in enumerate(colors)]
     say(f"dense: stereo on {S} views at {W} × {H} px, {options.neighbours} neighbours each"
@@ -192,6 +195,11 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
         fill = candidates & (loose.confirmed >= 1)
         valid |= fill
         confidence = np.where(fill, FILL_CONFIDENCE * loose.confirmed / checked, confidence).astype(np.float32)
+    lonely = np.array([not n for n in neighbours])  # no view to match with: the fitted depth, as that path keeps it
+    if lonely.any():
+        out[lonely] = prior[lonely]
+        valid[lonely] = checked_prior[lonely]
+        confidence[lonely] = np.where(checked_prior[lonely], FILL_CONFIDENCE, 0)
     recon.depth, recon.depth_conf, recon.valid = out, confidence, valid
     recon.colors, recon.transforms = colors, fine
     recon.world_points = recon.depth_points()

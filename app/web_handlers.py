@@ -63,6 +63,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"dense: depth upsampled", 0.72),
     (r"dense: views agree", 0.86),
     (r"dense: none", 0.86),
+    (r"dense: no stereo", 0.67),
     (r"dense: stereo on", 0.7),
     (r"dense: stereo kept", 0.86),
     (r"sfm: \d+/\d+ views registered", 0.87),

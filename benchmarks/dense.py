@@ -4,8 +4,8 @@ and the whole command's time on a demo scene.
 
 Run: ``python benchmarks/dense.py`` (``--scenes 6 --views 12``: held-out 640 × 480 scenes of the test split;
 ``--methods``; ``--timing-scene demo/tum_freiburg --repeats 3``; ``--baseline DIR``: also time the command of
-another checkout, e.g. the commit before stereo; ``--no-timing``). Writes ``benchmarks/results/dense_cpu.json``;
-``--table`` prints the README's table from it.
+another checkout, e.g. the commit before stereo; ``--no-timing``; ``--scenes 0``: the timing alone). Writes
+``benchmarks/results/dense_cpu.json`` (``--out``); ``--table`` prints the README's tables from it.
 
 **Methods** (the same SfM cameras for every method of a scene: SfM runs once per scene, seeded):
 
@@ -14,8 +14,9 @@ another checkout, e.g. the commit before stereo; ``--no-timing``). Writes ``benc
   agrees (the default path before stereo);
 * ``stereo``: the default: stereo at 640 px with the fitted depth as the prior (each pixel's depth range) and
   its fill-in (where stereo keeps nothing, the fitted depth if another view confirms it);
-* ``stereo_no_fill``: the prior's range, no fill-in; ``stereo_no_range``: a plane sweep over the SfM points'
-  depths, with fill-in; ``stereo_no_prior``: neither (stereo alone).
+* ``stereo_no_fill``: the prior's hypotheses, no fill-in; ``stereo_prior_only``: hypotheses around the prior
+  only (the range narrowed to ±30 % of it, no plane sweep), with fill-in; ``stereo_no_range``: the plane sweep
+  over the SfM points' depths alone, with fill-in; ``stereo_no_prior``: neither (stereo alone).
 
 **Figures** per scene and method (depth maps resampled to the original pixels, nearest):
 
@@ -59,15 +60,19 @@ from benchmarks.real_scenes import load_scene, make_synthetic, pose_aucs  # noqa
 
 RESULTS = ROOT / "benchmarks" / "results" / "dense_cpu.json"
 THRESHOLDS = (0.01, 0.02, 0.05)
-METHODS = ("fast", "fitted", "stereo", "stereo_no_fill", "stereo_no_range", "stereo_no_prior")
+METHODS = ("fast", "fitted", "stereo", "stereo_no_fill", "stereo_prior_only", "stereo_no_range", "stereo_no_prior")
+GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are right (default path's AUC@5 at least this)
 
 
 def pipeline_options(method: str):
     from app.dense_options import DenseOptions
     from app.pipeline import PipelineOptions
+    from app.stereo import StereoOptions
 
     dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),
-             "stereo_no_fill": DenseOptions(prior_fill=False), "stereo_no_range": DenseOptions(prior_range=False),
+             "stereo_no_fill": DenseOptions(prior_fill=False),
+             "stereo_prior_only": DenseOptions(stereo=StereoOptions(sweep_planes=0)),
+             "stereo_no_range": DenseOptions(prior_range=False),
              "stereo_no_prior": DenseOptions(prior_range=False, prior_fill=False)}
     if method == "fast":
         return PipelineOptions(fast=True, native_log=os.devnull)
@@ -221,10 +226,13 @@ def run_scene(model, scene, methods, sfm: SfmOnce) -> dict:
     return row
 
 
-def summarise(results: dict, methods) -> dict:
-    """Means over the synthetic scenes, per method."""
+def summarise(results: dict, methods, good_cameras: bool = False) -> dict:
+    """Means over the synthetic scenes, per method (``good_cameras``: over the scenes where the default path's
+    cameras reach AUC@5 ≥ ``GOOD_CAMERAS_AUC5``)."""
     scenes = list(results["synthetic"].values())
-    out = {}
+    if good_cameras:
+        scenes = [s for s in scenes if s.get("stereo", s.get("fitted", {})).get("auc5", 0) >= GOOD_CAMERAS_AUC5]
+    out = {"scenes": len(scenes)}
     for method in methods:
         rows = [s[method] for s in scenes if method in s]
         keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))] if rows else []
@@ -255,7 +263,7 @@ def timing(scene: str, repeats: int, baseline: str | None) -> dict:
             out[label] = time_command(cmd, repeats, env={**os.environ, "PYTHONPATH": str(ROOT)})
             print(f"  {scene} {label}: {out[label]['seconds']:.1f} s (median of {repeats}; load "
                   f"{out[label]['load_average_1min']})", flush=True)
-        if baseline:
+        if baseline:  # the command of another checkout (its own default path), on the same images
             commit = subprocess.run(["git", "-C", baseline, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
             cmd = [sys.executable, "-m", "app.cli", str(ROOT / scene / "images"), "-o", f"{tmp}/baseline.ply",
                    "--overwrite", "--quiet"]
@@ -264,14 +272,17 @@ def timing(scene: str, repeats: int, baseline: str | None) -> dict:
     return out
 
 
-def table(results: dict) -> str:
-    """The README's table: means over the held-out scenes, per method."""
+def table(results: dict, key: str = "summary") -> str:
+    """The README's table: means over the held-out scenes (``key``: ``summary``, all of them, or
+    ``summary_good_cameras``), per method."""
     names = {"fast": "`--fast`", "fitted": "`--dense fitted`", "stereo": "**stereo (default)**",
-             "stereo_no_fill": "stereo, prior range, no fill-in", "stereo_no_range": "stereo, plane sweep + fill-in",
-             "stereo_no_prior": "stereo alone (no prior)"}
+             "stereo_no_fill": "stereo, prior hypotheses, no fill-in", "stereo_prior_only": "stereo, prior range only + fill-in",
+             "stereo_no_range": "stereo, plane sweep + fill-in", "stereo_no_prior": "stereo alone (no prior)"}
     lines = ["| method | AbsRel % (cloud) | δ<1.25 % (cloud) | coverage % | AbsRel % (all maps) | accuracy % @2% | "
              "completeness % @2% | F @2% | s / view (stereo) |", "|---|---|---|---|---|---|---|---|---|"]
-    for method, m in results["summary"].items():
+    for method, m in results[key].items():
+        if method == "scenes":
+            continue
         per_view = f"{m['stereo_seconds_per_view']:.2f}" if "stereo_seconds_per_view" in m else "–"
         lines.append(f"| {names.get(method, method)} | {100 * m['abs_rel_cloud']:.1f} | {m['delta_cloud']:.1f} | "
                      f"{100 * m['coverage']:.1f} | {100 * m['abs_rel_maps']:.1f} | {100 * m['accuracy_0.02']:.1f} | "
@@ -294,7 +305,10 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the README table of the results file and exit")
     args = parser.parse_args()
     if args.table:
-        print(table(json.loads(args.out.read_text())))
+        data = json.loads(args.out.read_text())
+        print(table(data))
+        print()
+        print(table(data, "summary_good_cameras"))
         return
     import heads
 
@@ -304,15 +318,20 @@ def main() -> None:
     sfm = SfmOnce()
     results = {"methods": methods, "thresholds": list(THRESHOLDS), "synthetic": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for path in make_synthetic(Path(tmp), args.scenes, args.views, kinds=args.kinds, start=args.start):
+        for path in make_synthetic(Path(tmp), args.scenes, args.views, kinds=args.kinds, start=args.start) if args.scenes else []:
             scene = load_scene(path)
             print(f"{path.name} ({len(scene.names)} views)", flush=True)
             results["synthetic"][path.name] = run_scene(model, scene, methods, sfm)
-    results["summary"] = summarise(results, methods)
+    if results["synthetic"]:
+        results["summary"] = summarise(results, methods)
+        results["summary_good_cameras"] = summarise(results, methods, good_cameras=True)
+        results["good_cameras_auc5"] = GOOD_CAMERAS_AUC5
     if not args.no_timing:
         results["timing"] = timing(args.timing_scene, args.repeats, args.baseline)
     write_results(args.out, results, run)
-    print(table(results))
+    if results["synthetic"]:
+        print(table(results))
+        print(table(results, "summary_good_cameras"))
 
 
 if __name__ == "__main__":

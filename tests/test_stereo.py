@@ -223,3 +223,21 @@ def test_cli_refuses_bad_dense_options_before_work(tmp_path, argv, message):
                           str(tmp_path / "x.ply"), *argv], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x.ply").exists()
+
+
+def test_sampling_many_points_matches_bilinear_interpolation():
+    """``depth_fusion.sample`` (cv2.remap folded into rows: remap refuses maps of 32767 or more a side) gives
+    the bilinear value at each of 100 000 points, NaN outside the image."""
+    from app.depth_fusion import sample
+
+    rng = np.random.default_rng(1)
+    image = rng.random((50, 70)).astype(np.float32)
+    u, v = rng.uniform(-2, 71, 100_000).astype(np.float32), rng.uniform(-2, 51, 100_000).astype(np.float32)
+    got = sample(image, u, v)
+    inside = (u >= 0) & (v >= 0) & (u <= 68.99) & (v <= 48.99)
+    u0, v0 = np.floor(u[inside]).astype(int), np.floor(v[inside]).astype(int)
+    fu, fv = u[inside] - u0, v[inside] - v0
+    want = (image[v0, u0] * (1 - fu) * (1 - fv) + image[v0, u0 + 1] * fu * (1 - fv)
+            + image[v0 + 1, u0] * (1 - fu) * fv + image[v0 + 1, u0 + 1] * fu * fv)
+    np.testing.assert_allclose(got[inside], want, atol=2e-3)  # remap's bilinear weights are 5-bit fixed point
+    assert np.isnan(got[(u < -1) | (v < -1) | (u > 70) | (v > 50)]).all()

@@ -233,7 +233,7 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
     error = scene.recon.meta["sfm"]["reprojection_px_mean"]
     assert f"reprojection error {error:.2f} px" in status and 0 < error < 4
     assert "views disagree by" in status and "% of pixels confirmed" in status
-    assert "network 112×80 px, depth 336×240 px" in status  # the dense grid: at least 256 px on the long side
+    assert "network 112×80 px, depth 672×480 px" in status  # the stereo grid: at least 640 px on the long side
     assert "warning" not in status and scene.warnings == []
     cams = json.loads(Path(next(f for f in downloads if f.endswith("cameras.json"))).read_text())
     assert [e["source"] for e in cams["images"]] == sources
@@ -246,7 +246,7 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
             assert stage_fraction(line) is not None, line
     reached = {stage: next(f for f, m in calls if m.startswith(prefix)) for stage, prefix in
                [("model", "running the model"), ("features", "sfm: SIFT"), ("matching", "sfm: matching"),
-                ("mapping", "sfm: incremental mapping"), ("dense", "dense: views agree"), ("exports", "writing")]}
+                ("mapping", "sfm: incremental mapping"), ("dense", "dense: stereo kept"), ("exports", "writing")]}
     assert list(reached.values()) == sorted(reached.values()) and reached["dense"] >= 0.8
     # the filters re-render the cached result; SfM points stay in every cloud
     from plyfile import PlyData
@@ -382,7 +382,7 @@ def test_progress_fractions_increase():
 
     from web_support import REPO
 
-    for module in ("app/pipeline.py", "app/sfm.py", "app/geometric_reconstruction.py"):
+    for module in ("app/pipeline.py", "app/sfm.py", "app/geometric_reconstruction.py", "app/multiview_stereo.py"):
         for literal in re.findall(r'(?:say|warn)\(f?"((?:sfm|dense|warning): [^"]*)"', (REPO / module).read_text()):
             line = re.sub(r"\{[^}]*\}", "1", literal)
             assert stage_fraction(line) is not None, f"{module}: no progress stage for {literal!r}"
