@@ -1,8 +1,8 @@
 """How the default path makes its dense depth and cloud (``--dense``, ``--dense-size``): the options of the dense
 stage, checked when they are made.
 
-* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.multiview_stereo`), with the network's
-  depth fitted to the SfM points as its prior;
+* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.multiview_stereo`), the network's depth
+  fitted to the SfM points filling where stereo finds nothing;
 * ``fitted``: the network's depth fitted to the SfM points, fused and cross-checked (:mod:`app.dense_fit`) —
   cheaper, for previews;
 * ``none``: no dense cloud: the cloud holds the SfM points; the exported depth maps are the fitted depth at the
@@ -35,7 +35,8 @@ class DenseOptions:
     """``mode``: one of :data:`DENSE_MODES`; ``size``: the dense maps' long side at least this many pixels (a
     whole multiple of the network's grid, at most the original images' resolution; ``None``: 640 for stereo,
     256 for fitted; 0: the network's grid). Stereo: ``neighbours`` source views per view; the network's fitted
-    depth adds hypotheses around it to the plane sweep (``prior_range``) and fills the pixels stereo leaves out,
+    depth can add hypotheses around it to the plane sweep (``prior_range``, off: measured no better) and fills
+    the pixels stereo leaves out,
     scaled to the stereo depth around them, and puts them in the cloud within ``fill_radius`` (a share of the
     long side) of a kept stereo pixel where another view confirms the filled depth within ``fill_tolerance``
     (``prior_fill``); a stereo depth is kept when ``min_confirmed`` neighbours confirm it
@@ -45,7 +46,7 @@ class DenseOptions:
     mode: str = "stereo"
     size: Optional[int] = None
     neighbours: int = 4
-    prior_range: bool = True
+    prior_range: bool = False
     prior_fill: bool = True
     min_confirmed: int = 1
     min_score: float = 0.3

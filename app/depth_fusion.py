@@ -50,6 +50,8 @@ def sample(image: np.ndarray, u: np.ndarray, v: np.ndarray, interpolation: int =
     """``image`` ``[H, W]`` float32 at pixel coordinates ``u, v`` ``[n]`` (bilinear by default; NaN outside).
     ``cv2.remap`` wants maps under 32767 a side: the points are folded into rows of 1024."""
     n = len(u)
+    if n == 0:
+        return np.zeros(0, np.float32)
     rows = -(-n // 1024)
     maps = np.full((2, rows * 1024), -1, np.float32)
     maps[0, :n], maps[1, :n] = u, v

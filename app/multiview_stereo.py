@@ -1,4 +1,4 @@
-"""The default path's dense stage with ``--dense stereo``: multi-view stereo on the SfM cameras, guided by the
+"""The default path's dense stage with ``--dense stereo``: multi-view stereo on the SfM cameras, completed by the
 network (:func:`add_stereo`).
 
 1. **Grid.** The dense maps are the network's grid refined by a whole factor, so that their long side is at
@@ -9,8 +9,10 @@ network (:func:`add_stereo`).
 3. **Neighbours.** For each view, the ``DenseOptions.neighbours`` views that share the most SfM points at a
    useful triangulation angle (:mod:`app.view_selection`); views without such points take those their prior
    overlaps most.
-4. **Matching.** Per view, NCC over the neighbours, coarse to fine, hypotheses around the prior (or a plane
-   sweep over the depths of the SfM points the view sees) (:mod:`app.stereo`).
+4. **Matching.** Per view, NCC over the neighbours, coarse to fine, from a plane sweep over the depths of the
+   SfM points the view sees (with ``prior_range``, also hypotheses around the prior: measured, they add nothing
+   to the sweep's accuracy, and alone they miss where the prior is far off; ``benchmarks/dense.py``)
+   (:mod:`app.stereo`).
 5. **Consistency and fusion.** A pixel's depth is kept when at least ``min_confirmed`` neighbours confirm it
    by a geometric round trip and its NCC is at least ``min_score``; its depth becomes the mean of the confirming
    views' (:mod:`app.depth_fusion`).
@@ -166,7 +168,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     K = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
     views = [View(_grey(c), K[i], recon.cam_from_world[i]) for i, c in enumerate(colors)]
     say(f"dense: stereo on {S} views at {W} × {H} px, {options.neighbours} neighbours each"
-        + ("" if options.prior_range else " (plane sweep, no network prior)"))
+        + (", hypotheses around the fitted depth" if options.prior_range else ""))
     depth = np.full((S, H, W), np.nan, np.float32)
     score = np.zeros((S, H, W), np.float32)
     t_match = time.perf_counter()

@@ -12,11 +12,12 @@ another checkout, e.g. the commit before stereo; ``--no-timing``; ``--scenes 0``
 * ``fast``: the network alone; its cloud keeps the pixels above the 50th confidence percentile;
 * ``fitted``: the network's depth fitted to the SfM points, upsampled to 256 px, fused, kept where another view
   agrees (the default path before stereo);
-* ``stereo``: the default: stereo at 640 px with the fitted depth as the prior (each pixel's depth range) and
-  its fill-in (where stereo keeps nothing, the fitted depth if another view confirms it);
-* ``stereo_no_fill``: the prior's hypotheses, no fill-in; ``stereo_prior_only``: hypotheses around the prior
-  only (the range narrowed to ±30 % of it, no plane sweep), with fill-in; ``stereo_no_range``: the plane sweep
-  over the SfM points' depths alone, with fill-in; ``stereo_no_prior``: neither (stereo alone).
+* ``stereo``: the default: stereo at 640 px, a plane sweep over the SfM points' depths, with the fitted depth's
+  fill-in (where stereo keeps nothing near matched pixels, the fitted depth scaled to the stereo around it, if
+  another view confirms it);
+* ``stereo_prior_range``: also hypotheses around the fitted depth (±30 %) beside the plane sweep;
+  ``stereo_prior_only``: hypotheses around the fitted depth only (the range narrowed, no plane sweep), with
+  fill-in; ``stereo_no_prior``: neither the prior's hypotheses nor its fill-in (stereo alone).
 
 **Figures** per scene and method (depth maps resampled to the original pixels, nearest):
 
@@ -60,7 +61,7 @@ from benchmarks.real_scenes import load_scene, make_synthetic, pose_aucs  # noqa
 
 RESULTS = ROOT / "benchmarks" / "results" / "dense_cpu.json"
 THRESHOLDS = (0.01, 0.02, 0.05)
-METHODS = ("fast", "fitted", "stereo", "stereo_no_fill", "stereo_prior_only", "stereo_no_range", "stereo_no_prior")
+METHODS = ("fast", "fitted", "stereo", "stereo_prior_range", "stereo_prior_only", "stereo_no_prior")
 GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are right (default path's AUC@5 at least this)
 
 
@@ -70,9 +71,8 @@ def pipeline_options(method: str):
     from app.stereo import StereoOptions
 
     dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),
-             "stereo_no_fill": DenseOptions(prior_fill=False),
-             "stereo_prior_only": DenseOptions(stereo=StereoOptions(sweep_planes=0)),
-             "stereo_no_range": DenseOptions(prior_range=False),
+             "stereo_prior_range": DenseOptions(prior_range=True),
+             "stereo_prior_only": DenseOptions(prior_range=True, stereo=StereoOptions(sweep_planes=0)),
              "stereo_no_prior": DenseOptions(prior_range=False, prior_fill=False)}
     if method == "fast":
         return PipelineOptions(fast=True, native_log=os.devnull)
@@ -275,9 +275,9 @@ def timing(scene: str, repeats: int, baseline: str | None) -> dict:
 def table(results: dict, key: str = "summary") -> str:
     """The README's table: means over the held-out scenes (``key``: ``summary``, all of them, or
     ``summary_good_cameras``), per method."""
-    names = {"fast": "`--fast`", "fitted": "`--dense fitted`", "stereo": "**stereo (default)**",
-             "stereo_no_fill": "stereo, prior hypotheses, no fill-in", "stereo_prior_only": "stereo, prior range only + fill-in",
-             "stereo_no_range": "stereo, plane sweep + fill-in", "stereo_no_prior": "stereo alone (no prior)"}
+    names = {"fast": "`--fast`", "fitted": "`--dense fitted`", "stereo": "**stereo (default): sweep + fill-in**",
+             "stereo_prior_range": "stereo: sweep + prior range + fill-in",
+             "stereo_prior_only": "stereo: prior range only + fill-in", "stereo_no_prior": "stereo alone: sweep, no prior"}
     lines = ["| method | AbsRel % (cloud) | δ<1.25 % (cloud) | coverage % | AbsRel % (all maps) | accuracy % @2% | "
              "completeness % @2% | F @2% | s / view (stereo) |", "|---|---|---|---|---|---|---|---|---|"]
     for method, m in results[key].items():

@@ -241,3 +241,16 @@ def test_sampling_many_points_matches_bilinear_interpolation():
             + image[v0 + 1, u0] * (1 - fu) * fv + image[v0 + 1, u0 + 1] * fu * fv)
     np.testing.assert_allclose(got[inside], want, atol=2e-3)  # remap's bilinear weights are 5-bit fixed point
     assert np.isnan(got[(u < -1) | (v < -1) | (u > 70) | (v > 50)]).all()
+    assert sample(image, u[:0], v[:0]).shape == (0,)  # no points (a view without any depth to check)
+
+
+def test_consistency_of_views_without_depth():
+    """A view with no depth at all (nothing matched) is checked without error and confirms nothing."""
+    depth = np.full((2, 8, 10), np.nan, np.float32)
+    depth[1] = 3.0
+    K = np.array([[10.0, 0, 5], [0, 10, 4], [0, 0, 1]])
+    cams = np.tile(np.eye(4), (2, 1, 1))
+    cams[1, 0, 3] = 0.5
+    out = geometric_consistency(depth, np.stack([K, K]), cams, [[1], [0]], min_angle=1.0)
+    assert out.confirmed.sum() == 0 and np.isnan(out.depth[0]).all()
+    assert np.isnan(out.median_disagreement(np.zeros((2, 8, 10), bool)))

@@ -258,7 +258,7 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
         return count
 
     n_all = int(status.split("**")[3].split()[0].replace(",", ""))  # the run's render: confidence filter 0
-    assert points(50) < n_all and points(0, frames=[0]) < n_all
+    assert points(90) < n_all and points(0, frames=[0]) < n_all  # (the stereo cloud fills the viewer's cap below ~80)
     assert n_all > len(scene.recon.sfm_points) > 0
     assert model.calls == 1
 
