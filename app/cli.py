@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +26,8 @@ from app.cli_common import (
 )
 from app.dense_options import DENSE_MODES, MAX_DENSE_SIZE
 from mum.errors import UserError
-from mum.files import atomic_dir, check_inputs_kept, check_output_path
+from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
+from mum.schema import strict_json
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 # what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
@@ -101,9 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "128; every view in one pass when they fit)")
     p.add_argument("--overlap", type=int, default=None, metavar="N",
                    help="views shared by consecutive chunks of --window (default: a quarter of the window, at least 3)")
-    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+    p.add_argument("--max-pixels", default=None, metavar="N",
                    help="refuse images (and video frames) of more than N pixels, checked before decoding "
                         "(default: $MUM_MAX_PIXELS, else 100000000)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder and aggregator blocks first (reported as compile_s; pays on a GPU "
+                        "for many views, costs tens of seconds of compilation)")
     p.add_argument("--fast", action="store_true",
                    help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
     p.add_argument("--dense", choices=DENSE_MODES, default=None,
@@ -230,7 +233,11 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
     from mum.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
 
-    pixel_limit(args.max_pixels)
+    limit = pixel_limit(args.max_pixels)  # "3e8" and "300_000_000" are numbers too
+    args.max_pixels = None if args.max_pixels is None else limit
+    from mum.layers.attention import requested_backend  # MUM_ATTENTION: an unknown name fails here
+
+    requested_backend()
     if args.fix_poses and args.cameras is None:
         raise UserError("--fix-poses needs --cameras FILE (the poses to keep)")
     if args.cameras is not None and not os.path.exists(args.cameras):
@@ -245,7 +252,24 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         kind = ""
         if os.path.lexists(out) and not out.is_dir():
             raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
+        if out.is_dir():  # a user's file named "sparse" is not replaced by sparse/0/
+            check_entry_folders(out, FOLDER_ENTRIES)
     return out, kind
+
+
+def compile_model(model, say: Callable[[str], None]) -> float:
+    """``--compile``: the model's blocks under ``torch.compile``, compiled now; returns the seconds it took. A
+    compiler that cannot run here (no C++ compiler for the CPU, no Triton for CUDA) is one ``error:`` line."""
+    say("compiling the encoder and aggregator blocks (torch.compile)")
+    try:
+        seconds = model.compile_for_inference()
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the compiler's failures are many and long; the first line says enough
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"--compile: torch.compile failed ({type(exc).__name__}: {first[:300]}); run without --compile") from None
+    say(f"compiled in {seconds:.1f} s")
+    return seconds
 
 
 def _known_cameras(args: argparse.Namespace, inputs: list[Path], source, say: Callable[[str], None]):
@@ -298,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown name, or --weights with a checkpoint path
         raise UserError(f"--model/--weights: {exc}") from None
     say(f"model {model.name} on {device}")
+    compile_s = compile_model(model, say) if args.compile else None
     if args.model in heads.PRESETS and args.weights is None and not args.quiet:
         print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, for testing "
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
@@ -325,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "model": model.name,
         "inference_s": round(recon.meta["inference_s"], 3),
+        **({"compile_s": round(compile_s, 3)} if compile_s is not None else {}),
         "total_s": round(time.perf_counter() - t0, 3),
         "outputs": [str(p) for p in written],
     }
@@ -332,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         if key in recon.meta:
             summary[key] = recon.meta[key]
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(strict_json(summary))  # null for what is unknown (NaN): strict parsers accept it
     elif not args.quiet:
         cams = summary["cameras"]
         how = " + ".join(f"{n} {label} cameras" for label, n in (("given", cams["given"]), ("SfM", cams["sfm"]),

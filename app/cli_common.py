@@ -10,10 +10,11 @@ import threading
 from typing import Callable, Iterator
 
 from mum.errors import UserError, one_line
+from mum.pycolmap_import import caused_by_interrupt  # noqa: F401 - the front ends' import
 
 EXIT_USER_ERROR = 2
 EXIT_OUT_OF_MEMORY = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM 143, SIGHUP 129 (128 + the signal's number, as shells report them)
 
 
 def print_error(message: str) -> None:
@@ -22,21 +23,17 @@ def print_error(message: str) -> None:
     print(f"error: {one_line(message)}", file=sys.stderr)
 
 
-def caused_by_interrupt(exc: BaseException | None) -> bool:
-    """Whether ``exc`` comes from a ``KeyboardInterrupt`` anywhere in its cause/context chain: a Ctrl-C while a
-    C++ extension initialises surfaces as ``ImportError`` (pybind11) and then, say, pycolmap's
-    ``RuntimeError("Cannot import the C++ backend ... pip install")``."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised like a Ctrl-C so every ``finally`` (the atomic writers' clean-up) runs."""
+    """SIGTERM or SIGHUP, raised like a Ctrl-C so every ``finally`` (the atomic writers' clean-up) runs;
+    ``signum`` is the signal (the exit status is ``128 + signum``, as a shell reports a process it killed)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
 
 
 @contextlib.contextmanager
@@ -49,7 +46,9 @@ def signals_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame) -> None:
-        raise Terminated(signal.Signals(signum).name)
+        for sig in previous:  # a second SIGTERM must not cut the clean-up that this one starts
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
 
     previous = {}
     for name in ("SIGTERM", "SIGHUP"):
@@ -83,7 +82,10 @@ def friendly_errors(main: Callable[..., int | None]) -> Callable[..., int]:
             print_error(str(exc))
             return EXIT_USER_ERROR
         except KeyboardInterrupt as exc:
-            print_error(f"interrupted ({exc})" if isinstance(exc, Terminated) else "interrupted")
+            if isinstance(exc, Terminated):
+                print_error(f"interrupted ({exc})")
+                return exc.exit_status
+            print_error("interrupted")
             return EXIT_INTERRUPTED
         except Exception as exc:
             if caused_by_interrupt(exc):  # Ctrl-C while an extension module was being imported

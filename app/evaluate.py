@@ -131,7 +131,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if min(args.size) < 16 or any(s % 16 for s in args.size):
         raise UserError(f"--size {args.size[0]} {args.size[1]}: height and width must be positive multiples of 16")
     device = choose_device(args.device)
-    torch.manual_seed(args.seed)  # a preset without weights (the untrained baseline) starts the same each run
     try:
         model = load_model(args.model, weights=args.weights, device=device)
     except ValueError as exc:  # an unknown name, or --weights with a checkpoint path

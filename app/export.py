@@ -6,7 +6,6 @@ destination folder and renamed into place, so a failure never leaves half a file
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -15,6 +14,7 @@ import numpy as np
 
 from app.reconstruction import PointCloud, Reconstruction
 from mum.files import atomic_path
+from mum.schema import strict_json
 
 # OpenCV (x right, y down, z forward) → glTF (x right, y up, z backward)
 OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -139,7 +139,7 @@ def cameras_dict(recon: Reconstruction) -> dict:
 
 def write_cameras_json(path: str | os.PathLike, recon: Reconstruction, overwrite: bool = True) -> Path:
     with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(cameras_dict(recon), indent=1))
+        tmp.write_text(strict_json(cameras_dict(recon)))
     return Path(path)
 
 
@@ -181,7 +181,7 @@ def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
                 raise OSError(f"could not write {folder / stem}.depth.png")
         scales[name] = scale
     with atomic_path(folder / "depth_scale.json") as tmp:
-        tmp.write_text(json.dumps({"png_depth_unit": scales, "note": "depth = png_value * png_depth_unit[name]"}, indent=1))
+        tmp.write_text(strict_json({"png_depth_unit": scales, "note": "depth = png_value * png_depth_unit[name]"}))
     return folder
 
 

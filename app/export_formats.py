@@ -7,12 +7,13 @@ so principal points and 2D observations are shifted by +0.5 on the way out.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from app.reconstruction import PointCloud, Reconstruction
+from mum.pycolmap_import import import_pycolmap
+from mum.schema import strict_json
 
 COLMAP_MAX_POINTS = 200_000
 OPENCV_TO_OPENGL_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -20,21 +21,6 @@ OPENCV_TO_OPENGL_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 
 def _pinhole_params(K: np.ndarray) -> list[float]:
     return [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5]
-
-
-def import_pycolmap():
-    """``import pycolmap``, lazily (it costs 0.2 s). A Ctrl-C or SIGTERM while its C++ module initialises
-    surfaces from pybind11 as ``ImportError`` and from pycolmap as ``RuntimeError("Cannot import the C++ backend
-    ... pip install")``: that is turned back into the ``KeyboardInterrupt`` it is."""
-    from app.cli_common import caused_by_interrupt
-
-    try:
-        import pycolmap
-    except Exception as exc:
-        if caused_by_interrupt(exc):
-            raise KeyboardInterrupt from None
-        raise
-    return pycolmap
 
 
 def build_colmap(recon: Reconstruction, cloud: PointCloud, max_points: int = COLMAP_MAX_POINTS):
@@ -100,5 +86,5 @@ def transforms_dict(recon: Reconstruction, image_dir: str = "images") -> dict:
 
 def write_transforms_json(folder: Path, recon: Reconstruction, cloud: PointCloud | None = None) -> Path:
     path = Path(folder) / "transforms.json"
-    path.write_text(json.dumps(transforms_dict(recon), indent=1))
+    path.write_text(strict_json(transforms_dict(recon)))
     return path

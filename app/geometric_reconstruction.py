@@ -104,6 +104,7 @@ def add_geometry(
             "pairs_verified": sfm.pairs_verified,
             "matching": "exhaustive" if pairs is None else "network-guided",
             "relaxed_mapping": sfm.relaxed,
+            "initial_focal": sfm.initial_focal,
             "seconds": {k: round(v, 3) for k, v in sfm.seconds.items()},
         }
         say(f"sfm: {sfm.num_registered}/{S} views registered, {len(points):,} points, reprojection error "

@@ -11,9 +11,12 @@ A cameras file is one of
 * a nerfstudio / instant-ngp ``transforms.json``.
 
 Entries are matched to the inputs by view name (the file name, or the path below the inputs' common folder
-when two inputs share a file name), else by file name alone when that is unambiguous. An entry that names no
-input, has a size other than its image's (display orientation), a non-finite value, a bad K or a rotation that
-is not orthonormal is a :class:`~mum.errors.UserError` naming the file and the entry. A COLMAP model or a
+when two inputs share a file name), else by the trailing components of their path (a ``transforms.json`` frame
+``images/a/x.png`` is the view ``a/x.png``; an entry ``x.png`` the one view of that file name) when that is
+unambiguous. Each format's one reader checks every value's type and range before use
+(:mod:`mum.data.readers.schema`); an entry that names no input, has a size other than its image's (display
+orientation), a wrong type, a non-finite or out-of-range value, a bad K or a rotation that is not orthonormal is
+a :class:`~mum.errors.UserError` naming the file and the entry. A COLMAP model or a
 ``transforms.json`` made at another resolution of the same images (same aspect, e.g. COLMAP's ``images_2``)
 has its K rescaled to the image; the project's own ``cameras.json`` must give the images' exact size.
 
@@ -29,7 +32,6 @@ Precedence per view: intrinsics given > EXIF > (SfM, refining an EXIF prior) > n
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -39,11 +41,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from mum.schema import shown
 from mum.errors import UserError
 from mum.geometry import centred_intrinsics
 from mum.io import ViewTransform
 
-ROTATION_TOLERANCE = 1e-5  # |RᵀR − I| and |det R − 1| allowed in a given rotation
 EXIF_FOCAL_RANGE = (0.1, 50.0)  # plausible focal lengths, in units of the image's longer side
 _EXIF_IFD = 0x8769
 _FOCAL_LENGTH = 0x920A
@@ -109,7 +111,10 @@ class KnownCameras:
 # --------------------------------------------------------------------------------------------- files
 def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
     """The cameras of a ``cameras.json``, COLMAP model folder or ``transforms.json`` (see the module
-    docstring), each validated (finite, positive focal lengths, orthonormal rotation)."""
+    docstring). Each format's one reader checks every entry (:mod:`mum.data.readers.schema`: types, finite
+    values in range, an orthonormal rotation) and names the file and entry in its one-line error."""
+    from mum.schema import read_json
+
     path = Path(path)
     if path.is_dir():
         from mum.data.readers.colmap import find_colmap_model
@@ -124,20 +129,16 @@ def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
     elif not path.is_file():
         raise UserError(f"{path}: no such cameras file")
     else:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise UserError(f"{path}: not a readable JSON file ({str(exc).splitlines()[0][:100]})") from None
+        data = read_json(path)
         if isinstance(data, dict) and "frames" in data:
             entries = _read_transforms(path)
         elif isinstance(data, dict) and ("images" in data or "cameras" in data):
-            entries = _read_cameras_json(path, data)
+            entries = _read_cameras_json(path)
         else:
             raise UserError(f"{path}: not a cameras file (expected cameras.json with 'images', a COLMAP model "
                             f"folder, or transforms.json with 'frames')")
     seen: dict[str, str] = {}
     for entry in entries:
-        _validate(entry)
         if entry.name in seen:
             raise UserError(f"{entry.where}: the name is given twice (also {seen[entry.name]})")
         seen[entry.name] = entry.where
@@ -146,52 +147,12 @@ def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
     return entries
 
 
-def _read_cameras_json(path: Path, data: dict) -> list[CameraEntry]:
-    if "images" not in data:  # demo/*/cameras_reference.json: {"cameras": {name: {intrinsic (COLMAP centre)...}}}
-        from mum.data.readers.common import load_cameras_file
+def _read_cameras_json(path: Path) -> list[CameraEntry]:
+    """The project's ``cameras.json`` or the ``demo/*/cameras_reference.json`` layout (one reader for both)."""
+    from mum.data.readers.common import load_cameras_file
 
-        return [CameraEntry(name, cam["width"], cam["height"], cam["K"], cam["cam_from_world"],
-                            f"{path}: cameras[{name!r}]") for name, cam in load_cameras_file(path).items()]
-    images = data["images"]
-    if not isinstance(images, list):
-        raise UserError(f"{path}: 'images' is not a list")
-    entries = []
-    for i, im in enumerate(images):
-        where = f"{path}: images[{i}]"
-        if not isinstance(im, dict):
-            raise UserError(f"{where}: not an object")
-        if isinstance(im.get("name"), str):
-            where += f" ({im['name']!r})"
-        for key in ("name", "width", "height", "K"):
-            if key not in im:
-                raise UserError(f"{where}: lacks '{key}'")
-        if not isinstance(im["name"], str) or not im["name"]:
-            raise UserError(f"{where}: 'name' is not a file name")
-        size = []
-        for key in ("width", "height"):
-            value = im[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-                raise UserError(f"{where}: '{key}' is not a positive whole number of pixels ({value!r})")
-            size.append(int(value))
-        K = _matrix(im["K"], (3, 3), where, "K")
-        pose = im.get("cam_from_world")
-        if pose is not None:
-            pose = _matrix(pose, (4, 4), where, "cam_from_world", allow=((3, 4),))
-        entries.append(CameraEntry(im["name"], size[0], size[1], K, pose, where))
-    return entries
-
-
-def _matrix(value, shape: tuple[int, int], where: str, key: str, allow: tuple = ()) -> np.ndarray:
-    try:
-        m = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: '{key}' is not a matrix of numbers") from None
-    if m.shape in allow:
-        m = np.vstack([m, [0, 0, 0, 1]])
-    if m.shape != shape:
-        raise UserError(f"{where}: '{key}' has shape {'x'.join(map(str, m.shape)) or 'scalar'}, not "
-                        f"{'x'.join(map(str, shape))}")
-    return m
+    return [CameraEntry(name, cam["width"], cam["height"], cam["K"], cam["cam_from_world"], cam["where"])
+            for name, cam in load_cameras_file(path, require_poses=False).items()]
 
 
 def _read_colmap(path: Path) -> list[CameraEntry]:
@@ -206,58 +167,30 @@ def _read_colmap(path: Path) -> list[CameraEntry]:
         distorted = bool(scene.distortion and scene.distortion[i]) and any(
             abs(float(x)) > 0 for x in params[_PINHOLE_PARAMS.get(scene.distortion[i].get("model"), 4):])
         entries.append(CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i], pose,
-                                   f"{model}: image {name!r}", rescalable=True, distorted=distorted))
+                                   f"{model}: image {shown(name, 80)}", rescalable=True, distorted=distorted))
     return entries
 
 
 # COLMAP camera models: how many leading parameters are focal length(s) and principal point
 _PINHOLE_PARAMS = {"SIMPLE_RADIAL": 3, "RADIAL": 3, "SIMPLE_RADIAL_FISHEYE": 3, "RADIAL_FISHEYE": 3}
-_DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 
 
 def _read_transforms(path: Path) -> list[CameraEntry]:
+    """A ``transforms.json``: each frame named by its ``file_path`` as written (``images/a/x.png``; matched to
+    the inputs by its trailing path, :func:`match_entries`), so that two inputs of one file name stay apart."""
     from mum.data.readers.nerfstudio import read_transforms_json
 
     scene = read_transforms_json(path, require_images=False)
-    data = json.loads(path.read_text())
-    frames = data.get("frames", [])
-
-    def distorted(frame: dict) -> bool:
-        values = [frame.get(k, data.get(k, 0.0)) for k in _DISTORTION_KEYS]
-        return any(isinstance(v, (int, float)) and v != 0 for v in values)
-
-    by_name = {Path(str(f.get("file_path", ""))).name: f for f in frames if isinstance(f, dict)}
-    return [CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i],
-                        np.vstack([scene.extrinsics[i], [0, 0, 0, 1]]), f"{path}: frame {name!r}", rescalable=True,
-                        distorted=distorted(by_name.get(name, by_name.get(Path(name).stem, {}))))
-            for i, name in enumerate(scene.names)]
-
-
-def _validate(entry: CameraEntry) -> None:
-    where, K = entry.where, np.asarray(entry.K, np.float64)
-    if K.shape != (3, 3) or (entry.cam_from_world is not None and np.shape(entry.cam_from_world) != (4, 4)):
-        raise UserError(f"{where}: K must be 3x3 and cam_from_world 4x4")
-    if entry.width < 1 or entry.height < 1:
-        raise UserError(f"{where}: the image size {entry.width}x{entry.height} is not positive")
-    if not np.isfinite(K).all():
-        raise UserError(f"{where}: K has a non-finite value (NaN or infinity)")
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise UserError(f"{where}: K's focal lengths must be positive (fx={K[0, 0]:g}, fy={K[1, 1]:g})")
-    if abs(K[0, 1]) > 1e-9 * K[0, 0] or K[1, 0] != 0 or not np.allclose(K[2], [0, 0, 1]):
-        raise UserError(f"{where}: K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew)")
-    pose = entry.cam_from_world
-    if pose is None:
-        return
-    pose = np.asarray(pose, np.float64)
-    if not np.isfinite(pose).all():
-        raise UserError(f"{where}: cam_from_world has a non-finite value (NaN or infinity)")
-    if not np.allclose(pose[3], [0, 0, 0, 1]):
-        raise UserError(f"{where}: cam_from_world's last row must be [0, 0, 0, 1]")
-    R = pose[:3, :3]
-    error = float(np.abs(R.T @ R - np.eye(3)).max())
-    if error > ROTATION_TOLERANCE or abs(float(np.linalg.det(R)) - 1) > ROTATION_TOLERANCE:
-        raise UserError(f"{where}: the rotation of cam_from_world is not orthonormal with determinant 1 "
-                        f"(|RᵀR − I| = {error:.2g}, det = {float(np.linalg.det(R)):.6g})")
+    entries = []
+    for i, file in enumerate(scene.image_paths):
+        try:
+            name = Path(file).relative_to(path.parent).as_posix()
+        except ValueError:  # an absolute file_path elsewhere
+            name = Path(file).as_posix()
+        entries.append(CameraEntry(name, int(scene.widths[i]), int(scene.heights[i]), scene.intrinsics[i],
+                                   np.vstack([scene.extrinsics[i], [0, 0, 0, 1]]), f"{path}: frame {shown(name, 80)}",
+                                   rescalable=True, distorted=bool(scene.distortion and scene.distortion[i])))
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------- EXIF
@@ -317,10 +250,7 @@ def match_entries(entries: Sequence[CameraEntry], names: Sequence[str], sizes: S
         by_file.setdefault(Path(n).name, []).append(n)
     out: dict[int, CameraEntry] = {}
     for entry in entries:
-        name = entry.name if entry.name in known else None
-        if name is None:
-            candidates = by_file.get(Path(entry.name).name, [])
-            name = candidates[0] if len(candidates) == 1 else None
+        name = entry.name if entry.name in known else _trailing_match(entry.name, by_file)
         if name is None:
             shown = ", ".join(sorted(known)[:4]) + (" …" if len(known) > 4 else "")
             raise UserError(f"{entry.where}: no input image has this name (inputs: {shown})")
@@ -331,6 +261,27 @@ def match_entries(entries: Sequence[CameraEntry], names: Sequence[str], sizes: S
             raise UserError(f"{entry.where}: names the same input as {out[i].where}")
         out[i] = _fit_size(entry, *sizes[i])
     return out
+
+
+def _trailing_match(entry_name: str, by_file: dict[str, list[str]]) -> Optional[str]:
+    """The one view name whose path components end the entry's (``images/a/x.png`` → ``a/x.png``) or are ended
+    by them (``x.png`` → ``a/x.png``), preferring the longest such match; ``None`` when there is none or when it
+    is ambiguous (``x.png`` with inputs ``a/x.png`` and ``b/x.png``)."""
+    parts = Path(entry_name).parts
+    if not parts:
+        return None
+    best: list[str] = []
+    best_length = 0
+    for candidate in by_file.get(parts[-1], []):
+        theirs = Path(candidate).parts
+        length = min(len(parts), len(theirs))
+        if parts[-length:] != theirs[-length:]:
+            continue
+        if length > best_length:
+            best, best_length = [candidate], length
+        elif length == best_length:
+            best.append(candidate)
+    return best[0] if len(best) == 1 else None
 
 
 def _fit_size(entry: CameraEntry, width: int, height: int) -> CameraEntry:

@@ -101,12 +101,12 @@ def predict_with_oom_fallback(model: Any, images: torch.Tensor, chunk_size: Opti
 
     chunk = min(chunk_size or DEFAULT_CHUNK_SIZE, images.shape[-4])
     while True:
-        try:
-            return model.predict(images, chunk_size=chunk)
+        try:  # the frames go to the model's device and the dense maps come back to the CPU a chunk at a time
+            return model.predict(images, chunk_size=chunk, output_device="cpu")
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
                 raise
-            if images.is_cuda:
+            if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             if chunk <= 1:
                 raise UserError(
@@ -210,7 +210,7 @@ def predict_arrays(
                                                                if max(H, W) != size else ""))
     say(f"running the model on {device}")
     t0 = time.perf_counter()
-    pred = predict_with_oom_fallback(model, images.to(device), chunk_size, say)
+    pred = predict_with_oom_fallback(model, images, chunk_size, say)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0

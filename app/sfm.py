@@ -3,10 +3,16 @@
 SIFT features on every view (downscaled to ``max_image_size``), matching of all pairs or of the pairs given
 (network-guided, see :mod:`app.pair_selection`), geometric verification and COLMAP's incremental mapping. The
 network contributes the initial focal length of every camera (COLMAP's own guess is ``1.2 × max(w, h)``), which
-bundle adjustment then refines. When the first mapping leaves views out, the pairs are matched again with
-guided matching and mapped again; when views are still missing, mapping runs once more with relaxed thresholds
-(15 inliers for the initial pair and for registration: two photos, few matches); the model that registers
-most views is kept.
+bundle adjustment then refines. When the first mapping leaves views out, it runs once more from COLMAP's own
+guess (the pairs verified again without the network's focal length), and the better model is kept, so that a
+wrong network focal length cannot cost views; then the pairs are matched again with guided matching and mapped
+again; when views are still missing, mapping runs once more with relaxed thresholds (15 inliers for the initial
+pair and for registration: two photos, few matches). Of two models the one that registers more views is kept,
+of two that register as many the one with the lower mean reprojection error.
+
+Same photos and options, same cameras: every random choice is seeded (``random_seed``), the images are
+numbered in input order, and mapping and bundle adjustment run on one thread (see :func:`_mapping_options`);
+mapping is bounded by counts (COLMAP's trials and iterations), never by time.
 
 Known cameras (:mod:`app.known_cameras`): a view with given intrinsics gets a PINHOLE camera with exactly those
 (held constant by bundle adjustment), a view with an EXIF focal length that focal length as a prior (refined,
@@ -20,6 +26,7 @@ centres at integer coordinates (COLMAP's are at half-integers; converted here), 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mum.geometry import centred_intrinsics
+from mum.pycolmap_import import import_pycolmap
 from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
@@ -45,19 +53,21 @@ class SfmOptions:
     the plain matching, so scenes that register at once do not pay it; beyond ``rematch_all_up_to`` views only
     the unregistered views' pairs are matched again, and the relaxed mapping runs only when fewer than half
     the views are registered.
+    ``network_focal_prior``: the network's focal length as the initial one (``False``: COLMAP's guess for every
+    camera, the ablation benchmark's switch); where it registers fewer views than COLMAP's guess, the guess wins.
     ``camera_model``: COLMAP's default ``SIMPLE_RADIAL`` (one focal length, one radial distortion term; on
     demo/sacre_coeur AUC@30 99.6 against 98.9 with ``SIMPLE_PINHOLE``). The exports are pinhole: the focal
     length and principal point are kept, the small distortion term is dropped, and the reported reprojection
     error is measured with the exported pinhole cameras."""
 
     max_image_size: int = 1600
+    network_focal_prior: bool = True
     guided_matching: bool = True
     camera_model: str = "SIMPLE_RADIAL"
     num_threads: int = -1
     relaxed_min_inliers: int = 15
     random_seed: int = 0
     sift_first_octave: int = -1
-    mapping_seconds_per_view: float = 1.5
     rematch_all_up_to: int = 30
 
 
@@ -78,6 +88,7 @@ class SfmResult:
     pairs_verified: int
     seconds: dict[str, float] = field(default_factory=dict)
     relaxed: bool = False
+    initial_focal: str = "network"  # where the kept model's initial focal lengths came from: "network" or "colmap"
 
     @property
     def num_registered(self) -> int:
@@ -115,15 +126,18 @@ def _write_images(arrays: Sequence[np.ndarray], folder: Path, max_size: int) -> 
     return names, transforms
 
 
-def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTransform], focal: np.ndarray) -> None:
+def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTransform],
+                      focal: np.ndarray) -> dict[int, list[float]]:
     """Initial focal length of a camera that several views share: the median of ``focal`` ``[S]`` (original
     pixels) over them, marked as a prior (verification then estimates essential matrices, not fundamental
     ones: matching of demo/tum_freiburg takes 1.7 s instead of 3.2 s; the guided second pass drops the mark). A camera of one view keeps COLMAP's guess (``1.2 × max(w, h)``): one network
     prediction is too noisy there (on demo/sacre_coeur it is 0.2–1.3× the reference, median 0.65×, and
     mapping registered less accurately with it), while the median over a shared camera's views is closer to
-    the reference than COLMAP's guess (demo/tum_freiburg 1.11× vs 1.45×, demo/buddha 1.41× vs 1.76×)."""
-    import pycolmap
+    the reference than COLMAP's guess (demo/tum_freiburg 1.11× vs 1.45×, demo/buddha 1.41× vs 1.76×).
+    Returns COLMAP's own parameters of the cameras it changed, by camera id."""
+    pycolmap = import_pycolmap()
 
+    guesses: dict[int, list[float]] = {}
     with pycolmap.Database.open(str(database)) as db:
         by_camera: dict[int, list[int]] = {}
         for image in db.read_all_images():
@@ -132,6 +146,7 @@ def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTra
             if len(views) < 2:
                 continue
             camera = db.read_camera(camera_id)
+            guesses[camera_id] = list(camera.params)
             tf = transforms[views[0]]
             f = float(np.median(focal[views])) * np.sqrt(tf.sx * tf.sy)
             params = list(camera.params)
@@ -141,6 +156,7 @@ def _set_focal_priors(database: Path, names: list[str], transforms: list[ViewTra
             camera.params = params
             camera.has_prior_focal_length = True  # calibrated verification (E, not F): 2x faster matching
             db.update_camera(camera)
+    return guesses
 
 
 def _camera_groups(arrays: Sequence[np.ndarray], known: KnownCameras | None) -> list[tuple[list[int], bool]]:
@@ -167,7 +183,7 @@ def _set_known_cameras(database: Path, names: list[str], transforms: list[ViewTr
     """Given intrinsics → PINHOLE cameras with exactly those (in the downscaled images' pixels, COLMAP's
     half-integer centres); EXIF focal lengths → initial focal lengths. Both marked as priors. Returns the
     camera ids to hold constant (given) and those whose prior stays (given or EXIF)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     constant: set[int] = set()
     kept: set[int] = set()
@@ -220,7 +236,7 @@ def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pa
 
 
 def _verification(options: SfmOptions):
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = options.random_seed  # the same photos give the same matches
@@ -235,6 +251,38 @@ def _drop_focal_priors(pycolmap, database: Path, keep: set[int] = frozenset()) -
             if camera.has_prior_focal_length and camera.camera_id not in keep:
                 camera.has_prior_focal_length = False
                 db.update_camera(camera)
+
+
+def _with_colmap_focal(pycolmap, database: Path, copy: Path, guesses: dict[int, list[float]],
+                       options: SfmOptions) -> None:
+    """``copy``: ``database`` with the cameras in ``guesses`` back at COLMAP's own initial parameters (no prior
+    mark) and every pair verified again, as COLMAP verifies it without a prior (the matches are kept)."""
+    shutil.copyfile(database, copy)
+    with pycolmap.Database.open(str(copy)) as db:
+        for camera_id, params in guesses.items():
+            camera = db.read_camera(camera_id)
+            camera.params = params
+            camera.has_prior_focal_length = False
+            db.update_camera(camera)
+        db.clear_two_view_geometries()
+    verifier = pycolmap.GeometricVerifierOptions()
+    verifier.num_threads = options.num_threads
+    pycolmap.geometric_verification(copy, verifier, two_view_geometry_options=_verification(options))
+
+
+def _better(candidate, incumbent) -> bool:
+    """``candidate`` (a model or ``None``) registers more views than ``incumbent``, or as many with a lower mean
+    reprojection error."""
+    if candidate is None:
+        return False
+    if incumbent is None or candidate.num_reg_images() != incumbent.num_reg_images():
+        return incumbent is None or candidate.num_reg_images() > incumbent.num_reg_images()
+    return candidate.compute_mean_reprojection_error() < incumbent.compute_mean_reprojection_error()
+
+
+def _verified_pairs(pycolmap, database: Path) -> int:
+    with pycolmap.Database.open(str(database)) as db:
+        return int(db.num_verified_image_pairs())
 
 
 def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions):
@@ -268,6 +316,7 @@ def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, option
     triangulation = pycolmap.IncrementalPipelineOptions()
     triangulation.triangulation.ignore_two_view_tracks = False  # with two views every track is one
     triangulation.triangulation.random_seed = options.random_seed
+    triangulation.num_threads = 1  # see _mapping_options
     triangulated = pycolmap.triangulate_points(rec, database, image_dir, out, options=triangulation)
     if triangulated.num_points3D() < options.relaxed_min_inliers:
         return None
@@ -275,19 +324,30 @@ def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, option
     adjustment.refine_focal_length = False
     adjustment.refine_extra_params = False
     adjustment.print_summary = False
+    adjustment.ceres.solver_options.num_threads = 1  # sums in a fixed order: the same result on every run
     pycolmap.bundle_adjustment(triangulated, adjustment)
     return triangulated
 
 
-def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, num_views: int, constant: set[int]):
+def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, constant: set[int]):
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.constant_cameras = set(constant)  # given intrinsics: held by every bundle adjustment
-    mapping.num_threads = options.num_threads
+    # one thread: with several, COLMAP's structure-less registration runs parallel RANSAC (threads share one
+    # trial counter) and bundle adjustment sums in thread order, so the model changes from run to run
+    # (measured on a held-out synthetic 50-view scene: cameras 0.65 units apart); the time hardly changes
+    mapping.num_threads = 1
     mapping.min_model_size = 2
     mapping.random_seed = options.random_seed  # the same photos give the same cameras
-    # a bound on a hopeless mapping (repetitive textures: minutes of bundle adjustment on wrong tracks); the
-    # partial model so far is returned
-    mapping.max_runtime_seconds = int(options.mapping_seconds_per_view * max(10, num_views))
+    mapping.mapper.random_seed = options.random_seed
+    mapping.triangulation.random_seed = options.random_seed
+    # Work, not time, bounds mapping: COLMAP's counts (init_num_trials 200 initial pairs, max_num_models 50,
+    # max_reg_trials 3 per view, RANSAC and bundle-adjustment iterations). The costly part on hopeless inputs is
+    # structure-less registration (a 6-point generalized relative pose in RANSAC, up to ~57 000 trials per
+    # attempt): on a held-out synthetic scene with periodic textures it took 30-50 s of CPU per mapping call. It
+    # runs in the relaxed pass only, the last resort (demo/buddha registers its 13th view there; the first and
+    # guided passes register the same views without it on every demo scene), which cut that scene's mapping
+    # from 77 s to 32 s of CPU.
+    mapping.structure_less_registration_fallback = relaxed
     if relaxed:
         n = options.relaxed_min_inliers
         mapping.min_num_matches = n
@@ -297,10 +357,10 @@ def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, num_views: in
     return mapping
 
 
-def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool, num_views: int,
+def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool,
          constant: set[int] = frozenset()):
     out.mkdir()
-    mapping = _mapping_options(pycolmap, options, relaxed, num_views, constant)
+    mapping = _mapping_options(pycolmap, options, relaxed, constant)
     models = pycolmap.incremental_mapping(database, image_dir, out, mapping)
     return max(models.values(), key=lambda r: r.num_reg_images(), default=None)
 
@@ -323,7 +383,7 @@ def _map_from_poses(pycolmap, database: Path, image_dir: Path, out: Path, option
             rec.add_image_with_trivial_frame(
                 pycolmap.Image(name=image.name, camera_id=image.camera_id, image_id=image.image_id),
                 pycolmap.Rigid3d(pycolmap.Rotation3d(T[:3, :3]), T[:3, 3]))
-    mapping = _mapping_options(pycolmap, options, relaxed, num_views, constant)
+    mapping = _mapping_options(pycolmap, options, relaxed, constant)
     mapping.triangulation.ignore_two_view_tracks = False  # the poses are known: a track of two views is a point
     mapping.triangulation.random_seed = options.random_seed
     (out / "triangulated").mkdir()
@@ -366,7 +426,7 @@ def run_sfm(
     pixels; ``pairs``: the view pairs to match (``None``: all); ``known``: given/EXIF intrinsics and the poses
     to keep (see the module docstring). COLMAP's C++ log goes wherever file descriptor
     2 goes: wrap the call in :func:`mum.native_stderr.native_stderr_to` to keep it off a terminal."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     say = say or (lambda _m: None)
     pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)  # COLMAP's INFO lines: errors only
@@ -386,15 +446,22 @@ def run_sfm(
         extraction.max_image_size = options.max_image_size
         extraction.num_threads = options.num_threads
         extraction.sift.first_octave = options.sift_first_octave
+        pycolmap.Database.open(str(database)).close()
         for group, single in _camera_groups(arrays, known):
+            mode = pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
+            # the images enter the database in input order before extraction: extraction on several threads
+            # would number them in the order they finish, and matching and mapping depend on the numbering
+            pycolmap.import_images(database, image_dir, mode, image_names=[names[i] for i in group], options=reader)
             pycolmap.extract_features(
                 database, image_dir, image_names=[names[i] for i in group], reader_options=reader,
                 extraction_options=extraction,
-                camera_mode=pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE,
-                device=pycolmap.Device.cpu,
+                camera_mode=mode, device=pycolmap.Device.cpu,
             )
-        _set_focal_priors(database, names, transforms, np.asarray(focal_prior, dtype=np.float64))
+        guesses = {}
+        if options.network_focal_prior:
+            guesses = _set_focal_priors(database, names, transforms, np.asarray(focal_prior, dtype=np.float64))
         constant, kept_priors = _set_known_cameras(database, names, transforms, known)
+        guesses = {c: params for c, params in guesses.items() if c not in kept_priors}  # given and EXIF stay
         fixed = {} if known is None else {names[i]: known.cam_from_world[i] for i in np.nonzero(known.posed)[0]}
         if len(fixed) < 2:
             fixed = {}  # one pose fixes no scale: SfM maps freely and is aligned to it afterwards
@@ -411,19 +478,30 @@ def run_sfm(
             say(f"sfm: matching {len(pairs)} network-guided pairs (of {S * (S - 1) // 2})")
             _match_pairs(pycolmap, database, tmp / "pairs.txt", names, pairs, matching, _verification(options))
             pairs_matched = len(pairs)
-        with pycolmap.Database.open(str(database)) as db:
-            pairs_verified = int(db.num_verified_image_pairs())
+        pairs_verified = _verified_pairs(pycolmap, database)
         seconds["matching"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say(f"sfm: incremental mapping ({pairs_verified} verified pairs)")
-        def mapping(out: Path, relaxed: bool):
+        def mapping(database: Path, out: Path, relaxed: bool):
             if fixed:
                 return _map_from_poses(pycolmap, database, image_dir, out, options, relaxed, S, fixed, constant)
-            return _map(pycolmap, database, image_dir, out, options, relaxed=relaxed, num_views=S, constant=constant)
+            return _map(pycolmap, database, image_dir, out, options, relaxed=relaxed, constant=constant)
 
-        best = mapping(tmp / "mapping", relaxed=False)
+        best = mapping(database, tmp / "mapping", relaxed=False)
         seconds["mapping"] = time.perf_counter() - t0
         relaxed = False
+        initial_focal = "network" if guesses else "colmap"
+        if guesses and S >= 2 and (best is None or best.num_reg_images() < S):
+            # a wrong network focal length can cost views: COLMAP's own guess on the same matches, the better kept
+            t0 = time.perf_counter()
+            say("sfm: views missing; mapping again from COLMAP's own focal length guess")
+            colmap_database = tmp / "database_colmap_focal.db"
+            _with_colmap_focal(pycolmap, database, colmap_database, guesses, options)
+            again = mapping(colmap_database, tmp / "mapping_colmap_focal", relaxed=False)
+            if _better(again, best):
+                best, database, initial_focal = again, colmap_database, "colmap"
+                pairs_verified = _verified_pairs(pycolmap, database)
+            seconds["focal_fallback"] = time.perf_counter() - t0
         registered = set() if best is None else {im.name for im in best.images.values() if im.has_pose}
         missing = [k for k, n in enumerate(names) if n not in registered]
         if options.guided_matching and missing and S >= 2:
@@ -442,27 +520,28 @@ def run_sfm(
             guided.guided_matching = True
             _match_pairs(pycolmap, database, tmp / "pairs_guided.txt", names, redo, guided, _verification(options),
                          replace=True)
-            with pycolmap.Database.open(str(database)) as db:
-                pairs_verified = int(db.num_verified_image_pairs())
+            pairs_verified = _verified_pairs(pycolmap, database)
             seconds["guided_matching"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            again = mapping(tmp / "mapping_guided", relaxed=False)
-            if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
+            again = mapping(database, tmp / "mapping_guided", relaxed=False)
+            if _better(again, best):
                 best = again
             seconds["mapping"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         registered_now = 0 if best is None else best.num_reg_images()
         if registered_now < S and S >= 2 and pairs_verified > 0 and (S <= options.rematch_all_up_to or 2 * registered_now < S):
             say("sfm: views still missing; mapping again with relaxed thresholds")
-            again = mapping(tmp / "mapping_relaxed", relaxed=True)
-            if again is not None and (best is None or again.num_reg_images() > best.num_reg_images()):
+            again = mapping(database, tmp / "mapping_relaxed", relaxed=True)
+            if _better(again, best):
                 best, relaxed = again, True
         if (best is None or best.num_reg_images() < 2) and S == 2 and pairs_verified > 0 and not fixed:
             say("sfm: mapping refused the two views; relative pose from their two-view geometry")
             best, relaxed = _two_view_model(pycolmap, database, image_dir, tmp / "two_view", options), True
         seconds["mapping"] += time.perf_counter() - t0
-    return _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
-                   pairs_matched, pairs_verified, seconds, relaxed)
+    result = _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
+                     pairs_matched, pairs_verified, seconds, relaxed)
+    result.initial_focal = initial_focal
+    return result
 
 
 def _result(rec, names, transforms, focal_prior, options, pairs_matched, pairs_verified, seconds, relaxed) -> SfmResult:

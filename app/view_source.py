@@ -16,7 +16,7 @@ import numpy as np
 
 from mum.io import (
     _single_video,
-    image_size,
+    check_image_header,
     iter_video_frames,
     load_images,
     pixel_limit,
@@ -65,16 +65,7 @@ class FileViews(ViewSource):
         self.paths, self.names, self.max_pixels = [Path(p) for p in paths], list(names), max_pixels
         self.photos = self.paths if photos else None  # a video's decoded frames are not the user's photos
         limit = pixel_limit(max_pixels)
-        self.sizes = []
-        for p in self.paths:
-            try:
-                size = image_size(p)
-            except UserError:
-                load_images([p], max_pixels=max_pixels)  # raises, saying precisely what is wrong with this file
-                raise
-            if size[0] * size[1] > limit:
-                load_images([p], max_pixels=max_pixels)
-            self.sizes.append(size)
+        self.sizes = [check_image_header(p, limit) for p in self.paths]  # nothing above the limit is decoded
 
     def load(self, indices: Sequence[int]) -> list[np.ndarray]:
         return load_images([self.paths[i] for i in indices], max_pixels=self.max_pixels)

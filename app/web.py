@@ -335,7 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-disk-mb", type=float, default=float(env("MUM_WEB_MAX_DISK_MB", "4096")),
                    help="temporary disk for uploads and results, MB; oldest results evicted first "
                         "(default 4096) [MUM_WEB_MAX_DISK_MB]")
-    p.add_argument("--preload", action="store_true", help="load the default model before serving")
+    p.add_argument("--preload", action="store_true",
+                   help="load the default model and run --self-check's tiny reconstruction with it before serving")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each model's encoder and aggregator blocks when it is loaded (tens of seconds)")
+    p.add_argument("--self-check", action="store_true",
+                   help="run a tiny reconstruction (3 views) through the model on the device and exit: one line, "
+                        "exit status 0 when it works (the Docker HEALTHCHECK)")
     p.add_argument("--quiet", action="store_true", help="less logging")
     return p
 
@@ -429,14 +435,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights and not Path(args.weights).is_file():
             raise UserError(f"{args.weights}: weights file not found (mount it at /weights in Docker)")
         device = choose_device(args.device)
+        if args.self_check:
+            from app.self_check import run
+
+            return run(args.model, args.weights, device, compile_model=args.compile)
         with server_temp_dir(args.port):
             cfg = config_from_args(args, device)
             try:
-                models = ModelCache(device, model=args.model, weights=args.weights)
+                models = ModelCache(device, model=args.model, weights=args.weights, compile_models=args.compile)
             except ValueError as exc:
                 raise UserError(str(exc)) from None
             if args.preload:
-                models.get(None)
+                from app.self_check import self_check
+
+                print(self_check(models.get(None)), flush=True)  # a model or backend that cannot run stops the server here
             try:
                 with stop_on_sigterm():
                     launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)

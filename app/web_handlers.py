@@ -53,6 +53,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: SIFT features", 0.3),
     (r"sfm: matching", 0.4),
     (r"sfm: incremental mapping", 0.48),
+    (r"sfm: views missing; mapping again from COLMAP", 0.51),
     (r"sfm: \d+ view\(s\) not registered: guided", 0.54),
     (r"sfm: views still missing", 0.6),
     (r"sfm: mapping refused", 0.6),
@@ -501,12 +502,13 @@ def summary(scene: WebScene, points: int) -> str:
     consistency = r.meta.get("consistency") or {}
     disagreement = consistency.get("median_depth_disagreement")
     if disagreement is not None and np.isfinite(disagreement):
-        pct = 100 * disagreement
-        agree = f"views disagree by {pct:.1f} %" if pct >= 0.1 or pct == 0 else f"views disagree by {pct:.2g} %"
-        agree += " (median relative depth difference)"
-        if "pixels_kept" in consistency and not scene.fast:  # the fast preview keeps pixels by confidence only
-            agree += f", {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
-        parts.append(agree)
+        percent = lambda x: f"{100 * x:.1f}" if 100 * x >= 0.1 or x == 0 else f"{100 * x:.2g}"  # noqa: E731
+        agree = f"views disagree by {percent(disagreement)} % over all pixels"
+        cloud = consistency.get("cloud_median_depth_disagreement")
+        if "pixels_kept" in consistency and not scene.fast and cloud is not None and np.isfinite(cloud):
+            # the fast preview keeps pixels by confidence only; here: those another view confirms
+            agree += f", {percent(cloud)} % over the {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
+        parts.append(agree + " (median relative depth difference between views: self-consistency, not accuracy)")
     chunks = r.meta.get("chunks")
     if chunks:  # a long input: joined chunks (app.chunked)
         loops = sum(1 for lp in chunks.get("loops", []) if lp.get("accepted"))

@@ -48,9 +48,11 @@ class ModelCache:
         weights: str | None = None,
         loader: Loader = default_loader,
         presets: list[str] | None = None,
+        compile_models: bool = False,
     ) -> None:
         self.device = device
         self.loader = loader
+        self.compile_models = compile_models  # torch.compile each model's blocks when it is loaded
         self.choices: dict[str, tuple[str, str | None]] = {}
         presets = registry_models() if presets is None else presets
         model = model or registry_default() or (presets[0] if presets else None)
@@ -85,8 +87,11 @@ class ModelCache:
             if label not in self._models:
                 name, weights = self.choices[label]
                 try:
-                    self._models[label] = self.loader(name, weights=weights, device=self.device)
+                    model = self.loader(name, weights=weights, device=self.device)
                 except ValueError as exc:  # e.g. weights given for a checkpoint path
                     raise UserError(f"model {label!r}: {exc}") from None
+                if self.compile_models:
+                    model.compile_for_inference()
+                self._models[label] = model
                 self.loads += 1
             return self._models[label]

@@ -1,6 +1,11 @@
-"""``mum-reconstruct`` wall time, command start to written PLY, for 10 demo views on CPU.
+"""``mum-reconstruct`` wall time, command start to written PLY: 10 demo views with ``--fast``, and the README's
+first command (the default path on all 17 views of ``demo/tum_freiburg``), on CPU.
 
-Run: ``python benchmarks/cli.py`` (options: ``--views``, ``--repeats``, ``--model``, ``--device``).
+Run: ``python benchmarks/cli.py`` (options: ``--views``, ``--repeats``, ``--model``, ``--device``,
+``--readme-repeats``).
+
+* readme command: ``mum-reconstruct demo/tum_freiburg/images -o scene.ply --overwrite`` (with ``--json`` for
+  its figures) in a subprocess, timed as below; its points and registered views from the JSON summary;
 
 * total: the real command, ``python -m app.cli demo/tum_freiburg/images -o scene.ply --max-frames 10 --fast``
   (start-up and the network; ``benchmarks/real_scenes.py`` times the default path), in a
@@ -92,6 +97,23 @@ def run_total(argv: list[str]) -> float:
     return elapsed
 
 
+def run_readme_command(model: str, device: str, repeats: int) -> dict:
+    """The README's first command (default path, every TUM view) in a subprocess, ``repeats`` times."""
+    runs, summary = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [str(DEMO), "-o", str(Path(tmp) / "scene.ply"), "--overwrite", "--model", model, "--device", device, "--json"]
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "app.cli", *argv], cwd=ROOT, capture_output=True, text=True)
+            runs.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise SystemExit(f"mum-reconstruct failed: {proc.stderr.strip()[-2000:]}")
+            summary = json.loads(proc.stdout)
+    return {"command": "mum-reconstruct demo/tum_freiburg/images -o scene.ply --overwrite", "views": summary["views"],
+            "seconds": {"median": round(statistics.median(runs), 3), "runs": [round(x, 3) for x in runs]},
+            "points": summary["points"], "registered_views": summary["sfm"]["registered_views"]}
+
+
 def run_stages(argv: list[str]) -> dict:
     """One breakdown in a fresh interpreter."""
     spawned = time.time()
@@ -121,6 +143,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: heads.DEFAULT_MODEL (mum-tiny if its weights are absent)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--inputs", default=str(DEMO))
+    parser.add_argument("--readme-repeats", type=int, default=3, help="runs of the README's first command (0: skip)")
     args = parser.parse_args()
 
     run = start_run()
@@ -154,6 +177,10 @@ def main() -> None:
         values = [b[key] for b in breakdowns]
         print(f"{names[key]:45} {median[key]:9.2f} {min(values):8.2f} {max(values):8.2f}")
     print(f"{'total, real command in a subprocess':45} {total:9.2f} {min(totals):8.2f} {max(totals):8.2f}")
+    readme = run_readme_command(model, args.device, args.readme_repeats) if args.readme_repeats else None
+    if readme:
+        print(f"{readme['command']}: {readme['seconds']['median']:.2f} s (median of {args.readme_repeats}), "
+              f"{readme['points']:,} points, {readme['registered_views']}/{readme['views']} views registered")
     verdict = "within" if median["startup_plus_model_load"] < BUDGET_S else "OVER"
     print(f"\nstart-up + imports + model load: {median['startup_plus_model_load']:.2f} s ({verdict} the {BUDGET_S:.0f} s budget)")
 
@@ -169,6 +196,7 @@ def main() -> None:
         "breakdown_runs": breakdowns,
         "budget_s": BUDGET_S,
         "startup_plus_model_load_within_budget": median["startup_plus_model_load"] < BUDGET_S,
+        "readme_command": readme,
     }
     out = write_results(RESULTS / f"cli_{args.device}.json", result, run)
     print(f"wrote {out}")

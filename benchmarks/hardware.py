@@ -23,3 +23,19 @@ def peak_bf16_tflops(device: str | torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+
+def accelerator(device: str | torch.device) -> dict:
+    """The device and the stack that runs on it, beside ``provenance``'s run block: device name, CUDA, cuDNN, and
+    whether xformers' kernels run with this torch (None when it does not import)."""
+    from mum.layers.attention import backend_works, xformers_available
+
+    dev = torch.device(device)
+    return {
+        "device": device_name(dev),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
+        "xformers_kernels_run": (dev.type == "cuda" and backend_works("xformers", "cuda", torch.bfloat16))
+        if xformers_available() else None,
+    }

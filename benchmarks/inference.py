@@ -4,15 +4,21 @@ Run: ``python benchmarks/inference.py``. Defaults per device (each preset at its
 ``--size`` is given, except mum-vitl16 at 512 px beside vggt-1b at 518 px):
 
 * CPU: mum-tiny at 1–100 frames, mum-small at 1–10, and mum-vitl16 beside vggt-1b at 1–2 frames (one timed
-  run each);
+  run each), every configuration in a fresh subprocess (peak resident set minus the set after the model is
+  built);
 * CUDA: every preset at 1, 10, 50, 100, 200, 500, 1000 frames (until out of memory), once per attention
-  backend (``--attention xformers sdpa``: xformers ``memory_efficient_attention`` vs PyTorch SDPA).
-Every configuration runs in a fresh subprocess, so peak memory is its own: CUDA ``max_memory_allocated``,
-or on CPU the peak resident set of the process minus the resident set after the model is built.
-Times are the median of ``--repeats`` synchronised runs after one warm-up. After the table it prints the
-speed-up of each MuM preset over ``vggt-1b`` at equal frame counts and the memory per extra frame (slope of a
+  backend that runs (``--attention``; default every one of xformers, cudnn, sdpa that passes its verification);
+  one subprocess per preset and backend, peak memory ``max_memory_allocated`` reset before each frame count.
+
+``predict`` runs as the pipeline runs it: frames on the CPU, moved to the GPU a chunk at a time, dense maps
+gathered back on the CPU (``--output-device``). Random weights, initialised on the device. A process warms up
+with 2 frames; frame counts up to 50 get one more warm-up at their own size and ``--repeats`` timed runs, 100
+and 200 frames two timed runs, 500 and more one (the median is reported, and the minimum). ``--compile`` puts
+the blocks under ``torch.compile`` first (``compile_s`` in each row). After the table it prints the speed-up
+of each MuM preset over ``vggt-1b`` at equal frame counts and the memory per extra frame (slope of a
 least-squares line through peak memory vs frames, with its worst relative residual: near 0 = linear). Writes
-``benchmarks/results/inference_<device>.json`` and draws ``benchmarks/results/inference_<device>.png``.
+``benchmarks/results/inference_<device>.json`` (or ``--out``, with the run's commit, command and machine) and
+draws the plot beside it.
 """
 
 from __future__ import annotations
@@ -28,10 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import mum  # noqa: E402,F401  (sets the CPU threading policy before torch starts)
-from hardware import device_name  # noqa: E402
-from provenance import start_run, write_results  # noqa: E402
 
 
 def _peak_rss_mib() -> float:
@@ -47,53 +52,84 @@ def _current_rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_one(preset: str, frames: int, size: int | None, device: str, repeats: int, chunk: int, compile_: bool) -> dict:
-    """Measure one configuration in this process."""
+def timed_runs(frames: int, repeats: int) -> int:
+    """Timed runs at ``frames``: ``repeats`` up to 50 frames, at most 2 up to 200, then 1 (a 1000-frame pass
+    takes about a minute on an H100)."""
+    return repeats if frames <= 50 else min(repeats, 2) if frames <= 200 else 1
+
+
+def run_one(preset: str, frame_counts: list[int], size: int | None, device: str, repeats: int, chunk: int,
+            compile_: bool, output_device: str) -> list[dict]:
+    """Measure ``preset`` at each frame count in this process; one JSON line per count on stdout as it goes."""
     import torch
 
-    import heads
+    from heads.model import build_reconstructor
+    from heads.registry import PRESETS, load_model
+    from mum.layers.attention import chosen_backends
 
     torch.manual_seed(0)
-    model = heads.load_model(preset, device=device)
+    model = (build_reconstructor(PRESETS[preset], device=device) if preset in PRESETS else load_model(preset, device=device)).eval()
     size = size or model.cfg.image_size
     p = model.patch_size
     H = W = (size // p) * p
-    if compile_:
-        model = torch.compile(model)
-    images = torch.rand(frames, 3, H, W, device=device)
-    base = _current_rss_mib()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
-    model.predict(images, chunk_size=chunk)  # warm-up
-    times = []
-    for _ in range(repeats):
+    compile_s = model.compile_for_inference() if compile_ else None
+    params = sum(q.numel() for q in model.parameters()) / 1e6
+    g = torch.Generator().manual_seed(0)
+
+    def sync() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model.predict(images, chunk_size=chunk)
+
+    if device == "cuda":  # kernels, cuBLAS and cuDNN set up once (on the CPU this would raise the peak resident set)
+        model.predict(torch.rand(2, 3, H, W, generator=g), chunk_size=chunk, output_device=output_device)
+    rows = []
+    for frames in frame_counts:
+        images = torch.rand(frames, 3, H, W, generator=g)
         if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = _peak_rss_mib()
-    return {
-        "preset": preset,
-        "frames": frames,
-        "size": [H, W],
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "peak_mem_mib": peak,
-        "model_mem_mib": base,
-        "activation_mem_mib": peak - base,
-        "params_m": sum(q.numel() for q in model.parameters()) / 1e6,
-        "threads": torch.get_num_threads(),
-        "attention": __import__("mum.layers.attention", fromlist=["resolve_backend"]).resolve_backend(images),
-        "compiled": compile_,
-    }
+            torch.cuda.empty_cache()
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() / 2**20
+        else:
+            base = _current_rss_mib()
+        try:
+            if frames <= 50:
+                model.predict(images, chunk_size=chunk, output_device=output_device)  # warm-up at this size
+            times = []
+            for _ in range(timed_runs(frames, repeats)):
+                sync()
+                t0 = time.perf_counter()
+                pred = model.predict(images, chunk_size=chunk, output_device=output_device)
+                sync()
+                times.append(time.perf_counter() - t0)
+                del pred
+        except torch.OutOfMemoryError as exc:
+            row = {"preset": preset, "frames": frames, "size": [H, W], "error": f"out of memory: {str(exc)[:150]}"}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            break
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_rss_mib()
+        row = {
+            "preset": preset,
+            "frames": frames,
+            "size": [H, W],
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "timed_runs": len(times),
+            "peak_mem_mib": peak,
+            "model_mem_mib": base,
+            "activation_mem_mib": peak - base,
+            "params_m": params,
+            "threads": torch.get_num_threads(),
+            "attention": "+".join(sorted(set(chosen_backends().values()))),
+            "compiled": compile_,
+            "compile_s": compile_s,
+            "output_device": output_device,
+            "chunk": chunk,
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 CPU_PLAN = {"mum-tiny": [1, 2, 10, 25, 50, 100], "mum-small": [1, 2, 10], "mum-vitl16": [1, 2], "vggt-1b": [1, 2]}
@@ -162,30 +198,44 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def measure(preset: str, n: int, backend: str, device: str, args: argparse.Namespace) -> dict:
-    """One configuration in a fresh subprocess (its own peak memory); prints its line."""
+def measure(preset: str, frame_counts: list[int], backend: str, device: str, args: argparse.Namespace) -> list[dict]:
+    """``preset`` at ``frame_counts`` in a fresh subprocess (its own memory); prints a line per count."""
     import os
 
     repeats = 1 if device == "cpu" and preset in CPU_SINGLE_RUN else args.repeats
-    cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", str(n), "--repeats", str(repeats),
-           "--chunk", str(args.chunk), "--device", device]
+    cmd = [sys.executable, __file__, "--one", "--presets", preset, "--frames", *map(str, frame_counts),
+           "--repeats", str(repeats), "--chunk", str(args.chunk), "--device", device, "--output-device", args.output_device]
     size = args.size or BENCH_SIZE.get(preset)
     if size:
         cmd += ["--size", str(size)]
     if args.compile:
         cmd.append("--compile")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MUM_ATTENTION": backend})
-    if proc.returncode != 0:
-        err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        print(f"{preset:10} {n:5d} frames [{backend}]: {err[:100]}")
-        return {"preset": preset, "frames": n, "attention": backend, "error": err[:200]}
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(
-        f"{preset:10} {n:5d} frames {row['size'][0]:4d} px [{row['attention']:8}] {row['median_s']:8.3f} s  "
-        f"{row['frames'] / row['median_s']:7.1f} frames/s  peak {row['peak_mem_mib']:8.0f} MiB  "
-        f"(+{row['activation_mem_mib']:.0f} above weights)", flush=True
-    )
-    return row
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MUM_ATTENTION": backend})
+    rows = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not line.startswith("{"):
+            continue
+        row = json.loads(line)
+        row["attention_used"] = row.get("attention")  # the backends verified and run (e.g. cudnn+sdpa)
+        row["attention"] = backend  # the request: rows are compared per request
+        rows.append(row)
+        if "error" in row:
+            print(f"{preset:10} {row['frames']:5d} frames [{backend}]: {row['error'][:100]}", flush=True)
+            continue
+        comp = f" (compiled in {row['compile_s']:.0f} s)" if row.get("compile_s") else ""
+        print(f"{preset:10} {row['frames']:5d} frames {row['size'][0]:4d} px [{row['attention_used']:8}] {row['median_s']:8.3f} s  "
+              f"{row['frames'] / row['median_s']:7.1f} frames/s  peak {row['peak_mem_mib']:8.0f} MiB  "
+              f"(+{row['activation_mem_mib']:.0f} above weights){comp}", flush=True)
+    err = proc.stderr.read() if proc.stderr else ""
+    if proc.wait() != 0:
+        last = (err.strip().splitlines() or ["failed"])[-1]
+        done = {r["frames"] for r in rows}
+        missing = [n for n in frame_counts if n not in done]
+        print(f"{preset:10} [{backend}]: {last[:200]}", flush=True)
+        rows += [{"preset": preset, "frames": n, "attention": backend, "error": last[:200]} for n in missing[:1]]
+    return rows
 
 
 def main() -> None:
@@ -197,37 +247,45 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=8, help="frames per encoder/DPT chunk")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument("--output-device", default="cpu", help="where predict gathers the dense maps (default: cpu)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's blocks first")
     parser.add_argument("--attention", nargs="+", default=None,
-                        help="attention backends to compare (default: xformers and sdpa on CUDA, auto on CPU)")
+                        help="attention backends to compare (default: every one that runs on CUDA, auto on CPU)")
+    parser.add_argument("--max-frames", default=None, nargs="*", metavar="PRESET=N",
+                        help="stop PRESET above N frames (e.g. vggt-1b=200)")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default: results/inference_<device>.json)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if args.one:  # child process: one configuration, JSON on stdout
-        row = run_one(args.presets[0], args.frames[0], args.size, device, args.repeats, args.chunk, args.compile)
-        print(json.dumps(row))
+    if args.one:  # child process: one preset, JSON lines on stdout
+        run_one(args.presets[0], args.frames, args.size, device, args.repeats, args.chunk, args.compile, args.output_device)
         return
-    run = start_run()
     if args.presets:
         plan = {p: args.frames or (CUDA_FRAMES if device == "cuda" else CPU_PLAN.get(p, [1, 2, 10])) for p in args.presets}
     elif device == "cuda":
         plan = {p: args.frames or CUDA_FRAMES for p in CUDA_PRESETS}
     else:
         plan = {p: args.frames or f for p, f in CPU_PLAN.items()}
-    from mum.layers.attention import xformers_available
+    limits = dict(item.split("=") for item in (args.max_frames or []))
+    plan = {p: [n for n in frames if p not in limits or n <= int(limits[p])] for p, frames in plan.items()}
+    from encoder import working_backends
+    from hardware import accelerator
+    from provenance import start_run, write_results
 
-    backends = args.attention or (["xformers", "sdpa"] if device == "cuda" and xformers_available() else ["auto"])
+    run = start_run()
+
+    backends = args.attention or working_backends(device)
     rows = []
     for backend in backends:
         for preset, frames in plan.items():
-            for n in frames:
-                row = measure(preset, n, backend, device, args)
-                rows.append(row)
-                if "error" in row and "out of memory" in row["error"].lower():
-                    break  # larger frame counts will not fit either
+            if device == "cuda":
+                rows += measure(preset, frames, backend, device, args)
+            else:  # the CPU's peak resident set cannot be reset: one process per configuration
+                for n in frames:
+                    rows += measure(preset, [n], backend, device, args)
     ups, slopes = speedups(rows), memory_slopes(rows)
     if ups:
         print("\nspeed-up over vggt-1b (same frames, same attention backend):")
@@ -239,10 +297,11 @@ def main() -> None:
         for m in slopes:
             print(f"  {m['preset']:10} [{m['attention']}]  {m['mib_per_frame']:8.2f} MiB per frame, "
                   f"max residual {100 * m['max_rel_residual']:.1f} % of the largest (frames {m['frames']})")
-    name = device_name(device)
-    out = write_results(RESULTS / f"inference_{device}.json", {"device": name, "chunk": args.chunk, "rows": rows,
-                                                                "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, run)
-    plot(rows, RESULTS / f"inference_{device}.png", f"predict() on {name}")
+    stack = accelerator(device)
+    out = write_results(args.out or RESULTS / f"inference_{device}.json",
+                        {**stack, "chunk": args.chunk, "output_device": args.output_device, "rows": rows,
+                         "speedup_over_vggt_1b": ups, "memory_slopes": slopes}, run)
+    plot(rows, out.with_suffix(".png"), f"predict() on {stack['device']}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

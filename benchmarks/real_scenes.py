@@ -9,14 +9,19 @@ For every scene:
 * **fast**: ``reconstruct_arrays(..., PipelineOptions(fast=True))`` — the network alone;
 * **default**: ``reconstruct_arrays(...)`` — SfM cameras (network focal prior, network-placed views where SfM
   has none), depth fitted, fused and cross-checked;
-* **plain SfM**: what a user of pycolmap gets with its defaults — SIFT on the image files, exhaustive
-  matching, incremental mapping (largest model), unregistered views counted as failures.
+* **plain SfM**: what a user of pycolmap gets with its defaults — SIFT on the image files (at most 3200 px on
+  the long side, COLMAP's default), exhaustive matching, incremental mapping (largest model), unregistered
+  views counted as failures — run with ``--plain-seeds`` (default 0 1 2: the RANSAC and mapper seeds), so the
+  baseline is reproducible and its spread over seeds is reported (mean, min, max).
 
 Figures: pose AUC@30 and AUC@5 over all view pairs (pair error = max of rotation and translation-direction
-error, degrees), registered views (SfM cameras; ``fast`` has none), seconds (from decoded images to the result,
-model loading and image decoding excluded; plain SfM from image files to its model), and for fast/default the
-median relative depth disagreement between overlapping views — over all pixels and over the pixels the
-exported cloud keeps.
+error, degrees), registered views (SfM cameras; ``fast`` has none), seconds and where they go — fast and
+default from the image files to the result (decoding, the network, SIFT at most 1600 px on the long side,
+matching, mapping, dense fitting; model loading excluded), plain SfM from the image files to its model
+(feature extraction with decoding, at most 3200 px; matching; mapping) — and for fast/default the median
+relative depth difference between overlapping views ("views disagree"), over all pixels with a depth and over
+the pixels the exported cloud keeps. It measures how well the views' depths agree with each other under the
+exported cameras (self-consistency), not their accuracy: cameras that all sit at one point agree perfectly.
 
 Matching comparison (``--guided-views``): a held-out synthetic scene of N views (the data engine's exact
 cameras; the same world as the 50-view scene above, denser along its path at 100), reconstructed by the default
@@ -49,6 +54,7 @@ from benchmarks.provenance import row_stamp, start_run, write_results  # noqa: E
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEMO_SCENES = ("tum_freiburg", "sacre_coeur", "buddha")
+PLAIN_SEEDS = (0, 1, 2)
 
 
 def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -63,14 +69,19 @@ def run_pipeline(model, scene, fast: bool, **options) -> dict:
     from mum.io import load_views
     from app.pipeline import PipelineOptions, reconstruct_arrays
 
-    names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
     t0 = time.perf_counter()
+    names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
+    t1 = time.perf_counter()
     recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=fast, native_log="/dev/null", **options),
                                warn=lambda m: None)
     seconds = time.perf_counter() - t0
+    sfm_s = sum(recon.meta.get("sfm", {}).get("seconds", {}).values())
+    stages = {"decode": t1 - t0, "network": recon.meta["inference_s"], "sfm": sfm_s}
+    stages["rest"] = seconds - sum(stages.values())  # fast: preprocessing, consistency; default: dense fitting too
     auc30, auc5 = pose_aucs(recon.cam_from_world, scene.extrinsics)
     consistency = recon.meta["consistency"]
     row = {"auc30": auc30, "auc5": auc5, "registered": recon.pose_origins().count("sfm"), "seconds": seconds,
+           "stages_s": stages,
            "disagreement_all": consistency["median_depth_disagreement"],
            "disagreement_cloud": consistency["cloud_median_depth_disagreement"],
            "pixels_kept": consistency["pixels_kept"], "depth_size": list(recon.depth_size)}
@@ -79,23 +90,28 @@ def run_pipeline(model, scene, fast: bool, **options) -> dict:
     return row
 
 
-def run_plain_sfm(scene) -> dict:
-    """pycolmap with its defaults on the image files."""
+def run_plain_sfm(scene, seed: int) -> dict:
+    """pycolmap with its defaults on the image files, its random choices seeded with ``seed``."""
     import pycolmap
 
     from mum.native_stderr import native_stderr_to
 
     pycolmap.logging.minloglevel = 2
+    pycolmap.set_random_seed(seed)
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = seed
+    mapping = pycolmap.IncrementalPipelineOptions()
+    mapping.random_seed = seed
     with tempfile.TemporaryDirectory() as tmp, native_stderr_to("/dev/null"):
         tmp = Path(tmp)
         t0 = time.perf_counter()
         pycolmap.extract_features(tmp / "db.db", scene.root / "images", image_names=scene.names, device=pycolmap.Device.cpu)
         t1 = time.perf_counter()
-        pycolmap.match_exhaustive(tmp / "db.db", device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(tmp / "db.db", verification_options=verification, device=pycolmap.Device.cpu)
         t2 = time.perf_counter()
         (tmp / "sparse").mkdir()
-        models = pycolmap.incremental_mapping(tmp / "db.db", scene.root / "images", tmp / "sparse")
-        seconds = time.perf_counter() - t0
+        models = pycolmap.incremental_mapping(tmp / "db.db", scene.root / "images", tmp / "sparse", mapping)
+        t3 = time.perf_counter()
         best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         cams = np.full((len(scene.names), 4, 4), np.nan)
         if best is not None:
@@ -105,8 +121,18 @@ def run_plain_sfm(scene) -> dict:
                     cams[i] = np.eye(4)
                     cams[i, :3] = image.cam_from_world().matrix()
     auc30, auc5 = pose_aucs(cams, scene.extrinsics)
-    return {"auc30": auc30, "auc5": auc5, "registered": int(np.isfinite(cams[:, 0, 0]).sum()), "seconds": seconds,
-            "matching_seconds": t2 - t1}
+    return {"seed": seed, "auc30": auc30, "auc5": auc5, "registered": int(np.isfinite(cams[:, 0, 0]).sum()),
+            "seconds": t3 - t0, "stages_s": {"features": t1 - t0, "matching": t2 - t1, "mapping": t3 - t2}}
+
+
+def plain_sfm_repeats(scene, seeds: tuple[int, ...] = PLAIN_SEEDS) -> dict:
+    """Plain SfM once per seed: every run, and the mean, min and max of each figure over the runs."""
+    runs = [run_plain_sfm(scene, seed) for seed in seeds]
+    flat = [{**{k: r[k] for k in ("auc30", "auc5", "registered", "seconds")},
+             **{f"{k}_s": v for k, v in r["stages_s"].items()}} for r in runs]
+    stats = {how: {k: float(fn([f[k] for f in flat])) for k in flat[0]}
+             for how, fn in (("mean", np.mean), ("min", np.min), ("max", np.max))}
+    return {"seeds": list(seeds), "runs": runs, **stats["mean"], "min": stats["min"], "max": stats["max"]}
 
 
 def load_scene(path: Path):
@@ -129,16 +155,17 @@ def make_synthetic(folder: Path, scenes: int, views: int, kinds: str | None = No
     return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
-def compare_scene(model, path: Path, label: str) -> dict:
+def compare_scene(model, path: Path, label: str, seeds: tuple[int, ...] = PLAIN_SEEDS) -> dict:
     scene = load_scene(path)
     row = {"views": len(scene.names)}
     for method, fn in (("fast", lambda: run_pipeline(model, scene, True)),
                        ("default", lambda: run_pipeline(model, scene, False)),
-                       ("plain_sfm", lambda: run_plain_sfm(scene))):
+                       ("plain_sfm", lambda: plain_sfm_repeats(scene, seeds))):
         row[method] = fn()
         r = row[method]
         print(f"  {label:28s} {method:9s} AUC@30 {r['auc30']:5.1f}  AUC@5 {r['auc5']:5.1f}  "
-              f"registered {r['registered']:3d}/{len(scene.names)}  {r['seconds']:6.1f} s"
+              f"registered {r['registered']:5.1f}/{len(scene.names)}  {r['seconds']:6.1f} s"
+              + (f"  (seeds {r['seeds']}: AUC@30 {r['min']['auc30']:.1f}–{r['max']['auc30']:.1f})" if "seeds" in r else "")
               + (f"  disagreement {100 * r['disagreement_cloud']:.1f} % cloud / {100 * r['disagreement_all']:.1f} % all"
                  if "disagreement_cloud" in r else ""), flush=True)
     return row
@@ -162,18 +189,46 @@ def guided_vs_exhaustive(model, path: Path) -> dict:
     return out
 
 
+def _spread(p: dict, key: str, digits: int = 1) -> str:
+    """``mean`` of plain SfM's runs, with ``[min–max]`` when the seeds disagree."""
+    lo, hi = p["min"][key], p["max"][key]
+    mean = f"{p[key]:.{digits}f}"
+    return mean if f"{lo:.{digits}f}" == f"{hi:.{digits}f}" else f"{mean} [{lo:.{digits}f}–{hi:.{digits}f}]"
+
+
+def _seeds(results: dict) -> int:
+    return max(len(row["plain_sfm"].get("seeds", [0])) for row in results["scenes"].values())
+
+
 def scenes_table(results: dict) -> str:
-    """The README's table of the scenes in ``results`` (a results file of this benchmark)."""
-    lines = ["| scene (views) | fast AUC@30 / @5 | default AUC@30 / @5 | plain SfM AUC@30 / @5 | registered default / plain "
-             "| seconds fast / default / plain | disagreement cloud fast / default |",
+    """The README's accuracy table of the scenes in ``results`` (a results file of this benchmark)."""
+    lines = [f"| scene (views) | fast AUC@30 / @5 | default AUC@30 / @5 | plain SfM AUC@30 / @5 ({_seeds(results)} seeds) "
+             "| registered default / plain | views disagree, all pixels: fast / default "
+             "| over kept pixels: fast / default (kept) |",
              "|---|---|---|---|---|---|---|"]
     for name, row in results["scenes"].items():
         f, d, p = row["fast"], row["default"], row["plain_sfm"]
+        registered = (f"{p['registered']:.0f}" if p["min"]["registered"] == p["max"]["registered"]
+                      else f"{p['min']['registered']:.0f}–{p['max']['registered']:.0f}")
         lines.append(
             f"| {name} ({row['views']}) | {f['auc30']:.1f} / {f['auc5']:.1f} | **{d['auc30']:.1f} / {d['auc5']:.1f}** | "
-            f"{p['auc30']:.1f} / {p['auc5']:.1f} | {d['registered']} / {p['registered']} | "
-            f"{f['seconds']:.1f} / {d['seconds']:.1f} / {p['seconds']:.1f} | "
-            f"{100 * f['disagreement_cloud']:.1f} % / {100 * d['disagreement_cloud']:.1f} % |")
+            f"{_spread(p, 'auc30')} / {_spread(p, 'auc5')} | {d['registered']} / {registered} | "
+            f"{100 * f['disagreement_all']:.1f} % / {100 * d['disagreement_all']:.1f} % | "
+            f"{100 * f['disagreement_cloud']:.1f} % / {100 * d['disagreement_cloud']:.1f} % ({100 * d['pixels_kept']:.0f} %) |")
+    return "\n".join(lines)
+
+
+def timing_table(results: dict) -> str:
+    """The README's table of where the seconds go, per scene: the default path's stages beside plain SfM's."""
+    lines = ["| scene (views) | fast s | default s: decode / network / SIFT ≤ 1600 px + matching + mapping / dense / total "
+             f"| plain SfM s (mean of {_seeds(results)}): decode + SIFT ≤ 3200 px / matching / mapping / total |",
+             "|---|---|---|---|"]
+    for name, row in results["scenes"].items():
+        f, d, p = row["fast"], row["default"], row["plain_sfm"]
+        st = d["stages_s"]
+        lines.append(f"| {name} ({row['views']}) | {f['seconds']:.1f} | {st['decode']:.1f} / {st['network']:.1f} / "
+                     f"{st['sfm']:.1f} / {st['rest']:.1f} / {d['seconds']:.1f} | {p['features_s']:.1f} / "
+                     f"{p['matching_s']:.1f} / {p['mapping_s']:.1f} / {p['seconds']:.1f} |")
     return "\n".join(lines)
 
 
@@ -194,6 +249,8 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=3, metavar="N", help="held-out synthetic 10-view scenes (default 3)")
     parser.add_argument("--synthetic-50", type=int, default=1, metavar="N", help="held-out synthetic 50-view scenes (default 1)")
     parser.add_argument("--guided-views", type=int, nargs="*", default=[50, 100], help="matching comparison sizes")
+    parser.add_argument("--plain-seeds", type=int, nargs="+", default=list(PLAIN_SEEDS),
+                        help="plain SfM runs once per seed (default 0 1 2)")
     parser.add_argument("--parts", nargs="+", choices=("scenes", "matching"), default=["scenes", "matching"])
     parser.add_argument("--out", default=str(RESULTS / "real_scenes_cpu.json"))
     args = parser.parse_args()
@@ -203,6 +260,7 @@ def main() -> None:
     import heads
 
     run = start_run()
+    seeds = tuple(args.plain_seeds)
     stamp = row_stamp(run)  # rows kept from an earlier results file keep theirs (--quick, --parts)
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
     results: dict = {"model": heads.DEFAULT_MODEL, "scenes": {}, "matching": []}
@@ -212,12 +270,12 @@ def main() -> None:
             results["scenes"] = dict(previous.get("scenes", {}))  # --quick re-measures the demo scenes only
             print("scenes:", flush=True)
             for name in DEMO_SCENES:
-                results["scenes"][f"demo/{name}"] = {**compare_scene(model, ROOT / "demo" / name, f"demo/{name}"), **stamp}
+                results["scenes"][f"demo/{name}"] = {**compare_scene(model, ROOT / "demo" / name, f"demo/{name}", seeds), **stamp}
             if not args.quick:
                 for path in make_synthetic(tmp / "syn10", args.synthetic, 10) if args.synthetic else []:
-                    results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}"), **stamp}
+                    results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}", seeds), **stamp}
                 for path in make_synthetic(tmp / "syn50", args.synthetic_50, 50, start=100) if args.synthetic_50 else []:
-                    results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}"), **stamp}
+                    results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}", seeds), **stamp}
         else:
             results["scenes"] = previous.get("scenes", {})
         if "matching" in args.parts and not args.quick:
@@ -229,6 +287,7 @@ def main() -> None:
             results["matching"] = previous.get("matching", [])
     write_results(out, results, run)
     print(scenes_table(results))
+    print("\n" + timing_table(results))
     if results["matching"]:
         print("\n" + matching_table(results))
     print(f"wrote {out}")

@@ -127,13 +127,16 @@ class Aggregator(nn.Module):
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         return self.aggregate(self.embed_images(images, frames_chunk_size), grid, keep_layers)
 
-    def embed_images(self, images: Tensor, frames_chunk_size: Optional[int] = None) -> Tensor:
-        """``[B, S, 3, H, W]`` in [0, 1] → ImageNet-normalised, patch-embedded ``[B, S, P, C]``."""
+    def embed_images(
+        self, images: Tensor, frames_chunk_size: Optional[int] = None, device: Optional[torch.device] = None
+    ) -> Tensor:
+        """``[B, S, 3, H, W]`` in [0, 1] → ImageNet-normalised, patch-embedded ``[B, S, P, C]``; with ``device``,
+        each chunk of frames is moved there first."""
         if self.patch_embed is None:
             raise RuntimeError("this aggregator has no patch embedding; call aggregate() with patch tokens")
 
         def embed(frames: Tensor) -> Tensor:
-            out = self.patch_embed(imagenet_normalize(frames))
+            out = self.patch_embed(imagenet_normalize(frames if device is None else frames.to(device)))
             if isinstance(out, dict):
                 out = out["x_norm_patchtokens"]
             return out.flatten(1, 2) if out.ndim == 4 else out  # conv embed gives [N, h, w, C]

@@ -61,9 +61,10 @@ class CameraHead(nn.Module):
         self.pose_branch = Mlp(dim_in, dim_in // 2, self.target_dim)
 
     def forward(self, aggregated_tokens_list: Sequence[Tensor], num_iterations: int = 4) -> list[Tensor]:
-        """Aggregator token list (entries ``[B, S, N, dim_in]``; only the last entry's token 0 is read)
+        """Aggregator token list (entries ``[B, S, N, dim_in]``; only the last entry's token 0 is read, cast to the
+        head's dtype)
         → ``num_iterations`` activated pose encodings ``[B, S, 9]``, the last one the most refined."""
-        camera_tokens = self.token_norm(aggregated_tokens_list[-1][:, :, 0])
+        camera_tokens = self.token_norm(aggregated_tokens_list[-1][:, :, 0].to(self.token_norm.weight.dtype))
         return self.refine(camera_tokens, num_iterations)
 
     def refine(self, tokens: Tensor, num_iterations: int) -> list[Tensor]:

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mum.layers import gather_chunks
+
 from .activations import activate_head
 
 __all__ = [
@@ -260,6 +262,7 @@ class DPTHead(nn.Module):
         images: torch.Tensor,
         patch_start_idx: int,
         frames_chunk_size: int | None = 8,
+        output_device: torch.device | str | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Dense predictions for every frame, ``frames_chunk_size`` frames at a time (memory linear in frames).
 
@@ -269,26 +272,23 @@ class DPTHead(nn.Module):
             images: ``[B, S, 3, H, W]``; only the shape is used (``h = H // patch_size``, ``w = W // patch_size``).
             patch_start_idx: number of special (camera/register) tokens before the patches.
             frames_chunk_size: frames per chunk; ``None`` or ``>= S`` runs all frames at once.
+            output_device: where the outputs are gathered (default: the tokens' device); each chunk's output is
+                copied into one preallocated tensor there as soon as it is made, so the device running the head
+                holds one chunk's maps at a time.
 
         Returns:
             ``(values [B, S, H', W', output_dim - 1], confidence [B, S, H', W'])`` with ``H' = H / down_ratio``,
             or features ``[B, S, F, H', W']`` when ``feature_only``.
         """
         num_frames = images.shape[1]
-        if frames_chunk_size is None or frames_chunk_size >= num_frames:
-            return self._forward_frames(aggregated_tokens_list, images.shape, patch_start_idx, 0, num_frames)
-        if frames_chunk_size <= 0:
+        step = num_frames if frames_chunk_size is None else frames_chunk_size
+        if step <= 0:
             raise ValueError(f"frames_chunk_size must be positive, got {frames_chunk_size}")
-        chunks = [
-            self._forward_frames(
-                aggregated_tokens_list, images.shape, patch_start_idx, start, min(start + frames_chunk_size, num_frames)
-            )
-            for start in range(0, num_frames, frames_chunk_size)
-        ]
-        if self.feature_only:
-            return torch.cat(chunks, dim=1)
-        values, conf = zip(*chunks)
-        return torch.cat(values, dim=1), torch.cat(conf, dim=1)
+        chunks = (
+            self._forward_frames(aggregated_tokens_list, images.shape, patch_start_idx, start, min(start + step, num_frames))
+            for start in range(0, num_frames, step)
+        )
+        return gather_chunks(chunks, num_frames, dim=1, device=output_device)
 
     def _forward_frames(
         self,

@@ -9,13 +9,17 @@
       ─► depth head   ─► depth [B,S,H,W,1] + confidence              (DPT, frame chunks)
 
 Memory grows linearly in the frame count apart from global attention: frames are encoded ``chunk_size`` at a
-time, the aggregator keeps only the layers the heads read, and the DPT heads run over frame chunks. On CUDA,
-:meth:`Reconstructor.predict` runs the encoder and aggregator under bf16 (fp16 where bf16 is unsupported)
-autocast; the heads always run in float32, as the official VGGT does.
+time, the aggregator keeps only the layers the heads read (in the trunk's dtype: bf16 on CUDA), and the DPT heads
+run over frame chunks, each chunk's float32 maps cast from those tokens on the fly and, with
+``predict(output_device="cpu")``, copied off the GPU as soon as they are made (the input frames stay where they
+are and go to the GPU a chunk at a time). On CUDA, :meth:`Reconstructor.predict` runs the encoder and aggregator
+under bf16 (fp16 where bf16 is unsupported) autocast; the heads always run in float32, as the official VGGT does.
+:meth:`Reconstructor.compile_for_inference` puts the encoder's and the aggregator's blocks under ``torch.compile``.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from typing import Any, Optional
 
@@ -25,7 +29,7 @@ from torch import Tensor, nn
 from mum.encoder import MuMEncoder
 from mum.geometry import pose_encoding_to_extrinsics_intrinsics
 from mum.image import imagenet_normalize
-from mum.layers import map_chunks
+from mum.layers import compile_blocks, map_chunks
 
 from .aggregator import Aggregator, TokenList
 from .camera_head import CameraHead
@@ -125,13 +129,35 @@ class Reconstructor(nn.Module):
         return images
 
     # -------------------------------------------------------------------------------------------- forward
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.parameters()).device
+
     def embed(self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Tensor:
-        """``[B, S, 3, H, W]`` in [0, 1] → patch tokens ``[B, S, P, C_agg]``, ``chunk_size`` frames at a time."""
+        """``[B, S, 3, H, W]`` in [0, 1] (on any device) → patch tokens ``[B, S, P, C_agg]`` on the model's device,
+        ``chunk_size`` frames at a time (each chunk moved to the model's device when its turn comes)."""
+        device = self.device
         if self.encoder is None:
-            return self.aggregator.embed_images(images, chunk_size)
+            return self.aggregator.embed_images(images, chunk_size, device=device)
         assert self.encoder_proj is not None
-        return map_chunks(lambda frames: self.encoder_proj(self.encoder(imagenet_normalize(frames))), images,
+        return map_chunks(lambda frames: self.encoder_proj(self.encoder(imagenet_normalize(frames.to(device)))), images,
                           chunk_size, batch_dims=2)
+
+    def compile_for_inference(self, frames: int = 2) -> float:
+        """Put the transformer blocks (encoder or DINOv2 patch embedding, aggregator, camera-head trunk; the DPT
+        heads stay eager) under ``torch.compile`` and compile them now, with one :meth:`predict` on ``frames``
+        random frames of 3 × 5 patches, after one eager pass that verifies the attention backends (sizes are
+        symbolic, so real inputs reuse the graphs; a one-frame input compiles once more). Returns the seconds the
+        compiling pass took (compilation plus a tiny forward)."""
+        images = torch.rand(frames, 3, 3 * self.patch_size, 5 * self.patch_size, generator=torch.Generator().manual_seed(0))
+        self.predict(images, chunk_size=None)  # eager first: attention backends verified (and their errors raised) here
+        compile_blocks(self)
+        start = time.perf_counter()
+        self.predict(images, chunk_size=None)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
 
     def aggregate(
         self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE, keep_layers: Optional[set[int]] = None
@@ -146,7 +172,11 @@ class Reconstructor(nn.Module):
         return self.aggregator.aggregate(patch_tokens, grid, keep_layers)
 
     def forward(
-        self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE, num_iterations: Optional[int] = None
+        self,
+        images: Tensor,
+        chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+        num_iterations: Optional[int] = None,
+        output_device: Optional[torch.device | str] = None,
     ) -> dict[str, Any]:
         """Raw outputs for training. ``images`` ``[B, S, 3, H, W]`` (or ``[S, 3, H, W]``) in [0, 1].
 
@@ -155,18 +185,22 @@ class Reconstructor(nn.Module):
         ``world_points_conf`` ``[B,S,H,W]`` (float32), ``images`` (the ``[B,S,3,H,W]`` input) and
         ``descriptors`` ``[B,S,C]``: each view's patch tokens before the aggregator, mean-pooled and L2-normalised
         (a global image descriptor for retrieval: views whose descriptors have a high dot product likely overlap).
-        ``chunk_size``: frames per encoder / DPT chunk (``None`` = all at once).
+        ``chunk_size``: frames per encoder / DPT chunk (``None`` = all at once). ``output_device``: where the dense
+        maps are gathered, chunk by chunk (default: the model's device).
         """
         images = self._check_images(images)
         patch_tokens = self.embed(images, chunk_size)
         descriptors = torch.nn.functional.normalize(patch_tokens.detach().float().mean(dim=2), dim=-1)
         tokens, patch_start_idx = self._aggregate_tokens(patch_tokens, images, keep_layers=self.head_layers)
-        tokens = [t.float() if t is not None else None for t in tokens]
+        del patch_tokens
         iterations = num_iterations or self.cfg.camera_head.num_iterations
-        with torch.autocast(device_type=images.device.type, enabled=False):
+        # the heads run in float32; each casts the (bf16 under autocast) tokens it reads, a frame chunk at a time
+        with torch.autocast(device_type=self.device.type, enabled=False):
             pose_enc_list = self.camera_head(tokens, num_iterations=iterations)
-            points, points_conf = self.point_head(tokens, images, patch_start_idx, frames_chunk_size=chunk_size)
-            depth, depth_conf = self.depth_head(tokens, images, patch_start_idx, frames_chunk_size=chunk_size)
+            points, points_conf = self.point_head(tokens, images, patch_start_idx, frames_chunk_size=chunk_size,
+                                                  output_device=output_device)
+            depth, depth_conf = self.depth_head(tokens, images, patch_start_idx, frames_chunk_size=chunk_size,
+                                                output_device=output_device)
         return {
             "pose_enc": pose_enc_list[-1],
             "pose_enc_list": pose_enc_list,
@@ -179,33 +213,42 @@ class Reconstructor(nn.Module):
         }
 
     @torch.inference_mode()
-    def predict(self, images: Tensor, chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Prediction:
+    def predict(
+        self,
+        images: Tensor,
+        chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+        output_device: Optional[torch.device | str] = None,
+    ) -> Prediction:
         """Reconstruct ``[S, 3, H, W]`` or ``[B, S, 3, H, W]`` RGB in [0, 1] (H, W multiples of ``patch_size``).
 
-        Runs on the model's device; returns float32 tensors with a batch axis (see :class:`Prediction`;
-        use ``.squeeze_batch()`` for one scene, ``.numpy()`` for arrays). ``pose_enc`` is the raw last
-        camera-head iteration; intrinsics are built from it with FoVs clamped to ``MIN_FOV`` so they stay finite."""
-        device = next(self.parameters()).device
-        images = self._check_images(images.to(device=device, dtype=torch.float32))
+        Runs on the model's device, the frames moved there ``chunk_size`` at a time from wherever they are;
+        returns float32 tensors with a batch axis on ``output_device`` (default: the model's device; ``"cpu"``
+        gathers the dense maps off the GPU chunk by chunk, so GPU memory does not hold every frame's maps). See
+        :class:`Prediction`; use ``.squeeze_batch()`` for one scene, ``.numpy()`` for arrays. ``pose_enc`` is
+        the raw last camera-head iteration; intrinsics are built from it with FoVs clamped to ``MIN_FOV`` so
+        they stay finite."""
+        device = self.device
+        output_device = torch.device(output_device) if output_device is not None else device
+        images = self._check_images(images.to(dtype=torch.float32))
         autocast = nullcontext()
         if device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             autocast = torch.autocast("cuda", dtype=dtype)
         with autocast:
-            raw = self.forward(images, chunk_size)
+            raw = self.forward(images, chunk_size, output_device=output_device)
         pose_enc = raw["pose_enc"].float()
         decodable = torch.cat((pose_enc[..., :7], pose_enc[..., 7:].clamp(min=MIN_FOV)), dim=-1)
         extrinsics, intrinsics = pose_encoding_to_extrinsics_intrinsics(decodable, images.shape[-2:])
         return Prediction(
-            extrinsics=extrinsics,
-            intrinsics=intrinsics,
+            extrinsics=extrinsics.to(output_device),
+            intrinsics=intrinsics.to(output_device),
             depth=raw["depth"],
             depth_conf=raw["depth_conf"],
             world_points=raw["world_points"],
             world_points_conf=raw["world_points_conf"],
-            pose_enc=pose_enc,
-            images=images.permute(0, 1, 3, 4, 2),
-            descriptors=raw["descriptors"],
+            pose_enc=pose_enc.to(output_device),
+            images=images.permute(0, 1, 3, 4, 2).to(output_device),
+            descriptors=raw["descriptors"].to(output_device),
         )
 
 

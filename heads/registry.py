@@ -20,9 +20,9 @@ from typing import Optional
 
 import torch
 
-from mum.checkpoint import load_into, load_state_dict, read_config, save_safetensors
+from mum.checkpoint import check_model_fits_file, load_into, load_state_dict, read_config, save_safetensors
 from mum.config import ENCODER_PRESETS
-from mum.errors import CheckpointError
+from mum.errors import CheckpointError, UserError
 
 from .config import AggregatorConfig, CameraHeadConfig, DPTConfig, ReconstructorConfig
 from .model import Reconstructor, build_reconstructor
@@ -88,8 +88,8 @@ def _bundled_path(name: str) -> Path:
 def model_config(name: str) -> ReconstructorConfig:
     """The config of the preset or bundled model ``name``."""
     if name in BUNDLED:
-        _, cfg = read_config(_bundled_path(name))
-        return ReconstructorConfig.from_dict(cfg)
+        path = _bundled_path(name)
+        return _recorded_config(path, read_config(path)[1])
     try:
         return PRESETS[name]
     except KeyError:
@@ -113,7 +113,8 @@ def load_model(
     """A :class:`Reconstructor` in eval mode on ``device`` (default: CUDA when available, else CPU).
 
     ``name_or_path``: a preset name or a checkpoint path; ``weights``: an optional weights file for a preset
-    (see the module docstring for the accepted formats)."""
+    (see the module docstring for the accepted formats). A preset without ``weights`` gets the same random
+    weights on every call (seed 0)."""
     device = device or _default_device()
     name = str(name_or_path)
     if name in BUNDLED:
@@ -122,7 +123,9 @@ def load_model(
         if weights is not None:
             load_weights(model, weights)
     elif name in PRESETS:
-        model = build_reconstructor(PRESETS[name])
+        with torch.random.fork_rng(devices=[]):  # random weights: the same on every run, the caller's RNG untouched
+            torch.manual_seed(0)
+            model = build_reconstructor(PRESETS[name])
         if weights is not None:
             load_weights(model, weights)
     else:
@@ -140,15 +143,22 @@ def _load_checkpoint(path: str | os.PathLike) -> Reconstructor:
     if cfg is not None:
         if kind != CHECKPOINT_KIND:
             raise CheckpointError(path, f"holds a {kind!r} model, not a reconstructor")
-        try:
-            config = ReconstructorConfig.from_dict(cfg)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(path, f"has an unreadable reconstructor config ({exc})") from None
-        return load_into(build_reconstructor(config), path, what=f"reconstructor {config.name}")
+        config = _recorded_config(path, cfg)
+        what = f"reconstructor {config.name}"
+        check_model_fits_file(lambda device: build_reconstructor(config, device), path, what)  # before any memory is taken
+        return load_into(build_reconstructor(config), path, what=what)
     state = load_state_dict(path)
     if is_vggt_state(state):
         return load_vggt_weights(build_reconstructor(vggt_1b_config()), path, state)
     raise CheckpointError(path, "records no model config; give a preset name with weights= instead")
+
+
+def _recorded_config(path: str | os.PathLike, cfg: dict) -> ReconstructorConfig:
+    """The reconstructor config a safetensors file records, every field checked (one line naming the file)."""
+    try:
+        return ReconstructorConfig.from_dict(cfg, where="mum.config")
+    except UserError as exc:
+        raise CheckpointError(path, f"has an unusable config ({exc})") from None
 
 
 def load_weights(model: Reconstructor, path: str | os.PathLike) -> Reconstructor:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UserError
 from .files import atomic_path
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -73,8 +74,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(path, f"not a readable safetensors file, truncated or corrupt ({_reason(exc)})") from None
+    _check_torch_format(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own (a pickle protocol it does not expect ...): our line says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except (zipfile.BadZipFile, EOFError, RuntimeError) as exc:
         raise CheckpointError(path, f"not a readable PyTorch checkpoint, truncated or corrupt ({_reason(exc)})") from None
     except pickle.UnpicklingError as exc:
@@ -92,6 +96,61 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(path, "does not contain a state dict of tensors")
     return dict(obj)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # pickle protocol 2 + torch's magic
+
+
+def _check_torch_format(path: Path) -> None:
+    """Refuse a file that is not in one of ``torch.save``'s formats (a zip archive, or the legacy format that
+    starts with torch's magic number) before ``torch.load`` unpickles anything: a raw pickle is not a
+    checkpoint, and torch would print warnings about it first."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LEGACY_MAGIC))
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read ({exc.strerror or exc})") from None
+    if head.startswith(_ZIP_MAGIC) or head == _LEGACY_MAGIC:
+        return
+    if head[:1] == b"\x80":  # a pickle's protocol opcode
+        raise CheckpointError(path, "a raw Python pickle, not a PyTorch checkpoint (torch.save) nor safetensors; "
+                                    "refused without loading it")
+    raise CheckpointError(path, "not a readable PyTorch checkpoint, truncated or corrupt (neither torch.save's "
+                                "format nor safetensors)")
+
+
+def read_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of the tensors in a safetensors file, from its header alone (nothing is read)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _check_exists(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(path, f"not a readable safetensors file ({_reason(exc)})") from None
+
+
+MAX_PARAMETERS = 4_000_000_000  # a model this loader builds from a recorded config (VGGT-1B: 1.2e9)
+
+
+def check_model_fits_file(build: Callable[[str], nn.Module], path: str | os.PathLike, what: str) -> None:
+    """Before a model is built from a config recorded in the safetensors file ``path``: build it on the meta
+    device (``build("meta")``: no memory), refuse more than :data:`MAX_PARAMETERS` parameters, and compare its keys and shapes with
+    the file's header (:func:`read_shapes`). A config of 100,000 blocks in a file of a few hundred bytes is
+    refused here in milliseconds instead of allocating gigabytes first."""
+    try:
+        model = build("meta")
+    except (ValueError, TypeError, RuntimeError, AssertionError, ZeroDivisionError, OverflowError) as exc:
+        raise CheckpointError(path, f"its config describes no buildable {what} ({_reason(exc)})") from None
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(path, f"its config describes a {what} of {count:,} parameters, more than this "
+                                    f"loader builds ({MAX_PARAMETERS:,})")
+    shapes = read_shapes(path)
+    check_compatible(model, {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}, path, what)
 
 
 def check_compatible(model: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike, what: str = "model") -> None:
@@ -141,11 +200,18 @@ def save_safetensors(
 
 
 def read_config(path: str | os.PathLike) -> tuple[Optional[str], Optional[dict[str, Any]]]:
-    """``(kind, config dict)`` recorded in a project safetensors file, or ``(None, None)``."""
+    """``(kind, config dict)`` recorded in a project safetensors file, or ``(None, None)``. The config is JSON
+    parsed with its nesting bounded (:func:`mum.schema.loads_json`); its fields are checked by the config's own
+    ``from_dict`` before anything is built."""
+    from .schema import loads_json
+
     meta = read_metadata(path)
     if "mum.config" not in meta:
         return None, None
     try:
-        return meta.get("mum.kind"), json.loads(meta["mum.config"])
-    except json.JSONDecodeError:
-        raise CheckpointError(path, "has a corrupt mum.config metadata entry") from None
+        config = loads_json(meta["mum.config"], "mum.config")
+    except UserError as exc:
+        raise CheckpointError(path, f"has a corrupt {exc}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(path, "has a corrupt mum.config: not a JSON object")
+    return meta.get("mum.kind"), config

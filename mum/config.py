@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -21,6 +21,9 @@ class EncoderConfig:
     rope_base: float = 100.0
     rope_dtype: str = "bfloat16"  # the released encoder-only checkpoint stores RoPE periods in bf16
 
+    def __post_init__(self) -> None:
+        check_heads(self.embed_dim, self.num_heads, "embed_dim", "num_heads")
+
     @property
     def torch_rope_dtype(self) -> torch.dtype:
         return getattr(torch, self.rope_dtype)
@@ -36,6 +39,35 @@ class AutoEncoderConfig:
     decoder_num_heads: int = 16
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
+
+    def __post_init__(self) -> None:
+        check_heads(self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim", "decoder_num_heads")
+        if self.decoder_depth % 2:
+            raise ValueError("decoder_depth counts frame + global blocks and must be even")
+
+
+def check_heads(dim: int, heads: int, dim_name: str, heads_name: str) -> None:
+    """Attention splits ``dim`` into ``heads`` heads, and axial RoPE needs a head dimension divisible by 4."""
+    if dim % heads or (dim // heads) % 4:
+        raise ValueError(f"{dim_name} {dim} must be {heads_name} ({heads}) heads of a size divisible by 4")
+
+
+# What a model config recorded in a file (``mum.config``) may hold: every number's range, checked before
+# anything is built (:func:`mum.schema.dataclass_from_dict`); large enough for every preset and VGGT-1B
+CONFIG_RANGES: dict[str, tuple[float, float]] = {
+    "patch_size": (1, 64),
+    "embed_dim": (4, 8192),
+    "depth": (1, 96),
+    "num_heads": (1, 256),
+    "mlp_ratio": (0.125, 16.0),
+    "norm_eps": (1e-12, 1.0),
+    "rope_base": (1e-3, 1e9),
+    "decoder_embed_dim": (4, 8192),
+    "decoder_depth": (2, 96),
+    "decoder_num_heads": (1, 256),
+    "mask_ratio": (0.0, 0.99),
+}
+CONFIG_CHOICES: dict[str, tuple[str, ...]] = {"rope_dtype": ("float32", "bfloat16", "float16", "float64")}
 
 
 def _encoder(embed_dim: int, depth: int, num_heads: int, **kw: Any) -> EncoderConfig:
@@ -81,13 +113,16 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
 
 
-def encoder_config_from_dict(d: dict[str, Any]) -> EncoderConfig:
-    names = {f.name for f in fields(EncoderConfig)}
-    return EncoderConfig(**{k: v for k, v in d.items() if k in names})
+def encoder_config_from_dict(d: Any, where: str = "encoder") -> EncoderConfig:
+    """An :class:`EncoderConfig` from a JSON object, every field's type and range checked
+    (:data:`CONFIG_RANGES`); unknown fields are ignored. One :class:`~mum.errors.UserError` line otherwise."""
+    from mum.schema import dataclass_from_dict
+
+    return dataclass_from_dict(EncoderConfig, d, where, CONFIG_RANGES, CONFIG_CHOICES, strict=False)
 
 
-def autoencoder_config_from_dict(d: dict[str, Any]) -> AutoEncoderConfig:
-    d = dict(d)
-    enc = encoder_config_from_dict(d.pop("encoder"))
-    names = {f.name for f in fields(AutoEncoderConfig)}
-    return AutoEncoderConfig(encoder=enc, **{k: v for k, v in d.items() if k in names})
+def autoencoder_config_from_dict(d: Any, where: str = "config") -> AutoEncoderConfig:
+    """An :class:`AutoEncoderConfig` from a JSON object, checked like :func:`encoder_config_from_dict`."""
+    from mum.schema import dataclass_from_dict
+
+    return dataclass_from_dict(AutoEncoderConfig, d, where, CONFIG_RANGES, CONFIG_CHOICES, strict=False)

@@ -211,17 +211,35 @@ def _replace_entry(src: Path, dst: Path, protected: Sequence[Path]) -> None:
         _remove(old)
 
 
+def check_entry_folders(folder: str | os.PathLike, entries: Iterable[str]) -> None:
+    """Refuse to write ``entries`` (relative paths such as ``sparse/0``) into ``folder`` when a folder on the way
+    to one (``sparse``) is there as something else: a file, or a symbolic link. Replacing it would delete what
+    this program did not write (``--overwrite`` replaces the entries, never what holds them)."""
+    folder = Path(folder)
+    for rel in entries:
+        parts = Path(rel).parts
+        for k in range(1, len(parts)):
+            here = folder.joinpath(*parts[:k])
+            if here.is_symlink() or (os.path.lexists(here) and not here.is_dir()):
+                what = "a symbolic link" if here.is_symlink() else "a file"
+                raise UserError(f"{here}: is {what}, not a folder; {rel} would be written inside it (move it away "
+                                f"or write the output somewhere else)")
+            if not here.is_dir():
+                break
+
+
 def _merge(tmp: Path, path: Path, entries: Sequence[str] | None, protected: Sequence[Path]) -> None:
     """Move the ``entries`` (relative paths such as ``scene.ply`` or ``sparse/0``; default: every top-level entry
     of ``tmp``) from ``tmp`` into the existing folder ``path``, each replacing only its own name. An entry below a
     folder that ``path`` lacks (or has as a link or a file) moves with that folder."""
     names = list(entries) if entries is not None else sorted(os.listdir(tmp))
+    check_entry_folders(path, names)
     for rel in names:
         parts = Path(rel).parts
         k = 0
         while k < len(parts) - 1:
             here = path.joinpath(*parts[: k + 1])
-            if not (here.is_dir() and not here.is_symlink()):
+            if not here.is_dir():  # absent (a link or a file was refused above)
                 break
             k += 1
         unit = parts[: k + 1]

@@ -41,20 +41,34 @@ MAX_PIXELS_CEILING = 10**12  # what a --max-pixels / MUM_MAX_PIXELS value may sa
 log = logging.getLogger(__name__)
 
 
-def pixel_limit(override: int | None = None) -> int:
-    """The most pixels (width x height) an image or video frame may have: ``override`` when given, else the
-    ``MUM_MAX_PIXELS`` environment variable, else :data:`DEFAULT_MAX_PIXELS`. A bad value is a ``UserError``."""
+def pixel_limit(override: int | str | None = None) -> int:
+    """The most pixels (width x height) an image or video frame may have: ``override`` when given (a number, or
+    its text as on a command line), else the ``MUM_MAX_PIXELS`` environment variable, else
+    :data:`DEFAULT_MAX_PIXELS`. A bad value is a ``UserError``."""
     if override is not None:
-        limit, source = override, "--max-pixels"
+        return parse_pixel_count(override, "--max-pixels")
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    return parse_pixel_count(text, MAX_PIXELS_ENV) if text else DEFAULT_MAX_PIXELS
+
+
+def parse_pixel_count(value: int | str, source: str = "--max-pixels") -> int:
+    """A pixel limit given as a whole number, written out (``300000000``, ``300_000_000``) or in scientific
+    notation (``3e8``), between 1 and :data:`MAX_PIXELS_CEILING`; one-line :class:`UserError` otherwise
+    (``abc``, ``1.5``, ``inf``, ``1e400``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        limit = value
     else:
-        text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
-        if not text:
-            return DEFAULT_MAX_PIXELS
-        source = MAX_PIXELS_ENV
+        text = str(value).strip().replace("_", "")
         try:
             limit = int(text)
         except ValueError:
-            raise UserError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: not a whole number of pixels") from None
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number) or number != int(number):
+                raise UserError(f"{source} {one_line(str(value))!r}: not a whole number of pixels") from None
+            limit = int(number)
     if not 1 <= limit <= MAX_PIXELS_CEILING:
         raise UserError(f"{source} must be between 1 and {MAX_PIXELS_CEILING:,} pixels")
     return limit
@@ -147,11 +161,15 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
 _EXIF_ORIENTATION = 0x0112  # 5–8: the image is stored a quarter turn from how it is shown
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_size(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[int, int]:
     """``(width, height)`` of an image file as the loader returns it (after its EXIF orientation, which
     swaps the two for a quarter turn), from the header alone (nothing is decoded); ``UserError`` when the file
-    cannot be opened or is not an image."""
+    cannot be opened or is not an image. Pillow's own guard is raised to ``max_pixels`` (default: the
+    process-wide :func:`pixel_limit`) for the call, so that an image within it is measured, not refused; the
+    caller compares the size with its limit."""
     path = Path(path)
+    limit = pixel_limit(max_pixels)
+    _sync_pillow(limit)
     try:
         with warnings.catch_warnings(), open(path, "rb") as fh:
             warnings.simplefilter("ignore")
@@ -159,7 +177,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                 w, h = img.size
                 return (h, w) if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
     except Image.DecompressionBombError as exc:  # more than twice Pillow's limit
-        raise _bomb(path, exc, pixel_limit()) from None
+        raise _bomb(path, exc, limit) from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not a readable image") from None
     except OSError as exc:
@@ -173,10 +191,14 @@ def _bomb(path: Path, exc: Exception, limit: int) -> UserError:
     return _too_large(path, count, limit)
 
 
+class ImageTooLarge(UserError):
+    """An image (or video frame) above the pixel limit, found from its header."""
+
+
 def _too_large(path: Path, size: tuple[int, int] | str, limit: int) -> UserError:
     """The one line for an image over the pixel limit; ``size`` ``(w, h)`` or a description of its pixels."""
     what = size if isinstance(size, str) else f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels"
-    return UserError(f"{path}: image is too large ({what}, the limit is {limit:,}; set {MAX_PIXELS_ENV} or "
+    return ImageTooLarge(f"{path}: image is too large ({what}, the limit is {limit:,}; set {MAX_PIXELS_ENV} or "
                      f"--max-pixels to allow more)")
 
 
@@ -345,14 +367,25 @@ def load_images(paths: Iterable[str | os.PathLike], max_pixels: int | None = Non
     limit = pixel_limit(max_pixels)
     _sync_pillow(limit)
     for p in paths:
-        try:
-            size = image_size(p)
-        except UserError:
-            read_image(p, max_pixels=limit)  # raises, saying precisely what is wrong with this file
-            continue
-        if size[0] * size[1] > limit:
-            raise _too_large(Path(p), size, limit)
+        check_image_header(p, limit)
     return [read_image(p, max_pixels=limit) for p in paths]
+
+
+def check_image_header(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` of the image file ``path`` (display orientation) from its header, refused with one
+    :class:`UserError` line when it holds more than ``max_pixels`` (default :func:`pixel_limit`) or is not a
+    readable image; nothing above the limit is ever decoded."""
+    limit = pixel_limit(max_pixels)
+    try:
+        size = image_size(path, limit)
+    except ImageTooLarge:
+        raise
+    except UserError:
+        read_image(path, max_pixels=limit)  # raises, saying precisely what is wrong with this file
+        raise
+    if size[0] * size[1] > limit:
+        raise _too_large(Path(path), size, limit)
+    return size
 
 
 def read_video_frames(
@@ -372,11 +405,49 @@ def read_video_frames(
 def iter_video_frames(
     path: str | os.PathLike, stride: int = 1, max_frames: int | None = None, max_pixels: int | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """:func:`read_video_frames` one frame at a time (a long video never has all its frames in memory)."""
+    """:func:`read_video_frames` one frame at a time (a long video never has all its frames in memory).
+
+    The frames are those that decode, whatever the container claims: a header's frame count or duration can
+    be wrong (an AVI claiming 2^32 frames, a WebM/MKV without a Duration, whose count OpenCV reports as
+    negative, a Duration saying 1 s for 100 frames). Without ``max_frames`` every ``stride``-th frame is read in
+    one pass; with it the decodable frames are counted first (:func:`count_video_frames`: decoded, nothing
+    converted or kept) and ``max_frames`` are picked uniformly among every ``stride``-th of them, so the work
+    and memory are bounded by ``max_frames`` before anything is kept."""
     import cv2
 
     path = Path(path)
-    limit = pixel_limit(max_pixels)
+    stride = max(int(stride), 1)
+    cap = _open_video(path, pixel_limit(max_pixels))
+    try:
+        wanted = None  # None: every stride-th frame
+        if max_frames is not None:
+            total = count_video_frames(path, max_pixels)
+            kept = (total + stride - 1) // stride
+            pick = range(kept) if kept <= max_frames else np.linspace(0, kept - 1, max_frames).round().astype(int)
+            wanted = {int(k) * stride for k in pick}
+        last = max(wanted) if wanted else -1
+        index = count = 0
+        while wanted is None or index <= last:
+            if (index % stride == 0) if wanted is None else (index in wanted):
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                count += 1
+                yield f"frame_{index:06d}.png", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            elif not cap.grab():  # a frame not wanted: decoded, not converted
+                break
+            index += 1
+    finally:
+        cap.release()
+    if not count:
+        raise UserError(f"{path}: video has no readable frames")
+
+
+def _open_video(path: Path, limit: int):
+    """An opened ``cv2.VideoCapture`` of ``path`` whose frame size is within ``limit`` pixels (from the header,
+    before any frame is decoded); :class:`UserError` otherwise."""
+    import cv2
+
     try:
         if not path.is_file():
             raise UserError(f"{path}: no such video file")
@@ -389,32 +460,26 @@ def iter_video_frames(
         cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise UserError(f"{path}: cannot open video")
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > limit:
+        cap.release()
+        raise UserError(f"{path}: video frames are too large ({width}x{height}, the limit is {limit:,} pixels; "
+                        f"set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
+    return cap
+
+
+def count_video_frames(path: str | os.PathLike, max_pixels: int | None = None) -> int:
+    """How many frames of ``path`` decode, counted by decoding them in order (``grab``: nothing converted or
+    kept) up to the first that does not: the container's frame count and duration are not trusted."""
+    path = Path(path)
+    cap = _open_video(path, pixel_limit(max_pixels))
     try:
-        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width * height > limit:
-            raise UserError(f"{path}: video frames are too large ({width}x{height}, the limit is {limit:,} pixels; "
-                            f"set {MAX_PIXELS_ENV} or --max-pixels to allow more)")
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        indices = list(range(0, max(total, 0), max(stride, 1)))
-        if max_frames is not None and len(indices) > max_frames:
-            pick = np.linspace(0, len(indices) - 1, max_frames).round().astype(int)
-            indices = [indices[i] for i in pick]
-        wanted = set(indices)
-        index = 0
         count = 0
-        while wanted:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index in wanted:
-                count += 1
-                yield f"frame_{index:06d}.png", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                wanted.discard(index)
-            index += 1
+        while cap.grab():
+            count += 1
+        return count
     finally:
         cap.release()
-    if not count:
-        raise UserError(f"{path}: video has no readable frames")
 
 
 def subsample(items: list, max_count: int | None) -> list:

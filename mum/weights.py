@@ -9,10 +9,10 @@ from typing import Optional, Union
 import torch
 
 from .autoencoder import MuMAutoEncoder, build_autoencoder
-from .checkpoint import load_into, load_state_dict, read_config, save_safetensors
+from .checkpoint import check_model_fits_file, load_into, load_state_dict, read_config, save_safetensors
 from .config import AutoEncoderConfig, EncoderConfig, autoencoder_config_from_dict, encoder_config_from_dict
 from .encoder import MuMEncoder, build_encoder
-from .errors import CheckpointError
+from .errors import CheckpointError, UserError
 
 
 def load_encoder(
@@ -21,14 +21,15 @@ def load_encoder(
     """Encoder weights from ``MuM_ViTLarge.pth`` (strict, into ``preset``), from the encoder part of an
     autoencoder checkpoint, or from a project safetensors file that records its own config."""
     kind, cfg = read_config(path)
-    state = load_state_dict(path)
     if cfg is not None:
         if kind == "mum-autoencoder":
             return load_autoencoder(path).to(device or "cpu")
         if kind != "mum-encoder":
             raise CheckpointError(path, f"holds a {kind!r} model, not a MuM encoder")
-        preset = encoder_config_from_dict(cfg)
-    elif "decoder_embed.weight" in state:
+        preset = _recorded(path, encoder_config_from_dict, cfg)
+        check_model_fits_file(lambda device: build_encoder(preset, device), path, "MuM encoder")
+    state = load_state_dict(path)
+    if cfg is None and "decoder_embed.weight" in state:
         return load_autoencoder(path, preset if isinstance(preset, str) else "vitl16").to(device or "cpu")
     model = build_encoder(preset)
     load_into(model, path, state, what="MuM encoder")
@@ -43,10 +44,19 @@ def load_autoencoder(
     if cfg is not None:
         if kind != "mum-autoencoder":
             raise CheckpointError(path, f"holds a {kind!r} model, not a MuM autoencoder")
-        preset = autoencoder_config_from_dict(cfg)
+        preset = _recorded(path, autoencoder_config_from_dict, cfg)
+        check_model_fits_file(lambda device: build_autoencoder(preset, device), path, "MuM autoencoder")
     model = build_autoencoder(preset)
     load_into(model, path, what="MuM autoencoder")
     return model.to(device or "cpu")
+
+
+def _recorded(path, parse, cfg: dict):
+    """The config a safetensors file records, every field checked by ``parse`` (one line naming the file)."""
+    try:
+        return parse(cfg, "mum.config")
+    except UserError as exc:
+        raise CheckpointError(path, f"has an unusable config ({exc})") from None
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike) -> None:

@@ -294,14 +294,17 @@ def test_unknown_device(tmp_path: Path, capsys) -> None:
 
 
 # ------------------------------------------------------------------------- outputs that would lose data
-@pytest.mark.parametrize("out", ["", ".", ".."])
-def test_output_never_the_current_folder_or_above(tmp_path: Path, capsys, monkeypatch, out: str) -> None:
+@pytest.mark.parametrize("out, needle", [("", "the output path is empty"),
+                                         (".", ".: is the current folder or one above it"),
+                                         ("..", "..: is the current folder or one above it")])
+def test_output_never_the_current_folder_or_above(tmp_path: Path, capsys, monkeypatch, out: str, needle: str) -> None:
     """``-o ""`` / ``-o .`` with --overwrite used to empty the current folder before failing."""
     _image(tmp_path / "work" / "in" / "a.png")
     (tmp_path / "work" / "keep.txt").write_text("precious")
     monkeypatch.chdir(tmp_path / "work")
     code, err = _run(capsys, "in", "-o", out, *FAST, "--overwrite")
-    _assert_one_line_error(code, err, "")
+    _assert_one_line_error(code, err, needle)
+    assert code == 2
     assert (tmp_path / "work" / "keep.txt").read_text() == "precious" and (tmp_path / "work" / "in" / "a.png").exists()
 
 

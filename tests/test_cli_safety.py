@@ -197,7 +197,9 @@ def test_overwrite_folder_replaces_only_its_own_exports(tmp_path: Path, capsys) 
     assert {p.name for p in (out / "sparse").iterdir()} == {"0", "1"}
     assert _hidden(out) == [] and _hidden(tmp_path) == []
     code, err = _run(capsys, inputs, "-o", out, *FAST, "--overwrite")  # and again: still only ours replaced
-    assert code == 0, err and (out / "thesis.pdf").exists()
+    assert code == 0, err
+    assert (out / "thesis.pdf").read_bytes() == b"four years" and (out / "notes" / "todo.txt").read_text() == "finish"
+    assert (out / "sparse" / "1" / "mine.txt").read_text() == "another model"
 
 
 def test_overwrite_keeps_inputs_that_are_links_into_the_output(tmp_path: Path, capsys) -> None:
@@ -276,7 +278,8 @@ def test_appeared_output_replaced_with_overwrite(tmp_path: Path, capsys, monkeyp
     real = app.pipeline.reconstruct_arrays
     monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: (out.write_text("x"), real(*a, **k))[1])
     code, err = _run(capsys, inputs, "-o", out, *FAST, "--overwrite")
-    assert code == 0, err and out.read_bytes().startswith(b"ply")
+    assert code == 0, err
+    assert out.read_bytes().startswith(b"ply") and _hidden(tmp_path) == []  # the file that appeared was replaced
 
 
 def test_two_concurrent_runs_one_wins(tmp_path: Path) -> None:
@@ -412,7 +415,8 @@ sys.exit(main(sys.argv[1:]))
                                                (signal.SIGHUP, "s.glb", "write_glb"),
                                                (signal.SIGINT, "c.ply", "write_ply")])
 def test_signals_clean_up_temporaries(tmp_path: Path, sig: int, out_name: str, fn: str) -> None:
-    """SIGTERM/SIGHUP (and Ctrl-C) during an export: one "interrupted" line, exit 130, no temporaries left."""
+    """SIGTERM/SIGHUP (and Ctrl-C) during an export: one "interrupted" line, exit 143/129 (130), no temporaries
+    left."""
     inputs = _inputs(tmp_path)
     out = tmp_path / out_name
     if fn == "write_ply":  # a slow writer *inside* the atomic temporary: it exists when the signal comes
@@ -435,7 +439,7 @@ def test_signals_clean_up_temporaries(tmp_path: Path, sig: int, out_name: str, f
     finally:
         if proc.poll() is None:
             proc.kill()
-    _one_line(code, rest, "interrupted", status=EXIT_INTERRUPTED)
+    _one_line(code, rest, "interrupted", status=EXIT_INTERRUPTED if sig == signal.SIGINT else 128 + sig)
     assert _hidden(tmp_path) == [] and not out.exists()
 
 
@@ -526,7 +530,7 @@ class _InterruptedImport:
 
 
 def test_ctrl_c_while_pycolmap_is_imported_says_interrupted(tmp_path: Path, capsys, monkeypatch) -> None:
-    from app.export_formats import import_pycolmap
+    from mum.pycolmap_import import import_pycolmap
 
     inputs = _inputs(tmp_path)
     monkeypatch.delitem(sys.modules, "pycolmap", raising=False)

@@ -189,7 +189,7 @@ def test_transforms_missing_fields(scene, tmp_path):
     broken = json.loads(json.dumps(data))
     del broken["frames"][1]["transform_matrix"]
     path.write_text(json.dumps(broken))
-    with pytest.raises(UserError, match=r"transforms.json: frame 1 lacks 'transform_matrix'"):
+    with pytest.raises(UserError, match=r"transforms.json: frames\[1\] \('images/001.png'\): lacks 'transform_matrix'"):
         read_transforms_json(path)
     broken = json.loads(json.dumps(data))
     for f in broken["frames"]:

@@ -280,3 +280,20 @@ def test_structured_textures_move_by_whole_cells():
     np.testing.assert_allclose(on_grid, np.broadcast_to(grout, on_grid.shape), atol=1e-4)
     broken = TextureAtlas([Texture(image)])  # the same image without its lattice: grout moves off the grid
     assert np.abs(_sample_grid(broken, 0, 3, per_repetition)[:, ::cells] - grout).max() > 0.05
+
+
+def test_atlas_samples_more_points_than_one_remap_holds(monkeypatch):
+    """cv2.remap takes maps of fewer than 32767 rows: a sample of more points (100 views of 640 × 480 px) is
+    remapped in blocks of rows, and gives what one call would (here with blocks of 3 rows of 1024 points)."""
+    import mum.data.textures as textures
+    from mum.data.textures import Texture, TextureAtlas, value_noise
+
+    rng = np.random.default_rng(7)
+    image = np.stack([value_noise(rng, 64, octaves=4, base=2) for _ in range(3)], -1)
+    atlas = TextureAtlas([Texture(image), Texture(image, tiling=False)])
+    n = 10_000
+    texture, u, v = rng.integers(0, 2, n), rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
+    footprint = np.full(n, 0.01)
+    whole = atlas.sample(texture, u, v, footprint)
+    monkeypatch.setattr(textures, "REMAP_MAX_ROWS", 3)
+    np.testing.assert_array_equal(atlas.sample(texture, u, v, footprint), whole)

@@ -56,7 +56,8 @@ def exported(tmp_path):
 def test_every_format_reads_back_the_exported_cameras(exported, which):
     recon, folder = exported
     entries = read_cameras_file(folder / which)
-    assert [e.name for e in entries] == recon.names
+    prefix = "images/" if which == "transforms.json" else ""  # transforms.json: the file_path as written
+    assert [e.name for e in entries] == [prefix + n for n in recon.names]
     for e, K, T, size in zip(entries, recon.intrinsics, recon.cam_from_world, recon.image_sizes):
         assert (e.width, e.height) == size
         np.testing.assert_allclose(e.K, K, rtol=0, atol=1e-9)
@@ -127,7 +128,9 @@ def small_inputs(tmp_path):
         _image(imgs / f"v{i}.png", seed=i)
     recon = make_recon()
     recon.names = [f"v{i}.png" for i in range(3)]
-    recon.image_sizes = [(48, 32)] * 3
+    (w, h), recon.image_sizes = recon.image_sizes[0], [(48, 32)] * 3
+    recon.intrinsics[:, 0] *= 48 / w  # the cameras of the 48 x 32 images
+    recon.intrinsics[:, 1] *= 32 / h
     return imgs, recon
 
 
@@ -163,7 +166,7 @@ def test_bad_colmap_and_transforms_entries_are_named(small_inputs, tmp_path, cap
     assert main([str(imgs), "-o", str(tmp_path / "b.ply"), "--cameras", str(tmp_path / "transforms.json"),
                  *TINY, "--fast"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'v0.png'" in err[0] and "orthonormal" in err[0], err
+    assert len(err) == 1 and "'images/v0.png'" in err[0] and "orthonormal" in err[0], err
 
 
 def test_fix_poses_needs_poses(small_inputs, tmp_path, capsys):

@@ -52,3 +52,18 @@ def test_imports_run_only_downward():
 def test_the_walk_sees_function_level_imports(tmp_path):
     source = "def f():\n    from app.cli import main\n    import importlib\n    importlib.import_module('heads.x')\n"
     assert [m for _, m in _imported(ast.parse(source))] == ["app.cli", "importlib", "heads.x"]
+
+
+def test_pycolmap_is_imported_only_through_the_one_helper():
+    """``import pycolmap`` installs glog's SIGTERM handler; :func:`mum.pycolmap_import.import_pycolmap` keeps the
+    program's own, so every module must import pycolmap through it."""
+    helper = ROOT / "mum" / "pycolmap_import.py"
+    found = []
+    for package in LAYERS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == helper:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            found += [f"{path.relative_to(ROOT)}:{line}" for line, module in _imported(tree)
+                      if module.split(".")[0] == "pycolmap"]
+    assert not found, "import pycolmap through mum.pycolmap_import.import_pycolmap():\n" + "\n".join(found)

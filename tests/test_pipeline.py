@@ -20,11 +20,11 @@ class OomAboveChunk:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def predict(self, images, chunk_size=None):
+    def predict(self, images, chunk_size=None, output_device=None):
         self.chunks.append(chunk_size)
         if chunk_size is None or chunk_size > self.limit:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return self.model.predict(images, chunk_size=chunk_size)
+        return self.model.predict(images, chunk_size=chunk_size, output_device=output_device)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_oom_at_chunk_one_is_a_user_error(tiny):
 
 def test_other_errors_are_not_swallowed(tiny):
     class Broken(OomAboveChunk):
-        def predict(self, images, chunk_size=None):
+        def predict(self, images, chunk_size=None, output_device=None):
             raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
@@ -79,11 +79,11 @@ def test_cpu_allocator_failure_counts_as_out_of_memory(tiny):
                            "you tried to allocate 91268055040 bytes. Error code 12 (Cannot allocate memory)")
 
     class CpuOom(OomAboveChunk):
-        def predict(self, images, chunk_size=None):
+        def predict(self, images, chunk_size=None, output_device=None):
             self.chunks.append(chunk_size)
             if chunk_size > self.limit:
                 raise cpu_oom
-            return self.model.predict(images, chunk_size=chunk_size)
+            return self.model.predict(images, chunk_size=chunk_size, output_device=output_device)
 
     wrapped = CpuOom(tiny, limit=1)
     predict_with_oom_fallback(wrapped, torch.rand(4, 3, 32, 32), 4, say=lambda m: None)

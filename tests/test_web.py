@@ -232,7 +232,11 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
     assert f"**{registered}/{n} cameras from SfM**" in status
     error = scene.recon.meta["sfm"]["reprojection_px_mean"]
     assert f"reprojection error {error:.2f} px" in status and 0 < error < 4
-    assert "views disagree by" in status and "% of pixels confirmed" in status
+    c = scene.recon.meta["consistency"]  # both figures: over all pixels and over the kept (confirmed) ones
+    shown = lambda x: f"{100 * x:.1f}" if 100 * x >= 0.1 else f"{100 * x:.2g}"  # noqa: E731  (tiny ones: 2 digits)
+    assert f"views disagree by {shown(c['median_depth_disagreement'])} % over all pixels" in status
+    assert (f", {shown(c['cloud_median_depth_disagreement'])} % over the {100 * c['pixels_kept']:.0f} % of pixels "
+            "confirmed") in status
     assert "network 112×80 px, depth 672×480 px" in status  # the stereo grid: at least 640 px on the long side
     assert "warning" not in status and scene.warnings == []
     cams = json.loads(Path(next(f for f in downloads if f.endswith("cameras.json"))).read_text())

@@ -30,7 +30,7 @@ class StandInModel:
     def __init__(self, image_size: int = 112) -> None:
         self.cfg = SimpleNamespace(image_size=image_size)
 
-    def predict(self, images: torch.Tensor, chunk_size: int | None = None) -> Any:
+    def predict(self, images: torch.Tensor, chunk_size: int | None = None, output_device: Any = None) -> Any:
         S, _, H, W = images.shape
         f = 0.8 * W
         K = torch.tensor([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]]).expand(S, 3, 3)
@@ -61,9 +61,9 @@ class CountingModel:
         self.cfg = model.cfg
         self.patch_size = model.patch_size
 
-    def predict(self, images: torch.Tensor, chunk_size: int | None = None) -> Any:
+    def predict(self, images: torch.Tensor, chunk_size: int | None = None, output_device: Any = None) -> Any:
         self.calls += 1
-        return self.model.predict(images, chunk_size=chunk_size)
+        return self.model.predict(images, chunk_size=chunk_size, output_device=output_device)
 
 
 def tiny_model() -> Any:

@@ -86,12 +86,21 @@ def seed_for(split: str, index: int) -> int:
     return seeds[index]
 
 
+def _draw_kind(rng: np.random.Generator, config: SyntheticConfig) -> str:
+    weights = np.asarray(config.kind_weights or [1.0] * len(config.kinds), np.float64)
+    return config.kinds[int(rng.choice(len(config.kinds), p=weights / weights.sum()))]
+
+
+def scene_kind(seed: int, config: SyntheticConfig | None = None) -> str:
+    """The kind of the world of ``seed`` (``room``, ``object``, ``terrain``), without building it."""
+    return _draw_kind(np.random.default_rng([seed, 0]), config or SyntheticConfig())
+
+
 def build_world(seed: int, config: SyntheticConfig | None = None) -> World:
     """The world of ``seed`` (geometry, textures, lights), independent of cameras and resolution."""
     config = config or SyntheticConfig()
     rng = np.random.default_rng([seed, 0])
-    weights = np.asarray(config.kind_weights or [1.0] * len(config.kinds), np.float64)
-    kind = config.kinds[int(rng.choice(len(config.kinds), p=weights / weights.sum()))]
+    kind = _draw_kind(rng, config)
     photos = PhotoBank(config.photo_dirs) if config.photo_fraction > 0 else None
     return BUILDERS[kind](rng, photos, config.photo_fraction)
 

@@ -68,6 +68,10 @@ class Texture:
         return self._atlas.sample(np.zeros(len(uv), np.intp), uv[:, 0], uv[:, 1], np.asarray(footprint, np.float32) / self.size)
 
 
+REMAP_COLUMNS = 1024  # cv2.remap takes maps of fewer than 32767 rows and columns: points are folded into rows
+REMAP_MAX_ROWS = 32766  # of this many columns, and remapped at most this many rows at a time
+
+
 class TextureAtlas:
     """Every mip level of several textures packed into one float32 image (shelf packing), each level inside a
     one-texel border copied from its opposite edge, so that one bilinear ``cv2.remap`` samples all hits of a
@@ -149,13 +153,15 @@ class TextureAtlas:
         """Bilinear colours ``[N, 3]`` at ``u, v [N]`` (wrapped) of the atlas regions ``place`` (:meth:`_places`)."""
         x0, y0, w, h = place
         m = len(u)
-        cols = 1024  # remap wants maps smaller than 32767 per side: fold into rows of 1024
+        cols = REMAP_COLUMNS  # remap wants maps smaller than 32767 per side: fold into rows of 1024
         map_x, map_y = np.zeros((2, -(-m // cols), cols), np.float32)
         np.multiply(u - np.floor(u), w, out=map_x.reshape(-1)[:m])
         map_x.reshape(-1)[:m] += x0
         np.multiply(v - np.floor(v), h, out=map_y.reshape(-1)[:m])
         map_y.reshape(-1)[:m] += y0
-        out = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        rows = REMAP_MAX_ROWS  # ... and at most that many rows per call (100 views of 640 × 480 px make 90 000)
+        out = np.concatenate([cv2.remap(self.image, map_x[r:r + rows], map_y[r:r + rows], cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_REPLICATE) for r in range(0, len(map_x), rows)])
         return out.reshape(-1, 3)[:m]
 
 

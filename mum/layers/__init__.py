@@ -2,7 +2,8 @@
 
 from .attention import Attention, attention, math_attention, resolve_backend, xformers_available
 from .block import Block
-from .chunked import map_chunks
+from .chunked import gather_chunks, map_chunks
+from .compile import compile_blocks
 from .layer_scale import LayerScale
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
@@ -17,6 +18,8 @@ __all__ = [
     "PatchEmbed",
     "RopeTable",
     "attention",
+    "compile_blocks",
+    "gather_chunks",
     "map_chunks",
     "math_attention",
     "resolve_backend",

@@ -32,6 +32,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast on CUDA only; CPU always fp32)
     grad_checkpointing: bool = False
+    compile: bool = False  # torch.compile every transformer block (the first step includes the compilation)
     fsdp: bool = False  # FSDP2 (fully_shard) per block instead of DDP, for ViT-L sizes on GPUs
     log_every: int = 10
     ckpt_every: int = 100

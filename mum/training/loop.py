@@ -106,6 +106,12 @@ def train(task: Task, stop_at: Optional[int] = None) -> dict[str, Any]:
             if hasattr(m, "grad_checkpointing"):
                 m.grad_checkpointing = True
     model.train()
+    if run.compile:
+        from ..layers import compile_blocks
+
+        compiled = compile_blocks(model)
+        if info.is_main:
+            print(f"[{task.name}] torch.compile: {compiled} transformer blocks (the first step compiles them)", flush=True)
     if run.fsdp:
         model = D.wrap(model, info, fsdp=True)
     optimizer = build_optimizer(task.param_groups(model, lr), task.optim)
@@ -153,6 +159,8 @@ def train(task: Task, stop_at: Optional[int] = None) -> dict[str, Any]:
         if done % run.log_every == 0 or done == run.steps or step == start:
             vals = {f"train/{k}": float(D.all_reduce_mean(v.reshape(1).to(info.device))) for k, v in sums.items()}
             dt = time.perf_counter() - t0
+            if step == start and run.compile:
+                vals["train/compile_step_s"] = dt  # the first step: compilation + one step
             vals.update({"train/lr": optimizer.param_groups[0]["lr"], "train/views_per_s": run.batch_size * S / dt,
                          **{f"train/{k}": v for k, v in norms.items()}})
             if not math.isfinite(vals["train/loss"]):

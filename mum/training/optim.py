@@ -26,9 +26,11 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_de
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over pre-built groups (each with its own peak ``lr``)."""
-    fused = all(p.is_cuda for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), fused=fused or None)
+    """AdamW over pre-built groups (each with its own peak ``lr``); the fused CUDA kernel when every parameter
+    is on a CUDA device (one kernel launch per step instead of several per tensor), PyTorch's default otherwise."""
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_cuda for p in params)
+    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), fused=True if fused else None)
 
 
 def clip_gradients(model: nn.Module, max_norm: float, per_module: bool) -> Mapping[str, float]:

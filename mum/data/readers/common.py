@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -11,8 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mum.data.readers.schema import check_camera
 from mum.data.scene import Scene
 from mum.errors import UserError
+from mum.schema import as_list, as_matrix, as_object, as_text, as_whole, get, read_json, shown
 
 CAMERAS_JSON = "cameras.json"
 REFERENCE_JSON = "cameras_reference.json"
@@ -20,30 +21,13 @@ REFERENCE_JSON = "cameras_reference.json"
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file in display orientation (EXIF rotation applied), from its header.
-    Raises :class:`UserError` naming the file when it is missing, unreadable, or above the project's pixel
-    limit (:func:`mum.io.pixel_limit`, the one :func:`mum.io.read_image` applies)."""
-    from PIL import Image, UnidentifiedImageError
+    Raises :class:`UserError` naming the file when it is missing, unreadable, too small or above the project's
+    pixel limit (:func:`mum.io.check_image_header`, the loader's own check)."""
+    from mum.io import check_image_header
 
-    from mum.io import pixel_limit
-
-    if not path.is_file():
+    if not Path(path).is_file():
         raise UserError(f"{path}: no such image file")
-    limit = pixel_limit()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's decompression-bomb and corrupt-EXIF warnings
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > limit:
-                    raise UserError(f"{path}: image is too large ({w}x{h}, the limit is {limit:,} pixels; "
-                                    f"set MUM_MAX_PIXELS to allow more)")
-                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    w, h = h, w
-    except Image.DecompressionBombError:
-        raise UserError(f"{path}: image is too large (the limit is {limit:,} pixels; set MUM_MAX_PIXELS to "
-                        f"allow more)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable image ({str(exc).splitlines()[0][:100]})") from None
+    w, h = check_image_header(path)
     if w < 2 or h < 2:
         raise UserError(f"{path}: image is too small ({w}x{h})")
     return w, h
@@ -128,29 +112,50 @@ def cameras_json(scene: Scene, names: list[str] | None = None) -> dict:
     }
 
 
-def load_cameras_file(path: Path) -> dict[str, dict]:
-    """``name → {"K", "cam_from_world", "width", "height"}`` from a ``cameras.json`` (project layout) or a
-    ``cameras_reference.json`` (``demo/`` layout, COLMAP principal point, shifted by −0.5 here)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+def load_cameras_file(path: Path, require_poses: bool = True) -> dict[str, dict]:
+    """``name → {"K", "cam_from_world", "width", "height", "where"}`` from a ``cameras.json`` (project layout:
+    ``{"images": [{"name", "width", "height", "K", "cam_from_world"}]}``) or a ``cameras_reference.json``
+    (``demo/`` layout: ``{"cameras": {name: {"width", "height", "intrinsic", "extrinsic"}}}``, COLMAP principal
+    point, shifted by −0.5 here). Every entry is checked (:mod:`mum.data.readers.schema`: types, finite
+    values, :func:`~mum.data.readers.schema.check_camera`'s ranges); the first problem is a :class:`UserError`
+    naming the file and the entry (``where``, also returned per entry for later messages). A name given twice
+    is refused. ``require_poses=False``: ``cam_from_world`` may be absent (``None``)."""
+    path = Path(path)
+    data = read_json(path)
+    if isinstance(data, dict) and "images" in data:
+        items = [(f"{path}: images[{i}]", im) for i, im in enumerate(as_list(data["images"], str(path), "images"))]
+        keys = ("K", "cam_from_world", 0.0)
+    elif isinstance(data, dict) and "cameras" in data:
+        cameras = data["cameras"]
+        if not isinstance(cameras, dict):
+            raise UserError(f"{path}: 'cameras' is not an object of name: camera ({shown(cameras)})")
+        items = [(f"{path}: cameras[{shown(name, 80)}]", dict(cam, name=name) if isinstance(cam, dict) else cam)
+                 for name, cam in cameras.items()]
+        keys = ("intrinsic", "extrinsic", 0.5)
+    else:
+        raise UserError(f"{path}: not a cameras file (expected an object with an 'images' list or a 'cameras' "
+                        f"object)")
+    if not items:
+        raise UserError(f"{path}: names no camera")
+    k_key, pose_key, centre_shift = keys
     out: dict[str, dict] = {}
-    try:
+    for where, im in items:
+        im = as_object(im, where)
+        name = as_text(get(im, "name", where), where, "name")
         if "images" in data:
-            for im in data["images"]:
-                out[im["name"]] = {"K": np.array(im["K"], float), "cam_from_world": np.array(im["cam_from_world"], float),
-                                   "width": int(im["width"]), "height": int(im["height"])}
-        elif "cameras" in data:
-            for name, cam in data["cameras"].items():
-                K = np.array(cam["intrinsic"], float)
-                K[:2, 2] -= 0.5
-                out[name] = {"K": K, "cam_from_world": np.array(cam["extrinsic"], float),
-                             "width": int(cam["width"]), "height": int(cam["height"])}
-        else:
-            raise KeyError("images")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: camera file lacks a field or has a malformed one ({exc!r})") from None
+            where += f" ({shown(name, 80)})"
+        width = as_whole(get(im, "width", where), where, "width")
+        height = as_whole(get(im, "height", where), where, "height")
+        K = as_matrix(get(im, k_key, where), where, k_key, [(3, 3)])
+        K[:2, 2] -= centre_shift
+        pose = get(im, pose_key, where) if require_poses else get(im, pose_key, where, None)
+        if pose is not None:
+            pose = as_matrix(pose, where, pose_key, [(4, 4), (3, 4)])
+            pose = pose if pose.shape == (4, 4) else np.vstack([pose, [0, 0, 0, 1]])
+        check_camera(where, width, height, K, pose)
+        if name in out:
+            raise UserError(f"{where}: the name is given twice (also {out[name]['where']})")
+        out[name] = {"K": K, "cam_from_world": pose, "width": width, "height": height, "where": where}
     return out
 
 

@@ -89,9 +89,9 @@ def write_image_folder(scene: Scene, folder: str | os.PathLike, overwrite: bool 
     names = png_names(scene)
     write_views(scene, folder / "images", names)
     if scene.has_cameras:
-        import json
+        from mum.schema import strict_json
 
-        (folder / CAMERAS_JSON).write_text(json.dumps(cameras_json(scene, names), indent=1))
+        (folder / CAMERAS_JSON).write_text(strict_json(cameras_json(scene, names)))
     for i, n in enumerate(names):
         stem = Path(n).stem
         if scene.depths is not None:

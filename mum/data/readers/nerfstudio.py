@@ -8,7 +8,6 @@ Principal points use the half-integer pixel-centre convention there (shifted by 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -25,8 +24,10 @@ from mum.data.readers.common import (
     write_mask_png,
     write_views,
 )
+from mum.data.readers.schema import check_camera
 from mum.data.scene import Scene
 from mum.errors import UserError
+from mum.schema import as_list, as_matrix, as_number, as_object, as_text, as_whole, get, read_json, shown, strict_json
 
 OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 IMAGE_GUESS_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -45,81 +46,109 @@ def _field(frame: dict, top: dict, key: str):
     return frame[key] if key in frame else top.get(key)
 
 
+DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+
+
 def read_transforms_json(path: str | os.PathLike, load: bool = False, require_images: bool = True) -> Scene:
     """A ``transforms.json`` as a posed :class:`Scene` (frames in file order).
 
-    Missing required fields (``frames``, ``file_path``, ``transform_matrix``, a focal length) raise
-    :class:`UserError` naming the file and frame; frames whose image file is missing or unreadable are skipped
-    with a warning; no usable frame raises. ``require_images=False``: the cameras alone (the images lie
-    elsewhere, e.g. ``mum-reconstruct --cameras``): every frame is kept; its size comes from ``w``/``h`` (the
-    image file's header only when those are absent and the file exists)."""
+    Every field is checked before use (:mod:`mum.data.readers.schema`): ``frames`` a non-empty list of
+    objects, ``file_path`` a string, ``transform_matrix`` a 4×4 (or 3×4) matrix of finite numbers with a
+    rigid rotation, the intrinsics (``fl_x``/``fl_y`` or ``camera_angle_x``/``_y`` in (0, π), ``cx``, ``cy``,
+    ``w``, ``h``) finite numbers in range; the first problem raises :class:`UserError` naming the file and the
+    frame. Frames whose image file is missing or unreadable are skipped with a warning; no usable frame raises.
+    Non-zero distortion coefficients (``k1`` … ``p2``) are kept in ``Scene.distortion`` (the pinhole intrinsics
+    ignore them). ``require_images=False``: the cameras alone (the images lie elsewhere, e.g.
+    ``mum-reconstruct --cameras``): every frame is kept; its size comes from ``w``/``h`` (the image file's header
+    only when those are absent and the file exists)."""
     path = Path(path)
     if path.is_dir():
         path = path / "transforms.json"
-    try:
-        top = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
-    frames = top.get("frames") if isinstance(top, dict) else None
-    if not isinstance(frames, list) or not frames:
-        raise UserError(f"{path}: has no 'frames' list")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    top = as_object(read_json(path), str(path))
+    frames = as_list(get(top, "frames", str(path)), str(path), "frames", nonempty=True)
     base = path.parent
-    names, paths, E, K, W, H, depths, masks = [], [], [], [], [], [], [], []
+    names, paths, E, K, W, H, depths, masks, distortion = [], [], [], [], [], [], [], [], []
     for i, fr in enumerate(frames):
-        where = f"{path}: frame {i}"
-        for key in ("file_path", "transform_matrix"):
-            if key not in fr:
-                raise UserError(f"{where} lacks '{key}'")
-        file = _resolve(base, fr["file_path"])
-        w, h = _field(fr, top, "w"), _field(fr, top, "h")
+        where = f"{path}: frames[{i}]"
+        fr = as_object(fr, where)
+        file_path = as_text(get(fr, "file_path", where), where, "file_path")
+        where += f" ({shown(file_path, 80)})"
+        c2w = as_matrix(get(fr, "transform_matrix", where), where, "transform_matrix", [(4, 4), (3, 4)])
+        if c2w.shape == (4, 4) and not np.allclose(c2w[3], [0, 0, 0, 1], rtol=0, atol=1e-9):
+            raise UserError(f"{where}: 'transform_matrix' has a last row other than [0, 0, 0, 1]")
+        value = {key: _field(fr, top, key) for key in ("w", "h")}
+        w, h = (None if value[k] is None else as_whole(value[k], where, k) for k in ("w", "h"))
+        file = _resolve(base, file_path)
         if require_images or w is None or h is None:
             try:
                 w0, h0 = image_size(file)
             except UserError as exc:
                 if not require_images:
-                    raise UserError(f"{where} has no 'w'/'h' and its image is not readable ({exc})") from None
+                    raise UserError(f"{where}: has no 'w'/'h' and its image is not readable ({exc})") from None
                 warn_skip(file, str(exc).split(": ", 1)[-1])
                 continue
             w, h = w or w0, h or h0
-        fx, fy = _field(fr, top, "fl_x"), _field(fr, top, "fl_y")
+        fx, fy = _focal(fr, top, where, "x", w), _focal(fr, top, where, "y", h)
         if fx is None:
-            angle = _field(fr, top, "camera_angle_x")
-            if angle is None:
-                raise UserError(f"{where} has no focal length ('fl_x' or 'camera_angle_x')")
-            fx = 0.5 * w / math.tan(0.5 * float(angle))
-        if fy is None:
-            angle_y = _field(fr, top, "camera_angle_y")
-            fy = 0.5 * h / math.tan(0.5 * float(angle_y)) if angle_y is not None else fx
-        cx, cy = _field(fr, top, "cx"), _field(fr, top, "cy")
+            raise UserError(f"{where}: has no focal length ('fl_x' or 'camera_angle_x')")
+        fy = fx if fy is None else fy
+        cx, cy = (_number(fr, top, where, key) for key in ("cx", "cy"))
         cx = w / 2 if cx is None else cx
         cy = h / 2 if cy is None else cy
-        try:
-            c2w = np.array(fr["transform_matrix"], np.float64)
-            if c2w.shape == (3, 4):
-                c2w = np.vstack([c2w, [0, 0, 0, 1]])
-            if c2w.shape != (4, 4):
-                raise ValueError(f"shape {c2w.shape}")
-            cam_from_world = np.linalg.inv(c2w @ OPENGL_FROM_OPENCV)
-        except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
-            raise UserError(f"{where} has a malformed 'transform_matrix' ({exc})") from None
+        intrinsics = np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1]], np.float64)
+        R = c2w[:3, :3] @ OPENGL_FROM_OPENCV[:3, :3]  # world-from-camera, OpenCV axes
+        cam_from_world = np.eye(4)
+        cam_from_world[:3, :3] = R.T  # rigid inverse; a rotation that is not one is refused just below
+        cam_from_world[:3, 3] = -R.T @ c2w[:3, 3]
+        check_camera(where, w, h, intrinsics, cam_from_world)
+        coefficients = {key: _number(fr, top, where, key) for key in DISTORTION_KEYS}
+        coefficients = {k: v for k, v in coefficients.items() if v}
+        distortion.append({"model": str(_field(fr, top, "camera_model") or "OPENCV"), **coefficients}
+                          if coefficients else {})
         names.append(file.name)
         paths.append(file)
         E.append(cam_from_world[:3])
-        K.append(np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1]], np.float64))
-        W.append(int(w))
-        H.append(int(h))
-        dfile = _field(fr, {}, "depth_file_path") if require_images else None
-        depths.append(_read_depth(base / dfile, float(_field(fr, top, "depth_unit_scale_factor") or 1e-3)) if dfile else None)
-        mfile = fr.get("mask_path") if require_images else None
+        K.append(intrinsics)
+        W.append(w)
+        H.append(h)
+        dfile = _text(fr, {}, where, "depth_file_path") if require_images else None
+        unit = _number(fr, top, where, "depth_unit_scale_factor", lo=1e-12, hi=1e6)
+        depths.append(_read_depth(base / dfile, 1e-3 if unit is None else unit) if dfile else None)
+        mfile = _text(fr, {}, where, "mask_path") if require_images else None
         masks.append(read_mask_png(base / mfile) if mfile else None)
     if not names:
         raise UserError(f"{path}: none of the frames' images could be read")
     scene = Scene(names=names, widths=W, heights=H, image_paths=paths, extrinsics=np.stack(E), intrinsics=np.stack(K),
                   depths=depths if all(d is not None for d in depths) else None,
-                  masks=masks if all(m is not None for m in masks) else None, meta={"source": str(path)})
+                  masks=masks if all(m is not None for m in masks) else None,
+                  distortion=distortion if any(distortion) else None, meta={"source": str(path)})
     return scene.with_images_loaded() if load else scene
+
+
+def _number(frame: dict, top: dict, where: str, key: str, lo: float = -math.inf, hi: float = math.inf):
+    """The frame's (else the file's) finite number ``key`` in ``[lo, hi]``, or ``None`` when neither has it."""
+    value = _field(frame, top, key)
+    return None if value is None else as_number(value, where, key, lo, hi)
+
+
+def _text(frame: dict, top: dict, where: str, key: str):
+    value = _field(frame, top, key)
+    return None if value is None else as_text(value, where, key)
+
+
+def _focal(frame: dict, top: dict, where: str, axis: str, side: int):
+    """``fl_<axis>``, else the focal length of ``camera_angle_<axis>`` (radians, in (0, π)), else ``None``."""
+    focal = _number(frame, top, where, f"fl_{axis}")
+    if focal is not None:
+        return focal
+    angle = _number(frame, top, where, f"camera_angle_{axis}")
+    if angle is None:
+        return None
+    if not 0 < angle < math.pi:
+        raise UserError(f"{where}: 'camera_angle_{axis}' = {angle:g} is not an angle in (0, π) radians")
+    return 0.5 * side / math.tan(0.5 * angle)
 
 
 def _read_depth(path: Path, unit: float) -> np.ndarray:
@@ -160,5 +189,5 @@ def write_transforms_json(scene: Scene, folder: str | os.PathLike, overwrite: bo
             fr["mask_path"] = f"masks/{stem}.png"
         frames.append(fr)
     data = {"camera_model": "OPENCV", "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "depth_unit_scale_factor": unit, "frames": frames}
-    (folder / "transforms.json").write_text(json.dumps(data, indent=1))
+    (folder / "transforms.json").write_text(strict_json(data))
     return folder

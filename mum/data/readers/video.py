@@ -3,7 +3,6 @@ stores the views as frames with a ``VIDEO.cameras.json`` sidecar (read back when
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 from mum.data.readers.common import attach_depth_masks, cameras_json, load_cameras_file
 from mum.data.scene import Scene
 from mum.errors import UserError
+from mum.schema import strict_json
 
 CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
 
@@ -65,5 +65,5 @@ def write_video(scene: Scene, path: str | os.PathLike, fps: float = 10.0, overwr
     writer.release()
     if scene.has_cameras:
         names = [f"frame_{i:06d}.png" for i in range(scene.num_views)]
-        sidecar_path(path).write_text(json.dumps(cameras_json(scene, names), indent=1))
+        sidecar_path(path).write_text(strict_json(cameras_json(scene, names)))
     return path
