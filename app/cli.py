@@ -47,9 +47,9 @@ examples:
   mum-reconstruct photos/ -o scene.ply --dense fitted           a quicker, coarser cloud (no stereo)
 
 By default cameras come from structure-from-motion (SIFT, matching, bundle adjustment; pycolmap on the CPU)
-with the network's help, and depth from multi-view stereo on them, completed by the network's depth fitted
-to the SfM points (--dense fitted: that fitted depth alone, cross-checked between views; --dense none: the
-SfM points only); --fast keeps the network's own cameras and depth. EXIF focal lengths of photos are the initial ones; --cameras
+with the network's help, and depth from multi-view stereo on them, the depth maps' holes filled by the
+network's depth fitted to the SfM points (--dense fitted: that fitted depth alone, cross-checked between views;
+--dense none: the SfM points only); --fast keeps the network's own cameras and depth. EXIF focal lengths of photos are the initial ones; --cameras
 FILE (cameras.json, a COLMAP model folder or transforms.json, matched by file name) gives intrinsics that are
 used as they are, and with --fix-poses its poses are kept exactly (world frame and scale are the file's).
 
@@ -110,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true",
                    help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
     p.add_argument("--dense", choices=DENSE_MODES, default=None,
-                   help="the default path's depth and cloud: stereo (multi-view stereo on the SfM cameras, the "
-                        "network's depth fitted to the SfM points filling where stereo finds nothing), fitted (that "
-                        "fitted depth alone: faster, coarser), none (the SfM points only) (default: stereo)")
+                   help="the default path's depth and cloud: stereo (multi-view stereo on the SfM cameras; the "
+                        "depth maps' holes take the network's depth fitted to the SfM points), fitted (that fitted "
+                        "depth alone: faster, coarser), none (the SfM points only) (default: stereo)")
     p.add_argument("--dense-size", type=int, default=None, metavar="PX",
                    help="long side of the dense depth maps, at least, up to the images' resolution; 0: the network's "
                         "(default: 640 with stereo, 256 with fitted)")

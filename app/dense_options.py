@@ -1,8 +1,8 @@
 """How the default path makes its dense depth and cloud (``--dense``, ``--dense-size``): the options of the dense
 stage, checked when they are made.
 
-* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.multiview_stereo`), the network's depth
-  fitted to the SfM points filling where stereo finds nothing;
+* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.multiview_stereo`), the depth maps'
+  holes filled by the network's depth fitted to the SfM points;
 * ``fitted``: the network's depth fitted to the SfM points, fused and cross-checked (:mod:`app.dense_fit`) —
   cheaper, for previews;
 * ``none``: no dense cloud: the cloud holds the SfM points; the exported depth maps are the fitted depth at the
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from app.stereo import StereoOptions
 
 DENSE_MODES = ("stereo", "fitted", "none")
+FILL_MODES = ("maps", "cloud", "none")  # where stereo's holes take the fitted depth (see DenseOptions)
 DEFAULT_SIZE = {"stereo": 640, "fitted": 256, "none": 0}  # long side of the dense maps (0: the network's grid)
 MAX_DENSE_SIZE = 8192
 
@@ -35,29 +36,32 @@ class DenseOptions:
     """``mode``: one of :data:`DENSE_MODES`; ``size``: the dense maps' long side at least this many pixels (a
     whole multiple of the network's grid, at most the original images' resolution; ``None``: 640 for stereo,
     256 for fitted; 0: the network's grid). Stereo: ``neighbours`` source views per view; the network's fitted
-    depth can add hypotheses around it to the plane sweep (``prior_range``, off: measured no better) and fills
-    the pixels stereo leaves out,
-    scaled to the stereo depth around them, and puts them in the cloud within ``fill_radius`` (a share of the
-    long side) of a kept stereo pixel where another view confirms the filled depth within ``fill_tolerance``
-    (``prior_fill``); a stereo depth is kept when ``min_confirmed`` neighbours confirm it
-    (round trip within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle``
-    degrees or more, :mod:`app.depth_fusion`) and its NCC is at least ``min_score``."""
+    depth can add hypotheses around it to the plane sweep (``prior_range``; off: measured no better) and fills
+    the pixels stereo leaves out, scaled to the stereo depth around them (``fill``): ``maps``: in the exported
+    depth maps only, with confidence 0 (measured: in the cloud, the filled points cost more accuracy than they
+    add completeness); ``cloud``: also in the cloud, within ``fill_radius`` (a share of the long side) of a kept
+    stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone
+    (NaN where it keeps nothing). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
+    within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle`` degrees or more,
+    :mod:`app.depth_fusion`) and its NCC is at least ``min_score``."""
 
     mode: str = "stereo"
     size: Optional[int] = None
     neighbours: int = 4
     prior_range: bool = False
-    prior_fill: bool = True
+    fill: str = "maps"
     min_confirmed: int = 1
     min_score: float = 0.3
     pixel_tolerance: float = 1.0
     depth_tolerance: float = 0.01
-    fill_tolerance: float = 0.03
-    fill_radius: float = 0.05
+    fill_tolerance: float = 0.015
+    fill_radius: float = 0.025
     min_angle: float = 2.0
     stereo: StereoOptions = field(default_factory=_stereo_options)
 
     def __post_init__(self) -> None:
+        if self.fill not in FILL_MODES:
+            raise ValueError(f"fill must be one of {', '.join(FILL_MODES)} (got {self.fill!r})")
         if self.mode not in DENSE_MODES:
             raise ValueError(f"dense mode must be one of {', '.join(DENSE_MODES)} (got {self.mode!r})")
         if self.size is not None and not 0 <= self.size <= MAX_DENSE_SIZE:

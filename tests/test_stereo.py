@@ -166,6 +166,30 @@ def test_dense_stage_keeps_accurate_depth_and_confidence_ranks_it(scene, stereo_
     assert recon.meta["stereo"]["size"] == [W, H]
 
 
+def test_fill_modes(scene, stereo_recon):
+    """``fill="maps"`` (default): complete depth maps, the cloud only stereo-confirmed pixels; ``"cloud"``: filled
+    pixels near matched ones join it at the lowest confidence; ``"none"``: holes (NaN) where stereo keeps nothing."""
+    from app.multiview_stereo import add_stereo
+
+    maps = stereo_recon
+    assert np.isfinite(maps.depth[scene["depth"] > 0]).mean() > 0.99
+    assert (maps.depth_conf[~maps.valid] == 0).all()
+    runs = {}
+    for fill in ("cloud", "none"):
+        recon = _reconstruction(scene)
+        add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)),
+                   DenseOptions(size=W, neighbours=2, fill=fill), lambda line: None)
+        runs[fill] = recon
+    cloud, none = runs["cloud"], runs["none"]
+    np.testing.assert_array_equal(none.valid, maps.valid)  # the same stereo pixels
+    assert np.isnan(none.depth[~none.valid]).all()
+    added = cloud.valid & ~maps.valid
+    assert added.sum() > 0 and (cloud.valid >= maps.valid).all()
+    assert (cloud.depth_conf[added] <= FILL_CONFIDENCE).all() and (cloud.depth_conf[added] > 0).all()
+    with pytest.raises(ValueError):
+        DenseOptions(fill="everywhere")
+
+
 def test_confidence_is_exported_and_filters_the_cloud(scene, stereo_recon, tmp_path):
     """``depth/NAME.conf.npy`` holds the stereo confidence at the original resolution, and ``--conf-percentile``
     (``point_cloud(conf_percentile=...)``) keeps the more accurate points."""
