@@ -70,7 +70,8 @@ class DenseOptions:
             raise ValueError("neighbours must be at least 1 and min_confirmed at least 0")
         if not (self.pixel_tolerance > 0 and self.depth_tolerance > 0 and self.fill_tolerance > 0 and self.fill_radius >= 0
                 and -1 <= self.min_score <= 1 and 0 <= self.min_angle < 90):
-            raise ValueError("tolerances must be positive and min_score in [-1, 1]")
+            raise ValueError("tolerances must be positive, fill_radius at least 0, min_score in [-1, 1] and min_angle "
+                             "in [0, 90)")
         self.stereo.check()
 
     @property

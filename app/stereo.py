@@ -46,7 +46,8 @@ MAX_LOG_STEP = 0.5  # the finer levels search at most ±exp(0.5) around the coar
 class StereoOptions:
     """``window``: NCC window side (pixels of the finest level, odd; coarser levels use the same side);
     ``best_k``: source views whose NCC is averaged per pixel; ``prior_range``, ``prior_steps``: relative depth
-    range and hypotheses around the prior at the coarsest level; ``sweep_planes``: planes without a prior;
+    range and hypotheses around a prior at the coarsest level; ``sweep_planes``: the plane sweep's planes (0: no
+    sweep, hypotheses around the prior only);
     ``refine_steps``: hypotheses per finer level; ``levels``: pyramid levels; ``texture_eps``: intensity
     variance added to each window's (the NCC of a window with less texture than that tends to 0)."""
 
