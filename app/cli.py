@@ -59,7 +59,7 @@ that appears while the command runs. --overwrite on a folder replaces only those
 stay, and one holding an input is refused. Images above 100 Mpx are refused from their header (--max-pixels
 or MUM_MAX_PIXELS raise the limit); file names with control characters (newline) are refused.
 Exit status: 0 done, {EXIT_USER_ERROR} bad input (one "error: ..." line), {EXIT_OUT_OF_MEMORY} out of memory,
-{EXIT_INTERRUPTED} interrupted (Ctrl-C, SIGTERM, SIGHUP; temporary files are removed).
+{EXIT_INTERRUPTED} interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (temporary files are removed).
 """
 
 

@@ -19,9 +19,8 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import tempfile
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +204,9 @@ class ServedFiles:
     """ASGI middleware that tells the result store what the upload and file routes did: the paths an upload
     stored (``POST …/upload`` answered 200; recorded before the client hears of them), and each file a client
     downloaded in full (``GET …/file=PATH`` answered 200), so that an API call's result folder goes as soon as
-    its files are fetched."""
+    its files are fetched. It also holds uploads to the disk budget as they arrive
+    (:meth:`~app.web_session.ResultStore.admit_upload`): one that does not fit is answered 413 before a byte of
+    it is stored, one that grows beyond what fits is cut off, and what a cut-off upload left is removed."""
 
     def __init__(self, app: Any, store: ResultStore) -> None:
         self.app = app
@@ -218,27 +219,84 @@ class ServedFiles:
         ):
             await self.app(scope, receive, send)
             return
-        seen: dict[str, Any] = {"status": 0, "done": False, "body": []}
+        if method == "POST":
+            await self._upload(scope, receive, send)
+            return
+        seen: dict[str, Any] = {"status": 0, "done": False}
 
         async def watch(message: dict) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
             elif message["type"] == "http.response.pathsend":
                 seen["done"] = True
-            elif message["type"] == "http.response.body":
-                if method == "POST":
-                    seen["body"].append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    seen["done"] = True
-                    if method == "POST" and seen["status"] == 200:
-                        self.store.uploaded(uploaded_paths(b"".join(seen["body"])))
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen["done"] = True
             await send(message)
 
         await self.app(scope, receive, watch)
-        if method == "GET" and seen["status"] == 200 and seen["done"]:
+        if seen["status"] == 200 and seen["done"]:
             import anyio
 
             await anyio.to_thread.run_sync(self.store.served, path.split("/file=", 1)[1])
+
+    async def _upload(self, scope: dict, receive: Any, send: Any) -> None:
+        import anyio
+
+        from app.web_session import DiskFull
+
+        declared = None
+        for key, value in scope.get("headers", []):
+            if key.lower() == b"content-length":
+                try:
+                    declared = max(int(value), 0)
+                except ValueError:
+                    declared = None
+        try:
+            ticket = await anyio.to_thread.run_sync(self.store.admit_upload, declared)
+        except DiskFull as exc:
+            log.info("upload refused: %s", exc)
+            await _answer(send, 413, str(exc))
+            return
+        seen: dict[str, Any] = {"status": 0, "body": [], "stored": False, "arrived": 0}
+
+        async def counted() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                size = len(message.get("body", b""))
+                seen["arrived"] += size
+                try:
+                    if declared is None:
+                        ticket.grow(size)
+                    elif seen["arrived"] > declared:  # more than it said: cut off
+                        raise DiskFull("the upload is longer than its Content-Length")
+                except DiskFull as exc:
+                    log.info("upload cut off: %s", exc)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["body"].append(message.get("body", b""))
+                if not message.get("more_body", False) and seen["status"] == 200:
+                    seen["stored"] = True
+                    self.store.uploaded(uploaded_paths(b"".join(seen["body"])))
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watch)
+        finally:
+            await anyio.to_thread.run_sync(ticket.end, seen["stored"])
+
+
+async def _answer(send: Any, status: int, text: str) -> None:
+    """A plain-text answer (``text``, one line) to a request whose body is not read."""
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def uploaded_paths(body: bytes) -> list[str]:
@@ -298,7 +356,7 @@ def launch(app: gr.Blocks, cfg: WebConfig, host: str, port: int, block: bool = T
         server_port=port,
         share=False,
         auth=auth_from_env(),
-        max_file_size=f"{cfg.max_file_mb:g}mb",
+        max_file_size=cfg.max_file_bytes,
         allowed_paths=[str(DEMO)],
         footer_links=["api"],
         prevent_thread_lock=not block,
@@ -310,31 +368,59 @@ def launch(app: gr.Blocks, cfg: WebConfig, host: str, port: int, block: bool = T
     )
 
 
+# numeric options: (type, lowest, highest); the highest keeps every derived byte count and Gradio's own limits
+# finite (an "inf" or "1e30" MB budget used to end in an OverflowError traceback)
+NUMERIC_OPTIONS: dict[str, tuple[type, float, float]] = {
+    "port": (int, 1, 65535),
+    "size": (int, 16, 4096),
+    "chunk_size": (int, 1, 10_000),
+    "concurrency": (int, 1, 64),
+    "max_queue": (int, 1, 10_000),
+    "max_sessions": (int, 1, 100_000),
+    "max_files": (int, 1, 10_000),
+    "max_views": (int, 2, 100_000),
+    "window": (int, 2, 100_000),
+    "max_file_mb": (float, 1, 1_000_000),
+    "max_request_mpx": (float, 1, 1_000_000),
+    "max_disk_mb": (float, 1, 1_000_000_000),
+    "model_cache_mb": (float, 1, 1_000_000_000),
+}
+ENV_OPTIONS = {"port": "MUM_WEB_PORT", "max_disk_mb": "MUM_WEB_MAX_DISK_MB", "model_cache_mb": "MUM_WEB_MODEL_CACHE_MB"}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """``mum-web``'s options. Numbers are parsed and range-checked by :func:`check_args` (one ``error:`` line for
+    ``inf``, ``1e30`` or ``abc``, from the command line or the environment)."""
     env = os.environ.get
     p = argparse.ArgumentParser(prog="mum-web", description="Web app for feedforward 3D reconstruction (Gradio).")
     p.add_argument("--host", default=env("MUM_WEB_HOST", "127.0.0.1"), help="address to listen on (0.0.0.0 in Docker)")
-    p.add_argument("--port", type=int, default=env("MUM_WEB_PORT", "7860"), help="port (default 7860) [MUM_WEB_PORT]")
+    p.add_argument("--port", default=None, help="port (default 7860) [MUM_WEB_PORT]")
     p.add_argument("--model", default=env("MUM_MODEL") or None, help="default model preset or checkpoint path [MUM_MODEL]")
     p.add_argument("--weights", default=env("MUM_WEIGHTS") or None, help="weights file for --model [MUM_WEIGHTS]")
     p.add_argument("--device", default=env("MUM_DEVICE", "auto"), help="auto, cpu, cuda, cuda:N [MUM_DEVICE]")
-    p.add_argument("--size", type=int, default=None, help="network input size, longer side in px (default: the model's)")
-    p.add_argument("--chunk-size", type=int, default=None, help="frames per encoder/DPT chunk")
-    p.add_argument("--concurrency", type=int, default=1, help="model runs at once on the device (default 1)")
-    p.add_argument("--max-queue", type=int, default=16, help="waiting requests before new ones are refused")
-    p.add_argument("--max-sessions", type=int, default=64, help="users whose result is kept in memory for the filters")
-    p.add_argument("--max-files", type=int, default=64, help="files per upload")
-    p.add_argument("--max-views", type=int, default=32,
+    p.add_argument("--size", default=None, help="network input size, longer side in px (default: the model's)")
+    p.add_argument("--chunk-size", default=None, help="frames per encoder/DPT chunk")
+    p.add_argument("--concurrency", default="1", help="model runs at once on the device (default 1)")
+    p.add_argument("--max-queue", default="16", help="waiting requests before new ones are refused")
+    p.add_argument("--max-sessions", default="64", help="users whose result is kept in memory for the filters")
+    p.add_argument("--max-files", default="64", help="files per upload")
+    p.add_argument("--max-views", default="32",
                    help="views per reconstruction, the frame cap of a video (more are sampled down; default 32); "
                         "beyond --window they run in joined chunks, as mum-reconstruct's long inputs")
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--window", default=None,
                    help="views per network pass (default: what a quarter of the available memory holds, at most 128)")
-    p.add_argument("--max-file-mb", type=float, default=64.0, help="size limit per uploaded file, MB")
-    p.add_argument("--max-request-mpx", type=float, default=400.0,
+    p.add_argument("--max-file-mb", default="64", help="size limit per uploaded file, MB")
+    p.add_argument("--max-request-mpx", default="400",
                    help="megapixels of all images of one request together, read from their headers (default 400)")
-    p.add_argument("--max-disk-mb", type=float, default=float(env("MUM_WEB_MAX_DISK_MB", "4096")),
-                   help="temporary disk for uploads and results, MB; oldest results evicted first "
-                        "(default 4096) [MUM_WEB_MAX_DISK_MB]")
+    p.add_argument("--max-disk-mb", default=None,
+                   help="temporary disk for uploads and results, MB; oldest results evicted first, an upload that "
+                        "does not fit is refused at once (default 4096) [MUM_WEB_MAX_DISK_MB]")
+    p.add_argument("--model-cache-mb", default=None,
+                   help="memory for loaded models, MB; the least recently used are evicted (default 8192) "
+                        "[MUM_WEB_MODEL_CACHE_MB]")
+    p.add_argument("--allow-random-models", action="store_true", default=env("MUM_WEB_ALLOW_RANDOM_MODELS") == "1",
+                   help="also offer visitors the presets without trained weights (random weights, for testing; "
+                        "some take gigabytes) [MUM_WEB_ALLOW_RANDOM_MODELS=1]")
     p.add_argument("--preload", action="store_true",
                    help="load the default model and run --self-check's tiny reconstruction with it before serving")
     p.add_argument("--compile", action="store_true",
@@ -346,22 +432,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """One-line :class:`UserError` for values the server would fail on later (or serve nonsense with)."""
-    from mum.errors import UserError
+DEFAULTS = {"port": "7860", "max_disk_mb": "4096", "model_cache_mb": "8192"}
 
-    if not 1 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: must be in 1..65535")
-    for name, least in (("max_views", 2), ("max_files", 1), ("concurrency", 1), ("max_queue", 1), ("max_sessions", 1),
-                        ("size", 16), ("chunk_size", 1), ("window", 2)):
-        value = getattr(args, name)
-        if value is not None and value < least:
-            raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
-    if not args.max_file_mb >= 1:
-        raise UserError("--max-file-mb must be at least 1")
-    if not args.max_request_mpx >= 1:
-        raise UserError("--max-request-mpx must be at least 1")
-    if not args.max_disk_mb >= args.max_file_mb:
+
+def check_args(args: argparse.Namespace) -> None:
+    """Parse and range-check the numeric options (:data:`NUMERIC_OPTIONS`; from the command line, else the
+    environment variable of :data:`ENV_OPTIONS`, else the default) in place: one-line :class:`UserError` for
+    values the server would fail on later (or serve nonsense with)."""
+    import math
+
+    from mum.errors import UserError, one_line
+
+    for name, (kind, lo, hi) in NUMERIC_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        value, source = getattr(args, name), flag
+        if value is None and name in ENV_OPTIONS and os.environ.get(ENV_OPTIONS[name], "").strip():
+            value, source = os.environ[ENV_OPTIONS[name]], ENV_OPTIONS[name]
+        if value is None:
+            value = DEFAULTS.get(name)
+        if value is None:
+            continue
+        text = str(value).strip().replace("_", "")
+        try:
+            number = float(text) if kind is float else int(text)
+        except ValueError:
+            raise UserError(f"{source} {one_line(str(value))!r}: not a {'number' if kind is float else 'whole number'}"
+                            ) from None
+        if not (math.isfinite(number) and lo <= number <= hi):
+            raise UserError(f"{source} {one_line(str(value))!r}: must be between {lo:g} and {hi:g}")
+        setattr(args, name, number)
+    if args.max_disk_mb < args.max_file_mb:
         raise UserError(f"--max-disk-mb must be at least --max-file-mb ({args.max_file_mb:g})")
 
 
@@ -394,6 +494,9 @@ def server_temp_dir(port: int):
         return
     folder = Path(tempfile.gettempdir()) / f"mum-web-{port}"
     existed = folder.exists()
+    # Gradio read GRADIO_TEMP_DIR when it was imported: its app makes <tmp>/gradio/vibe_edit_history (empty)
+    gradio_default = Path(tempfile.gettempdir()) / "gradio"
+    made_default = not gradio_default.exists()
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     served = False
     try:
@@ -403,24 +506,30 @@ def server_temp_dir(port: int):
         os.environ.pop("GRADIO_TEMP_DIR", None)
         if served or not existed:
             shutil.rmtree(folder, ignore_errors=True)
+        if made_default:  # only what is still empty: another Gradio app may have started using it meanwhile
+            for empty in (gradio_default / "vibe_edit_history", gradio_default):
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
 
 
-@contextlib.contextmanager
-def stop_on_sigterm():
-    """SIGTERM (``docker stop``, systemd) stops the server as Ctrl-C does: Gradio closes it, and the result store
-    deletes what it holds."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+STOP_GRACE_S = 20.0  # how long a stopping server waits for running requests to reach their next stage
 
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+def serve_until_stopped(app: gr.Blocks) -> None:
+    """Wait while ``app`` serves; Ctrl-C, SIGTERM (``docker stop``, systemd) or SIGHUP end the wait (they raise
+    in this thread, :func:`app.cli_common.signals_as_interrupt`), and then the server stops cleanly: running
+    requests are told to stop at their next progress line (their temporary folders go with them), the server
+    closes, and what the result store holds is deleted."""
+    store: ResultStore = app.result_store
     try:
-        yield
+        while app.is_running:
+            time.sleep(0.2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        store.stopping.set()
+        app.close()
+        if not store.wait_idle(STOP_GRACE_S):
+            log.warning("stopping with requests still running after %.0f s", STOP_GRACE_S)
+        store.close_all()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,20 +551,23 @@ def main(argv: list[str] | None = None) -> int:
         with server_temp_dir(args.port):
             cfg = config_from_args(args, device)
             try:
-                models = ModelCache(device, model=args.model, weights=args.weights, compile_models=args.compile)
+                models = ModelCache(device, model=args.model, weights=args.weights, compile_models=args.compile,
+                                    allow_random=args.allow_random_models,
+                                    max_bytes=int(args.model_cache_mb * 2**20))
             except ValueError as exc:
                 raise UserError(str(exc)) from None
             if args.preload:
                 from app.self_check import self_check
 
                 print(self_check(models.get(None)), flush=True)  # a model or backend that cannot run stops the server here
+            app = build_app(cfg, models)
             try:
-                with stop_on_sigterm():
-                    launch(build_app(cfg, models), cfg, args.host, args.port, block=True, quiet=args.quiet)
+                launch(app, cfg, args.host, args.port, block=False, quiet=args.quiet)
             except OSError as exc:  # port taken, an address this machine does not have
                 raise UserError(
                     f"cannot serve on {args.host}:{args.port} ({exc}); pick another --port or --host"
                 ) from None
+            serve_until_stopped(app)
         return 0
 
     return _main()

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,7 @@ from mum.errors import UserError
 log = logging.getLogger("mum.web")
 
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
+INTERNAL_MESSAGE = "the server failed on this request (an internal error, recorded in its log)"
 
 # Progress fraction at which each pipeline stage starts, by the start of its progress line (app.pipeline,
 # app.sfm, app.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
@@ -85,16 +87,27 @@ def stage_fraction(message: str) -> float | None:
     return None
 
 
+class ServerStopping(UserError):
+    """The server is stopping (SIGTERM, Ctrl-C): a running request ends at its next progress line."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is stopping: try again in a minute")
+
+
 class StageProgress:
     """Turns progress lines into ``sink(fraction, line)`` calls with fractions that always increase: a stage
     line jumps to its stage's fraction, any other line (an out-of-memory retry, a stage met again) creeps
-    forward a little."""
+    forward a little. Once ``stop`` is set (the server stops), the next line raises :class:`ServerStopping`:
+    the run unwinds there and its temporary folders go with it."""
 
-    def __init__(self, sink: Callable[[float, str], None]) -> None:
+    def __init__(self, sink: Callable[[float, str], None], stop: threading.Event | None = None) -> None:
         self.sink = sink
+        self.stop = stop
         self.fraction = 0.0
 
     def __call__(self, message: str) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ServerStopping()
         stage = stage_fraction(message)
         creep = self.fraction + 0.1 * (max(PIPELINE_DONE, self.fraction + 0.01) - self.fraction)
         self.fraction = stage if stage is not None and stage > self.fraction else min(creep, 0.99)
@@ -155,11 +168,19 @@ class WebConfig:
 
 
 def tidy_message(message: str) -> str:
-    """Drop the server's upload folders from a message: users know their files by name."""
+    """A message as a visitor sees it: no server paths. A path in Gradio's upload folder or in the temporary
+    folder is cut to the file's own name (visitors know their files by name); the cameras upload's staging
+    folder is named as such (:func:`cameras_upload` says which file). One line, at most 500 characters."""
     from gradio.utils import get_upload_folder
 
-    folder = re.escape(str(Path(get_upload_folder()).resolve()))
-    return re.sub(rf"(?:{folder}|{re.escape(get_upload_folder())})/[0-9a-f]+/", "", message)
+    from mum.errors import one_line
+
+    roots = {get_upload_folder(), str(Path(get_upload_folder()).resolve()), tempfile.gettempdir(),
+             str(Path(tempfile.gettempdir()).resolve())}
+    pattern = "|".join(re.escape(r.rstrip("/")) for r in sorted(roots, key=len, reverse=True) if r.strip("/"))
+    message = re.sub(rf"(?:{pattern})/(?:[^/\s:'\"]+/)*", "", message)  # the folders before a file's name
+    message = re.sub(rf"(?:{pattern})(?:/[^/\s:'\"]+)*", "(a server folder)", message)  # a folder itself
+    return one_line(message)[:500]
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -174,9 +195,15 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(tidy_message(str(exc)), print_exception=False) from None
         except (MemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
-                raise
+                log.exception("request failed")
+                raise gr.Error(INTERNAL_MESSAGE, print_exception=False) from None
             _free_cuda()
             raise gr.Error(OOM_MESSAGE, print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception:  # a bug, not the visitor's doing: the traceback goes to the server log only
+            log.exception("request failed")
+            raise gr.Error(INTERNAL_MESSAGE, print_exception=False) from None
 
     return wrapper
 
@@ -249,7 +276,11 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
     with tempfile.TemporaryDirectory(prefix="mum-cameras-") as folder:
         for p in paths:
             shutil.copyfile(p, Path(folder) / p.name)
-        yield Path(folder)
+        try:
+            yield Path(folder)
+        except UserError as exc:  # "<folder>/images.bin: ..." -> "images.bin: ...", "<folder>: ..." -> named
+            text = str(exc).replace(folder + "/", "").replace(folder, "the COLMAP model upload")
+            raise UserError(text) from None
 
 
 def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
@@ -319,6 +350,7 @@ class Handlers:
         ``--cameras`` and ``--fix-poses``)."""
         t0 = time.perf_counter()
         progress = progress_sink if isinstance(progress_sink, StageProgress) else StageProgress(progress_sink)
+        progress.stop = self.store.stopping
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
         scratch = tempfile.TemporaryDirectory(prefix="mum-web-frames-")  # a video's decoded frames
@@ -356,6 +388,7 @@ class Handlers:
         recon.meta["total_s"] = time.perf_counter() - t0
         scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))
         scene.fast, scene.warnings = bool(fast), warnings
+        scene.random_weights = self.models.random_weights(model_label)
         return scene
 
     @user_errors
@@ -521,6 +554,9 @@ def summary(scene: WebScene, points: int) -> str:
     if "inference_s" in r.meta:
         parts.append(f"inference {r.meta['inference_s']:.2f} s, total {r.meta.get('total_s', 0):.1f} s")
     line = " · ".join(parts)
+    if scene.random_weights:
+        line += (f"\n\n⚠ `{scene.model}` has random weights (a preset without trained weights): for testing only, "
+                 f"the result means nothing")
     for warning in scene.warnings:
         line += f"\n\n⚠ {warning}"
     return line

@@ -80,7 +80,8 @@ class Rendered:
 @dataclass
 class WebScene:
     """The cached result of one session plus its working folder (one sub-folder per render). ``fast``: the
-    network-only preview; ``warnings``: the run's warning lines (SfM failed and the cameras are the network's)."""
+    network-only preview; ``warnings``: the run's warning lines (SfM failed and the cameras are the network's);
+    ``random_weights``: the model was a preset without trained weights."""
 
     recon: Reconstruction
     workdir: Path
@@ -88,6 +89,7 @@ class WebScene:
     renders: int = field(default=0)
     fast: bool = False
     warnings: list[str] = field(default_factory=list)
+    random_weights: bool = False  # a preset without trained weights: the status says so
     closed: bool = False
 
     @classmethod
@@ -261,6 +263,31 @@ class DiskFull(UserError):
     """The temporary disk budget is taken by requests in progress: nothing old is left to evict."""
 
 
+UPLOAD_STEP = 8 << 20  # an upload of unknown length is promised disk this much at a time
+
+
+class UploadTicket:
+    """The disk an upload in progress was promised (:meth:`ResultStore.admit_upload`)."""
+
+    def __init__(self, store: "ResultStore") -> None:
+        self.store = store
+        self.reserved = 0
+        self.received = 0
+
+    def grow(self, count: int, total: bool = False) -> None:
+        """``count`` more bytes arrived (or, with ``total``, the body's whole declared size): promise what goes
+        beyond the promise so far, or raise :class:`DiskFull`."""
+        self.received = count if total else self.received + count
+        if self.received > self.reserved:
+            more = self.received - self.reserved if total else max(self.received - self.reserved, UPLOAD_STEP)
+            with self.store._lock:
+                self.store._reserve(more)
+            self.reserved += more
+
+    def end(self, stored: bool) -> None:
+        self.store._upload_ended(self, stored)
+
+
 @dataclass(eq=False)
 class StoredResult:
     """What the store keeps for one session (its scene and the uploads it was made from, so that pressing
@@ -327,6 +354,11 @@ class ResultStore:
         self._built_with: set[str] = set()
         self._root: Path | None = None
         self.deleted_bytes = 0  # what the store has removed so far (for the log and the tests)
+        self.stopping = threading.Event()  # the server is stopping: running requests end at their next stage
+        self._idle = threading.Condition(self._lock)
+        self._active = 0  # requests running (between request() entry and exit)
+        self._reserved = 0  # bytes promised to uploads in progress (admit_upload)
+        self._uploading = 0  # uploads in progress
 
     # ----------------------------------------------------------------------------------- set-up
     def attach(self, blocks: Any) -> None:
@@ -515,6 +547,7 @@ class ResultStore:
                     self._pending.pop(p, None)
         with self._lock:
             self._claims.update(claimed)
+            self._active += 1
         try:
             yield claimed
         finally:
@@ -522,6 +555,52 @@ class ResultStore:
                 self._claims.subtract(claimed)
                 self._claims += Counter()  # drop the zeros
                 self._delete_uploads(claimed, own_event=True)
+                self._active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the requests in progress to end; whether none is left."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+    # --------------------------------------------------------------------------------- uploads
+    def admit_upload(self, declared: int | None) -> "UploadTicket":
+        """An upload of ``declared`` bytes (its Content-Length; ``None``: unknown, counted as it arrives) may
+        start only if it fits in the disk budget beside what is kept and what uploads in progress were promised
+        (old results and loose uploads are evicted first); otherwise :class:`DiskFull` at once, before a byte of
+        it is stored. The ticket's :meth:`UploadTicket.grow` holds a body to what fits as it streams."""
+        with self._lock:
+            ticket = UploadTicket(self)
+            if declared is not None:
+                ticket.grow(declared, total=True)
+            self._uploading += 1
+            return ticket
+
+    def _reserve(self, more: int) -> None:
+        """Promise ``more`` bytes to an upload (lock held by the caller), evicting old results if needed."""
+        used = self.usage()
+        if used + self._reserved + more > self.budget_bytes:
+            used = self.make_room(need=self._reserved + more, refuse=False)
+        if used + self._reserved + more > self.budget_bytes:
+            raise DiskFull(f"the server's temporary disk is full ({used / 2**20:.0f} MB in use, "
+                           f"{self._reserved / 2**20:.0f} MB promised to uploads in progress, budget "
+                           f"{self.budget_bytes / 2**20:.0f} MB): try again in a minute, or with fewer or smaller files")
+        self._reserved += more
+
+    def _upload_ended(self, ticket: "UploadTicket", stored: bool) -> None:
+        """An upload ended (``stored``: Gradio kept its files): its promise is released; an upload cut off midway
+        leaves Gradio's temporary file (``tmp…``), removed here once no other upload is in progress (a stored
+        upload's temporaries are moved into place before its request ends: Gradio's background task)."""
+        with self._lock:
+            self._reserved -= ticket.reserved
+            self._uploading -= 1
+            if stored or self._uploading or not self.own_gradio_dir or self._gradio_dir is None:
+                return
+            partial = [p for _t, p, _ in self._loose_uploads()
+                       if os.path.basename(p).startswith("tmp") and os.path.dirname(p) == self._gradio_dir]
+            if partial:
+                log.info("removing %d upload(s) cut off midway", len(partial))
+                self._delete_files(partial)
 
     def add_session(self, key: str, scene: WebScene | None, uploads: Iterable[str | os.PathLike]) -> None:
         """``scene`` becomes the session's result, kept with ``uploads``, and the session's previous result is
