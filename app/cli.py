@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "128; every view in one pass when they fit)")
     p.add_argument("--overlap", type=int, default=None, metavar="N",
                    help="views shared by consecutive chunks of --window (default: a quarter of the window, at least 3)")
+    p.add_argument("--sequence", choices=("auto", "on", "off"), default="auto",
+                   help="treat the input as one ordered sequence: keyframes mapped by SfM, every other frame "
+                        "registered to them (auto: a video or numbered frames, more than 30 views, default path)")
     p.add_argument("--max-pixels", default=None, metavar="N",
                    help="refuse images (and video frames) of more than N pixels, checked before decoding "
                         "(default: $MUM_MAX_PIXELS, else 100000000)")
@@ -240,6 +243,9 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     requested_backend()
     if args.fix_poses and args.cameras is None:
         raise UserError("--fix-poses needs --cameras FILE (the poses to keep)")
+    if args.sequence == "on" and (args.fast or args.fix_poses):
+        raise UserError("--sequence on: " + ("--fast has no SfM" if args.fast else
+                                             "--fix-poses keeps given poses in one pass"))
     if args.cameras is not None and not os.path.exists(args.cameras):
         raise UserError(f"{args.cameras}: no such cameras file or folder (--cameras)")
     out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
@@ -334,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     with scratch:
         recon = reconstruct_views(model, source, long_side=args.size, device=device, chunk_size=args.chunk_size,
                                   on_stage=say, options=options, warn=_warn, window=args.window, overlap=args.overlap,
-                                  keep_pointmaps=args.points_from == "pointmap", known=known)
+                                  keep_pointmaps=args.points_from == "pointmap", known=known,
+                                  sequence={"auto": None, "on": True, "off": False}[args.sequence])
     try:
         written, points = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
@@ -354,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - t0, 3),
         "outputs": [str(p) for p in written],
     }
-    for key in ("sfm", "consistency", "chunks", "dropped"):
+    for key in ("sfm", "consistency", "chunks", "sequence", "dropped"):
         if key in recon.meta:
             summary[key] = recon.meta[key]
     if args.json:

@@ -13,7 +13,7 @@ stage, checked when they are made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
@@ -73,6 +73,12 @@ class DenseOptions:
             raise ValueError("tolerances must be positive, fill_radius at least 0, min_score in [-1, 1] and min_angle "
                              "in [0, 90)")
         self.stereo.check()
+
+    def fitted_on_network_grid(self) -> "DenseOptions":
+        """These options for a part of a long input (a chunk, a sequence's window): the fitted depth on the
+        network's grid, whatever was asked for — such a part keeps only its own views' maps, and stereo needs
+        every view's image at the dense size at once."""
+        return replace(self, mode="fitted", size=0)
 
     @property
     def long_side(self) -> int:
