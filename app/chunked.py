@@ -245,6 +245,12 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
     return float(torch.median(torch.maximum(rra, rta)))
 
 
+def chunk_options(options: PipelineOptions) -> PipelineOptions:
+    """A chunk's pipeline options: the fitted depth on the network's grid, whatever ``--dense`` asked for
+    (:meth:`app.dense_options.DenseOptions.fitted_on_network_grid`)."""
+    return replace(options, dense=options.dense.fitted_on_network_grid())
+
+
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_side, device, chunk_size, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
@@ -269,7 +275,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
 
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
-        add_geometry(recon, arrays, transforms, descriptors, replace(options, dense_min_long_side=0), say,
+        add_geometry(recon, arrays, transforms, descriptors, chunk_options(options), say,
                      lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
@@ -429,19 +435,36 @@ def reconstruct_views(
     max_loops: Optional[int] = None,
     keep_pointmaps: bool = False,
     known: Optional[KnownCameras] = None,
+    sequence: Optional[bool] = None,
 ) -> Reconstruction:
     """Reconstruct every view of ``source`` in chunks of ``window`` views (default: :func:`auto_window`) that
     share ``overlap`` views (default: :func:`default_overlap`); with all views in one window this is
     :func:`app.pipeline.reconstruct_arrays` on them, unchanged. See the module docstring. ``known``: given or
     EXIF intrinsics (used in every chunk) and poses to keep (one pass only: chunks are joined by similarities,
-    which would move them)."""
+    which would move them). ``sequence``: an ordered input (a video, numbered frames) goes the sequence path
+    (:mod:`app.sequence`: keyframes mapped, the other frames registered to them); ``None``: when the input is
+    one (:func:`app.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
+    (:func:`app.sequence.is_continuous`)."""
     from mum.io import network_size
     from app.pipeline import PipelineOptions, reconstruct_arrays
+    from app.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
+                              use_sequence_path)
 
     options = options or PipelineOptions()
     say = on_stage or (lambda _msg: None)
     warn = warn or say
     S = len(source)
+    if use_sequence_path(source, options, known, sequence):
+        seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
+        selection = choose_keyframes(source, seq, say)
+        if sequence or is_continuous(selection):
+            recon = reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
+                                         selection)
+            if recon is not None:
+                return recon
+        else:
+            say(f"{len(selection.keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
+                "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
     size = long_side or model.cfg.image_size
     aspect = source.aspect()
     W, H = network_size(round(1_000_000 * aspect), 1_000_000, size, model.patch_size)
@@ -462,6 +485,9 @@ def reconstruct_views(
     n = len(chunks_plan)
     say(f"{S} views in {n} chunks of {window} views, {overlap}+ shared between neighbours"
         + ("" if options.fast else " (each: network, SfM, dense fit)"))
+    if not options.fast and options.dense.mode != "fitted":
+        say(f"chunks: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
+            "fitted to its SfM points, on the network's grid (memory stays bounded by one chunk)")
     t0 = time.perf_counter()
     warnings: list[str] = []
     results: list[ChunkResult] = []

@@ -68,6 +68,7 @@ class SfmOptions:
     relaxed_min_inliers: int = 15
     random_seed: int = 0
     sift_first_octave: int = -1
+    init_min_tri_angle: float = 16.0  # degrees (COLMAP's default); the sequence path's keyframes move forward
     rematch_all_up_to: int = 30
 
 
@@ -338,6 +339,7 @@ def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, constant: set
     mapping.num_threads = 1
     mapping.min_model_size = 2
     mapping.random_seed = options.random_seed  # the same photos give the same cameras
+    mapping.mapper.init_min_tri_angle = options.init_min_tri_angle
     mapping.mapper.random_seed = options.random_seed
     mapping.triangulation.random_seed = options.random_seed
     # Work, not time, bounds mapping: COLMAP's counts (init_num_trials 200 initial pairs, max_num_models 50,

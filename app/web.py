@@ -37,7 +37,7 @@ log = logging.getLogger("mum.web")
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo"
 EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
-    "tum_freiburg": ("TUM RGB-D desk", 4),
+    "tum_freiburg": ("TUM RGB-D desk", 6),
     "sacre_coeur": ("Sacré-Cœur (photo collection)", 3),
     "buddha": ("Buddha statue (high resolution)", 3),
     "synthetic_room": ("Synthetic room (exact ground truth)", 4),

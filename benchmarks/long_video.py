@@ -1,26 +1,38 @@
-"""Long inputs: ``mum-reconstruct`` on synthetic walkthroughs and orbits of 100, 300 and 1000 frames with exact
-cameras, chunked (``--window``) against one pass where one fits.
+"""Long inputs: ``mum-reconstruct`` on real sequences with ground truth and on synthetic walks of 100 to 1000
+frames, beside plain pycolmap with sequential matching on the same frames.
 
-Run: ``python benchmarks/long_video.py`` (``--quick``: 100 and 300 frames only; ``--frames 100 1000`` picks the
-lengths; ``--window 32 --overlap 8`` the chunking).
+Run:
 
-Sequences come from the data engine (:mod:`mum.data.synthetic`): a room, walked through (``walk``) or swept
-around from inside (``orbit``: a full turn over the sequence, so its end sees its start: a loop closure), at
-``--width`` × ``--height`` px, rendered once into a cache folder as PNG files; the 1000-frame walk is also
-encoded as an MPEG-4 video (``video``, ``mp4v``: lossy, as a phone's). Every run is the command itself (``python -m app.cli ... -o folder
---json``) in a fresh process, with the bundled model at ``--size`` px:
+* real sequences: ``python benchmarks/long_video.py --real /path/to/kitti07_160 demo/tum_freiburg`` (a folder
+  with ``images/`` and ``cameras_reference.json``; the path is an argument: data with a non-commercial licence
+  stays where it is) → ``benchmarks/results/long_video_real_cpu.json`` and ``docs/long_video_real.png``;
+* synthetic walks: ``python benchmarks/long_video.py --frames 100 1000 --width 640 --height 480`` →
+  ``benchmarks/results/long_video_cpu.json`` and ``docs/long_video_trajectory.png``.
 
-* ``fast`` / ``default``: ``--fast`` or the default path (per-chunk SfM), chunked with ``--window``/``--overlap``;
-* ``single``: the same with every view in one pass (``--window`` = the number of frames), at 100 frames.
+Methods (``--methods``), each the whole command in a fresh process:
 
-Figures per run: seconds (wall, whole command: decoding, model loading, exports included), peak RSS (the
-command's maximum resident set size, from GNU ``time``), cameras in ``cameras.json``, pose AUC@30 over all view pairs, the
-absolute trajectory error (RMSE of camera centres after a Sim(3) alignment to the ground truth, as a percentage
-of the ground-truth centres' RMS spread about their mean: 100 % is what a trajectory collapsed to one point
-scores; the path length would flatter a walk that turns back on itself), and the scale drift along the path (the Sim(3) scale to the ground truth
-fitted on the last tenth of the path against the one fitted on the first tenth: |s_last / s_first − 1|). Prints a table, writes ``benchmarks/results/long_video_cpu.json``
-(after every run) and plots the 1000-frame trajectories against the ground truth into
-``docs/long_video_trajectory.png``.
+* ``default``: ``python -m app.cli INPUT -o folder --json`` as a user runs it (an ordered input of more than 30
+  frames goes the sequence path: keyframes, PnP, one bundle adjustment; fewer: ``--sequence on`` is added);
+* ``previous``: the same with ``--sequence off`` (the path before it: one network pass, or overlapping chunks
+  joined by similarities);
+* ``fast``: ``--fast`` (the network alone);
+* ``plain``: pycolmap with its defaults as a user of COLMAP's sequential pipeline runs it: SIFT on the image
+  files (one camera), ``match_sequential`` with its default overlap (10, quadratic) and loop detection off (it
+  needs a vocabulary-tree file, which nothing here ships), incremental mapping, seeded (RANSAC and mapper
+  seed 0); the largest model; frames it does not register have no camera.
+
+Synthetic sequences come from the data engine (:mod:`mum.data.synthetic`, non-periodic textures): a room walked
+through (``walk``) or swept around from inside (``orbit``), at ``--width`` × ``--height`` px, rendered once into a
+cache folder as numbered PNG files (an ordered input); ``--video`` also encodes the longest as an MPEG-4 video
+(``mp4v``: lossy, as a phone's).
+
+Figures per run: wall seconds and CPU seconds (user + system, from GNU ``time``: on a shared machine the CPU
+time says more than the wall time), peak RSS (GNU ``time``), cameras, and the absolute trajectory error: RMSE of
+the camera centres after a Sim(3) alignment to the ground truth (over the frames with a camera), in metres or
+scene units and as a percentage of the path's extent (the largest distance between two ground-truth centres)
+and of its length (the sum of the steps); AUC@30 over all view pairs; the scale drift along the path (the
+Sim(3) scale fitted on the last tenth of the path against the first tenth's: |s_last / s_first − 1|). The
+machine's load average is in the results' ``run`` block; every row has its own (``load_average``) too.
 """
 
 from __future__ import annotations
@@ -38,34 +50,47 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.provenance import finish_run, row_stamp, start_run, write_results  # noqa: E402
+from benchmarks.provenance import row_stamp, start_run, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-PLOT = ROOT / "docs" / "long_video_trajectory.png"  # the README's picture, made with the default --out
+PLOT = ROOT / "docs" / "long_video_trajectory.png"  # the README's pictures, made with the default --out
+REAL_PLOT = ROOT / "docs" / "long_video_real.png"
+SYNTHETIC_OUT = RESULTS / "long_video_cpu.json"
+REAL_OUT = RESULTS / "long_video_real_cpu.json"
+SEEDS = {"walk": 1_100_000_010, "orbit": 1_100_000_011}
+METHODS = ("default", "previous", "fast", "plain")
 
 
 def plot_path(out_json: Path) -> Path:
-    """Where the trajectory plot goes: the README's picture for the default results file, else beside ``out_json``
+    """Where the trajectory plot goes: the README's picture for a default results file, else beside ``out_json``
     (a trial run must not replace the published picture)."""
-    return PLOT if out_json.resolve() == (RESULTS / "long_video_cpu.json").resolve() else out_json.with_suffix(".png")
-SEEDS = {"walk": 1_100_000_010, "orbit": 1_100_000_011}
+    for default, picture in ((SYNTHETIC_OUT, PLOT), (REAL_OUT, REAL_PLOT)):
+        if out_json.resolve() == default.resolve():
+            return picture
+    return out_json.with_suffix(".png")
 
 
 def render(kind: str, frames: int, width: int, height: int, cache: Path) -> Path:
     """The sequence's frames as PNG files plus ``cameras.npz`` (ground truth), rendered once."""
     import cv2
 
-    from mum.data.synthetic import SyntheticConfig, generate_scene
+    from mum.data.render import render_views
+    from mum.data.synthetic import SyntheticConfig, build_world, plan_cameras
 
     folder = cache / f"{kind}_{frames}_{width}x{height}"
     if (folder / "cameras.npz").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     cfg = SyntheticConfig(kinds=("room",), camera_paths=(kind,), overlap=(0.9, 0.95), fov_deg=(60.0, 70.0))
-    scene = generate_scene(SEEDS[kind], num_views=frames, width=width, height=height, config=cfg)
-    for i, image in enumerate(scene.images):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    np.savez(folder / "cameras.npz", extrinsics=scene.extrinsics, intrinsics=scene.intrinsics)
+    # generate_scene's steps, the views rendered 50 at a time (1000 views at once need tens of GB)
+    world = build_world(SEEDS[kind], cfg)
+    plan = plan_cameras(world, SEEDS[kind], frames, width, height, cfg)
+    for start in range(0, frames, 50):
+        block = slice(start, min(frames, start + 50))
+        out = render_views(world, plan.extrinsics[block], plan.intrinsics[block], width, height, nthreads=cfg.nthreads)
+        for i, image in enumerate(out["images"], start):
+            cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    np.savez(folder / "cameras.npz", extrinsics=plan.extrinsics, intrinsics=plan.intrinsics)
     return folder
 
 
@@ -84,226 +109,322 @@ def encode_video(folder: Path) -> Path:
     return video
 
 
-def run_cli(inputs: Path, out: Path, args: list[str]) -> tuple[dict, float, float, int]:
-    """The command in a fresh process: its JSON summary, wall seconds, peak RSS (MiB), exit status. The peak RSS
-    is GNU time's (``/usr/bin/time -f %M``): a small process forks the command, so the figure is not inflated by
-    a fork of this (torch-loaded) process, as ``os.wait4``'s would be."""
-    rss_file = out.with_suffix(".rss")
-    cmd = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), sys.executable, "-m", "app.cli", str(inputs), "-o",
-           str(out) + "/", "--json", "--overwrite", *args]
+def _timed(cmd: list[str], out: Path) -> tuple[str, float, float, float, int]:
+    """``cmd`` in a fresh process under GNU ``time`` (a small process forks it, so the figures are not inflated
+    by a fork of this one): its stdout, wall seconds, peak RSS (MiB), CPU seconds (user + system), exit status.
+    Its stderr goes to ``out.log``."""
+    stats = out.with_suffix(".time")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
     with open(out.with_suffix(".log"), "w") as log:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(ROOT))
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(stats), *cmd], stdout=subprocess.PIPE,
+                              stderr=log, env=env, cwd=str(ROOT), text=True)
     seconds = time.perf_counter() - t0
-    summary = json.loads(proc.stdout) if proc.returncode == 0 else {}
-    rss = float(rss_file.read_text().split()[-1]) / 1024 if rss_file.is_file() else float("nan")
-    return summary, seconds, rss, proc.returncode
+    rss = cpu = float("nan")
+    if stats.is_file():
+        fields = stats.read_text().split()[-3:]
+        rss, cpu = float(fields[0]) / 1024, float(fields[1]) + float(fields[2])
+    return proc.stdout, seconds, rss, cpu, proc.returncode
+
+
+def run_cli(inputs: Path, out: Path, args: list[str]) -> tuple[dict, float, float, float, int]:
+    """``mum-reconstruct INPUTS -o OUT/ --json ARGS``: its JSON summary, wall s, peak RSS MiB, CPU s, exit status."""
+    stdout, seconds, rss, cpu, code = _timed([sys.executable, "-m", "app.cli", str(inputs), "-o", str(out) + "/",
+                                              "--json", "--overwrite", *args], out)
+    return (json.loads(stdout) if code == 0 else {}), seconds, rss, cpu, code
+
+
+def run_plain(images: Path, names: list[str], out: Path) -> tuple[dict, float, float, float, int]:
+    """Plain pycolmap, sequential (see the module docstring), in a fresh process: summary, wall s, RSS, CPU s."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "names.json").write_text(json.dumps(names))
+    stdout, seconds, rss, cpu, code = _timed([sys.executable, str(Path(__file__).resolve()), "--plain-worker",
+                                              str(images), str(out)], out)
+    return (json.loads(stdout) if code == 0 else {}), seconds, rss, cpu, code
+
+
+def plain_worker(images: Path, out: Path) -> None:
+    """What ``run_plain`` runs: pycolmap's sequential pipeline on ``images`` (the names in ``out/names.json``);
+    writes ``out/cameras.json`` (registered frames) and prints a summary."""
+    import tempfile
+
+    import pycolmap
+
+    names = json.loads((out / "names.json").read_text())
+    pycolmap.logging.minloglevel = 2
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="plain-colmap-") as tmp:
+        tmp = Path(tmp)
+        database = tmp / "database.db"
+        t0 = time.perf_counter()
+        pycolmap.extract_features(database, images, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
+                                  device=pycolmap.Device.cpu)
+        seconds["features"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        verification = pycolmap.TwoViewGeometryOptions()
+        verification.ransac.random_seed = 0
+        pairing = pycolmap.SequentialPairingOptions()  # overlap 10, quadratic; loop detection needs a vocab tree
+        pycolmap.match_sequential(database, pairing_options=pairing, verification_options=verification,
+                                  device=pycolmap.Device.cpu)
+        seconds["matching"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        (tmp / "sparse").mkdir()
+        mapping = pycolmap.IncrementalPipelineOptions()
+        mapping.random_seed = 0
+        models = pycolmap.incremental_mapping(database, images, tmp / "sparse", mapping)
+        seconds["mapping"] = time.perf_counter() - t0
+        best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+        cams = []
+        if best is not None:
+            for image in best.images.values():
+                if image.has_pose:
+                    cams.append({"name": image.name,
+                                 "cam_from_world": np.vstack([image.cam_from_world().matrix(), [0, 0, 0, 1]]).tolist()})
+    (out / "cameras.json").write_text(json.dumps({"images": cams}))
+    print(json.dumps({"registered": len(cams), "models": len(models), "loop_detection": False,
+                      "overlap": pairing.overlap, "quadratic_overlap": pairing.quadratic_overlap,
+                      "seconds": {k: round(v, 2) for k, v in seconds.items()}}))
 
 
 def trajectory_metrics(cams: np.ndarray, gt: np.ndarray) -> dict:
-    """AUC@30, ATE after Sim(3) alignment (percent of the ground truth's spread) and scale drift (percent)."""
+    """ATE after a Sim(3) alignment (over the frames with a camera: metres / scene units, % of the path's extent,
+    length and RMS spread), AUC@30 over all pairs (frames without a camera count as failures) and the scale drift
+    (percent)."""
     import torch
 
-    from mum.geometry import camera_centers
     from heads.metrics import pose_auc, relative_pose_errors, umeyama_alignment
+    from mum.geometry import camera_centers
 
-    rra, rta = relative_pose_errors(torch.from_numpy(cams[:, :3, :4]), torch.from_numpy(gt[:, :3, :4]))
+    have = np.isfinite(cams).all(axis=(1, 2))
+    rra, rta = relative_pose_errors(torch.from_numpy(np.nan_to_num(cams[:, :3, :4], nan=0.0)),
+                                    torch.from_numpy(gt[:, :3, :4]))
+    pair_ok = torch.from_numpy(have[:, None] & have[None, :])
+    iu = torch.triu_indices(len(cams), len(cams), 1)
+    bad = ~pair_ok[iu[0], iu[1]]
+    rra, rta = rra.clone(), rta.clone()
+    rra[bad], rta[bad] = 180.0, 180.0
     auc30 = 100 * float(pose_auc(rra, rta, 30))
-    pc, gc = camera_centers(cams), camera_centers(gt)
+    gc_all = camera_centers(gt)
+    pc, gc = camera_centers(cams[have]), gc_all[have]
     s, R, t = umeyama_alignment(torch.from_numpy(pc), torch.from_numpy(gc))
     aligned = (s * torch.from_numpy(pc) @ R.T + t).numpy()
-    length = float(np.linalg.norm(np.diff(gc, axis=0), axis=1).sum())
     ate = float(np.sqrt(np.mean(np.sum((aligned - gc) ** 2, axis=1))))
-    tenth = max(3, len(cams) // 10)
+    length = float(np.linalg.norm(np.diff(gc_all, axis=0), axis=1).sum())
+    extent = float(max(np.linalg.norm(gc_all - c, axis=1).max() for c in gc_all))
+    spread = float(np.sqrt(np.mean(np.sum((gc_all - gc_all.mean(0)) ** 2, axis=1))))
+    tenth = max(3, int(have.sum()) // 10)
     first, last = (float(umeyama_alignment(torch.from_numpy(pc[part]), torch.from_numpy(gc[part]))[0])
-                   for part in (slice(0, tenth), slice(len(cams) - tenth, len(cams))))
+                   for part in (slice(0, tenth), slice(len(pc) - tenth, len(pc))))
     drift = 100 * abs(last / first - 1) if first > 0 else float("nan")
-    spread = float(np.sqrt(np.mean(np.sum((gc - gc.mean(0)) ** 2, axis=1))))  # what all-cameras-at-the-mean scores
-    return {"auc30": round(auc30, 2), "ate_pct": round(100 * ate / spread, 2), "ate_m": round(ate, 4),
-            "path_m": round(length, 2), "scale_drift_pct": round(drift, 1), "aligned_centres": aligned,
-            "gt_centres": gc}
+    return {"auc30": round(auc30, 2), "ate": round(ate, 4), "ate_pct_extent": round(100 * ate / extent, 3),
+            "ate_pct_length": round(100 * ate / length, 3), "ate_pct_spread": round(100 * ate / spread, 2),
+            "extent": round(extent, 3), "length": round(length, 3), "scale_drift_pct": round(drift, 1),
+            "aligned_centres": aligned, "gt_centres": gc_all, "have": have}
 
 
 def load_cameras(out: Path, names: list[str]) -> np.ndarray:
+    """``[S, 4, 4]`` cameras of ``names`` from ``out/cameras.json`` (NaN for frames it has none for)."""
     cams = {c["name"]: np.array(c["cam_from_world"], dtype=np.float64) for c in
             json.loads((out / "cameras.json").read_text())["images"]}
-    return np.stack([cams[n] for n in names])
+    return np.stack([cams.get(n, np.full((4, 4), np.nan)) for n in names])
 
 
-def plot(tracks: dict, path: Path) -> None:
+def _top_view(gt: np.ndarray) -> tuple[int, int]:
+    """The two axes along which the ground-truth centres spread most (a top view of a drive or a walk)."""
+    order = np.argsort(-np.ptp(gt, axis=0))
+    return int(min(order[:2])), int(max(order[:2]))
+
+
+def plot_tracks(panels: dict, path: Path) -> None:
+    """One panel per sequence: the ground truth and each method's Sim(3)-aligned camera centres, top view."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = sorted({k[0] for k in tracks})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 5.2), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
-        gt = None
-        for (k, label), (aligned, gc, metrics) in sorted(tracks.items()):
-            if k != kind:
-                continue
-            gt = gc
-            ax.plot(aligned[:, 0], aligned[:, 1], lw=1.0, label=f"{label}: ATE {metrics['ate_pct']:.1f} %, "
-                                                               f"AUC@30 {metrics['auc30']:.1f}")
-        if gt is not None:
-            ax.plot(gt[:, 0], gt[:, 1], "k--", lw=1.2, label="ground truth")
-            ax.plot(gt[:1, 0], gt[:1, 1], "ko", ms=5)
-        ax.set_title(f"{kind}, {len(gt) if gt is not None else 0} frames (top view, Sim(3)-aligned)")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 5.2), squeeze=False)
+    styles = {"plain": dict(color="tab:orange", lw=1.2), "default": dict(color="tab:blue", lw=1.2),
+              "previous": dict(color="tab:green", lw=1.0), "fast": dict(color="tab:gray", lw=0.8)}
+    for ax, (title, (gt, tracks)) in zip(axes[0], panels.items()):
+        x, y = _top_view(gt)
+        ax.plot(gt[:, x], gt[:, y], "k--", lw=1.4, label="ground truth")
+        ax.plot(gt[:1, x], gt[:1, y], "ko", ms=5)
+        for label, (aligned, metrics) in tracks.items():
+            ax.plot(aligned[:, x], aligned[:, y], label=f"{label}: ATE {metrics['ate_pct_extent']:.2f} % of extent, "
+                    f"{metrics['cameras']}/{len(gt)} cameras", **styles.get(label.split()[0], {}))
+        ax.set_title(f"{title} (top view, Sim(3)-aligned)")
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
+        ax.set_xlabel("xyz"[x])
+        ax.set_ylabel("xyz"[y])
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def rescore(out_json: Path, cache: Path) -> None:
-    """Metrics of the runs listed in ``out_json`` from their outputs under ``cache/runs``; plot the longest."""
-    rescored_by = start_run()
-    results = json.loads(out_json.read_text())
-    tracks = {}
-    longest = max(r["frames"] for r in results["runs"])
-    w, h = results["settings"]["width"], results["settings"]["height"]
-    for row in results["runs"]:
-        if row["exit"] != 0:
-            continue
-        kind, n = row["sequence"].split("-")[0], row["frames"]
-        folder = cache / f"{kind}_{n}_{w}x{h}"
-        gt = np.load(folder / "cameras.npz")["extrinsics"]
-        names = ([f"frame_{i:06d}.png" for i in range(n)] if row["input"] == "video"
-                 else [p.name for p in sorted(folder.glob("*.png"))])
-        cams = load_cameras(cache / "runs" / f"{kind}_{n}_{row['input']}_{row['mode']}_{row['how']}", names)
-        metrics = trajectory_metrics(cams, gt)
-        aligned, gc = metrics.pop("aligned_centres"), metrics.pop("gt_centres")
-        row.update(metrics)
-        if n == longest and row["input"] == "images":
-            tracks[(kind, f"{row['mode']} {row['how']}")] = (aligned, gc, metrics)
-    results["rescored_by"] = finish_run(rescored_by)  # the runs' own "run" block stays: they made the outputs
-    out_json.write_text(json.dumps(results, indent=1) + "\n")
-    print(table(results["runs"]))
-    if tracks:
-        plot(tracks, plot_path(out_json))
-        print(f"wrote {plot_path(out_json)}")
+def _label(method: str, source: str = "images") -> str:
+    return {"default": "default", "previous": "--sequence off", "fast": "--fast", "plain": "plain pycolmap"}[method] \
+        + ("" if source == "images" else f" ({source})")
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'sequence':14s} {'input':6s} {'mode':8s} {'chunks':>6s} {'s':>7s} {'RSS MiB':>8s} {'cams':>9s} " \
-           f"{'AUC@30':>7s} {'ATE %':>6s} {'drift %':>8s}"
+    head = (f"{'sequence':16s} {'input':6s} {'method':16s} {'wall s':>7s} {'CPU s':>7s} {'RSS MiB':>8s} {'cams':>9s} "
+            f"{'ATE':>8s} {'% ext':>6s} {'% len':>6s} {'AUC@30':>7s}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['sequence']:14s} {r['input']:6s} {r['mode']:8s} {r['chunks']:>6} {r['seconds']:7.1f} "
-                     f"{r['peak_rss_mib']:8.0f} {r['cameras']:>4d}/{r['frames']:<4d} {r.get('auc30', float('nan')):7.1f} "
-                     f"{r.get('ate_pct', float('nan')):6.1f} {r.get('scale_drift_pct', float('nan')):8.1f}")
+        lines.append(f"{r['sequence']:16s} {r['input']:6s} {r['method']:16s} {r['seconds']:7.1f} {r['cpu_seconds']:7.1f} "
+                     f"{r['peak_rss_mib']:8.0f} {r['cameras']:>4d}/{r['frames']:<4d} {r.get('ate', float('nan')):8.3f} "
+                     f"{r.get('ate_pct_extent', float('nan')):6.2f} {r.get('ate_pct_length', float('nan')):6.2f} "
+                     f"{r.get('auc30', float('nan')):7.1f}")
     return "\n".join(lines)
 
 
 def markdown_table(results: dict) -> str:
-    """The README's table of ``results`` (a results file of this benchmark): one pass before chunked, images
-    before video, the default path before ``--fast``."""
-    order = lambda r: (r["frames"], r["sequence"], r["input"] == "video", r["mode"] != "default", r["how"] != "single")  # noqa: E731
-    lines = ["| sequence | input | mode | pass | chunks | s | peak RSS MiB | cameras | AUC@30 | ATE % | scale drift % |",
+    """The README's long-video table of ``results`` (a results file of this benchmark)."""
+    method_order = {m: k for k, m in enumerate(("plain", "default", "previous", "fast"))}
+    order = lambda r: (r["frames"], r["sequence"], r["input"] == "video", method_order[r["method"]])  # noqa: E731
+    lines = ["| sequence | frames | input | method | wall s | CPU s | peak RSS MiB | cameras | ATE % of extent | "
+             "ATE % of length | AUC@30 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results["runs"], key=order):
-        drift = r.get("scale_drift_pct", float("nan"))
-        lines.append(f"| {r['sequence']} | {r['input']} | {'default' if r['mode'] == 'default' else '`--fast`'} | "
-                     f"{'one pass' if r['how'] == 'single' else 'chunked'} | {r['chunks']} | {r['seconds']:.0f} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['cameras']}/{r['frames']} | {r.get('auc30', float('nan')):.1f} | "
-                     f"{r.get('ate_pct', float('nan')):.0f} | {'> 10⁴' if drift > 1e4 else f'{drift:.0f}'} |")
+        method = {"plain": "plain pycolmap, sequential", "default": "**default**", "previous": "`--sequence off`",
+                  "fast": "`--fast`"}[r["method"]]
+        ok = r["exit"] == 0
+        lines.append(f"| {r['sequence']} | {r['frames']} | {r['input']} | {method} | {r['seconds']:.0f} | "
+                     f"{r['cpu_seconds']:.0f} | {r['peak_rss_mib']:.0f} | {r['cameras']}/{r['frames']} | "
+                     + (f"{r['ate_pct_extent']:.2f} | {r['ate_pct_length']:.2f} | {r['auc30']:.1f} |" if ok and r['cameras'] >= 3
+                        else "— | — | — |"))
     return "\n".join(lines)
+
+
+def real_sequence(path: Path) -> tuple[Path, list[str], np.ndarray]:
+    """A real sequence folder: its ``images/`` folder, the frame names in order and their reference
+    camera-from-world ``[S, 4, 4]`` (``cameras_reference.json``)."""
+    reference = json.loads((path / "cameras_reference.json").read_text())["images"]
+    names = [entry["name"] for entry in reference]
+    gt = np.stack([np.array(entry["cam_from_world"], np.float64) for entry in reference])
+    return path / "images", names, gt
+
+
+def measure(method: str, inputs: Path, names: list[str], gt: np.ndarray, out: Path, flags: list[str], run: dict,
+            **row) -> tuple[dict, tuple | None]:
+    """One run of ``method`` and its row (figures as in the module docstring) and track (for the plot)."""
+    from benchmarks.provenance import load_average
+
+    print(f"{row['sequence']} ({row['input']}): {_label(method)} ...", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    load = load_average()
+    if method == "plain":
+        summary, seconds, rss, cpu, code = run_plain(inputs, names, out)
+    else:
+        extra = {"default": [], "previous": ["--sequence", "off"], "fast": ["--fast"]}[method]
+        if method == "default" and len(names) <= 30:
+            extra = ["--sequence", "on"]
+        summary, seconds, rss, cpu, code = run_cli(inputs, out, [*flags, *extra])
+    row = {**row, "frames": len(names), "method": method, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+           "peak_rss_mib": round(rss, 1), "exit": code, "cameras": 0, "load_average": load, **row_stamp(run)}
+    track = None
+    if code == 0:
+        cams = load_cameras(out, names)
+        metrics = trajectory_metrics(cams, gt)
+        aligned, have = metrics.pop("aligned_centres"), metrics.pop("have")
+        metrics.pop("gt_centres")
+        row.update(metrics, cameras=int(have.sum()))
+        if method == "plain":
+            row["plain"] = summary
+        else:
+            row.update(points=summary.get("points"), sfm=summary.get("sfm"), sequence_summary=summary.get("sequence"),
+                       chunks=summary.get("chunks", {}).get("count", 1))
+        track = (aligned, {**metrics, "cameras": int(have.sum())})
+    print(table([row]).splitlines()[-1], flush=True)
+    return row, track
+
+
+def main_real(args, run: dict) -> None:
+    out_json = Path(args.out or REAL_OUT)
+    cache = Path(args.cache)
+    results = {"settings": {"methods": args.methods, "model": "mum-default (bundled)"}, "runs": []}
+    panels = {}
+    for folder in args.real:
+        folder = Path(folder)
+        images, names, gt = real_sequence(folder)
+        label = folder.name
+        tracks = {}
+        for method in args.methods:
+            row, track = measure(method, images, names, gt, cache / "runs" / f"real_{label}_{method}", [], run,
+                                 sequence=label, input="images")
+            results["runs"].append(row)
+            if track is not None:
+                tracks[_label(method)] = track
+            write_results(out_json, results, run)
+        panels[f"{label}, {len(names)} frames"] = (trajectory_metrics(gt, gt)["gt_centres"], tracks)
+    print(table(results["runs"]))
+    plot_tracks(panels, plot_path(out_json))
+    print(f"wrote {out_json} and {plot_path(out_json)}")
+
+
+def main_synthetic(args, run: dict) -> None:
+    out_json = Path(args.out or SYNTHETIC_OUT)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    flags = ["--max-points", "500000"] + (["--size", str(args.size)] if args.size else [])
+    results = {"settings": {"width": args.width, "height": args.height, "size": args.size, "methods": args.methods,
+                            "plain_up_to": args.plain_up_to, "model": "mum-default (bundled)"}, "runs": []}
+    panels = {}
+    for n in args.frames:
+        for kind in args.kinds:
+            folder = render(kind, n, args.width, args.height, cache)
+            gt = np.load(folder / "cameras.npz")["extrinsics"]
+            names = [p.name for p in sorted(folder.glob("*.png"))]
+            tracks = {}
+            for method in args.methods:
+                if method == "plain" and n > args.plain_up_to:
+                    continue
+                out = cache / "runs" / f"{kind}_{n}_{args.width}x{args.height}_images_{method}"
+                row, track = measure(method, folder, names, gt, out, flags, run, sequence=f"{kind}-{n}", input="images")
+                results["runs"].append(row)
+                if track is not None:
+                    tracks[_label(method)] = track
+                write_results(out_json, results, run)
+            if args.video and n == max(args.frames):
+                video = encode_video(folder)
+                video_names = [f"frame_{i:06d}.png" for i in range(n)]
+                out = cache / "runs" / f"{kind}_{n}_{args.width}x{args.height}_video_default"
+                row, track = measure("default", video, video_names, gt, out, flags, run, sequence=f"{kind}-{n}",
+                                     input="video")
+                results["runs"].append(row)
+                write_results(out_json, results, run)
+            if n == max(args.frames):
+                panels[f"{kind}, {n} frames"] = (trajectory_metrics(gt, gt)["gt_centres"], tracks)
+    print(table(results["runs"]))
+    plot_tracks(panels, plot_path(out_json))
+    print(f"wrote {out_json} and {plot_path(out_json)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 and 300 frames only")
-    parser.add_argument("--frames", type=int, nargs="+", default=None, help="sequence lengths (default 100 300 1000)")
-    parser.add_argument("--kinds", nargs="+", default=["walk", "orbit"], choices=sorted(SEEDS))
-    parser.add_argument("--modes", nargs="+", default=["fast", "default"], choices=("fast", "default"))
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--height", type=int, default=96)
-    parser.add_argument("--size", type=int, default=112, help="network input size (px, longer side)")
-    parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--overlap", type=int, default=8)
-    parser.add_argument("--single-up-to", type=int, default=100, help="also run one pass up to this many frames")
-    parser.add_argument("--no-video", action="store_true")
-    parser.add_argument("--video-modes", nargs="+", default=["fast"], choices=("fast", "default"),
-                        help="modes run on the encoded video (default: fast)")
+    parser.add_argument("--real", nargs="+", metavar="FOLDER",
+                        help="real sequences (a folder with images/ and cameras_reference.json) instead of synthetic ones")
+    parser.add_argument("--methods", nargs="+", default=["plain", "default"], choices=METHODS)
+    parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000], help="synthetic sequence lengths")
+    parser.add_argument("--kinds", nargs="+", default=["walk"], choices=sorted(SEEDS))
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--size", type=int, default=None, help="network input size (px, longer side; default the model's)")
+    parser.add_argument("--plain-up-to", type=int, default=300, help="run plain pycolmap up to this many frames")
+    parser.add_argument("--video", action="store_true", help="also the longest synthetic sequence as an MPEG-4 video")
     parser.add_argument("--cache", default="/tmp/mum-long-video-cache")
-    parser.add_argument("--out", default=str(RESULTS / "long_video_cpu.json"))
-    parser.add_argument("--rescore", action="store_true",
-                        help="no runs: score again the outputs of the runs in --out (kept under --cache/runs) and plot")
-    parser.add_argument("--update", action="store_true",
-                        help="replace only these runs' rows in --out (same sequence, input, mode, one pass or chunked), "
-                             "keep the others; no plot")
+    parser.add_argument("--out", default=None, help="results file (default: long_video_real_cpu.json / long_video_cpu.json)")
+    parser.add_argument("--plain-worker", nargs=2, metavar=("IMAGES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    run = start_run()
-    frames = args.frames or ([100, 300] if args.quick else [100, 300, 1000])
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    common = ["--size", str(args.size), "--max-points", "500000"]
-    plan = []
-    for n in frames:
-        for kind in args.kinds:
-            for mode in args.modes:
-                plan.append((kind, n, "images", mode, "chunked"))
-                if n <= args.single_up_to:
-                    plan.append((kind, n, "images", mode, "single"))
-    if not args.no_video:
-        longest = max(frames)
-        plan += [("walk", longest, "video", mode, "chunked") for mode in args.video_modes]
-    results = {"settings": {"width": args.width, "height": args.height, "size": args.size, "window": args.window,
-                            "overlap": args.overlap, "model": "mum-default (bundled)"},
-               "runs": []}
-    tracks = {}
-    out_json = Path(args.out)
-    if args.rescore:
-        rescore(out_json, cache)
+    if args.plain_worker:
+        plain_worker(Path(args.plain_worker[0]), Path(args.plain_worker[1]))
         return
-    kept = []
-    if args.update and out_json.is_file():
-        kept = json.loads(out_json.read_text())["runs"]
-    key = lambda r: (r["sequence"], r["input"], r["mode"], r["how"])  # noqa: E731
-    for kind, n, source, mode, how in plan:
-        folder = render(kind, n, args.width, args.height, cache)
-        gt = np.load(folder / "cameras.npz")["extrinsics"]
-        inputs = encode_video(folder) if source == "video" else folder
-        names = ([f"frame_{i:06d}.png" for i in range(n)] if source == "video"
-                 else [p.name for p in sorted(folder.glob("*.png"))])
-        window = n if how == "single" else args.window
-        flags = [*common, "--window", str(window), "--overlap", str(args.overlap)] + (["--fast"] if mode == "fast" else [])
-        out = cache / "runs" / f"{kind}_{n}_{source}_{mode}_{how}"
-        out.parent.mkdir(exist_ok=True)
-        print(f"{kind} {n} frames ({source}), {mode}, {how} ...", flush=True)
-        summary, seconds, rss, code = run_cli(inputs, out, flags)
-        row = {"sequence": f"{kind}-{n}", "frames": n, "input": source, "mode": mode, "how": how,
-               "chunks": summary.get("chunks", {}).get("count", 1) if summary else 0,
-               "seconds": round(seconds, 1), "peak_rss_mib": round(rss, 1), "exit": code, "cameras": 0,
-               **row_stamp(run)}
-        if code == 0:
-            cams = load_cameras(out, names)
-            metrics = trajectory_metrics(cams, gt)
-            aligned, gc = metrics.pop("aligned_centres"), metrics.pop("gt_centres")
-            row.update(metrics, cameras=int(np.isfinite(cams).all((1, 2)).sum()), points=summary.get("points"),
-                       loops=[lp for lp in summary.get("chunks", {}).get("loops", [])],
-                       sfm_registered=summary.get("sfm", {}).get("registered_views"))
-            if n == max(frames) and source == "images":
-                tracks[(kind, f"{mode} {how}")] = (aligned, gc, metrics)
-        results["runs"].append(row)
-        print(table([row]).splitlines()[-1], flush=True)
-        if args.update:
-            done = {key(r) for r in results["runs"]}
-            merged = dict(results, runs=[r for r in kept if key(r) not in done] + results["runs"])
-            merged["runs"].sort(key=lambda r: (r["frames"], r["sequence"], r["input"], r["mode"], r["how"]))
-            write_results(out_json, merged, run)  # "run" is this run's; each row's commit says which run made it
-        else:
-            write_results(out_json, results, run)
-    print(table(results["runs"]))
-    if tracks and not args.update:
-        plot(tracks, plot_path(out_json))
-        print(f"wrote {plot_path(out_json)}")
-    print(f"wrote {out_json}")
+    run = start_run()
+    if args.real:
+        main_real(args, run)
+    else:
+        main_synthetic(args, run)
 
 
 if __name__ == "__main__":

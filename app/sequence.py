@@ -1,0 +1,649 @@
+"""Ordered inputs — a video, or numbered frames — reconstructed as one sequence.
+
+Consecutive frames of a video overlap almost entirely: mapping every one of them is slow and adds little.
+:func:`reconstruct_sequence` maps a few **keyframes** and registers every other frame to them:
+
+1. **keyframes** (:mod:`app.keyframes`): corners followed by optical flow; a frame becomes a keyframe when the
+   view has moved enough since the last one (parallax that no homography explains, or lost overlap);
+2. **network** on every frame, in windows of consecutive frames: depth, confidence, colours, a focal length
+   and the retrieval descriptors (one pass per window; only that window's images are decoded);
+3. **keyframe SfM** (:mod:`app.keyframe_map`): the keyframes in chunks, each keyframe matched with its next
+   ``sequential_pairs`` keyframes; chunks share keyframes whose poses are held, which carries the frame and scale
+   from chunk to chunk; all chunks' points make one set of tracks;
+4. **loop closures**: keyframes far apart in time whose retrieval descriptors are alike are matched and mapped
+   together (SIFT, geometric verification, SfM of both neighbourhoods); a loop whose model registers both sides
+   with little drift joins their tracks;
+5. **the other frames** (:mod:`app.frame_registration`): the keyframes' observations followed by optical flow
+   into them, PnP against the map;
+6. **bundle adjustment** of every registered frame, every point and the intrinsics at once (the principal point
+   too with 50 frames or more): no seams between chunks;
+7. **dense**: each window's depth fitted to the observations of its frames (keyframes: SfM's; the others: their
+   PnP inliers) and cross-checked between the window's frames, as on the default path.
+
+Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sfm"``), else the network's
+camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
+one window's network pass, one chunk's SfM and the dense maps of every frame at the network's grid (as on the
+chunked path); work grows linearly with the frames, except the final bundle adjustment.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from app.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
+from app.frame_registration import RegistrationOptions, register_between
+from app.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
+from app.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
+from app.known_cameras import KnownCameras
+from app.reconstruction import PointCloud, Reconstruction
+from app.sfm import SfmResult
+
+if TYPE_CHECKING:
+    from app.pipeline import PipelineOptions
+    from app.view_source import ViewSource
+
+MIN_SEQUENCE_VIEWS = 31  # fewer views: every pair is matched anyway (the default path's exhaustive matching)
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """How a sequence is reconstructed. ``window``: frames per network pass; ``chunk_keyframes`` keyframes
+    per SfM chunk, consecutive chunks sharing ``shared_keyframes``; each keyframe matched with its next
+    ``sequential_pairs``; loop candidates: keyframes at least ``loop_min_gap`` keyframes apart whose
+    descriptors' cosine similarity reaches ``loop_similarity`` (at most ``max_loops``), verified by SfM of
+    ``loop_neighbours`` keyframes on each side, accepted when at least ``loop_min_points`` points are seen from
+    both sides."""
+
+    keyframes: KeyframeOptions = field(default_factory=KeyframeOptions)
+    registration: RegistrationOptions = field(default_factory=RegistrationOptions)
+    window: int = 32
+    sift_first_octave: int = 0  # SIFT at the frames' own resolution (the default path upsamples once: 4× the work)
+    init_min_tri_angle: float = 8.0  # degrees: keyframes of a forward-moving camera rarely see 16° (COLMAP's)
+    chunk_keyframes: int = 48
+    shared_keyframes: int = 8
+    sequential_pairs: int = 5
+    quadratic_pairs: bool = False
+    loop_closure: bool = True
+    loop_similarity: float = 0.95
+    loop_min_gap: int = 30
+    max_loops: int = 8
+    loop_neighbours: int = 2
+    loop_min_points: int = 50
+    loop_max_drift: tuple[float, float, float] = (3.0, 0.1, 0.05)  # degrees, translation / spread, |log scale|
+
+
+# ------------------------------------------------------------------------------------------------- input
+_NUMBERED = re.compile(r"^(.*?)(\d+(?:\.\d+)?)$")
+
+
+def is_sequence(source: ViewSource) -> bool:
+    """A video's frames, or image files named by one prefix and increasing numbers (``frame_000123.png``,
+    ``000123.jpg``, timestamps ``1341847980.722988.png``): an ordered sequence."""
+    if source.photos is None:
+        return True
+    stems = [name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for name in source.names]
+    parts = [_NUMBERED.match(s) for s in stems]
+    if len(stems) < 2 or not all(parts) or len({p.group(1) for p in parts}) != 1:
+        return False
+    numbers = [float(p.group(2)) for p in parts]
+    return all(b > a for a, b in zip(numbers, numbers[1:]))
+
+
+def use_sequence_path(source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras],
+                      sequence: Optional[bool]) -> bool:
+    """Whether :func:`reconstruct_sequence` runs: asked for (``sequence=True``), or by default (``None``) for a
+    sequence (:func:`is_sequence`) of at least :data:`MIN_SEQUENCE_VIEWS` frames of one size on the default path
+    (not ``--fast``) without poses to keep. ``True`` where it cannot run is a :class:`UserError`."""
+    from mum.errors import UserError
+
+    reasons = []
+    if options.fast:
+        reasons.append("--fast has no SfM")
+    if known is not None and known.posed.any():
+        reasons.append("--fix-poses keeps given poses in one pass")
+    if len(set(source.sizes)) != 1:
+        reasons.append("the frames differ in size")
+    if len(source) < 3:
+        reasons.append("fewer than 3 frames")
+    if sequence:
+        if reasons:
+            raise UserError(f"--sequence on: {'; '.join(reasons)}")
+        return True
+    return sequence is None and not reasons and len(source) >= MIN_SEQUENCE_VIEWS and is_sequence(source)
+
+
+# ------------------------------------------------------------------------------------------------- progress
+class StageProgress:
+    """Progress lines ``stage 3/7 keyframe SfM |#####---| chunk 2/4, about 1 min 10 s left``: the stage, the
+    unit of work, and the time left in the stage from the time its finished units took."""
+
+    def __init__(self, say: Callable[[str], None], index: int, stages: int, name: str, total: int, unit: str,
+                 every: float = 5.0) -> None:
+        self.say, self.prefix, self.total, self.unit, self.every = say, f"stage {index}/{stages} {name}", total, unit, every
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done: int, detail: str = "", force: bool = False) -> None:
+        from app.chunked import progress_bar
+
+        now = time.perf_counter()
+        if not force and done < self.total and now - self.last < self.every:
+            return
+        self.last = now
+        left = ""
+        if 0 < done < self.total:
+            left = f", about {_duration((now - self.start) / done * (self.total - done))} left"
+        elif done >= self.total:
+            left = f", done in {_duration(now - self.start)}"
+        self.say(f"{self.prefix} {progress_bar(done, self.total)} {self.unit} {done}/{self.total}{left}"
+                 + (f"; {detail}" if detail else ""))
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+STAGES = 7
+
+
+# ------------------------------------------------------------------------------------------------- network
+@dataclass
+class FrameMaps:
+    """Every frame's network outputs: dense maps at the network grid, the view transforms, the network's own
+    cameras (per window frame), focal lengths (original pixels), retrieval descriptors, and each frame's window."""
+
+    depth: list = field(default_factory=list)
+    conf: list = field(default_factory=list)
+    colors: list = field(default_factory=list)
+    transforms: list = field(default_factory=list)
+    network_cams: list = field(default_factory=list)
+    focal: list = field(default_factory=list)
+    descriptors: list = field(default_factory=list)
+    windows: list[range] = field(default_factory=list)
+    inference_s: float = 0.0
+    network_size: Any = None
+
+
+def _network(model, source: ViewSource, windows: Sequence[range], long_side, device, chunk_size, aspect,
+             progress: StageProgress) -> FrameMaps:
+    from app.pipeline import predict_arrays
+
+    maps = FrameMaps(windows=list(windows))
+    for w, frames in enumerate(windows):
+        arrays = source.load(frames)
+        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, long_side,
+                                                        device, chunk_size, lambda _m: None, aspect)
+        del arrays
+        maps.depth += list(recon.depth.astype(np.float32))
+        maps.conf += list(recon.depth_conf.astype(np.float32))
+        maps.colors += list(recon.colors)
+        maps.transforms += list(transforms)
+        maps.network_cams += list(recon.cam_from_world)
+        maps.focal += list(recon.intrinsics[:, 0, 0])
+        norm = np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
+        maps.descriptors += list((descriptors / norm).astype(np.float32))
+        maps.inference_s += recon.meta["inference_s"]
+        maps.network_size = recon.meta["network_size"]
+        progress.update(w + 1, f"frames {frames.start}–{frames.stop - 1}")
+    return maps
+
+
+# ------------------------------------------------------------------------------------------------- keyframe SfM
+def _sequential_pairs(count: int, neighbours: int, quadratic: bool = False) -> list[tuple[int, int]]:
+    """Each keyframe with its next ``neighbours``; with ``quadratic`` also with the ones ``2^k`` further on
+    (COLMAP's quadratic overlap: longer tracks, less drift)."""
+    pairs = {(i, j) for i in range(count) for j in range(i + 1, min(count, i + neighbours + 1))}
+    if quadratic:
+        k = 1
+        while (step := neighbours * 2 ** k) < count:
+            pairs |= {(i, i + step) for i in range(count - step)}
+            k += 1
+    return sorted(pairs)
+
+
+def _moved(sfm: SfmResult, sim: Similarity) -> SfmResult:
+    """``sfm`` in another frame: cameras and points through ``sim``."""
+    cams = np.where(sfm.registered[:, None, None], sim.apply_to_cameras(np.nan_to_num(sfm.cam_from_world)), np.nan)
+    return replace(sfm, cam_from_world=cams, points=apply(sim, sfm.points))
+
+
+def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, focal: np.ndarray,
+               options: PipelineOptions, seq: SequenceOptions, known: Optional[KnownCameras], say) -> SfmResult:
+    """SfM of one chunk of keyframes: freely for the first; later ones with the keyframes the map already has
+    held at their poses (and the map's intrinsics), so that the chunk comes out in the map's frame and scale.
+    If that registers fewer than half of the chunk, it is mapped freely and moved into the map's frame by the
+    similarity of the shared keyframes' cameras."""
+    from mum.native_stderr import native_stderr_to
+    from app.sfm import run_sfm
+
+    arrays = source.load(frames)
+    pairs = _sequential_pairs(len(frames), seq.sequential_pairs, seq.quadratic_pairs)
+    base = KnownCameras.empty(len(frames)) if known is None else known.subset(frames)
+    with native_stderr_to(options.native_log):
+        if kmap is None:
+            return run_sfm(arrays, focal, pairs, options.sfm, say, known=base)
+        held = [i for i, f in enumerate(frames) if f in kmap.poses]
+        given = replace(base, K=np.where(base.known_intrinsics[:, None, None], base.K, kmap.K[None]),
+                        intrinsics_source=[s or "given" for s in base.intrinsics_source],
+                        cam_from_world=np.stack([kmap.poses.get(f, np.full((4, 4), np.nan)) for f in frames]),
+                        fix_poses=True)
+        sfm = None
+        if len(held) >= 2:
+            sfm = run_sfm(arrays, focal, pairs, options.sfm, say, known=given)
+            new = [i for i in range(len(frames)) if i not in held]
+            if sum(sfm.registered[i] for i in new) * 2 >= len(new):
+                return sfm
+        free = run_sfm(arrays, focal, pairs, options.sfm, say, known=replace(given, fix_poses=False))
+        both = [i for i in held if free.registered[i]]
+        if len(both) < 3:
+            return sfm if sfm is not None else free
+        sim = fit_similarity(free.cam_from_world[both], np.stack([kmap.poses[frames[i]] for i in both]))
+        return _moved(free, sim)
+
+
+def _loop_candidates(keyframes: list[int], descriptors: np.ndarray, seq: SequenceOptions) -> list[tuple[int, int, float]]:
+    """Pairs of keyframe positions ``(a, b)``, ``b - a ≥ loop_min_gap``, whose descriptors are most alike
+    (at least ``loop_similarity``): per later keyframe its best earlier match, then the most alike first,
+    at most ``max_loops``, no two within ``loop_neighbours`` of each other on both sides."""
+    n = len(keyframes)
+    if n <= seq.loop_min_gap:
+        return []
+    sim = descriptors @ descriptors.T
+    found = []
+    for b in range(seq.loop_min_gap, n):
+        a = int(np.argmax(sim[b, : b - seq.loop_min_gap + 1]))
+        if sim[b, a] >= seq.loop_similarity:
+            found.append((a, b, float(sim[b, a])))
+    found.sort(key=lambda c: -c[2])
+    chosen: list[tuple[int, int, float]] = []
+    r = seq.loop_neighbours * 2
+    for a, b, s in found:
+        if all(abs(a - a2) > r or abs(b - b2) > r for a2, b2, _ in chosen):
+            chosen.append((a, b, s))
+        if len(chosen) >= seq.max_loops:
+            break
+    return chosen
+
+
+def _verify_loop(kmap: KeyframeMap, keyframes: list[int], a: int, b: int, source: ViewSource, focal: np.ndarray,
+                 options: PipelineOptions, seq: SequenceOptions, say) -> tuple[Optional[SfmResult], list[int], dict]:
+    """Geometric verification of a loop candidate: SfM of the two keyframes alone (the map's intrinsics) must
+    register both with at least ``loop_min_points`` points; then SfM (every pair matched) of the keyframes
+    around positions ``a`` and ``b`` must register two or more of each side and see at least
+    ``loop_min_points`` points from both. The accepted model is moved into the map's frame by the similarity
+    fitted on side ``a``; how far side ``b`` then lies from where the map has it (rotation, translation
+    relative to the side's spread, scale) is the drift the loop measures."""
+    import torch
+
+    from mum.geometry import camera_centers, rotation_angle_deg
+
+    k = seq.loop_neighbours
+    info: dict = {"keyframes": [keyframes[a], keyframes[b]], "accepted": False}
+    pair = [keyframes[a], keyframes[b]]
+    if not all(f in kmap.poses for f in pair):
+        return None, pair, info
+    two = _sfm_with_map_intrinsics(kmap, pair, source, focal, options)
+    info["pair_points"] = len(two.points) if two.num_registered == 2 else 0
+    if info["pair_points"] < seq.loop_min_points:
+        return None, pair, info
+    side_a = [i for i in range(a - k, a + k + 1) if 0 <= i < len(keyframes) and keyframes[i] in kmap.poses]
+    side_b = [i for i in range(b - k, b + k + 1) if 0 <= i < len(keyframes) and keyframes[i] in kmap.poses]
+    frames = [keyframes[i] for i in side_a + side_b]
+    sfm = _sfm_with_map_intrinsics(kmap, frames, source, focal, options)
+    na = len(side_a)
+    ia = [i for i in range(na) if sfm.registered[i]]
+    ib = [i for i in range(na, len(frames)) if sfm.registered[i]]
+    seen_a = set(np.concatenate([sfm.observations[i][0] for i in ia]).tolist()) if ia else set()
+    seen_b = set(np.concatenate([sfm.observations[i][0] for i in ib]).tolist()) if ib else set()
+    both = len(seen_a & seen_b)
+    info.update(registered=[len(ia), len(ib)], points_seen_from_both=both)
+    if len(ia) < 2 or len(ib) < 2 or both < seq.loop_min_points:
+        return None, frames, info
+    to_map = fit_similarity(sfm.cam_from_world[ia], np.stack([kmap.poses[frames[i]] for i in ia]))
+    moved = _moved(sfm, to_map)
+    drift = fit_similarity(np.stack([kmap.poses[frames[i]] for i in ib]), moved.cam_from_world[ib])
+    centres = camera_centers(np.stack([kmap.poses[frames[i]] for i in ia + ib]))
+    spread = max(float(np.linalg.norm(centres - centres.mean(0), axis=1).max()), 1e-9)
+    angle = float(rotation_angle_deg(torch.from_numpy(drift.rotation), torch.from_numpy(np.eye(3))))
+    info.update(accepted=True, drift_rotation_deg=round(angle, 3), drift_scale=round(drift.scale, 4),
+                drift_translation=round(float(np.linalg.norm(drift.translation)) / spread, 3))
+    return moved, frames, info
+
+
+def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewSource, focal: np.ndarray,
+                             options: PipelineOptions) -> SfmResult:
+    """SfM of ``frames`` (every pair matched) with the map's intrinsics held."""
+    from app.sfm import run_sfm
+    from mum.native_stderr import native_stderr_to
+
+    known = KnownCameras(np.repeat(kmap.K[None], len(frames), 0), ["given"] * len(frames),
+                         np.full((len(frames), 4, 4), np.nan))
+    with native_stderr_to(options.native_log):
+        return run_sfm(source.load(frames), focal[frames], None, options.sfm, lambda _m: None, known=known)
+
+
+# ------------------------------------------------------------------------------------------------- the path
+class _Clock:
+    """Wall and CPU seconds per stage (the CPU time of the whole process: a fair measure on a shared machine)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._t = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall[stage] = round(now[0] - self._t[0], 3)
+        self.cpu[stage] = round(now[1] - self._t[1], 3)
+        self._t = now
+
+
+MAX_KEYFRAME_FRACTION = 0.5  # more keyframes than this share of the frames: photos far apart, not a video
+
+
+def choose_keyframes(source: ViewSource, seq: SequenceOptions, say: Callable[[str], None]) -> KeyframeSelection:
+    """Stage 1: the keyframes of ``source`` (every frame decoded once, in order)."""
+    S = len(source)
+    progress = StageProgress(say, 1, STAGES, "keyframes", S, "frame")
+    selection = select_keyframes((source.load([f])[0] for f in range(S)), seq.keyframes,
+                                 lambda i: progress.update(i + 1))
+    say(f"stage 1/{STAGES} keyframes: {len(selection.keyframes)} of {S} frames "
+        f"({selection.reasons.count('parallax')} for parallax, {selection.reasons.count('overlap')} for overlap)")
+    return selection
+
+
+def is_continuous(selection: KeyframeSelection) -> bool:
+    """Whether the frames move little from one to the next, as a video's do: at most
+    :data:`MAX_KEYFRAME_FRACTION` of them are keyframes."""
+    return len(selection.keyframes) <= MAX_KEYFRAME_FRACTION * len(selection.parallax)
+
+
+def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
+    """Consecutive chunks of keyframe positions, as even as possible, of at most ``size`` (one chunk up to
+    1.25 × ``size``), consecutive chunks sharing ``shared``."""
+    if count <= size * 5 // 4:
+        return [range(count)]
+    n = -(-(count - shared) // (size - shared))
+    starts = [round(i * (count - shared) / n) for i in range(n)] + [count - shared]
+    return [range(starts[i], starts[i + 1] + shared) for i in range(n)]
+
+
+def reconstruct_sequence(
+    model: Any,
+    source: ViewSource,
+    long_side: Optional[int] = None,
+    device: str = "cpu",
+    chunk_size: Optional[int] = None,
+    on_stage: Optional[Callable[[str], None]] = None,
+    options: Optional[PipelineOptions] = None,
+    warn: Optional[Callable[[str], None]] = None,
+    seq: SequenceOptions = SequenceOptions(),
+    known: Optional[KnownCameras] = None,
+    selection: Optional[KeyframeSelection] = None,
+) -> Optional[Reconstruction]:
+    """Every frame of ``source`` (in order) reconstructed as a sequence; see the module docstring. ``known``:
+    given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
+    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
+    the caller reconstructs the frames as unordered views."""
+    from app.pipeline import PipelineOptions
+
+    options = options or PipelineOptions()
+    options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,
+                                           init_min_tri_angle=seq.init_min_tri_angle))
+    say = on_stage or (lambda _msg: None)
+    warn = warn or say
+    S = len(source)
+    if len(set(source.sizes)) != 1:
+        raise ValueError("a sequence has frames of one size")
+    size = source.sizes[0]
+    t_start = time.perf_counter()
+    clock = _Clock()
+
+    # 1. keyframes
+    if selection is None:
+        selection = choose_keyframes(source, seq, say)
+    keyframes = selection.keyframes
+    clock.lap("keyframes")
+
+    # 2. network
+    windows = [range(s, min(S, s + seq.window)) for s in range(0, S, seq.window)]
+    if len(windows) > 1 and len(windows[-1]) < seq.window // 2:  # no tiny last window: fold it into the one before
+        windows[-2:] = [range(windows[-2].start, S)]
+    maps = _network(model, source, windows, long_side, device, chunk_size, source.aspect(),
+                    StageProgress(say, 2, STAGES, "network", len(windows), "window"))
+    focal = np.asarray(maps.focal, np.float64)
+    if known is not None:
+        focal = np.where(known.known_intrinsics, known.K[:, 0, 0], focal)
+    clock.lap("network")
+
+    # 3. keyframe SfM in chunks
+    plan = plan_keyframe_chunks(len(keyframes), seq.chunk_keyframes, seq.shared_keyframes)
+    progress = StageProgress(say, 3, STAGES, "keyframe SfM", len(plan), "chunk", every=0.0)
+    kmap: KeyframeMap | None = None
+    chunk_info = []
+    pairs_matched = 0
+    for c, positions in enumerate(plan):
+        frames = [keyframes[i] for i in positions]
+        sfm = _map_chunk(kmap, frames, source, focal[frames], options, seq, known,
+                         say=lambda m, c=c: say(f"stage 3/{STAGES} keyframe SfM, chunk {c + 1}/{len(plan)}: "
+                                                f"{m.removeprefix('sfm: ')}"))
+        pairs_matched += sfm.pairs_matched
+        if kmap is None:
+            registered = np.nonzero(sfm.registered)[0]
+            kmap = KeyframeMap(K=(sfm.intrinsics[registered[0]] if len(registered) else sfm.intrinsics[0]).copy())
+        added = kmap.add(frames, sfm)
+        chunk_info.append({"keyframes": [frames[0], frames[-1]], "registered": sfm.num_registered,
+                           "of": len(frames), **added})
+        progress.update(c + 1, f"frames {frames[0]}–{frames[-1]}: {sfm.num_registered}/{len(frames)} keyframes "
+                               "registered", force=True)
+    clock.lap("keyframe_sfm")
+
+    # 4. loop closures
+    loops_info = []
+    if seq.loop_closure:
+        candidates = _loop_candidates(keyframes, np.stack([maps.descriptors[f] for f in keyframes]), seq)
+        progress = StageProgress(say, 4, STAGES, "loop closures", len(candidates), "candidate", every=0.0)
+        for n, (a, b, similarity) in enumerate(candidates):
+            model_ab, frames, info = _verify_loop(kmap, keyframes, a, b, source, focal, options, seq, say)
+            info["similarity"] = round(similarity, 4)
+            if model_ab is not None:
+                deg, shift, scale = seq.loop_max_drift
+                info["closed"] = bool(info["drift_rotation_deg"] <= deg and info["drift_translation"] <= shift
+                                      and abs(np.log(info["drift_scale"])) <= scale)
+                if info["closed"]:  # the loop's tracks join the map's: the bundle adjustment closes it
+                    info.update(kmap.add(frames, model_ab, keep_poses=True))
+            loops_info.append(info)
+            progress.update(n + 1, f"frames {keyframes[a]}↔{keyframes[b]} "
+                                   + ("accepted" if info["accepted"] else "rejected"), force=True)
+        if not candidates:
+            say(f"stage 4/{STAGES} loop closures: no candidates")
+    clock.lap("loops")
+
+    # 5. the other frames, by PnP against the map
+    anchors = kmap.frames
+    segments = list(zip(anchors[:-1], anchors[1:]))
+    if anchors and anchors[0] > 0:
+        segments.insert(0, (None, anchors[0]))
+    if anchors and anchors[-1] < S - 1:
+        segments.append((anchors[-1], None))
+    progress = StageProgress(say, 5, STAGES, "registering frames", len(segments), "gap")
+    pnp = 0
+    keyframes_registered = len(anchors)
+    for n, (a, b) in enumerate(segments):
+        lo, hi = (0 if a is None else a), (S - 1 if b is None else b)
+        if hi - lo >= 2 or (hi - lo == 1 and (a is None or b is None)):
+            found = register_between(source.load(range(lo, hi + 1)), lo,
+                                     None if a is None else kmap.observations[a],
+                                     None if b is None else kmap.observations[b], kmap.points, kmap.K,
+                                     seq.registration)
+            for f, r in found.items():
+                kmap.poses[f] = r.cam_from_world
+                kmap.observations[f] = (r.point_ids, r.pixels)
+            pnp += len(found)
+        progress.update(n + 1)
+    clock.lap("registration")
+    say(f"stage 5/{STAGES} registering frames: {keyframes_registered} keyframes by SfM, {pnp} other frames by PnP, "
+        f"{S - pnp - keyframes_registered} left to the network")
+    if len(kmap.poses) < 2:
+        warn(f"warning: SfM registered {len(kmap.poses)} of the {len(keyframes)} keyframes: the frames are "
+             "reconstructed as unordered views instead")
+        return None
+
+    # 6. bundle adjustment of every registered frame
+    say(f"stage 6/{STAGES} bundle adjustment of {len(kmap.poses)} frames, {len(kmap.points):,} points")
+    given = known is not None and "given" in known.intrinsics_source
+    ba = adjust(kmap, size, refine_focal=not given,
+                refine_principal_point=not given and len(kmap.poses) >= PRINCIPAL_POINT_MIN_FRAMES) \
+        if len(kmap.poses) >= 2 else {}
+    clock.lap("bundle_adjustment")
+    if ba:
+        say(f"stage 6/{STAGES} bundle adjustment: reprojection error {ba['reprojection_px_before']:.2f} → "
+            f"{ba['reprojection_px_after']:.2f} px, {ba['points']:,} points")
+
+    # 7. dense maps, window by window (and the network's cameras for frames nothing registered)
+    cams = np.full((S, 4, 4), np.nan)
+    for f, T in kmap.poses.items():
+        cams[f] = T
+    sources = ["sfm" if f in kmap.poses else "network" for f in range(S)]
+    K_all = np.repeat(kmap.K[None], S, 0)
+    if known is not None:
+        K_all = np.where((np.array(known.intrinsics_source) == "given")[:, None, None], known.K, K_all)
+    dense = _dense(kmap, maps, windows, cams, sources, K_all, source, options,
+                   StageProgress(say, 7, STAGES, "dense", len(windows), "window"))
+    clock.lap("dense")
+
+    # the result: world = the first frame's camera
+    first = cams[0].copy()
+    cams = cams @ np.linalg.inv(first)
+    to_first = Similarity(1.0, first[:3, :3], first[:3, 3])
+    depth, conf, valid, colors, disagreement = dense
+    recon = Reconstruction(
+        names=list(source.names), image_sizes=list(source.sizes), cam_from_world=cams, intrinsics=K_all,
+        depth=depth, depth_conf=conf, world_points=np.broadcast_to(np.float32(np.nan), depth.shape + (3,)),
+        world_points_conf=conf, colors=colors, transforms=list(maps.transforms), camera_sources=sources,
+        intrinsics_sources=[("given" if known is not None and known.intrinsics_source[f] == "given" else "sfm")
+                            for f in range(S)],
+        valid=valid, sfm_points=_map_cloud(kmap, to_first))
+    from app.sfm import reprojection_errors
+
+    obs = [kmap.observations.get(f, (np.zeros(0, np.int64), np.zeros((0, 2)))) for f in range(S)]
+    errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, apply(to_first, kmap.points), obs)
+    registered_count = sources.count("sfm")
+    recon.meta.update(
+        inference_s=maps.inference_s, device=device, network_size=maps.network_size, dropped=[],
+        sfm={"registered_views": registered_count, "views": S, "points3D": len(kmap.points),
+             "observations": int(errors.size),
+             "reprojection_px_mean": float(errors.mean()) if errors.size else float("nan"),
+             "reprojection_px_median": float(np.median(errors)) if errors.size else float("nan"),
+             "pairs_matched": pairs_matched, "matching": "sequential keyframes", "seconds": clock.wall},
+        sequence={"keyframes": len(keyframes), "keyframe_frames": keyframes,
+                  "keyframes_registered": keyframes_registered, "registered_by_pnp": pnp,
+                  "network_placed": S - registered_count, "windows": len(windows), "chunks": chunk_info,
+                  "loops": loops_info, "bundle_adjustment": ba, "seconds": clock.wall, "cpu_seconds": clock.cpu,
+                  "seconds_total": round(time.perf_counter() - t_start, 3)},
+        consistency={"median_depth_disagreement": disagreement},
+    )
+    if S - registered_count:
+        warn(f"warning: {S - registered_count} of {S} frames could not be registered to the map; their cameras are "
+             "the network's, placed by a similarity on their window's registered frames")
+    return recon
+
+
+def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
+           K_all: np.ndarray, source: ViewSource, options: PipelineOptions, progress: StageProgress):
+    """Each window's network depth fitted to its frames' observations and cross-checked between its frames
+    (:func:`app.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
+    get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
+    place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
+    from app.geometric_reconstruction import _fit_dense
+
+    dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
+    S = len(sources)
+    h, w = maps.depth[0].shape
+    depth_all = np.empty((S, h, w), np.float32)  # filled window by window as the network's maps are released
+    conf_all = np.empty((S, h, w), np.float32)
+    valid_all = np.empty((S, h, w), bool)
+    colors_all = np.empty((S, h, w, 3), np.uint8)
+    disagreements = []
+    for w_index, frames in enumerate(windows):
+        idx = list(frames)
+        registered = np.array([sources[f] == "sfm" for f in idx])
+        net = np.stack([maps.network_cams[f] for f in idx])
+        if registered.sum() >= 2:
+            window_cams, _, similarity = fill_unregistered(net, np.nan_to_num(cams[idx]), registered)
+            depth_scale = similarity.scale
+        else:
+            window_cams, depth_scale = _nearest_cameras(cams, idx), 1.0
+        cams[idx] = window_cams
+        recon = Reconstruction(
+            names=[source.names[f] for f in idx], image_sizes=[source.sizes[f] for f in idx],
+            cam_from_world=window_cams, intrinsics=K_all[idx].copy(),
+            depth=np.stack([maps.depth[f] for f in idx]), depth_conf=np.stack([maps.conf[f] for f in idx]),
+            world_points=np.zeros((len(idx), 1, 1, 3), np.float32), world_points_conf=np.zeros((len(idx), 1, 1)),
+            colors=np.stack([maps.colors[f] for f in idx]), transforms=[maps.transforms[f] for f in idx])
+        observed = [kmap.points_seen_by(f) if registered[k] else (np.zeros((0, 2)), np.zeros((0, 3)))
+                    for k, f in enumerate(idx)]
+        window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
+        _fit_dense(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options, lambda _m: None)
+        depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
+                                                                          recon.colors)
+        disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
+        for f in idx:  # the raw maps are no longer needed
+            maps.depth[f] = maps.conf[f] = maps.colors[f] = None
+        progress.update(w_index + 1)
+    return (depth_all, conf_all, valid_all, colors_all,
+            float(np.nanmedian(disagreements)) if disagreements else float("nan"))
+
+
+def _nearest_cameras(cams: np.ndarray, idx: list[int]) -> np.ndarray:
+    """Cameras for a window without two registered frames: each frame's own if it has one, else the nearest
+    registered frame's (identity if there is none at all)."""
+    have = np.nonzero(np.isfinite(cams).all(axis=(1, 2)))[0]
+    out = []
+    for f in idx:
+        if np.isfinite(cams[f]).all():
+            out.append(cams[f])
+        elif len(have):
+            out.append(cams[have[np.argmin(np.abs(have - f))]])
+        else:
+            out.append(np.eye(4))
+    return np.stack(out)
+
+
+def _window_observations(observations, registered, K) -> tuple[SfmResult, np.ndarray]:
+    """The observations of a window's frames as an :class:`SfmResult` (what the dense fit reads) and its points."""
+    points, obs, start = [], [], 0
+    for (pixels, pts), ok in zip(observations, registered):
+        if not ok or not len(pixels):
+            obs.append((np.zeros(0, np.int64), np.zeros((0, 2))))
+            continue
+        points.append(pts)
+        obs.append((np.arange(start, start + len(pts)), pixels))
+        start += len(pts)
+    allpoints = np.concatenate(points) if points else np.zeros((0, 3))
+    n = len(observations)
+    sfm = SfmResult(registered=np.asarray(registered), cam_from_world=np.full((n, 4, 4), np.nan), intrinsics=K,
+                    points=allpoints, point_colors=np.zeros((len(allpoints), 3), np.uint8), observations=obs,
+                    pairs_matched=0, pairs_verified=0)
+    return sfm, allpoints
+
+
+def _map_cloud(kmap: KeyframeMap, to_first: Similarity) -> PointCloud:
+    """The keyframe map's points in the first frame's world, each credited to its first observing keyframe."""
+    P = len(kmap.points)
+    view = np.full(P, -1, np.int32)
+    pixel = np.zeros((P, 2))
+    for f in kmap.frames:
+        idx, uv = kmap.observations[f]
+        new = view[idx] < 0
+        view[idx[new]] = f
+        pixel[idx[new]] = uv[new]
+    seen = view >= 0
+    return PointCloud(apply(to_first, kmap.points[seen]).astype(np.float32), kmap.colors[seen],
+                      np.ones(int(seen.sum()), np.float32), view[seen], pixel[seen])

@@ -1,0 +1,319 @@
+"""The sequence path (app.sequence): keyframes by parallax and overlap, optical-flow tracks, the keyframe map's
+merged tracks and bundle adjustment, PnP registration of the frames between keyframes, and the whole path on a
+rendered walk (data engine: exact cameras and depth)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from app.frame_registration import RegistrationOptions, estimate_pose, register_between
+from app.frame_tracks import corners, grey, track
+from app.keyframe_map import KeyframeMap, adjust
+from app.keyframes import KeyframeOptions, select_keyframes
+from app.sequence import is_sequence, plan_keyframe_chunks, use_sequence_path
+from app.sfm import SfmResult
+from app.view_source import ArrayViews
+from mum.geometry import camera_centers
+
+
+@pytest.fixture(scope="module")
+def walk():
+    """48 frames of a walk through a room (non-periodic textures), 192 × 144 px, with depth."""
+    from mum.data.synthetic import SyntheticConfig, generate_scene
+
+    cfg = SyntheticConfig(kinds=("room",), camera_paths=("walk",), photo_fraction=0.0, overlap=(0.9, 0.95),
+                          fov_deg=(60.0, 65.0))
+    return generate_scene(1_100_000_021, num_views=48, width=192, height=144, config=cfg)
+
+
+def _texture(h=120, w=160, seed=0) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.random((h // 4, w // 4)).astype(np.float32)
+    return (cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(np.uint8)
+
+
+def _pose(R, t) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    return T
+
+
+def _rotation(axis, angle) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.asarray(axis, float) / np.linalg.norm(axis) * angle).as_matrix()
+
+
+# ------------------------------------------------------------------------------------------------- input
+@pytest.mark.parametrize("names, expected", [
+    ([f"{i:06d}.jpg" for i in range(5)], True),
+    ([f"frame_{i}.png" for i in (1, 2, 3, 10)], True),
+    (["1341847980.722988.png", "1341847981.726650.png", "1341847982.730674.png"], True),
+    (["frame_1.png", "frame_10.png", "frame_2.png"], False),  # sorted by name, not by number: not in order
+    (["a_1.png", "b_2.png", "c_3.png"], False),  # different prefixes
+    (["cat.png", "dog.png", "eel.png"], False),
+])
+def test_is_sequence_by_names(names, expected):
+    arrays = [np.zeros((4, 4, 3), np.uint8)] * len(names)
+    source = ArrayViews(names, arrays)
+    source.photos = list(names)  # image files, not a video's frames
+    assert is_sequence(source) is expected
+
+
+def test_video_frames_are_a_sequence_and_auto_needs_31():
+    from app.pipeline import PipelineOptions
+
+    source = ArrayViews([f"x{i}" for i in range(40)], [np.zeros((4, 4, 3), np.uint8)] * 40)
+    source.photos = None  # a video's decoded frames
+    assert is_sequence(source)
+    assert use_sequence_path(source, PipelineOptions(), None, None)
+    assert not use_sequence_path(source, PipelineOptions(fast=True), None, None)
+    assert not use_sequence_path(source, PipelineOptions(), None, False)
+    short = ArrayViews(source.names[:20], source.arrays[:20])
+    short.photos = None
+    assert not use_sequence_path(short, PipelineOptions(), None, None)
+    assert use_sequence_path(short, PipelineOptions(), None, True)
+
+
+@pytest.mark.parametrize("count, size, shared", [(54, 48, 8), (100, 48, 8), (1000, 40, 8), (61, 48, 8), (9, 4, 2)])
+def test_keyframe_chunks_are_even_and_share(count, size, shared):
+    chunks = plan_keyframe_chunks(count, size, shared)
+    assert chunks[0].start == 0 and chunks[-1].stop == count
+    assert all(len(c) <= max(size, size * 5 // 4 if len(chunks) == 1 else size) for c in chunks)
+    for a, b in zip(chunks, chunks[1:]):
+        assert a.stop - b.start == shared  # consecutive chunks share exactly `shared` keyframes
+    if len(chunks) > 1:
+        lengths = [len(c) for c in chunks]
+        assert max(lengths) - min(lengths) <= 1
+
+
+# ------------------------------------------------------------------------------------------------- tracks
+def test_track_follows_a_shift_and_drops_what_leaves():
+    image = _texture()
+    shifted = np.roll(image, (3, 5), axis=(0, 1))  # 5 px right, 3 px down
+    points = corners(image, 200, 5)
+    t = track(image, shifted, points)
+    inside = (points[:, 0] < image.shape[1] - 12) & (points[:, 1] < image.shape[0] - 8) & (points.min(1) > 8)
+    assert t.ok[inside].mean() > 0.9
+    error = np.linalg.norm(t.points[t.ok & inside] - points[t.ok & inside] - [5.0, 3.0], axis=1)
+    assert np.median(error) < 0.02 and np.quantile(error, 0.95) < 0.2
+    unrelated = _texture(seed=1)
+    assert track(image, unrelated, points).ok.mean() < 0.3  # the forward-backward check refuses what is not there
+
+
+def test_keyframes_follow_motion_not_time(walk):
+    frames = walk.images
+    still = select_keyframes([frames[0]] * 20)
+    assert still.keyframes == [0, 19]  # a camera standing still adds none (first and last only)
+    moving = select_keyframes(frames, KeyframeOptions())
+    assert moving.keyframes[0] == 0 and moving.keyframes[-1] == len(frames) - 1
+    assert 3 <= len(moving.keyframes) < len(frames)  # fewer keyframes than frames, more than the ends
+    gaps = np.diff(moving.keyframes)
+    assert gaps.max() > gaps.min()  # not a fixed stride
+    stricter = select_keyframes(frames, KeyframeOptions(parallax=0.5 * KeyframeOptions().parallax, min_tracked=0.85))
+    assert len(stricter.keyframes) > len(moving.keyframes)
+
+
+def test_a_rotation_alone_makes_no_parallax_keyframe():
+    """A camera turning on the spot moves every point by one homography: keyframes come from lost overlap only."""
+    import cv2
+
+    big = _texture(480, 640, seed=2)
+    K = np.array([[300.0, 0, 320], [0, 300, 240], [0, 0, 1]])
+    frames = []
+    for k in range(12):
+        H = K @ _rotation([0, 1, 0], np.deg2rad(1.5 * k)) @ np.linalg.inv(K)
+        frames.append(cv2.warpPerspective(big, H, (640, 480))[120:360, 160:480])
+    selection = select_keyframes(frames)
+    assert "parallax" not in selection.reasons
+    assert np.nanmax(selection.parallax[np.isfinite(selection.parallax)]) < KeyframeOptions().parallax
+
+
+# ------------------------------------------------------------------------------------------------- the map
+def _camera_grid(n=5):
+    K = np.array([[200.0, 0, 96], [0, 200, 72], [0, 0, 1]])
+    poses = [_pose(_rotation([0, 1, 0], 0.02 * k), np.array([-0.2 * k, 0, 0])) for k in range(n)]
+    rng = np.random.default_rng(0)
+    points = rng.uniform([-2, -1.5, 4], [3, 1.5, 8], size=(300, 3))
+    return K, poses, points
+
+
+def _project(K, T, X):
+    x = (T[:3, :3] @ X.T).T + T[:3, 3]
+    uv = (K @ x.T).T
+    return uv[:, :2] / uv[:, 2:]
+
+
+def test_map_merges_points_seen_at_the_same_keypoint():
+    K, poses, points = _camera_grid(4)
+
+    def model(views, ids):
+        obs = [(np.arange(len(ids)), _project(K, poses[v], points[ids])) for v in views]
+        return SfmResult(registered=np.ones(len(views), bool), cam_from_world=np.stack([poses[v] for v in views]),
+                         intrinsics=np.repeat(K[None], len(views), 0), points=points[ids],
+                         point_colors=np.zeros((len(ids), 3), np.uint8), observations=obs, pairs_matched=0,
+                         pairs_verified=0)
+
+    kmap = KeyframeMap(K=K)
+    kmap.add([0, 1, 2], model([0, 1, 2], np.arange(0, 200)))
+    info = kmap.add([2, 3], model([2, 3], np.arange(100, 300)))  # points 100-199 again, seen in shared keyframe 2
+    assert info["merged"] == 100 and len(kmap.points) == 300
+    lengths = kmap.track_lengths()
+    assert lengths.max() == 4 and (lengths == 4).sum() == 100  # the shared points' tracks span all keyframes
+    assert sorted(kmap.poses) == [0, 1, 2, 3]
+
+
+def test_bundle_adjustment_pulls_noisy_cameras_and_points_back():
+    K, poses, points = _camera_grid(6)
+    rng = np.random.default_rng(1)
+    kmap = KeyframeMap(K=K.copy())
+    for f, T in enumerate(poses):
+        noisy = T.copy()
+        if f >= 2:  # the gauge: the first two stay
+            noisy[:3, :3] = _rotation(rng.normal(size=3), 0.01) @ T[:3, :3]
+            noisy[:3, 3] += rng.normal(scale=0.02, size=3)
+        kmap.poses[f] = noisy
+        kmap.observations[f] = (np.arange(len(points)), _project(K, T, points) + rng.normal(scale=0.3, size=(len(points), 2)))
+    kmap.points = points + rng.normal(scale=0.05, size=points.shape)
+    kmap.colors = np.zeros((len(points), 3), np.uint8)
+    before = np.abs(camera_centers(np.stack([kmap.poses[f] for f in range(6)])) - camera_centers(np.stack(poses))).max()
+    summary = adjust(kmap, (192, 144), refine_focal=False)
+    after = np.abs(camera_centers(np.stack([kmap.poses[f] for f in range(6)])) - camera_centers(np.stack(poses))).max()
+    assert summary["reprojection_px_after"] < 0.5 < summary["reprojection_px_before"]
+    assert after < 0.25 * before
+
+
+def test_pose_from_correspondences():
+    K, poses, points = _camera_grid(3)
+    T = poses[2]
+    uv = _project(K, T, points)
+    ids = np.arange(len(points))
+    rng = np.random.default_rng(2)
+    uv[:60] = rng.uniform([0, 0], [192, 144], size=(60, 2))  # 20 % outliers
+    found = estimate_pose(uv, ids, points, K, (192, 144))
+    np.testing.assert_allclose(found.cam_from_world, T, atol=1e-3)
+    assert found.inliers >= 230 and not set(found.point_ids.tolist()) & set(range(30))
+    assert estimate_pose(uv[:10], ids[:10], points, K, (192, 144)) is None  # too few to trust
+
+
+def test_frames_between_keyframes_registered_by_tracks(walk):
+    """Keyframes 0 and 6 with exact observations (ground-truth depth): the frames between get their poses by
+    optical flow + PnP within a small fraction of the step between frames."""
+    S = 7
+    E = np.concatenate([walk.extrinsics[:S], np.tile([[[0, 0, 0, 1.0]]], (S, 1, 1))], axis=1)
+    K = walk.intrinsics[0]
+    points, obs, offset = [], {}, 0
+    for f in (0, S - 1):
+        px = corners(grey(walk.images[f]), 400, 4).astype(np.float64)
+        d = walk.depths[f][px[:, 1].round().astype(int), px[:, 0].round().astype(int)]
+        px, d = px[d > 0], d[d > 0]
+        rays = np.linalg.solve(K, np.concatenate([px, np.ones((len(px), 1))], 1).T).T * d[:, None]
+        world = (rays - E[f][:3, 3]) @ E[f][:3, :3]  # R^T (x - t)
+        obs[f] = (np.arange(offset, offset + len(px)), px)
+        offset += len(px)
+        points.append(world)
+    points = np.concatenate(points)
+    found = register_between(walk.images[:S], 0, obs[0], obs[S - 1], points, K, RegistrationOptions(min_inliers=20))
+    assert sorted(found) == list(range(1, S - 1))
+    step = np.linalg.norm(np.diff(camera_centers(E), axis=0), axis=1).mean()
+    for f, r in found.items():
+        assert np.linalg.norm(camera_centers(r.cam_from_world[None]) - camera_centers(E[f:f + 1])) < 0.2 * step
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+def test_sequence_path_end_to_end(walk, tmp_path, capsys):
+    """The command on numbered frames: the sequence path, every frame a camera, ATE small against the walk."""
+    import cv2
+
+    from app.cli import main
+    from heads.metrics import umeyama_alignment
+    import torch
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(walk.images):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert main([str(folder), "-o", str(out), "--json", "--max-points", "20000"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    seq = summary["sequence"]
+    assert 3 <= seq["keyframes"] < len(walk.images)
+    assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
+    cams = json.loads((out / "cameras.json").read_text())["images"]
+    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
+    gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))
+    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
+    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
+    extent = max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
+    assert ate < 0.05 * extent
+
+
+def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(walk, monkeypatch):
+    """A video's frames (or numbered files) go the sequence path when they move little from one to the next;
+    numbered photos far apart (most frames would be keyframes) go the unordered path; --sequence on insists."""
+    import app.pipeline
+    import app.sequence
+    from app.chunked import reconstruct_views
+    from app.sequence import choose_keyframes, is_continuous, SequenceOptions
+
+    monkeypatch.setattr(app.sequence, "reconstruct_sequence", lambda *a, **k: "sequence path")
+    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
+    frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
+    frames.photos = list(frames.names)
+    rng = np.random.default_rng(3)
+    photos = ArrayViews(frames.names, [np.repeat(_texture(144, 192, seed=int(s))[..., None], 3, -1)
+                                       for s in rng.integers(0, 10**6, len(walk.images))])
+    photos.photos = list(photos.names)
+    assert is_continuous(choose_keyframes(frames, SequenceOptions(), print))
+    assert not is_continuous(choose_keyframes(photos, SequenceOptions(), print))
+
+    class Model:  # only its input size is read before the routing
+        cfg = type("cfg", (), {"image_size": 64})
+        patch_size = 16
+
+    assert reconstruct_views(Model(), frames, window=100) == "sequence path"
+    assert reconstruct_views(Model(), photos, window=100) == "unordered path"
+    assert reconstruct_views(Model(), photos, window=100, sequence=True) == "sequence path"
+    assert reconstruct_views(Model(), frames, window=100, sequence=False) == "unordered path"
+
+
+def test_sequence_on_where_it_cannot_run_is_one_error_line(walk, tmp_path, capsys):
+    import cv2
+
+    from app.cli import main
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(walk.images[:5]):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert main([str(folder), "-o", str(tmp_path / "a.ply"), "--sequence", "on", "--fast"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --sequence on: --fast")
+
+
+def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
+    """SfM registering fewer than two keyframes: one warning line, and the frames are reconstructed as unordered
+    views (the chunked path's fall-backs), not left at one pose."""
+    import heads
+    import app.pipeline
+    import app.sequence
+    from app.chunked import reconstruct_views
+
+    def nothing(kmap, frames, *args, **kwargs):
+        n = len(frames)
+        return SfmResult(np.zeros(n, bool), np.full((n, 4, 4), np.nan), np.repeat(np.eye(3)[None], n, 0),
+                         np.zeros((0, 3)), np.zeros((0, 3), np.uint8), [(np.zeros(0, int), np.zeros((0, 2)))] * n, 0, 0)
+
+    monkeypatch.setattr(app.sequence, "_map_chunk", nothing)
+    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
+    frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
+    frames.photos = None
+    warnings = []
+    tiny = heads.load_model("mum-tiny", device="cpu")
+    assert reconstruct_views(tiny, frames, long_side=64, window=100, warn=warnings.append) == "unordered path"
+    assert len(warnings) == 1 and "registered 0 of the" in warnings[0]
