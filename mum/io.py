@@ -175,6 +175,8 @@ def image_size(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[
             warnings.simplefilter("ignore")
             with Image.open(fh) as img:
                 w, h = img.size
+                if w * h > limit:  # the caller refuses it; Pillow's PNG getexif() would decode it first
+                    return w, h
                 return (h, w) if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
     except Image.DecompressionBombError as exc:  # more than twice Pillow's limit
         raise _bomb(path, exc, limit) from None

@@ -363,6 +363,25 @@ def test_row11_a_raised_limit_is_checked_from_the_header(tmp_path, capsys, monke
     assert time.perf_counter() - start < 5  # decoding it took 20 s
 
 
+def test_row11_an_image_over_the_limit_is_never_decoded(tmp_path, monkeypatch):
+    """The limit is compared before anything is decoded: Pillow's PNG ``getexif()`` (for the orientation)
+    decodes the whole image when it has no eXIf chunk before its pixels (the 256 Mpx 1-bit PNG: 245 MB and
+    0.6 s spent before it was refused at 2e8; 3.2 GB for an RGB one)."""
+    from PIL import ImageFile
+
+    from mum.errors import UserError
+    from mum.io import check_image_header
+
+    bomb = _png_header_bomb(tmp_path / "big.png", 16_000)
+
+    def decode(self):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    with pytest.raises(UserError, match=r"big.png: image is too large \(16000x16000"):
+        check_image_header(bomb, 200_000_000)
+
+
 def test_row11_an_image_within_a_raised_limit_is_measured_not_refused(tmp_path):
     """The same 256 Mpx image is within --max-pixels 3e8: its size comes from the header (Pillow's own guard,
     at the default limit, is raised for the call)."""
