@@ -451,6 +451,21 @@ def test_an_image_name_without_its_nul_is_refused(tmp_path) -> None:
         in_child(_read_model, str(folder))
 
 
+@pytest.mark.parametrize("kind", ["bin", "txt"])
+def test_an_image_name_that_is_not_utf8_is_refused(tmp_path, kind) -> None:
+    """Found by the 30-minute fuzz run (``scripts/fuzz_readers.py``, seed 3): a name whose byte was mutated to
+    0x80 reached Python from pycolmap as a ``UnicodeDecodeError`` traceback, in a binary or a text model."""
+    folder = tmp_path / "sparse" / "0"
+    _colmap_model([{"name": "a.png", "width": 40, "height": 30, "K": [[40, 0, 20], [0, 40, 15], [0, 0, 1]],
+                    "cam_from_world": np.eye(4).tolist()}], folder)
+    for other in folder.glob("*.txt" if kind == "bin" else "*.bin"):
+        other.unlink()
+    images = folder / f"images.{kind}"
+    images.write_bytes(images.read_bytes().replace(b"a.png", b"\x80.png"))
+    with pytest.raises(UserError, match="name is not UTF-8 text"):
+        in_child(_read_model, str(folder))
+
+
 # --------------------------------------------------------------------------------------------- model configs
 def _preset_dicts() -> dict[str, dict]:
     from heads.registry import PRESETS

@@ -66,8 +66,13 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
     except Exception as exc:  # pycolmap raises plain RuntimeError/ValueError for malformed files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise UserError(f"{model_dir}: cannot read COLMAP model ({first})") from None
+    try:  # a text model's names reach Python as str: one that is not UTF-8 raises when it is read
+        images = sorted(rec.images.values(), key=lambda im: im.name)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{model_dir}: an image name is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                        f"{exc.start})") from None
     names, paths, E, K, widths, heights, dist = [], [], [], [], [], [], []
-    for image in sorted(rec.images.values(), key=lambda im: im.name):
+    for image in images:
         if not image.has_pose:
             continue
         file = images_dir / image.name
@@ -170,13 +175,23 @@ def _walk_frames(c: _Cursor) -> None:
 
 
 def _walk_images(c: _Cursor) -> None:
-    for _ in range(c.count("<Q", 73, "images")):
+    for i in range(c.count("<Q", 73, "images")):
         c.skip(64, "an image's id, pose and camera id")
         end = c.data.find(b"\0", c.pos)
         if end < 0:
             raise ValueError("an image name lacks its terminating NUL byte (truncated)")
+        _check_utf8(c.data[c.pos:end], f"image {i}'s name")
         c.pos = end + 1
         c.skip(24 * c.count("<Q", 24, "2D points of an image"), "an image's 2D points")
+
+
+def _check_utf8(name: bytes, what: str) -> None:
+    """Refuse a name that is not UTF-8 text (pycolmap hands names to Python as ``str``: it would raise
+    ``UnicodeDecodeError`` when the name is read)."""
+    try:
+        bytes(name).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})") from None
 
 
 def _walk_points(c: _Cursor) -> None:
