@@ -245,6 +245,12 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
     return float(torch.median(torch.maximum(rra, rta)))
 
 
+def chunk_options(options: PipelineOptions) -> PipelineOptions:
+    """A chunk's pipeline options: the fitted depth on the network's grid, whatever ``--dense`` asked for
+    (:meth:`app.dense_options.DenseOptions.fitted_on_network_grid`)."""
+    return replace(options, dense=options.dense.fitted_on_network_grid())
+
+
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_side, device, chunk_size, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
@@ -269,7 +275,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
 
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
-        add_geometry(recon, arrays, transforms, descriptors, replace(options, dense_min_long_side=0), say,
+        add_geometry(recon, arrays, transforms, descriptors, chunk_options(options), say,
                      lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
@@ -479,6 +485,9 @@ def reconstruct_views(
     n = len(chunks_plan)
     say(f"{S} views in {n} chunks of {window} views, {overlap}+ shared between neighbours"
         + ("" if options.fast else " (each: network, SfM, dense fit)"))
+    if not options.fast and options.dense.mode != "fitted":
+        say(f"chunks: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
+            "fitted to its SfM points, on the network's grid (memory stays bounded by one chunk)")
     t0 = time.perf_counter()
     warnings: list[str] = []
     results: list[ChunkResult] = []

@@ -24,6 +24,7 @@ from app.cli_common import (
     choose_device,
     friendly_errors,
 )
+from app.dense_options import DENSE_MODES, MAX_DENSE_SIZE
 from mum.errors import UserError
 from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
 from mum.schema import strict_json
@@ -43,10 +44,12 @@ examples:
   mum-reconstruct photos/ -o out/ --cameras cams.json           known intrinsics (held fixed in SfM)
   mum-reconstruct photos/ -o out/ --cameras sparse/0 --fix-poses   known cameras kept; depth fitted to them
   mum-reconstruct walk.mp4 -o out/ --window 64                  a long video: chunks of 64 views, joined
+  mum-reconstruct photos/ -o scene.ply --dense fitted           a quicker, coarser cloud (no stereo)
 
 By default cameras come from structure-from-motion (SIFT, matching, bundle adjustment; pycolmap on the CPU)
-with the network's help, and each view's depth is fitted to them and cross-checked between views; --fast
-keeps the network's own cameras and depth. EXIF focal lengths of photos are the initial ones; --cameras
+with the network's help, and depth from multi-view stereo on them, the depth maps' holes filled by the
+network's depth fitted to the SfM points (--dense fitted: that fitted depth alone, cross-checked between views;
+--dense none: the SfM points only); --fast keeps the network's own cameras and depth. EXIF focal lengths of photos are the initial ones; --cameras
 FILE (cameras.json, a COLMAP model folder or transforms.json, matched by file name) gives intrinsics that are
 used as they are, and with --fix-poses its poses are kept exactly (world frame and scale are the file's).
 
@@ -109,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "for many views, costs tens of seconds of compilation)")
     p.add_argument("--fast", action="store_true",
                    help="the network alone: one forward pass, its own cameras and depth (no matching, no SfM)")
+    p.add_argument("--dense", choices=DENSE_MODES, default=None,
+                   help="the default path's depth and cloud: stereo (multi-view stereo on the SfM cameras; the "
+                        "depth maps' holes take the network's depth fitted to the SfM points), fitted (that fitted "
+                        "depth alone: faster, coarser), none (the SfM points only) (default: stereo)")
+    p.add_argument("--dense-size", type=int, default=None, metavar="PX",
+                   help="long side of the dense depth maps, at least, up to the images' resolution; 0: the network's "
+                        "(default: 640 with stereo, 256 with fitted)")
     p.add_argument("--cameras", default=None, metavar="FILE",
                    help="known cameras: cameras.json, a COLMAP model folder (sparse/0) or transforms.json, matched "
                         "to the inputs by file name; its intrinsics are used as given (default: EXIF, else predicted)")
@@ -217,6 +227,11 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         raise UserError("--window must be at least 2 (views per network pass)")
     if args.window is not None and args.overlap is not None and args.overlap >= args.window:
         raise UserError("--overlap must be smaller than --window")
+    if args.fast and (args.dense is not None or args.dense_size is not None):
+        raise UserError("--dense and --dense-size choose the default path's dense stage; --fast is the network alone "
+                        "(drop one or the other)")
+    if args.dense_size is not None and not 0 <= args.dense_size <= MAX_DENSE_SIZE:
+        raise UserError(f"--dense-size must be between 0 (the network's grid) and {MAX_DENSE_SIZE} (px)")
     if args.size is not None and args.size > MAX_SIZE:  # 2**31 px used to crash OpenCV and NumPy
         raise UserError(f"--size must be at most {MAX_SIZE} (px, the longer side of the network input)")
     from mum.io import pixel_limit  # the --max-pixels flag, else MUM_MAX_PIXELS: a bad value fails here
@@ -318,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, for testing "
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
     # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
-    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull)
+    from app.dense_options import DenseOptions
+
+    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull,
+                              dense=DenseOptions(mode=args.dense or "stereo", size=args.dense_size))
     with scratch:
         recon = reconstruct_views(model, source, long_side=args.size, device=device, chunk_size=args.chunk_size,
                                   on_stage=say, options=options, warn=_warn, window=args.window, overlap=args.overlap,

@@ -7,8 +7,8 @@ cameras are the exported ones and ``recon.meta["sfm"]`` / ``recon.meta["consiste
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -193,9 +193,30 @@ def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:
 
 def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None, points: np.ndarray,
                depth_scale: float, options: PipelineOptions, say: Callable[[str], None]) -> None:
-    """Fit, upsample and cross-check the dense maps (in place)."""
+    """The dense stage (in place): fit the network's depth to the SfM points; then ``none``: keep it on the
+    network's grid, out of the cloud; ``fitted``: upsample and cross-check it; ``stereo``: cross-check it on the
+    network's grid and make it the prior of multi-view stereo (:mod:`app.multiview_stereo`)."""
+    dense = options.dense
     depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, options, say)
-    factor = max(1, math.ceil(options.dense_min_long_side / max(depth.shape[1:])))
+    if dense.mode == "none":
+        recon.depth = depth.astype(np.float32)
+        recon.valid = np.zeros(depth.shape, bool)
+        recon.world_points = recon.depth_points()
+        say("dense: none (--dense none): the cloud holds the SfM points only")
+        return
+    placed = sum(source != "network" for source in recon.pose_origins())
+    if dense.mode == "stereo" and placed >= 2:
+        from app.multiview_stereo import add_stereo
+
+        _cross_check(recon, depth, options, lambda _line: None)  # the prior's figures are not the result's
+        add_stereo(recon, arrays, transforms, sfm, points, dense, say)
+        return
+    if dense.mode == "stereo":
+        say("dense: no stereo without cameras from SfM or a cameras file: the fitted depth")
+        dense = replace(dense, mode="fitted")  # and its size, unless one was given
+    from app.multiview_stereo import dense_factor
+
+    factor = dense_factor(transforms, recon.image_sizes, dense.long_side)
     if factor > 1:
         depth = _upsample(recon, depth, arrays, transforms, factor, say)
     _cross_check(recon, depth, options, say)

@@ -12,9 +12,10 @@ Default path (:func:`reconstruct_arrays`):
 3. views SfM did not register get the network's camera placed by a similarity fitted on the registered ones
    (:mod:`app.camera_fusion`); with fewer than two registered views the network's cameras are used alone
    (one warning line);
-4. each view's depth is fitted to the SfM points it sees, upsampled to at least ``dense_min_long_side``
-   pixels guided by the image, and kept only where another view's depth agrees (:mod:`app.dense_fit`); the
-   SfM points join the cloud.
+4. the dense stage (``options.dense``, :mod:`app.dense_options`): each view's network depth is fitted to the
+   SfM points it sees (:mod:`app.dense_fit`); by default it is then the prior of multi-view stereo on the SfM
+   cameras (:mod:`app.multiview_stereo`), or (``fitted``) upsampled and kept where another view's depth agrees;
+   the SfM points join the cloud.
 
 ``fast`` stops after step 1.
 """
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from app.cli_common import is_out_of_memory
+from app.dense_options import DenseOptions
 from app.known_cameras import KnownCameras
 from app.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.sfm import SfmOptions
@@ -40,8 +42,8 @@ from mum.io import ViewTransform, preprocess
 class PipelineOptions:
     """How a scene is reconstructed. ``fast``: the network alone (one pass, nothing else).
     Matching: every pair up to ``exhaustive_up_to`` views, else ``retrieval_neighbours`` +
-    ``overlap_neighbours`` + ``sequential_window`` per view. Dense maps: at least ``dense_min_long_side`` px on
-    the long side; a pixel is kept when at least one of its ``consistency_neighbours`` most-overlapping views
+    ``overlap_neighbours`` + ``sequential_window`` per view. ``dense``: the dense stage (mode, size, stereo).
+    Fitted depth: a pixel is kept when at least one of its ``consistency_neighbours`` most-overlapping views
     has a depth within ``consistency_tolerance`` (relative) of it."""
 
     fast: bool = False
@@ -50,7 +52,7 @@ class PipelineOptions:
     retrieval_neighbours: int = 8
     overlap_neighbours: int = 8
     sequential_window: int = 2
-    dense_min_long_side: int = 256
+    dense: DenseOptions = field(default_factory=DenseOptions)
     depth_correction_field: bool = True
     fusion_rounds: int = 2
     consistency_neighbours: int = 4

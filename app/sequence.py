@@ -563,7 +563,7 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
     from app.geometric_reconstruction import _fit_dense
 
-    dense_options = replace(options, dense_min_long_side=0)
+    dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
     S = len(sources)
     h, w = maps.depth[0].shape
     depth_all = np.empty((S, h, w), np.float32)  # filled window by window as the network's maps are released

@@ -40,13 +40,15 @@ def virtual_camera(recon: Reconstruction, cloud: PointCloud, width: int, height:
 
 
 def render_reconstruction(
-    recon: Reconstruction, cloud: PointCloud, width: int = 640, height: int = 480, point_px: int = 2
+    recon: Reconstruction, cloud: PointCloud, width: int = 640, height: int = 480, point_px: int = 2,
+    camera: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``uint8`` RGB ``[height, width, 3]``: points splatted far-to-near (a painter's z-buffer) on white,
-    one coloured frustum per input camera."""
+    one coloured frustum per input camera; seen from ``camera`` (cam_from_world 4×4, K) or by default from
+    :func:`virtual_camera` (pass one camera to compare two clouds from the same place)."""
     import cv2
 
-    T, K = virtual_camera(recon, cloud, width, height)
+    T, K = camera if camera is not None else virtual_camera(recon, cloud, width, height)
     image = np.full((height, width, 3), 255, np.uint8)
     cam = cloud.xyz @ T[:3, :3].T + T[:3, 3]
     front = cam[:, 2] > 1e-6

@@ -37,7 +37,7 @@ log = logging.getLogger("mum.web")
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo"
 EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
-    "tum_freiburg": ("TUM RGB-D desk", 4),
+    "tum_freiburg": ("TUM RGB-D desk", 6),
     "sacre_coeur": ("Sacré-Cœur (photo collection)", 3),
     "buddha": ("Buddha statue (high resolution)", 3),
     "synthetic_room": ("Synthetic room (exact ground truth)", 4),
@@ -512,7 +512,7 @@ def server_temp_dir(port: int):
                     empty.rmdir()
 
 
-STOP_GRACE_S = 20.0  # how long a stopping server waits for running requests to reach their next stage
+STOP_GRACE_S = 8.0  # how long a stopping server waits for running requests (docker stop kills after 10 s)
 
 
 def serve_until_stopped(app: gr.Blocks) -> None:

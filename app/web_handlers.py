@@ -65,6 +65,10 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"dense: depth fitted", 0.66),
     (r"dense: depth upsampled", 0.72),
     (r"dense: views agree", 0.86),
+    (r"dense: none", 0.86),
+    (r"dense: no stereo", 0.67),
+    (r"dense: stereo on", 0.7),
+    (r"dense: stereo kept", 0.86),
     (r"sfm: \d+/\d+ views registered", 0.87),
     (r"writing", 0.9),
     (r"colour-mapping", 0.96),
@@ -77,6 +81,9 @@ def stage_fraction(message: str) -> float | None:
     for pattern, fraction in STAGE_FRACTIONS:
         if re.match(pattern, message):
             return fraction
+    step = re.match(r"dense: stereo view (\d+)/(\d+)", message)  # one view after another, between these two
+    if step:
+        return 0.7 + 0.15 * int(step[1]) / max(int(step[2]), 1)
     return None
 
 

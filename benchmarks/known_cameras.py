@@ -184,6 +184,7 @@ def main() -> None:
                       f"{r['registered']:3d}/{len(scene.names)}  {r['seconds']:6.1f} s"
                       + (f"  AbsRel {r['abs_rel']:.3f}/{r['abs_rel_scene']:.3f}  acc {r['accuracy_median']:.3f}"
                          if "abs_rel" in r else ""), flush=True)
+            write_results(args.out, results, run_record)  # after every scene: a long run that stops keeps what it made
     out = write_results(args.out, results, run_record)
     print(table(results))
     print(f"wrote {out}")

@@ -263,7 +263,9 @@ def main() -> None:
     seeds = tuple(args.plain_seeds)
     stamp = row_stamp(run)  # rows kept from an earlier results file keep theirs (--quick, --parts)
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
-    results: dict = {"model": heads.DEFAULT_MODEL, "scenes": {}, "matching": []}
+    remeasure_matching = "matching" in args.parts and not args.quick
+    results: dict = {"model": heads.DEFAULT_MODEL, "scenes": previous.get("scenes", {}),
+                     "matching": [] if remeasure_matching else previous.get("matching", [])}
     with tempfile.TemporaryDirectory(prefix="mum-bench-") as tmp:
         tmp = Path(tmp)
         if "scenes" in args.parts:
@@ -271,20 +273,20 @@ def main() -> None:
             print("scenes:", flush=True)
             for name in DEMO_SCENES:
                 results["scenes"][f"demo/{name}"] = {**compare_scene(model, ROOT / "demo" / name, f"demo/{name}", seeds), **stamp}
+                write_results(out, results, run)  # after every scene: a long run that stops keeps what it made
             if not args.quick:
                 for path in make_synthetic(tmp / "syn10", args.synthetic, 10) if args.synthetic else []:
                     results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}", seeds), **stamp}
+                    write_results(out, results, run)
                 for path in make_synthetic(tmp / "syn50", args.synthetic_50, 50, start=100) if args.synthetic_50 else []:
                     results["scenes"][f"synthetic/{path.name}"] = {**compare_scene(model, path, f"synthetic/{path.name}", seeds), **stamp}
-        else:
-            results["scenes"] = previous.get("scenes", {})
-        if "matching" in args.parts and not args.quick:
+                    write_results(out, results, run)
+        if remeasure_matching:
             print("matching (network-guided pairs vs all pairs):", flush=True)
             for n in args.guided_views:
                 path = make_synthetic(tmp / f"scene{n}", 1, n, start=100)[0]  # the 50-view scene's world
                 results["matching"].append({**guided_vs_exhaustive(model, path), **stamp})
-        else:
-            results["matching"] = previous.get("matching", [])
+                write_results(out, results, run)
     write_results(out, results, run)
     print(scenes_table(results))
     print("\n" + timing_table(results))

@@ -3,7 +3,8 @@ default path (SfM cameras, fitted and cross-checked depth) on the left, ``--fast
 right, each with its pose AUC@30 against the reference cameras.
 
 Usage: ``python scripts/readme_figures.py [--model mum-default] [--scenes tum_freiburg buddha]``;
-writes ``docs/recon_<scene>.png``.
+writes ``docs/recon_<scene>.png``. With ``--dense``: the default path's cloud with ``--dense fitted`` beside
+the stereo cloud (the default), ``docs/dense_<scene>.png``.
 """
 
 from __future__ import annotations
@@ -61,14 +62,60 @@ def figure(scene: str, model) -> Path:
     return out
 
 
+def dense_figure(scene: str, model) -> Path:
+    """``docs/dense_<scene>.png``: the default path's cloud with ``--dense fitted`` (left, the depth before
+    stereo) and with stereo (right, the default), from the same viewpoint, over a close-up of both."""
+    from app.dense_options import DenseOptions
+    from app.snapshot import virtual_camera
+
+    ref = read_scene(ROOT / "demo" / scene)
+    names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])
+    recons = {mode: reconstruct_arrays(model, names, arrays, device="cpu",
+                                       options=PipelineOptions(dense=DenseOptions(mode=mode), native_log="/dev/null"))
+              for mode in ("fitted", "stereo")}
+    clouds = {mode: r.point_cloud(max_points=1_500_000) for mode, r in recons.items()}
+    overview = virtual_camera(recons["stereo"], clouds["stereo"], *PANEL)
+    T0 = recons["stereo"].cam_from_world[0]  # a close-up: the first camera, moved back a little and turned
+    centre = np.median(clouds["stereo"].xyz[clouds["stereo"].view == 0], axis=0)
+    close = _orbit(T0, centre, 20.0, 0.3)
+    K = np.array([[1.2 * PANEL[0], 0, PANEL[0] / 2], [0, 1.2 * PANEL[0], PANEL[1] / 2], [0, 0, 1.0]])
+    rows = []
+    for camera in (overview, (close, K)):
+        panels = []
+        for mode in ("fitted", "stereo"):
+            r, cloud = recons[mode], clouds[mode]
+            label = (f"--dense fitted: {len(cloud):,} points" if mode == "fitted"
+                     else f"stereo (default): {len(cloud):,} points")
+            panels.append(_label(render_reconstruction(r, cloud, *PANEL, point_px=1, camera=camera), label))
+        rows.append(np.concatenate(panels, axis=1))
+    out = ROOT / "docs" / f"dense_{scene}.png"
+    cv2.imwrite(str(out), np.concatenate(rows, axis=0)[..., ::-1])
+    print(f"-> {out}")
+    return out
+
+
+def _orbit(cam_from_world: np.ndarray, centre: np.ndarray, degrees: float, back: float) -> np.ndarray:
+    """``cam_from_world`` carried around ``centre`` by ``degrees`` about its own vertical axis, and moved back by
+    ``back`` × its distance to ``centre`` (it still looks at the same point)."""
+    R = cam_from_world[:3, :3]
+    C = -R.T @ cam_from_world[:3, 3]
+    a = np.radians(degrees)
+    Q = R.T @ np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) @ R  # in the world
+    out = np.eye(4)
+    out[:3, :3] = R @ Q.T
+    out[:3, 3] = -out[:3, :3] @ (Q @ (C - centre) * (1 + back) + centre)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=heads.DEFAULT_MODEL)
     parser.add_argument("--scenes", nargs="+", default=["tum_freiburg", "buddha"])
+    parser.add_argument("--dense", action="store_true", help="the dense figures (fitted vs stereo) instead")
     args = parser.parse_args()
     model = heads.load_model(args.model, device="cpu")
     for scene in args.scenes:
-        figure(scene, model)
+        (dense_figure if args.dense else figure)(scene, model)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,13 @@ def test_dense_maps_agree_across_views_and_are_fine(tum_default, model):
     fast = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=True))
     default = recon.meta["consistency"]["median_depth_disagreement"]
     assert default < fast.meta["consistency"]["median_depth_disagreement"]
-    assert 0.3 < recon.meta["consistency"]["pixels_kept"] <= 1.0
+    # stereo keeps the pixels another view confirms (a quarter of them on these six frames: the desk, not the
+    # blank walls and the floor in shadow); the exported maps are complete (the network fills the rest)
+    assert 0.15 < recon.meta["consistency"]["pixels_kept"] <= 1.0
+    assert np.isfinite(recon.depth).mean() > 0.99
     cloud = recon.point_cloud()
     assert len(cloud) == int(recon.valid.sum()) + len(recon.sfm_points)
-    # the fitted depth meets the SfM points where each view sees them (the network's own is ~20 % off there)
+    # the dense depth meets the SfM points where each view sees them (the network's own is ~20 % off there)
     from app.dense_fit import sample_bilinear
 
     sfm_xyz = recon.sfm_points.xyz.astype(np.float64)

@@ -83,7 +83,7 @@ def test_browser_upload_run_inspect_download(browser_page):
     assert PlyData.read(str(ply))["vertex"].count == shown > 0
     assert model.calls == 1
     page.get_by_role("tab", name="Depth and confidence").click()
-    page.wait_for_timeout(1500)  # let WebGL draw the point cloud
+    page.wait_for_timeout(10_000 if os.environ.get("MUM_WEB_SCREENSHOT") else 1500)  # let WebGL draw the point cloud
     shot = tmp / "web_app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -114,14 +114,17 @@ def test_browser_bad_upload_shows_message(browser_page):
 
 
 def test_browser_example_scene_runs(browser_page):
+    from app.web import EXAMPLE_SCENES
+
     page, _, model = browser_page
     calls = model.calls
-    page.get_by_text("TUM RGB-D desk: 4 views").first.click()
-    page.wait_for_function("document.querySelectorAll('#uploads table tr, #uploads .file').length >= 4")
+    label, n = EXAMPLE_SCENES["tum_freiburg"]
+    page.get_by_text(f"{label}: {n} views").first.click()
+    page.wait_for_function(f"document.querySelectorAll('#uploads table tr, #uploads .file').length >= {n}")
     page.locator("#run").click()
     sync_api = pytest.importorskip("playwright.sync_api")
-    # the summary, not a progress line ("preprocessed 4 views ..."): the run must be over when the test ends
-    summary = re.compile(r"4 views → [\d,]+ points")
+    # the summary, not a progress line ("preprocessed N views ..."): the run must be over when the test ends
+    summary = re.compile(rf"{n} views → [\d,]+ points")
     sync_api.expect(page.locator("#status")).to_contain_text(summary, timeout=TIMEOUT_MS)
     assert model.calls == calls + 1
 

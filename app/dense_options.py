@@ -1,0 +1,86 @@
+"""How the default path makes its dense depth and cloud (``--dense``, ``--dense-size``): the options of the dense
+stage, checked when they are made.
+
+* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.multiview_stereo`), the depth maps'
+  holes filled by the network's depth fitted to the SfM points;
+* ``fitted``: the network's depth fitted to the SfM points, fused and cross-checked (:mod:`app.dense_fit`) —
+  cheaper, for previews;
+* ``none``: no dense cloud: the cloud holds the SfM points; the exported depth maps are the fitted depth at the
+  network's resolution.
+
+``--fast`` (the network alone) has no dense stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from app.stereo import StereoOptions
+
+DENSE_MODES = ("stereo", "fitted", "none")
+FILL_MODES = ("maps", "cloud", "none")  # where stereo's holes take the fitted depth (see DenseOptions)
+DEFAULT_SIZE = {"stereo": 640, "fitted": 256, "none": 0}  # long side of the dense maps (0: the network's grid)
+MAX_DENSE_SIZE = 8192
+
+
+def _stereo_options() -> StereoOptions:
+    from app.stereo import StereoOptions  # imported when used: the command line's parser stays light
+
+    return StereoOptions()
+
+
+@dataclass(frozen=True)
+class DenseOptions:
+    """``mode``: one of :data:`DENSE_MODES`; ``size``: the dense maps' long side at least this many pixels (a
+    whole multiple of the network's grid, at most the original images' resolution; ``None``: 640 for stereo,
+    256 for fitted; 0: the network's grid). Stereo: ``neighbours`` source views per view; the network's fitted
+    depth can add hypotheses around it to the plane sweep (``prior_range``; off: measured no better) and fills
+    the pixels stereo leaves out, scaled to the stereo depth around them (``fill``): ``maps``: in the exported
+    depth maps only, with confidence 0 (measured: in the cloud, the filled points cost more accuracy than they
+    add completeness); ``cloud``: also in the cloud, within ``fill_radius`` (a share of the long side) of a kept
+    stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone
+    (NaN where it keeps nothing). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
+    within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle`` degrees or more,
+    :mod:`app.depth_fusion`) and its NCC is at least ``min_score``."""
+
+    mode: str = "stereo"
+    size: Optional[int] = None
+    neighbours: int = 4
+    prior_range: bool = False
+    fill: str = "maps"
+    min_confirmed: int = 1
+    min_score: float = 0.3
+    pixel_tolerance: float = 1.0
+    depth_tolerance: float = 0.01
+    fill_tolerance: float = 0.015
+    fill_radius: float = 0.025
+    min_angle: float = 2.0
+    stereo: StereoOptions = field(default_factory=_stereo_options)
+
+    def __post_init__(self) -> None:
+        if self.fill not in FILL_MODES:
+            raise ValueError(f"fill must be one of {', '.join(FILL_MODES)} (got {self.fill!r})")
+        if self.mode not in DENSE_MODES:
+            raise ValueError(f"dense mode must be one of {', '.join(DENSE_MODES)} (got {self.mode!r})")
+        if self.size is not None and not 0 <= self.size <= MAX_DENSE_SIZE:
+            raise ValueError(f"dense size must be between 0 (the network's grid) and {MAX_DENSE_SIZE} px")
+        if self.neighbours < 1 or self.min_confirmed < 0:
+            raise ValueError("neighbours must be at least 1 and min_confirmed at least 0")
+        if not (self.pixel_tolerance > 0 and self.depth_tolerance > 0 and self.fill_tolerance > 0 and self.fill_radius >= 0
+                and -1 <= self.min_score <= 1 and 0 <= self.min_angle < 90):
+            raise ValueError("tolerances must be positive, fill_radius at least 0, min_score in [-1, 1] and min_angle "
+                             "in [0, 90)")
+        self.stereo.check()
+
+    def fitted_on_network_grid(self) -> "DenseOptions":
+        """These options for a part of a long input (a chunk, a sequence's window): the fitted depth on the
+        network's grid, whatever was asked for — such a part keeps only its own views' maps, and stereo needs
+        every view's image at the dense size at once."""
+        return replace(self, mode="fitted", size=0)
+
+    @property
+    def long_side(self) -> int:
+        """The dense maps' minimum long side in pixels (0: the network's grid)."""
+        return DEFAULT_SIZE[self.mode] if self.size is None else self.size

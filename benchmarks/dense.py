@@ -1,0 +1,354 @@
+"""Dense accuracy against exact depth: ``--fast``, the fitted depth (``--dense fitted``) and multi-view stereo
+(``--dense stereo``, the default) with and without the network's prior, on the data engine's held-out scenes;
+and the whole command's time on a demo scene.
+
+Run: ``python benchmarks/dense.py`` (``--scenes 6 --views 12``: held-out 640 × 480 scenes of the test split;
+``--methods``; ``--timing-scene demo/tum_freiburg --repeats 3``; ``--baseline DIR``: also time the command of
+another checkout, e.g. the commit before stereo; ``--no-timing``; ``--scenes 0``: the timing alone). Writes
+``benchmarks/results/dense_cpu.json`` (``--out``); ``--table`` prints the README's tables from it.
+
+**Methods** (the same SfM cameras for every method of a scene: SfM runs once per scene, seeded):
+
+* ``fast``: the network alone; its cloud keeps the pixels above the 50th confidence percentile;
+* ``fitted``: the network's depth fitted to the SfM points, upsampled to 256 px, fused, kept where another view
+  agrees (the default path before stereo);
+* ``stereo``: the default: stereo at 640 px, a plane sweep over the SfM points' depths; the cloud holds what
+  other views confirm, the exported depth maps are completed by the fitted depth scaled to the stereo around
+  it (``fill="maps"``);
+* ``stereo_fill_cloud``: the filled pixels also in the cloud, near matched pixels and confirmed by another
+  view; ``stereo_prior_range``: also hypotheses around the fitted depth (±30 %) beside the plane sweep;
+  ``stereo_prior_only``: hypotheses around the fitted depth only (the range narrowed, no plane sweep);
+  ``stereo_no_prior``: neither the prior's hypotheses nor its fill-in (stereo alone: its depth maps have holes,
+  so its ``maps`` figures are over the pixels it keeps).
+
+**Figures** per scene and method (depth maps resampled to the original pixels, nearest):
+
+* depth AbsRel and δ<1.25 (%) after **one scale for the whole scene** (the median ratio of exact to predicted
+  depth over the pixels the cloud keeps), over the pixels the exported cloud keeps (``cloud``) and over every
+  pixel of the exported depth maps (``maps``); ``coverage``: the share of pixels with exact depth that the cloud
+  keeps;
+* cloud accuracy and completeness: the exported cloud (its dense points at the original pixels, SfM points left
+  out) brought into the exact world by the similarity that fits its points to the exact points of the same
+  pixels (Umeyama, refitted without the pairs far off), against the exact cloud (every view's exact depth
+  unprojected): the share of predicted points within ``τ`` of an exact point (accuracy), of exact
+  points within ``τ`` of a predicted one (completeness), their F-score, and the median distances; ``τ`` relative
+  to the scene's size (its median exact depth): 1 %, 2 % and 5 %;
+* seconds of the reconstruction without SfM (network, dense stage) and, for stereo, the matching time per view.
+
+**Timing** of the whole command (``mum-reconstruct SCENE -o scene.ply``, from start to the written file, in a
+fresh process, median of ``--repeats``) for ``--dense fitted`` and the default, with the load average; the 2-core
+machine is shared, so seconds under load are inflated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mum  # noqa: E402,F401  (CPU threading policy first)
+import numpy as np  # noqa: E402
+
+from benchmarks.provenance import load_average, start_run, write_results  # noqa: E402
+from benchmarks.real_scenes import load_scene, make_synthetic, pose_aucs  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "dense_cpu.json"
+THRESHOLDS = (0.01, 0.02, 0.05)
+METHODS = ("fast", "fitted", "stereo", "stereo_fill_cloud", "stereo_prior_range", "stereo_prior_only", "stereo_no_prior")
+GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are right (default path's AUC@5 at least this)
+
+
+def pipeline_options(method: str):
+    from app.dense_options import DenseOptions
+    from app.pipeline import PipelineOptions
+    from app.stereo import StereoOptions
+
+    dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),
+             "stereo_fill_cloud": DenseOptions(fill="cloud"),
+             "stereo_prior_range": DenseOptions(prior_range=True),
+             "stereo_prior_only": DenseOptions(prior_range=True, stereo=StereoOptions(sweep_planes=0)),
+             "stereo_no_prior": DenseOptions(prior_range=False, fill="none")}
+    if method == "fast":
+        return PipelineOptions(fast=True, native_log=os.devnull)
+    return PipelineOptions(dense=dense[method], native_log=os.devnull)
+
+
+class SfmOnce:
+    """Runs SfM once per scene: every method of a scene gets a copy of the same result (SfM is seeded, so a second
+    run would give the same cameras; this only saves its time). ``seconds``: SfM time spent in the last call."""
+
+    def __init__(self) -> None:
+        import app.geometric_reconstruction as geometric
+
+        self.geometric, self.run_sfm = geometric, geometric.run_sfm
+        self.key, self.result, self.seconds = None, None, 0.0
+        geometric.run_sfm = self
+
+    def __call__(self, arrays, *args, **kwargs):
+        if self.key is not arrays:
+            t0 = time.perf_counter()
+            self.key, self.result = arrays, self.run_sfm(arrays, *args, **kwargs)
+            self.seconds = time.perf_counter() - t0
+        else:
+            self.seconds = 0.0
+        return copy.deepcopy(self.result)
+
+
+def _kept_mask(recon, fast: bool) -> np.ndarray:
+    """``[S, h, w]``: the dense pixels the exported cloud keeps (validity and the default confidence filter)."""
+    from app.reconstruction import default_conf_percentile
+
+    keep = np.isfinite(recon.depth) & (recon.depth > 0)
+    if recon.valid is not None:
+        keep &= recon.valid
+    percentile = default_conf_percentile(fast)
+    if percentile > 0 and keep.any():
+        keep &= recon.depth_conf >= np.percentile(recon.depth_conf[keep], percentile)
+    return keep
+
+
+def depth_figures(pred: np.ndarray, kept: np.ndarray, gt: np.ndarray, gt_valid: np.ndarray) -> dict:
+    """AbsRel / δ<1.25 with one scale (from the kept pixels) over the kept pixels and over every predicted pixel."""
+    have = np.isfinite(pred) & (pred > 0) & gt_valid
+    cloud = have & kept
+    out = {"coverage": float(cloud.sum() / max(gt_valid.sum(), 1))}
+    if not cloud.any():
+        return {**out, "scale": float("nan")}
+    scale = float(np.median(gt[cloud] / pred[cloud]))
+    out["scale"] = scale
+    for name, mask in (("cloud", cloud), ("maps", have)):
+        p, g = scale * pred[mask], gt[mask]
+        out[f"abs_rel_{name}"] = float(np.mean(np.abs(p - g) / g))
+        out[f"delta_{name}"] = 100 * float(np.mean(np.maximum(p / g, g / p) < 1.25))
+    out["maps_coverage"] = float(have.sum() / max(gt_valid.sum(), 1))
+    return out
+
+
+def cloud_figures(pred_points: np.ndarray, gt_points: np.ndarray, unit: float, seed: int = 0,
+                  max_points: int = 300_000) -> dict:
+    """Accuracy / completeness / F at ``THRESHOLDS`` × ``unit`` and the median distances (in ``unit``)."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    if len(pred_points) > max_points:
+        pred_points = pred_points[rng.choice(len(pred_points), max_points, replace=False)]
+    if len(gt_points) > max_points:
+        gt_points = gt_points[rng.choice(len(gt_points), max_points, replace=False)]
+    if len(pred_points) == 0:
+        return {"points": 0}
+    to_gt = cKDTree(gt_points).query(pred_points, workers=2)[0] / unit
+    to_pred = cKDTree(pred_points).query(gt_points, workers=2)[0] / unit
+    out = {"points": int(len(pred_points)), "accuracy_median": float(np.median(to_gt)),
+           "completeness_median": float(np.median(to_pred))}
+    for t in THRESHOLDS:
+        acc, comp = float(np.mean(to_gt < t)), float(np.mean(to_pred < t))
+        out[f"accuracy_{t:g}"], out[f"completeness_{t:g}"] = acc, comp
+        out[f"f_{t:g}"] = 2 * acc * comp / max(acc + comp, 1e-12)
+    return out
+
+
+def trimmed_similarity(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity ``x ↦ s R x + t`` that fits ``source`` ``[N, 3]`` to ``target`` (Umeyama), refitted
+    without the pairs more than 3× the median residual off."""
+    import torch
+
+    from heads.metrics import umeyama_alignment
+
+    use = np.ones(len(source), bool)
+    for _ in range(rounds):
+        s, R, t = (x.numpy() for x in umeyama_alignment(torch.from_numpy(source[use]), torch.from_numpy(target[use])))
+        residual = np.linalg.norm(s * source @ R.T + t - target, axis=1)
+        keep = residual <= 3 * np.median(residual) + 1e-12
+        if keep.sum() < 3:
+            break
+        use = keep
+    return float(s), R, t
+
+
+def evaluate(recon, scene, fast: bool) -> dict:
+    """Depth and cloud figures of ``recon`` against ``scene``'s exact depth and cameras."""
+    import cv2
+    import torch
+
+    from app.export import depth_to_original
+    from mum.geometry import depth_to_world_points
+
+    S = recon.num_views
+    kept = _kept_mask(recon, fast)
+    pred = np.stack([depth_to_original(recon, i, recon.depth[i], cv2.INTER_NEAREST) for i in range(S)])
+    kept_o = np.stack([depth_to_original(recon, i, kept[i].astype(np.float32), cv2.INTER_NEAREST) for i in range(S)]) > 0.5
+    gt = np.stack(scene.depths).astype(np.float64)
+    gt_valid = gt > 0
+    if scene.masks is not None:
+        gt_valid &= np.stack(scene.masks)
+    out = depth_figures(pred, kept_o, gt, gt_valid)
+    unproject = lambda d, cams, K: depth_to_world_points(  # noqa: E731
+        torch.from_numpy(d), torch.from_numpy(cams[:, :3]), torch.from_numpy(np.asarray(K, np.float64))).numpy()
+    gt_world = unproject(gt, scene.cam_from_world_4x4(), np.stack(scene.intrinsics))
+    pred_world = unproject(np.nan_to_num(pred).astype(np.float64), recon.cam_from_world, recon.intrinsics)
+    cloud = kept_o & np.isfinite(pred) & (pred > 0)
+    both = np.flatnonzero((cloud & gt_valid).reshape(-1))
+    if len(both) >= 3:
+        both = np.random.default_rng(0).choice(both, min(len(both), 50_000), replace=False)
+        s, R, t = trimmed_similarity(pred_world.reshape(-1, 3)[both], gt_world.reshape(-1, 3)[both])
+        out.update(cloud_figures(s * pred_world[cloud] @ R.T + t, gt_world[gt_valid], float(np.median(gt[gt_valid]))))
+    out["auc30"], out["auc5"] = pose_aucs(recon.cam_from_world, scene.extrinsics)
+    return out
+
+
+def run_scene(model, scene, methods, sfm: SfmOnce) -> dict:
+    from app.pipeline import reconstruct_arrays
+    from mum.io import load_views
+
+    names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
+    row = {"views": len(names), "size": list(arrays[0].shape[1::-1])}
+    for method in methods:
+        t0 = time.perf_counter()
+        recon = reconstruct_arrays(model, names, arrays, options=pipeline_options(method), warn=lambda m: None)
+        seconds = time.perf_counter() - t0 - (0.0 if method == "fast" else sfm.seconds)
+        figures = evaluate(recon, scene, method == "fast")
+        figures.update(seconds=seconds, load_average=load_average()[0], depth_size=list(recon.depth_size))
+        if "stereo" in recon.meta:
+            figures["stereo"] = recon.meta["stereo"]
+        row[method] = figures
+        print(f"  {method:16s} AbsRel cloud {100 * figures.get('abs_rel_cloud', np.nan):5.1f} %  δ<1.25 "
+              f"{figures.get('delta_cloud', np.nan):5.1f} %  coverage {100 * figures['coverage']:5.1f} %  | maps "
+              f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} %  | "
+              f"acc/comp@2% {100 * figures.get('accuracy_0.02', np.nan):5.1f} / "
+              f"{100 * figures.get('completeness_0.02', np.nan):5.1f} %  AUC@5 {figures['auc5']:5.1f}  {seconds:6.1f} s",
+              flush=True)
+    return row
+
+
+def summarise(results: dict, methods, good_cameras: bool = False) -> dict:
+    """Means over the synthetic scenes, per method (``good_cameras``: over the scenes where the default path's
+    cameras reach AUC@5 ≥ ``GOOD_CAMERAS_AUC5``)."""
+    scenes = list(results["synthetic"].values())
+    if good_cameras:
+        scenes = [s for s in scenes if s.get("stereo", s.get("fitted", {})).get("auc5", 0) >= GOOD_CAMERAS_AUC5]
+    out = {"scenes": len(scenes)}
+    for method in methods:
+        rows = [s[method] for s in scenes if method in s]
+        keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))] if rows else []
+        out[method] = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+        per_view = [r["stereo"]["seconds_per_view"] for r in rows if "stereo" in r]
+        if per_view:
+            out[method]["stereo_seconds_per_view"] = float(np.mean(per_view))
+    return out
+
+
+def time_command(command: list[str], repeats: int, env: dict | None = None) -> dict:
+    """Median wall seconds of ``command`` over ``repeats`` fresh runs, with the load average before each."""
+    times, loads = [], []
+    for _ in range(repeats):
+        loads.append(load_average()[0])
+        t0 = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        times.append(time.perf_counter() - t0)
+    return {"seconds": float(np.median(times)), "runs": times, "load_average_1min": loads}
+
+
+def timing(scene: str, repeats: int, baseline: str | None) -> dict:
+    out = {"scene": scene}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, extra in (("fitted", ["--dense", "fitted"]), ("stereo", [])):
+            cmd = [sys.executable, "-m", "app.cli", str(ROOT / scene / "images"), "-o", f"{tmp}/{label}.ply",
+                   "--overwrite", "--quiet", *extra]
+            out[label] = time_command(cmd, repeats, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            print(f"  {scene} {label}: {out[label]['seconds']:.1f} s (median of {repeats}; load "
+                  f"{out[label]['load_average_1min']})", flush=True)
+        if baseline:  # the command of another checkout (its own default path), on the same images
+            commit = subprocess.run(["git", "-C", baseline, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+            cmd = [sys.executable, "-m", "app.cli", str(ROOT / scene / "images"), "-o", f"{tmp}/baseline.ply",
+                   "--overwrite", "--quiet"]
+            out["baseline"] = {"commit": commit, **time_command(cmd, repeats, env={**os.environ, "PYTHONPATH": baseline})}
+            print(f"  {scene} baseline {commit[:8]}: {out['baseline']['seconds']:.1f} s", flush=True)
+    return out
+
+
+def table(results: dict, key: str = "summary") -> str:
+    """The README's table: means over the held-out scenes (``key``: ``summary``, all of them, or
+    ``summary_good_cameras``), per method."""
+    names = {"fast": "`--fast`", "fitted": "`--dense fitted`",
+             "stereo": "**stereo (default)**: sweep, maps filled by the network",
+             "stereo_fill_cloud": "stereo, filled points also in the cloud",
+             "stereo_prior_range": "stereo, + hypotheses around the network's depth",
+             "stereo_prior_only": "stereo, hypotheses around the network's depth only",
+             "stereo_no_prior": "stereo alone (no network)"}
+    lines = ["| method | AbsRel % (cloud) | δ<1.25 % (cloud) | coverage % | AbsRel % (all maps) | accuracy % @2% | "
+             "completeness % @2% | F @2% | s / view (stereo) |", "|---|---|---|---|---|---|---|---|---|"]
+    for method, m in results[key].items():
+        if method == "scenes":
+            continue
+        per_view = f"{m['stereo_seconds_per_view']:.2f}" if "stereo_seconds_per_view" in m else "–"
+        lines.append(f"| {names.get(method, method)} | {100 * m['abs_rel_cloud']:.1f} | {m['delta_cloud']:.1f} | "
+                     f"{100 * m['coverage']:.1f} | {100 * m['abs_rel_maps']:.1f} | {100 * m['accuracy_0.02']:.1f} | "
+                     f"{100 * m['completeness_0.02']:.1f} | {100 * m['f_0.02']:.1f} | {per_view} |")
+    return "\n".join(lines)
+
+
+def summary_table(results: dict) -> str:
+    """The README's first table (every held-out scene); ``benchmarks/claims.yaml`` renders it."""
+    return table(results, "summary")
+
+
+def good_cameras_table(results: dict) -> str:
+    """The README's second table (scenes whose cameras are right); ``benchmarks/claims.yaml`` renders it."""
+    return table(results, "summary_good_cameras")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", type=int, default=6, help="held-out synthetic scenes (default 6)")
+    parser.add_argument("--views", type=int, default=12, help="views per synthetic scene (default 12)")
+    parser.add_argument("--start", type=int, default=0, help="first test-split index")
+    parser.add_argument("--kinds", default="room,object")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--timing-scene", default="demo/tum_freiburg")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default=None, metavar="DIR", help="a checkout whose command to time as well")
+    parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--table", action="store_true", help="print the README table of the results file and exit")
+    args = parser.parse_args()
+    if args.table:
+        data = json.loads(args.out.read_text())
+        print(table(data))
+        print()
+        print(table(data, "summary_good_cameras"))
+        return
+    import heads
+
+    run = start_run()
+    methods = [m for m in args.methods.split(",") if m]
+    model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
+    sfm = SfmOnce()
+    results = {"methods": methods, "thresholds": list(THRESHOLDS), "synthetic": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in make_synthetic(Path(tmp), args.scenes, args.views, kinds=args.kinds, start=args.start) if args.scenes else []:
+            scene = load_scene(path)
+            print(f"{path.name} ({len(scene.names)} views)", flush=True)
+            results["synthetic"][path.name] = run_scene(model, scene, methods, sfm)
+    if results["synthetic"]:
+        results["summary"] = summarise(results, methods)
+        results["summary_good_cameras"] = summarise(results, methods, good_cameras=True)
+        results["good_cameras_auc5"] = GOOD_CAMERAS_AUC5
+    if not args.no_timing:
+        results["timing"] = timing(args.timing_scene, args.repeats, args.baseline)
+    write_results(args.out, results, run)
+    if results["synthetic"]:
+        print(table(results))
+        print(table(results, "summary_good_cameras"))
+
+
+if __name__ == "__main__":
+    main()

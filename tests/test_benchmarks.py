@@ -1,0 +1,57 @@
+"""The benchmarks behind the docs' figures still run and write what the claims check reads: small runs of
+``benchmarks/real_scenes.py`` and ``benchmarks/model_eval.py`` into a temporary file (minutes each: slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> None:
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def assert_recorded(results: dict, script: str) -> None:
+    run_block = results["run"]
+    assert run_block["command"].startswith(f"python benchmarks/{script}")
+    assert run_block["commit"] and len(run_block["load_average_end"]) == 3 and run_block["versions"]["pycolmap"]
+
+
+@pytest.mark.slow
+def test_real_scenes_demo_rows(tmp_path):
+    out = tmp_path / "real_scenes.json"
+    run("real_scenes.py", "--quick", "--parts", "scenes", "--plain-seeds", "0", "1", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert_recorded(results, "real_scenes.py")
+    from benchmarks.real_scenes import scenes_table, timing_table
+
+    assert set(results["scenes"]) == {"demo/tum_freiburg", "demo/sacre_coeur", "demo/buddha"}
+    for name, row in results["scenes"].items():
+        plain = row["plain_sfm"]
+        assert plain["seeds"] == [0, 1] and len(plain["runs"]) == 2
+        assert plain["min"]["auc30"] <= plain["auc30"] <= plain["max"]["auc30"]
+        assert row["default"]["auc30"] > 90 and row["default"]["registered"] == row["views"], name
+        d = row["default"]
+        assert sum(d["stages_s"].values()) == pytest.approx(d["seconds"])
+        assert 0 < d["disagreement_cloud"] < d["disagreement_all"]
+    assert len(scenes_table(results).splitlines()) == len(timing_table(results).splitlines()) == 2 + 3
+
+
+@pytest.mark.slow
+def test_model_eval_small(tmp_path):
+    out = tmp_path / "model_eval.json"
+    run("model_eval.py", "--scenes", "2", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert_recorded(results, "model_eval.py")
+    from benchmarks.model_eval import real_table, synthetic_table
+
+    assert set(results["evaluations"]) == {"mum-default", "mum-tiny"}
+    assert sum(k["scenes"] for k in results["synthetic_by_kind"]["mum-default"].values()) == 2
+    assert len(synthetic_table(results).splitlines()) == 4 and len(real_table(results).splitlines()) == 6
