@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     suppress_health_check=list(HealthCheck))(given(strategy)(check)))
             try:
                 run()
-            except Exception as exc:  # noqa: BLE001 - hypothesis has printed the falsifying example
+            except Exception as exc:  # noqa: BLE001 - the traceback holds hypothesis's falsifying example
+                traceback.print_exc()
                 print(f"FAILED in round {rounds} ({name}, seed {args.seed + rounds}): {type(exc).__name__}: {exc}",
                       flush=True)
                 return 1
