@@ -512,7 +512,7 @@ def server_temp_dir(port: int):
                     empty.rmdir()
 
 
-STOP_GRACE_S = 20.0  # how long a stopping server waits for running requests to reach their next stage
+STOP_GRACE_S = 8.0  # how long a stopping server waits for running requests (docker stop kills after 10 s)
 
 
 def serve_until_stopped(app: gr.Blocks) -> None:

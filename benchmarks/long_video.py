@@ -236,16 +236,27 @@ def _top_view(gt: np.ndarray) -> tuple[int, int]:
 
 
 def plot_tracks(panels: dict, path: Path) -> None:
-    """One panel per sequence: the ground truth and each method's Sim(3)-aligned camera centres, top view."""
+    """One column per sequence: the ground truth and each method's Sim(3)-aligned camera centres (top view),
+    and below it each frame's camera-centre error after that alignment (what the top view is too coarse to show)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 5.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(6.0 * len(panels), 8.0), squeeze=False,
+                             gridspec_kw={"height_ratios": [5.2, 2.4]})
     styles = {"plain": dict(color="tab:orange", lw=1.2), "default": dict(color="tab:blue", lw=1.2),
               "previous": dict(color="tab:green", lw=1.0), "fast": dict(color="tab:gray", lw=0.8)}
-    for ax, (title, (gt, tracks)) in zip(axes[0], panels.items()):
+    for ax, err_ax, (title, (gt, tracks)) in zip(axes[0], axes[1], panels.items()):
+        for label, (aligned, metrics) in tracks.items():
+            frames = np.flatnonzero(metrics["have"])
+            err_ax.plot(frames, np.linalg.norm(aligned - gt[frames], axis=1), label=label,
+                        **styles.get(label.split()[0], {}))
+        err_ax.set_xlabel("frame")
+        err_ax.set_ylabel("centre error after Sim(3) (m or scene units)")
+        err_ax.set_xlim(0, len(gt) - 1)
+        err_ax.set_ylim(bottom=0)
+        err_ax.legend(fontsize=7, loc="best")
         x, y = _top_view(gt)
         ax.plot(gt[:, x], gt[:, y], "k--", lw=1.4, label="ground truth")
         ax.plot(gt[:1, x], gt[:1, y], "ko", ms=5)
@@ -298,11 +309,14 @@ def markdown_table(results: dict) -> str:
 
 
 def real_sequence(path: Path) -> tuple[Path, list[str], np.ndarray]:
-    """A real sequence folder: its ``images/`` folder, the frame names in order and their reference
-    camera-from-world ``[S, 4, 4]`` (``cameras_reference.json``)."""
-    reference = json.loads((path / "cameras_reference.json").read_text())["images"]
-    names = [entry["name"] for entry in reference]
-    gt = np.stack([np.array(entry["cam_from_world"], np.float64) for entry in reference])
+    """A real sequence folder: its ``images/`` folder, the frame names in order (sorted, as the command line
+    orders files) and their reference camera-from-world ``[S, 4, 4]`` (``cameras_reference.json``, either
+    layout the cameras reader takes)."""
+    from mum.data.readers.common import load_cameras_file
+
+    reference = load_cameras_file(path / "cameras_reference.json")
+    names = sorted(reference)
+    gt = np.stack([reference[n]["cam_from_world"] for n in names]).astype(np.float64)
     return path / "images", names, gt
 
 
@@ -335,31 +349,49 @@ def measure(method: str, inputs: Path, names: list[str], gt: np.ndarray, out: Pa
         else:
             row.update(points=summary.get("points"), sfm=summary.get("sfm"), sequence_summary=summary.get("sequence"),
                        chunks=summary.get("chunks", {}).get("count", 1))
-        track = (aligned, {**metrics, "cameras": int(have.sum())})
+        track = (aligned, {**metrics, "cameras": int(have.sum()), "have": have})
     print(table([row]).splitlines()[-1], flush=True)
     return row, track
+
+
+def _real_run_folder(cache: Path, label: str, method: str) -> Path:
+    return cache / "runs" / f"real_{label}_{method}"
+
+
+def real_panels(folders: list[str], results: dict, cache: Path) -> dict:
+    """The plot's panels of the real sequences: each successful run of ``results`` read back from its output
+    folder under ``cache`` (its ``cameras.json``), Sim(3)-aligned to the reference."""
+    panels = {}
+    for folder in map(Path, folders):
+        _, names, gt = real_sequence(folder)
+        tracks = {}
+        for row in results["runs"]:
+            if row["sequence"] == folder.name and row["exit"] == 0:
+                cams = load_cameras(_real_run_folder(cache, folder.name, row["method"]), names)
+                metrics = trajectory_metrics(cams, gt)
+                tracks[_label(row["method"])] = (metrics["aligned_centres"],
+                                                 {**metrics, "cameras": int(metrics["have"].sum())})
+        panels[f"{folder.name}, {len(names)} frames"] = (trajectory_metrics(gt, gt)["gt_centres"], tracks)
+    return panels
 
 
 def main_real(args, run: dict) -> None:
     out_json = Path(args.out or REAL_OUT)
     cache = Path(args.cache)
+    if args.plot_only:  # the picture again from the results file and the runs' outputs still in the cache
+        plot_tracks(real_panels(args.real, json.loads(out_json.read_text()), cache), plot_path(out_json))
+        print(f"wrote {plot_path(out_json)}")
+        return
     results = {"settings": {"methods": args.methods, "model": "mum-default (bundled)"}, "runs": []}
-    panels = {}
-    for folder in args.real:
-        folder = Path(folder)
+    for folder in map(Path, args.real):
         images, names, gt = real_sequence(folder)
-        label = folder.name
-        tracks = {}
         for method in args.methods:
-            row, track = measure(method, images, names, gt, cache / "runs" / f"real_{label}_{method}", [], run,
-                                 sequence=label, input="images")
+            row, _ = measure(method, images, names, gt, _real_run_folder(cache, folder.name, method), [], run,
+                             sequence=folder.name, input="images")
             results["runs"].append(row)
-            if track is not None:
-                tracks[_label(method)] = track
             write_results(out_json, results, run)
-        panels[f"{label}, {len(names)} frames"] = (trajectory_metrics(gt, gt)["gt_centres"], tracks)
     print(table(results["runs"]))
-    plot_tracks(panels, plot_path(out_json))
+    plot_tracks(real_panels(args.real, results, cache), plot_path(out_json))
     print(f"wrote {out_json} and {plot_path(out_json)}")
 
 
@@ -415,6 +447,8 @@ def main() -> None:
     parser.add_argument("--video", action="store_true", help="also the longest synthetic sequence as an MPEG-4 video")
     parser.add_argument("--cache", default="/tmp/mum-long-video-cache")
     parser.add_argument("--out", default=None, help="results file (default: long_video_real_cpu.json / long_video_cpu.json)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="with --real: redraw the plot from the results file and the runs' outputs in --cache")
     parser.add_argument("--plain-worker", nargs=2, metavar=("IMAGES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_worker:

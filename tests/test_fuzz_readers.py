@@ -26,7 +26,6 @@ import resource
 import signal
 import struct
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from hypothesis import strategies as st
 
 from mum.data.readers.schema import check_camera
 from mum.errors import UserError
+from tests.test_fuzz_inputs import no_warnings_escape
 
 SCALE = float(os.environ.get("MUM_FUZZ_SCALE", "1"))
 FUZZ = settings(max_examples=int(40 * SCALE), deadline=None, database=None,
@@ -43,6 +43,7 @@ FUZZ = settings(max_examples=int(40 * SCALE), deadline=None, database=None,
 CHILD_TIMEOUT_S = 60  # a forked reader that takes longer hangs
 CHILD_MEMORY = 1 << 30  # bytes a forked reader may allocate beyond what the test process holds
 EXAMPLES = {"cameras": 0, "colmap": 0, "config": 0}  # examples run (scripts/fuzz_readers.py reports them)
+MODEL_MEMORY = 3 << 29  # 1.5 GiB a model load or build under test may map beyond what the test process maps
 RAW = "\x00raw:"  # a string value replaced by a raw JSON token (1e400, NaN, deep nesting) when written
 
 
@@ -195,14 +196,6 @@ def json_files(draw) -> tuple[str, bytes, list[dict]]:
     return layout, data, cams
 
 
-@contextlib.contextmanager
-def no_warnings_escape():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    assert [str(w.message) for w in caught] == []
-
-
 def check_user_error(exc: UserError, named: Path) -> None:
     text = str(exc)
     assert "\n" not in text and len(text) < 600, text
@@ -341,6 +334,30 @@ def colmap_models(draw) -> dict[str, bytes]:
     return draw(colmap_mutation(files))
 
 
+def _mapped_bytes() -> int:
+    """This process's virtual memory (VmSize), bytes."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+
+
+@contextlib.contextmanager
+def memory_cap(extra: int = MODEL_MEMORY):
+    """Within the block, this process may map at most ``extra`` more bytes (a soft ``RLIMIT_AS``, restored
+    after): a model whose config slips through its checks fails the test with "out of memory" instead of
+    exhausting the machine (an unchecked encoder depth of 100,000 allocates 11 GB)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _mapped_bytes() + extra
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def in_child(fn, *args):
     """``fn(*args)`` in a forked child under a memory limit (what this process holds + :data:`CHILD_MEMORY`)
     and :data:`CHILD_TIMEOUT_S`; returns what it returned, or re-raises what it raised (pickled), or fails
@@ -351,8 +368,7 @@ def in_child(fn, *args):
         code = 0
         try:
             os.close(read)
-            with open("/proc/self/status") as fh:
-                vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            vm = _mapped_bytes()
             resource.setrlimit(resource.RLIMIT_AS, (vm + CHILD_MEMORY, vm + CHILD_MEMORY))
             signal.alarm(CHILD_TIMEOUT_S)
             try:
@@ -505,7 +521,7 @@ def check_model_config(document) -> None:
     from heads.registry import load_model
     from mum.checkpoint import MAX_PARAMETERS
 
-    with no_warnings_escape():
+    with no_warnings_escape(), memory_cap():
         try:
             config = ReconstructorConfig.from_dict(json.loads(serialise(document)))
         except UserError as exc:

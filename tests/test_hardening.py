@@ -21,6 +21,7 @@ from PIL import Image
 from app import export, export_formats
 from app.cli import main
 from tests.test_export import make_recon
+from tests.test_fuzz_readers import memory_cap
 
 FAST = ["--fast", "--model", "mum-tiny", "--size", "64", "--quiet"]
 SIZE = (48, 32)
@@ -337,19 +338,9 @@ def test_row10_a_duration_that_lies_drops_no_frames(tmp_path, capsys):
 # ---------------------------------------------------------------------------- row 11: pixel limit from header
 def _png_header_bomb(path: Path, side: int) -> Path:
     """A valid 1-bit PNG of ``side`` x ``side`` black pixels: a few KB on disk."""
-    import struct
-    import zlib
+    from tests.test_cli_safety import _png_bomb
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    row = b"\x00" * (1 + (side + 7) // 8)
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row * 1000) for _ in range(side // 1000)) + z.compress(row * (side % 1000)) + z.flush()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
+    return _png_bomb(path, side)
 
 
 @pytest.mark.parametrize("how", ["--max-pixels 2e8", "--max-pixels 200_000_000", "MUM_MAX_PIXELS=2e8"])
@@ -420,8 +411,16 @@ ROW13 = {
 }
 
 
+@pytest.fixture()
+def capped_memory():
+    """The model rows run under :func:`memory_cap` (a model built despite its claimed size
+    fails the test instead of exhausting the machine)."""
+    with memory_cap():
+        yield
+
+
 @pytest.mark.parametrize("case", list(ROW13))
-def test_row13_malformed_model_configs_are_one_line(tmp_path, capsys, case):
+def test_row13_malformed_model_configs_are_one_line(tmp_path, capsys, capped_memory, case):
     """Row 13: a ``mum.config`` nested 100,000 deep, ``patch_size`` 0, ``num_heads`` 0 or ``embed_dim`` "big"
     gave tracebacks."""
     _image(tmp_path / "in" / "a.png")
@@ -432,7 +431,7 @@ def test_row13_malformed_model_configs_are_one_line(tmp_path, capsys, case):
 
 
 @pytest.mark.parametrize("case", ["encoder depth 100,000", "aggregator depth 100,000", "vitl16 in a tiny file"])
-def test_row12_a_claimed_model_is_refused_before_it_is_built(tmp_path, capsys, case):
+def test_row12_a_claimed_model_is_refused_before_it_is_built(tmp_path, capsys, capped_memory, case):
     """Row 12: a safetensors file of a few hundred bytes whose ``mum.config`` claimed encoder depth 100,000 had
     its model built before the keys were checked (11 GB in 26 s, then "out of memory"). Its config is checked
     and the model built on the meta device and compared with the file's header first."""
@@ -463,15 +462,23 @@ runpy.run_module("app.cli", run_name="__main__")
 """
 
 
+CHILD_ADDRESS_SPACE = 6 << 30  # bytes a measured command may map
+
+
 def _peak_rss_kib(tmp_path: Path, *argv) -> tuple[int, str]:
     """The command's own peak RSS (VmHWM, KiB) and its stderr, in a fresh process."""
+    import resource
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[1]
     record = tmp_path / f"peak_{len(list(tmp_path.glob('peak_*')))}"
+
+    def cap() -> None:  # a fresh interpreter with torch maps ~2 GB; a model built despite its checks fails
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_ADDRESS_SPACE, CHILD_ADDRESS_SPACE))
+
     proc = subprocess.run([sys.executable, "-c", _PEAK, str(record), *map(str, argv)], cwd=repo, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, preexec_fn=cap)
     return int(record.read_text()), proc.stderr
 
 
@@ -487,7 +494,7 @@ def test_row12_memory_of_a_refused_model_is_that_of_any_error(tmp_path):
     assert refused < 1.5 * baseline, (refused, baseline)
 
 
-def test_row21_a_raw_pickle_is_refused_without_torchs_warning(tmp_path, capsys):
+def test_row21_a_raw_pickle_is_refused_without_torchs_warning(tmp_path, capsys, capped_memory):
     """Row 21: a raw pickle ``.pt`` as ``--weights`` was refused, but torch's two-line pickle warning came
     first. It is refused from its first bytes, before torch unpickles anything."""
     import pickle

@@ -40,7 +40,10 @@ def printer(quiet):
         say(message)
         print("STAGE " + message, file=sys.stderr, flush=True)
         if hold_at is not None and message.startswith(hold_at):
-            time.sleep(120)  # the signal comes while the stage is held here
+            # the signal comes while the stage is held here; short sleeps, as Python runs a handler between
+            # bytecodes: a signal landing after the print but before one long sleep would wait for its end
+            for _ in range(2400):
+                time.sleep(0.05)
     return stage
 app.cli._stage_printer = printer
 sys.exit(app.cli.main(sys.argv[1:]))

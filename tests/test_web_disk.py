@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
-from web_support import DEMO_IMAGES, CountingModel, start_server, tiny_model
+from web_support import DEMO_IMAGES, CountingModel, files_in, rss_mb, start_server, tiny_model, wait_for
 
 MAX_FILES = 6
 MAX_FILE_MB = 24.0
@@ -35,38 +35,8 @@ SOAK_RSS_GROWTH_MB = 300  # stated bound: the process's memory after the soak vs
 SOAK_TIME_S = 60
 
 
-def files_in(folder: Path) -> dict[str, int]:
-    """Every file under ``folder`` (relative path → size)."""
-    out = {}
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            try:
-                out[os.path.relpath(path, folder)] = os.lstat(path).st_size
-            except OSError:
-                pass
-    return out
-
-
 def disk(folder: Path) -> int:
     return sum(files_in(folder).values())
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def images(n: int) -> list:

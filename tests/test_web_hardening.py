@@ -28,37 +28,12 @@ import pytest
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
-from web_support import DEMO_IMAGES, REPO, SFM_VIEWS, free_port, start_server, tiny_model, wait_http
+from web_support import (DEMO_IMAGES, REPO, SFM_VIEWS, files_in, free_port, rss_mb, start_server, tiny_model,
+                         wait_for, wait_http)
 
 from tests.test_hardening import _mkv_duration, _video
 
 BUDGET_MB = 24.0
-
-
-def files_in(folder: Path) -> dict[str, int]:
-    out = {}
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            try:
-                out[os.path.relpath(path, folder)] = os.lstat(path).st_size
-            except OSError:
-                pass
-    return out
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,38 @@ def tiny_model() -> Any:
     return model
 
 
+def files_in(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` (relative path → size)."""
+    out = {}
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                out[os.path.relpath(path, folder)] = os.lstat(path).st_size
+            except OSError:
+                pass
+    return out
+
+
+def rss_mb() -> float:
+    """This process's resident memory, MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    """Poll ``condition()`` until it holds or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
