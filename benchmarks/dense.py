@@ -103,6 +103,36 @@ class SfmOnce:
         return copy.deepcopy(self.result)
 
 
+class MatchOnce:
+    """Matches each view once per scene for the stereo variants that match alike (without the prior's
+    hypotheses: ``stereo``, ``stereo_fill_cloud``, ``stereo_no_prior`` differ only after matching): the same
+    cameras (:class:`SfmOnce`) and images give the same depth, so a later variant reuses it. ``hits``: views
+    reused since the last :meth:`reset` (that variant's matching time is then not a measurement)."""
+
+    def __init__(self) -> None:
+        import app.multiview_stereo as mvs
+
+        self.mvs, self.match_view = mvs, mvs.match_view
+        self.scene, self.cache, self.hits = None, {}, 0
+        mvs.match_view = self
+
+    def reset(self, scene) -> None:
+        if scene is not self.scene:
+            self.scene, self.cache = scene, {}
+        self.hits = 0
+
+    def __call__(self, ref, sources, guide, depth_range, options):
+        if guide is not None:  # the prior's hypotheses: not shared
+            return self.match_view(ref, sources, guide, depth_range, options)
+        key = hash((ref.image.tobytes(), ref.K.tobytes(), ref.cam_from_world.tobytes(), tuple(depth_range), options,
+                    tuple((s.image.tobytes(), s.K.tobytes(), s.cam_from_world.tobytes()) for s in sources)))
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        self.cache[key] = result = self.match_view(ref, sources, guide, depth_range, options)
+        return result
+
+
 def _kept_mask(recon, fast: bool) -> np.ndarray:
     """``[S, h, w]``: the dense pixels the exported cloud keeps (validity and the default confidence filter)."""
     from app.reconstruction import default_conf_percentile
@@ -205,13 +235,14 @@ def evaluate(recon, scene, fast: bool) -> dict:
     return out
 
 
-def run_scene(model, scene, methods, sfm: SfmOnce) -> dict:
+def run_scene(model, scene, methods, sfm: SfmOnce, matches: MatchOnce) -> dict:
     from app.pipeline import reconstruct_arrays
     from mum.io import load_views
 
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
     row = {"views": len(names), "size": list(arrays[0].shape[1::-1])}
     for method in methods:
+        matches.reset(scene)
         t0 = time.perf_counter()
         recon = reconstruct_arrays(model, names, arrays, options=pipeline_options(method), warn=lambda m: None)
         seconds = time.perf_counter() - t0 - (0.0 if method == "fast" else sfm.seconds)
@@ -219,12 +250,16 @@ def run_scene(model, scene, methods, sfm: SfmOnce) -> dict:
         figures.update(seconds=seconds, load_average=load_average()[0], depth_size=list(recon.depth_size))
         if "stereo" in recon.meta:
             figures["stereo"] = recon.meta["stereo"]
+            if matches.hits:  # matched by an earlier variant: its times are not this variant's
+                figures["stereo"].update(matching_reused_views=matches.hits, seconds_per_view=None)
+                figures["seconds"] = None
         row[method] = figures
         print(f"  {method:16s} AbsRel cloud {100 * figures.get('abs_rel_cloud', np.nan):5.1f} %  δ<1.25 "
               f"{figures.get('delta_cloud', np.nan):5.1f} %  coverage {100 * figures['coverage']:5.1f} %  | maps "
               f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} %  | "
               f"acc/comp@2% {100 * figures.get('accuracy_0.02', np.nan):5.1f} / "
-              f"{100 * figures.get('completeness_0.02', np.nan):5.1f} %  AUC@5 {figures['auc5']:5.1f}  {seconds:6.1f} s",
+              f"{100 * figures.get('completeness_0.02', np.nan):5.1f} %  AUC@5 {figures['auc5']:5.1f}  "
+              + (f"{seconds:6.1f} s" if figures["seconds"] is not None else "matching reused"),
               flush=True)
     return row
 
@@ -238,9 +273,10 @@ def summarise(results: dict, methods, good_cameras: bool = False) -> dict:
     out = {"scenes": len(scenes)}
     for method in methods:
         rows = [s[method] for s in scenes if method in s]
-        keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))] if rows else []
-        out[method] = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
-        per_view = [r["stereo"]["seconds_per_view"] for r in rows if "stereo" in r]
+        keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float))})
+        out[method] = {k: float(np.nanmean([np.nan if r.get(k) is None else r[k] for r in rows])) for k in keys}
+        per_view = [r["stereo"]["seconds_per_view"] for r in rows
+                    if "stereo" in r and r["stereo"]["seconds_per_view"] is not None]
         if per_view:
             out[method]["stereo_seconds_per_view"] = float(np.mean(per_view))
     return out
@@ -331,13 +367,13 @@ def main() -> None:
     run = start_run()
     methods = [m for m in args.methods.split(",") if m]
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
-    sfm = SfmOnce()
+    sfm, matches = SfmOnce(), MatchOnce()
     results = {"methods": methods, "thresholds": list(THRESHOLDS), "synthetic": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for path in make_synthetic(Path(tmp), args.scenes, args.views, kinds=args.kinds, start=args.start) if args.scenes else []:
             scene = load_scene(path)
             print(f"{path.name} ({len(scene.names)} views)", flush=True)
-            results["synthetic"][path.name] = run_scene(model, scene, methods, sfm)
+            results["synthetic"][path.name] = run_scene(model, scene, methods, sfm, matches)
     if results["synthetic"]:
         results["summary"] = summarise(results, methods)
         results["summary_good_cameras"] = summarise(results, methods, good_cameras=True)

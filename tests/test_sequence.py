@@ -55,6 +55,7 @@ def _rotation(axis, angle) -> np.ndarray:
     ([f"frame_{i}.png" for i in (1, 2, 3, 10)], True),
     (["1341847980.722988.png", "1341847981.726650.png", "1341847982.730674.png"], True),
     (["frame_1.png", "frame_10.png", "frame_2.png"], False),  # sorted by name, not by number: not in order
+    (["f_1.png", "f_01.png", "f_2.png"], False),  # one number twice: the order is not known
     (["a_1.png", "b_2.png", "c_3.png"], False),  # different prefixes
     (["cat.png", "dog.png", "eel.png"], False),
 ])
