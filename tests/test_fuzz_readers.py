@@ -178,7 +178,8 @@ def json_files(draw) -> tuple[str, bytes, list[dict]]:
         entries = []
         if isinstance(document, dict):
             entries = document.get("images") or document.get("frames") or document.get("cameras") or []
-            entries = list(entries.values()) if isinstance(entries, dict) else entries
+            entries = (list(entries.values()) if isinstance(entries, dict)  # broken() may have made it anything
+                       else entries if isinstance(entries, list) else [])
         if draw(st.booleans()) and entries and isinstance(entries[0], dict) and entries[0]:
             entries[0][draw(st.sampled_from(sorted(entries[0])))] = deep
         else:
