@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from app.cli_common import (
+from app.engine.runtime import (
     EXIT_INTERRUPTED,
     EXIT_OUT_OF_MEMORY,
     EXIT_USER_ERROR,
     choose_device,
     friendly_errors,
 )
-from app.dense_options import DENSE_MODES, MAX_DENSE_SIZE
+from app.engine.dense_options import DENSE_MODES, MAX_DENSE_SIZE
 from mum.errors import UserError
 from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
 from mum.schema import strict_json
@@ -161,10 +161,10 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
 
     Nothing already at ``out`` is replaced without ``--overwrite``, not even what appeared during the run; with
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
-    from app import export
+    from app.exports import project_formats as export
 
     if "chunks" in recon.meta:  # a long input: built view block by view block, voxel down-sampled to the budget
-        from app.point_budget import voxel_point_cloud
+        from app.engine.point_budget import voxel_point_cloud
 
         cloud = voxel_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
                                   mask_background=args.mask_background, source=args.points_from)
@@ -200,7 +200,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
 
 def conf_percentile(args: argparse.Namespace) -> float:
     """The confidence percentile in force: the user's, else 50 with ``--fast`` and 0 otherwise."""
-    from app.reconstruction import default_conf_percentile
+    from app.engine.reconstruction import default_conf_percentile
 
     if args.conf_percentile is not None:
         return args.conf_percentile
@@ -280,9 +280,9 @@ def compile_model(model, say: Callable[[str], None]) -> float:
 
 def _known_cameras(args: argparse.Namespace, inputs: list[Path], source, say: Callable[[str], None]):
     """What ``--cameras`` and the photos' EXIF say about each view of ``source`` (an
-    :class:`app.view_source.ViewSource`; :mod:`app.known_cameras`)."""
+    :class:`app.engine.view_source.ViewSource`; :mod:`app.engine.known_cameras`)."""
     from mum.io import view_names
-    from app.known_cameras import known_cameras
+    from app.engine.known_cameras import known_cameras
 
     all_names = None
     if source.photos is not None:  # every input's view name, before --stride/--max-frames: an entry naming a dropped one is fine
@@ -312,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
 
     import heads
-    from app.chunked import reconstruct_views
-    from app.pipeline import PipelineOptions
-    from app.view_source import open_views
+    from app.engine.chunked import reconstruct_views
+    from app.engine.pipeline import PipelineOptions
+    from app.engine.view_source import open_views
 
     scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit
     atexit.register(scratch.cleanup)
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {args.model} has no bundled weights and no --weights was given: random weights, for testing "
               f"only (the trained default is {heads.DEFAULT_MODEL})", file=sys.stderr)
     # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
-    from app.dense_options import DenseOptions
+    from app.engine.dense_options import DenseOptions
 
     options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull,
                               dense=DenseOptions(mode=args.dense or "stereo", size=args.dense_size))

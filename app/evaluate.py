@@ -122,7 +122,7 @@ def print_table(groups: dict[str, dict[str, float]]) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from heads.registry import load_model
 
-    from app.cli_common import choose_device
+    from app.engine.runtime import choose_device
 
     if args.synthetic < 0 or (not args.synthetic and not args.scene):
         raise UserError("nothing to evaluate: give --synthetic N (N ≥ 1) and/or --scene PATH")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from app.cli_common import choose_device, friendly_errors
+from app.engine.runtime import choose_device, friendly_errors
 from mum.io import list_image_paths, load_images, preprocess
 from mum.config import ENCODER_PRESETS
 from mum.encoder import build_encoder

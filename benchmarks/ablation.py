@@ -77,7 +77,7 @@ def sfm_depth_figures(recon, scene) -> dict:
 
 
 def run_default(model, scene, names, arrays, **options) -> tuple[dict, object]:
-    from app.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
 
     t0 = time.perf_counter()
     recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(native_log="/dev/null", **options),
@@ -103,8 +103,8 @@ def without_placement(recon, scene) -> dict:
 
 
 def measure_scene(model, path: Path, label: str, synthetic: bool, run: dict) -> dict:
-    from app.pipeline import PipelineOptions
-    from app.sfm import SfmOptions
+    from app.engine.pipeline import PipelineOptions
+    from app.engine.sfm import SfmOptions
     from benchmarks.known_cameras import depth_figures
     from mum.io import load_views
 

@@ -46,9 +46,9 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     t = {"start": time.time()}
     import app.cli as cli  # noqa: F401  (mum first: CPU threading policy)
     import heads
-    from app import export  # noqa: F401
+    from app.exports import project_formats as export# noqa: F401
     from mum.io import load_views
-    from app.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
     import plyfile  # noqa: F401
 
     t["imports"] = time.time()

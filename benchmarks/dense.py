@@ -68,9 +68,9 @@ GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are rig
 
 
 def pipeline_options(method: str):
-    from app.dense_options import DenseOptions
-    from app.pipeline import PipelineOptions
-    from app.stereo import StereoOptions
+    from app.engine.dense_options import DenseOptions
+    from app.engine.pipeline import PipelineOptions
+    from app.engine.stereo import StereoOptions
 
     dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),
              "stereo_fill_cloud": DenseOptions(fill="cloud"),
@@ -87,7 +87,7 @@ class SfmOnce:
     run would give the same cameras; this only saves its time). ``seconds``: SfM time spent in the last call."""
 
     def __init__(self) -> None:
-        import app.geometric_reconstruction as geometric
+        import app.engine.geometric_reconstruction as geometric
 
         self.geometric, self.run_sfm = geometric, geometric.run_sfm
         self.key, self.result, self.seconds = None, None, 0.0
@@ -110,7 +110,7 @@ class MatchOnce:
     reused since the last :meth:`reset` (that variant's matching time is then not a measurement)."""
 
     def __init__(self) -> None:
-        import app.multiview_stereo as mvs
+        import app.engine.multiview_stereo as mvs
 
         self.mvs, self.match_view = mvs, mvs.match_view
         self.scene, self.cache, self.hits = None, {}, 0
@@ -135,7 +135,7 @@ class MatchOnce:
 
 def _kept_mask(recon, fast: bool) -> np.ndarray:
     """``[S, h, w]``: the dense pixels the exported cloud keeps (validity and the default confidence filter)."""
-    from app.reconstruction import default_conf_percentile
+    from app.engine.reconstruction import default_conf_percentile
 
     keep = np.isfinite(recon.depth) & (recon.depth > 0)
     if recon.valid is not None:
@@ -209,7 +209,7 @@ def evaluate(recon, scene, fast: bool) -> dict:
     import cv2
     import torch
 
-    from app.export import depth_to_original
+    from app.exports.project_formats import depth_to_original
     from mum.geometry import depth_to_world_points
 
     S = recon.num_views
@@ -236,7 +236,7 @@ def evaluate(recon, scene, fast: bool) -> dict:
 
 
 def run_scene(model, scene, methods, sfm: SfmOnce, matches: MatchOnce) -> dict:
-    from app.pipeline import reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
     from mum.io import load_views
 
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])

@@ -13,7 +13,7 @@ budget is skipped and recorded as such, never cut short silently):
    backend = the explicit softmax, xformers = SDPA when xformers runs, CUDA = CPU in float32, memory linear in
    frames, outputs gathered off the GPU, compiled = eager, fused AdamW).
 3. ``xformers`` (with ``--xformers DIR``: a folder holding an installed xformers, e.g. the pinned 0.0.35 wheel,
-   built for torch 2.10.0+cu128): the same GPU tests with it importable, ``python -m app.self_check`` with
+   built for torch 2.10.0+cu128): the same GPU tests with it importable, ``python -m app.engine.self_check`` with
    ``auto`` (must succeed; one ``warning:`` line when its kernels do not run with this torch) and with
    ``MUM_ATTENTION=xformers`` (must fail with one ``error:`` line and exit 2 when they do not run).
 4. ``predict``: ``benchmarks/inference.py``: mum-vitl16 at 1, 10, 50, 100, 200, 500, 1000 frames of 512 × 512
@@ -133,7 +133,7 @@ def xformers_stage(runner: Runner, folder: Path, device: str) -> dict:
     out: dict[str, Any] = {"folder": str(folder), "versions": lines[0] if lines else None, "kernels_run": works}
     out["tests"] = pytest_summary(runner.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--runslow",
                                               *GPU_TESTS], env))
-    check = [sys.executable, "-m", "app.self_check", "--model", "mum-tiny", "--device", device]
+    check = [sys.executable, "-m", "app.engine.self_check", "--model", "mum-tiny", "--device", device]
     auto = runner.run(check, env)
     explicit = runner.run(check, {**env, "MUM_ATTENTION": "xformers"})
     warnings = [line for line in auto.pop("stderr_lines", []) if line.startswith("warning:")]

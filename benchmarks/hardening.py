@@ -183,7 +183,7 @@ def web_case(inp: dict, folder: Path) -> dict:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     env.update(PYTHONPATH=str(ROOT), TMPDIR=str(folder))
-    proc = subprocess.Popen([sys.executable, "-m", "app.web", "--port", str(port), "--model", "mum-tiny", "--size",
+    proc = subprocess.Popen([sys.executable, "-m", "app.web.server", "--port", str(port), "--model", "mum-tiny", "--size",
                              "64", "--quiet"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     try:

@@ -13,7 +13,7 @@ For every scene (the demo scenes with reference cameras, ``demo/synthetic_room``
   pose was *not* given (what registration achieved);
 * **all poses**: every reference pose given and kept (AUC is 100 by construction: only depth is predicted).
 
-The cameras file is written as a ``cameras.json`` and read through :func:`app.known_cameras.known_cameras`,
+The cameras file is written as a ``cameras.json`` and read through :func:`app.engine.known_cameras.known_cameras`,
 the path the CLI takes. Figures: pose AUC@30 / AUC@5 over all view pairs (pair error = max of rotation and
 translation-direction error, degrees), registered views (given or SfM), seconds from decoded images to the
 result; on synthetic scenes depth AbsRel (per-image median scaling, :func:`heads.metrics.depth_metrics`),
@@ -69,7 +69,7 @@ def depth_figures(recon, scene) -> dict:
     """Depth AbsRel (per image, and with one scale for the scene) and point accuracy against exact depth."""
     import cv2
 
-    from app.export import depth_to_original
+    from app.exports.project_formats import depth_to_original
     from mum.geometry import depth_to_world_points
     from heads.metrics import depth_metrics, pointcloud_metrics
 
@@ -100,8 +100,8 @@ def depth_figures(recon, scene) -> dict:
 
 def run(model, scene, mode: str, folder: Path) -> dict:
     from mum.io import load_views
-    from app.known_cameras import known_cameras
-    from app.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.known_cameras import known_cameras
+    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
 
     paths = [str(scene.root / "images" / n) for n in scene.names]
     names, arrays = load_views(paths)

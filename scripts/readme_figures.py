@@ -24,9 +24,9 @@ import heads  # noqa: E402
 import torch  # noqa: E402
 
 from mum.io import load_views  # noqa: E402
-from app.pipeline import PipelineOptions, reconstruct_arrays  # noqa: E402
-from app.reconstruction import default_conf_percentile  # noqa: E402
-from app.snapshot import input_strip, render_reconstruction  # noqa: E402
+from app.engine.pipeline import PipelineOptions, reconstruct_arrays  # noqa: E402
+from app.engine.reconstruction import default_conf_percentile  # noqa: E402
+from app.exports.snapshot import input_strip, render_reconstruction  # noqa: E402
 from heads.metrics import pose_auc, relative_pose_errors  # noqa: E402
 from mum.data.readers import read_scene  # noqa: E402
 
@@ -65,8 +65,8 @@ def figure(scene: str, model) -> Path:
 def dense_figure(scene: str, model) -> Path:
     """``docs/dense_<scene>.png``: the default path's cloud with ``--dense fitted`` (left, the depth before
     stereo) and with stereo (right, the default), from the same viewpoint, over a close-up of both."""
-    from app.dense_options import DenseOptions
-    from app.snapshot import virtual_camera
+    from app.engine.dense_options import DenseOptions
+    from app.exports.snapshot import virtual_camera
 
     ref = read_scene(ROOT / "demo" / scene)
     names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])

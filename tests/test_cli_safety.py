@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from app.cli import FOLDER_ENTRIES, main
-from app.cli_common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from app.engine.runtime import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from mum.errors import UserError
 from mum.files import atomic_dir, atomic_path, check_output_path, remove_stale_temporaries, rename_noreplace
 
@@ -242,11 +242,11 @@ def test_merge_protects_inputs_at_the_last_moment(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- 3. no silent replacement
 @pytest.mark.parametrize("out_name", ["scene.ply", "cameras.json", "folder"])
 def test_output_that_appears_during_the_run_is_kept(tmp_path: Path, capsys, monkeypatch, out_name: str) -> None:
-    import app.pipeline
+    import app.engine.pipeline
 
     inputs = _inputs(tmp_path)
     out = tmp_path / out_name
-    real = app.pipeline.reconstruct_arrays
+    real = app.engine.pipeline.reconstruct_arrays
 
     def intruder(*args, **kwargs):
         recon = real(*args, **kwargs)
@@ -259,7 +259,7 @@ def test_output_that_appears_during_the_run_is_kept(tmp_path: Path, capsys, monk
             out.write_text("another run")
         return recon
 
-    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", intruder)
+    monkeypatch.setattr(app.engine.pipeline, "reconstruct_arrays", intruder)
     code, err = _run(capsys, inputs, "-o", out, *FAST)
     _one_line(code, err, "appeared while this run was writing it")
     assert (out / "theirs.txt" if out_name == "folder" else out).read_text() == "another run"
@@ -271,12 +271,12 @@ def test_output_that_appears_during_the_run_is_kept(tmp_path: Path, capsys, monk
 
 
 def test_appeared_output_replaced_with_overwrite(tmp_path: Path, capsys, monkeypatch) -> None:
-    import app.pipeline
+    import app.engine.pipeline
 
     inputs = _inputs(tmp_path)
     out = tmp_path / "scene.ply"
-    real = app.pipeline.reconstruct_arrays
-    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: (out.write_text("x"), real(*a, **k))[1])
+    real = app.engine.pipeline.reconstruct_arrays
+    monkeypatch.setattr(app.engine.pipeline, "reconstruct_arrays", lambda *a, **k: (out.write_text("x"), real(*a, **k))[1])
     code, err = _run(capsys, inputs, "-o", out, *FAST, "--overwrite")
     assert code == 0, err
     assert out.read_bytes().startswith(b"ply") and _hidden(tmp_path) == []  # the file that appeared was replaced
@@ -401,12 +401,12 @@ def _default_signals() -> None:
 
 _SLOW_EXPORT = """
 import sys, time
-import app.export
+import app.exports.project_formats
 def slow(*args, **kwargs):
     print("SLOW-EXPORT", file=sys.stderr, flush=True)
     for _ in range(2400):  # short sleeps: a signal landing before one long sleep would wait for its end
         time.sleep(0.05)
-app.export.{fn} = slow
+app.exports.project_formats.{fn} = slow
 from app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -421,7 +421,7 @@ def test_signals_clean_up_temporaries(tmp_path: Path, sig: int, out_name: str, f
     inputs = _inputs(tmp_path)
     out = tmp_path / out_name
     if fn == "write_ply":  # a slow writer *inside* the atomic temporary: it exists when the signal comes
-        script = _SLOW_EXPORT.replace("def slow(*args, **kwargs):", "real = app.export.atomic_path\n"
+        script = _SLOW_EXPORT.replace("def slow(*args, **kwargs):", "real = app.exports.project_formats.atomic_path\n"
                                       "def slow(path, cloud, overwrite=True):\n    with real(path) as tmp:\n"
                                       "        tmp.write_text('partial')\n        slow_inner()\n"
                                       "def slow_inner():").format(fn=fn)
@@ -446,7 +446,7 @@ def test_signals_clean_up_temporaries(tmp_path: Path, sig: int, out_name: str, f
 
 def test_ignored_sighup_stays_ignored() -> None:
     """Under ``nohup`` (SIGHUP ignored) the command keeps ignoring it."""
-    from app.cli_common import signals_as_interrupt
+    from app.engine.runtime import signals_as_interrupt
 
     old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

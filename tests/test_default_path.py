@@ -15,8 +15,8 @@ import torch
 
 import heads
 from mum.io import load_views
-from app.pipeline import PipelineOptions, reconstruct_arrays
-from app.sfm import reprojection_errors
+from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+from app.engine.sfm import reprojection_errors
 from heads.metrics import pose_auc, relative_pose_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_dense_maps_agree_across_views_and_are_fine(tum_default, model):
     cloud = recon.point_cloud()
     assert len(cloud) == int(recon.valid.sum()) + len(recon.sfm_points)
     # the dense depth meets the SfM points where each view sees them (the network's own is ~20 % off there)
-    from app.dense_fit import sample_bilinear
+    from app.engine.dense_fit import sample_bilinear
 
     sfm_xyz = recon.sfm_points.xyz.astype(np.float64)
     residuals = []

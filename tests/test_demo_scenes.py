@@ -3,7 +3,7 @@ figures of the benchmark (``benchmarks/real_scenes.py``, ``benchmarks/results/re
 bar, less a margin; and the web app on its example scenes with the bundled model.
 
 demo/buddha is the scene whose first mapping leaves views unregistered (plain SfM registers 11 of 13): it runs
-the guided re-matching and the relaxed mapping of ``app/sfm.py`` on real photos."""
+the guided re-matching and the relaxed mapping of ``app/engine/sfm.py`` on real photos."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import heads
-from app.pipeline import PipelineOptions, reconstruct_arrays
+from app.engine.pipeline import PipelineOptions, reconstruct_arrays
 from heads.metrics import pose_auc, relative_pose_errors
 from mum.data.readers import read_scene
 from mum.io import load_views
@@ -70,10 +70,10 @@ def test_web_app_example_scene_with_the_bundled_model(tmp_path, bundled, scene):
     it offers 6 frames 2 apart now."""
     from web_support import CountingModel
 
-    from app.reconstruction import default_conf_percentile
-    from app.web import example_scenes
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.engine.reconstruction import default_conf_percentile
+    from app.web.server import example_scenes
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
 
     rows, labels = example_scenes()
     files = next(row[0] for row in rows if Path(row[0][0]).parts[-3] == scene)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.sfm import SfmOptions, run_sfm
+from app.engine.sfm import SfmOptions, run_sfm
 from benchmarks.determinism import busy_cpus, compare_cameras
 from mum.io import load_views
 from mum.native_stderr import native_stderr_to

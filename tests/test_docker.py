@@ -151,7 +151,7 @@ def test_entrypoint_serves_outside_docker(tmp_path):
 
     entry = json.loads(instruction("ENTRYPOINT")) + json.loads(instruction("CMD"))
     exe = shutil.which(entry[0])
-    command = ([exe] if exe else [sys.executable, "-m", "app.web"]) + entry[1:]
+    command = ([exe] if exe else [sys.executable, "-m", "app.web.server"]) + entry[1:]
     command[command.index("0.0.0.0")] = "127.0.0.1"
     port = free_port()
     env = dict(os.environ, MUM_MODEL="mum-tiny", MUM_WEIGHTS="", MUM_DEVICE="cpu", MUM_WEB_PORT=str(port),
@@ -180,7 +180,7 @@ def test_bad_weights_fail_at_startup_with_one_line(tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a checkpoint")
     result = subprocess.run(
-        [sys.executable, "-m", "app.web", "--preload", "--port", str(free_port()), "--model", "mum-tiny",
+        [sys.executable, "-m", "app.web.server", "--preload", "--port", str(free_port()), "--model", "mum-tiny",
          "--weights", str(bad), "--device", "cpu"],
         check=False, capture_output=True, text=True, timeout=120, cwd=REPO,
     )

@@ -100,7 +100,7 @@ def test_every_tool_starts_from_the_one_default_model(capsys) -> None:
     from app.cli import build_parser as reconstruct_parser
     from app.evaluate import build_parser as eval_parser
     from app.evaluate import main
-    from app.web_model_cache import ModelCache
+    from app.web.model_cache import ModelCache
 
     assert eval_parser().parse_args([]).model == heads.DEFAULT_MODEL
     assert (reconstruct_parser().parse_args(["x", "-o", "x.ply"]).model or heads.DEFAULT_MODEL) == heads.DEFAULT_MODEL

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from app import export
-from app.reconstruction import Reconstruction
+from app.exports import project_formats as export
+from app.engine.reconstruction import Reconstruction
 from mum.io import ViewTransform
 
 
@@ -176,7 +176,7 @@ def test_atomic_writes_get_the_umask_permissions_of_a_plain_write(tmp_path):
 
 def test_colmap_model_reads_back_in_pycolmap(tmp_path):
     pycolmap = pytest.importorskip("pycolmap")
-    from app.export_formats import write_colmap
+    from app.exports.colmap_nerfstudio import write_colmap
 
     recon = make_recon()
     cloud = recon.point_cloud(conf_percentile=50)
@@ -197,7 +197,7 @@ def test_colmap_model_reads_back_in_pycolmap(tmp_path):
 
 
 def test_transforms_json_is_opengl(tmp_path):
-    from app.export_formats import write_transforms_json
+    from app.exports.colmap_nerfstudio import write_transforms_json
 
     recon = make_recon()
     data = json.loads(write_transforms_json(tmp_path, recon).read_text())

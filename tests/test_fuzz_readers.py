@@ -205,7 +205,7 @@ def check_user_error(exc: UserError, named: Path) -> None:
 
 def read_checked(path: Path, named: Path | None = None):
     """``read_cameras_file(path)``: valid cameras, or one :class:`UserError` line naming the file."""
-    from app.known_cameras import read_cameras_file
+    from app.engine.known_cameras import read_cameras_file
 
     try:
         entries = read_cameras_file(path)
@@ -220,7 +220,7 @@ def read_checked(path: Path, named: Path | None = None):
 def check_json_file(example: tuple[str, bytes, list[dict]]) -> None:
     EXAMPLES["cameras"] += 1
     layout, data, cams = example
-    from app.known_cameras import known_cameras
+    from app.engine.known_cameras import known_cameras
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / ("transforms.json" if layout.startswith("transforms") else "cameras.json")
@@ -401,7 +401,7 @@ def in_child(fn, *args):
 
 def _read_model(folder: str) -> int:
     """How many cameras ``folder`` gives; a :class:`UserError` goes to the parent."""
-    from app.known_cameras import read_cameras_file
+    from app.engine.known_cameras import read_cameras_file
 
     entries = read_cameras_file(folder)
     for e in entries:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.camera_fusion import Similarity, fill_unregistered, fit_similarity
-from app.dense_fit import (
+from app.engine.camera_fusion import Similarity, fill_unregistered, fit_similarity
+from app.engine.dense_fit import (
     depth_agreement,
     fit_correction_field,
     fit_depth,
@@ -18,7 +18,7 @@ from app.dense_fit import (
 )
 from mum.geometry import camera_centers
 from mum.io import ViewTransform, warp_view
-from app.pair_selection import pairs_from_neighbours, retrieval_neighbours, select_pairs, sequential_neighbours
+from app.engine.pair_selection import pairs_from_neighbours, retrieval_neighbours, select_pairs, sequential_neighbours
 
 
 def _rotation(rng: np.random.Generator, degrees: float | None = None) -> np.ndarray:
@@ -79,7 +79,7 @@ def test_depth_fit_recovers_scale_and_shift_despite_outliers():
     rng = np.random.default_rng(2)
     depth = rng.uniform(1, 5, (30, 40))
     uv = np.stack([rng.uniform(0, 39, 300), rng.uniform(0, 29, 300)], 1)
-    from app.dense_fit import sample_bilinear
+    from app.engine.dense_fit import sample_bilinear
 
     z = 3.0 * sample_bilinear(depth, uv) + 0.0
     z[:30] *= rng.uniform(2, 4, 30)  # 10 % gross outliers
@@ -98,7 +98,7 @@ def test_correction_field_removes_a_smooth_bend():
     bend = np.exp(0.3 * (u / w) - 0.2 * (v / h) ** 2)  # the network's floor is tilted and bent
     rng = np.random.default_rng(3)
     uv = np.stack([rng.uniform(0, w - 1, 400), rng.uniform(0, h - 1, 400)], 1)
-    from app.dense_fit import sample_bilinear
+    from app.engine.dense_fit import sample_bilinear
 
     z = sample_bilinear(depth * bend, uv)
     field = fit_correction_field(depth, uv, z)
@@ -194,7 +194,7 @@ def test_guided_filter_matches_kornia_and_upsampling_keeps_edges():
     kornia = pytest.importorskip("kornia")  # a test-only dependency: the independent reference
     import torch
 
-    from app.dense_fit import guided_filter, upsample_depth
+    from app.engine.dense_fit import guided_filter, upsample_depth
 
     rng = np.random.default_rng(9)
     guide = rng.random((48, 64)).astype(np.float32)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import export, export_formats
+from app.exports import project_formats as export
+from app.exports import colmap_nerfstudio as export_formats
 from app.cli import main
 from tests.test_export import make_recon
 from tests.test_fuzz_readers import memory_cap
@@ -385,7 +386,7 @@ def test_row11_an_image_over_the_limit_is_never_decoded(tmp_path, monkeypatch):
 def test_row11_an_image_within_a_raised_limit_is_measured_not_refused(tmp_path):
     """The same 256 Mpx image is within --max-pixels 3e8: its size comes from the header (Pillow's own guard,
     at the default limit, is raised for the call)."""
-    from app.view_source import open_views
+    from app.engine.view_source import open_views
     from mum.io import pixel_limit
 
     _png_header_bomb(tmp_path / "in" / "big.png", 16_000)

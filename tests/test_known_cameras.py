@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import export, export_formats
-from app.camera_fusion import Similarity
+from app.exports import project_formats as export
+from app.exports import colmap_nerfstudio as export_formats
+from app.engine.camera_fusion import Similarity
 from app.cli import main
-from app.known_cameras import exif_focal, known_cameras, read_cameras_file
+from app.engine.known_cameras import exif_focal, known_cameras, read_cameras_file
 from mum.errors import UserError
 from tests.test_export import make_recon
 
@@ -326,9 +327,9 @@ def test_unknown_cameras_file(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ SfM
 def test_sfm_holds_given_intrinsics_and_shares_cameras_by_what_is_known():
     from mum.io import load_views
-    from app.known_cameras import KnownCameras
+    from app.engine.known_cameras import KnownCameras
     from mum.geometry import centred_intrinsics
-    from app.sfm import _camera_groups, run_sfm
+    from app.engine.sfm import _camera_groups, run_sfm
 
     names, arrays = load_views(sorted(TUM.iterdir())[:8:2])
     known = KnownCameras.empty(4)

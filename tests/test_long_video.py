@@ -1,4 +1,4 @@
-"""Long inputs in overlapping chunks (app.chunked): planning, Sim(3) joins, the pose graph, the bounded cloud,
+"""Long inputs in overlapping chunks (app.engine.chunked): planning, Sim(3) joins, the pose graph, the bounded cloud,
 and `mum-reconstruct --window` end to end (tiny random model at 64 px: these test the mechanics, not accuracy)."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import pytest
 import torch
 
 import heads
-from app.camera_fusion import Similarity
-from app.camera_fusion import apply, compose, inverse
-from app.chunked import ViewMaps, auto_window, default_overlap, fit_shared_views, owners, plan_chunks, reconstruct_views
-from app.point_budget import voxel_point_cloud
-from app.pose_graph import Edge, chain, optimise_pose_graph
+from app.engine.camera_fusion import Similarity
+from app.engine.camera_fusion import apply, compose, inverse
+from app.engine.chunked import ViewMaps, auto_window, default_overlap, fit_shared_views, owners, plan_chunks, reconstruct_views
+from app.engine.point_budget import voxel_point_cloud
+from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.cli import main
-from app.pipeline import PipelineOptions, reconstruct_arrays
-from app.view_source import ArrayViews
+from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+from app.engine.view_source import ArrayViews
 from mum.geometry import look_at
 
 SIZE = 64
@@ -236,7 +236,7 @@ def _chunked_oracle(scene, monkeypatch=None, corrupt_chunk: int | None = None, l
     join of that chunk to the one before it is turned by 6° about the vertical and scaled by 1.1 (a bad join)."""
     from oracle_model import OracleModel
 
-    import app.chunked as chunked
+    import app.engine.chunked as chunked
 
     if corrupt_chunk is not None:
         real_join = chunked._join
@@ -315,7 +315,7 @@ def test_voxel_cloud_stays_within_the_budget(chunked_fast):
 def test_streamed_ply_matches_the_cloud(chunked_fast, tmp_path, monkeypatch):
     from plyfile import PlyData
 
-    from app import export
+    from app.exports import project_formats as export
 
     recon, _ = chunked_fast
     cloud = voxel_point_cloud(recon, 2000)
@@ -379,7 +379,7 @@ def test_cli_long_video(scene, tmp_path, capsys):
 
 
 def test_cli_interrupted_mid_chunk_leaves_nothing(frames, tmp_path, monkeypatch):
-    import app.chunked as chunked
+    import app.engine.chunked as chunked
 
     calls = []
     original = chunked._run_chunk
@@ -407,8 +407,8 @@ def test_web_app_runs_long_inputs_in_chunks(tmp_path, frames, scene):
     """The web app takes many views the same way: beyond its window they run in joined chunks, every view gets
     a camera in the table, and the filters re-render the chunked result."""
     pytest.importorskip("gradio")
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
 
     torch.manual_seed(0)
     model = heads.load_model("mum-tiny", device="cpu")
@@ -431,7 +431,7 @@ def test_web_app_runs_long_inputs_in_chunks(tmp_path, frames, scene):
 def test_sfm_network_disagreement_separates_agreeing_from_unrelated_cameras():
     """The figure that overrules a chunk's SfM: ~0 for the same cameras up to a similarity, large for cameras
     unrelated to them, NaN with fewer than three registered views."""
-    from app.chunked import sfm_network_disagreement
+    from app.engine.chunked import sfm_network_disagreement
 
     rng = np.random.default_rng(8)
     cams = np.tile(np.eye(4), (12, 1, 1))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import heads
-from app.pipeline import PipelineOptions, predict_with_oom_fallback, reconstruct_arrays
+from app.engine.pipeline import PipelineOptions, predict_with_oom_fallback, reconstruct_arrays
 from mum.errors import UserError
 
 
@@ -73,7 +73,7 @@ def test_reconstruct_arrays_reports_original_pixels(tiny):
 def test_cpu_allocator_failure_counts_as_out_of_memory(tiny):
     """The CPU allocator's message ("can't allocate memory") gets the same fallback and, at the command line,
     the out-of-memory exit code instead of a traceback."""
-    from app.cli_common import EXIT_OUT_OF_MEMORY, friendly_errors
+    from app.engine.runtime import EXIT_OUT_OF_MEMORY, friendly_errors
 
     cpu_oom = RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 91268055040 bytes. Error code 12 (Cannot allocate memory)")

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.self_check import run, self_check
+from app.engine.self_check import run, self_check
 from test_attention import write_fake_xformers
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _self_check(env: dict, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.web", "--self-check", "--model", "mum-tiny", "--device", "cpu", *extra],
+    return subprocess.run([sys.executable, "-m", "app.web.server", "--self-check", "--model", "mum-tiny", "--device", "cpu", *extra],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=300, cwd=REPO)
 
 

@@ -1,4 +1,4 @@
-"""The sequence path (app.sequence): keyframes by parallax and overlap, optical-flow tracks, the keyframe map's
+"""The sequence path (app.engine.sequence): keyframes by parallax and overlap, optical-flow tracks, the keyframe map's
 merged tracks and bundle adjustment, PnP registration of the frames between keyframes, and the whole path on a
 rendered walk (data engine: exact cameras and depth)."""
 
@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from app.frame_registration import RegistrationOptions, estimate_pose, register_between
-from app.frame_tracks import corners, grey, track
-from app.keyframe_map import KeyframeMap, adjust
-from app.keyframes import KeyframeOptions, select_keyframes
-from app.sequence import is_sequence, plan_keyframe_chunks, use_sequence_path
-from app.sfm import SfmResult
-from app.view_source import ArrayViews
+from app.engine.frame_registration import RegistrationOptions, estimate_pose, register_between
+from app.engine.frame_tracks import corners, grey, track
+from app.engine.keyframe_map import KeyframeMap, adjust
+from app.engine.keyframes import KeyframeOptions, select_keyframes
+from app.engine.sequence import is_sequence, plan_keyframe_chunks, use_sequence_path
+from app.engine.sfm import SfmResult
+from app.engine.view_source import ArrayViews
 from mum.geometry import camera_centers
 
 
@@ -67,7 +67,7 @@ def test_is_sequence_by_names(names, expected):
 
 
 def test_video_frames_are_a_sequence_and_auto_needs_31():
-    from app.pipeline import PipelineOptions
+    from app.engine.pipeline import PipelineOptions
 
     source = ArrayViews([f"x{i}" for i in range(40)], [np.zeros((4, 4, 3), np.uint8)] * 40)
     source.photos = None  # a video's decoded frames
@@ -257,13 +257,13 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys):
 def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(walk, monkeypatch):
     """A video's frames (or numbered files) go the sequence path when they move little from one to the next;
     numbered photos far apart (most frames would be keyframes) go the unordered path; --sequence on insists."""
-    import app.pipeline
-    import app.sequence
-    from app.chunked import reconstruct_views
-    from app.sequence import choose_keyframes, is_continuous, SequenceOptions
+    import app.engine.pipeline
+    import app.engine.sequence
+    from app.engine.chunked import reconstruct_views
+    from app.engine.sequence import choose_keyframes, is_continuous, SequenceOptions
 
-    monkeypatch.setattr(app.sequence, "reconstruct_sequence", lambda *a, **k: "sequence path")
-    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
+    monkeypatch.setattr(app.engine.sequence, "reconstruct_sequence", lambda *a, **k: "sequence path")
+    monkeypatch.setattr(app.engine.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
     frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
     frames.photos = list(frames.names)
     rng = np.random.default_rng(3)
@@ -301,17 +301,17 @@ def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
     """SfM registering fewer than two keyframes: one warning line, and the frames are reconstructed as unordered
     views (the chunked path's fall-backs), not left at one pose."""
     import heads
-    import app.pipeline
-    import app.sequence
-    from app.chunked import reconstruct_views
+    import app.engine.pipeline
+    import app.engine.sequence
+    from app.engine.chunked import reconstruct_views
 
     def nothing(kmap, frames, *args, **kwargs):
         n = len(frames)
         return SfmResult(np.zeros(n, bool), np.full((n, 4, 4), np.nan), np.repeat(np.eye(3)[None], n, 0),
                          np.zeros((0, 3)), np.zeros((0, 3), np.uint8), [(np.zeros(0, int), np.zeros((0, 2)))] * n, 0, 0)
 
-    monkeypatch.setattr(app.sequence, "_map_chunk", nothing)
-    monkeypatch.setattr(app.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
+    monkeypatch.setattr(app.engine.sequence, "_map_chunk", nothing)
+    monkeypatch.setattr(app.engine.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
     frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
     frames.photos = None
     warnings = []

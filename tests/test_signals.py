@@ -158,7 +158,7 @@ print("handled", hits)
 
 def test_second_sigterm_does_not_cut_the_clean_up(tmp_path):
     """A second SIGTERM while the first one's clean-up runs is ignored: the clean-up finishes."""
-    from app.cli_common import Terminated, signals_as_interrupt
+    from app.engine.runtime import Terminated, signals_as_interrupt
 
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("the test runner handles SIGTERM itself")

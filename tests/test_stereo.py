@@ -1,5 +1,5 @@
-"""Multi-view stereo on known cameras (app/stereo.py, app/depth_fusion.py, app/multiview_stereo.py,
-app/view_selection.py) against exact depth from the synthetic renderer, and the ``--dense`` options."""
+"""Multi-view stereo on known cameras (app/engine/stereo.py, app/engine/depth_fusion.py, app/engine/multiview_stereo.py,
+app/engine/view_selection.py) against exact depth from the synthetic renderer, and the ``--dense`` options."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app.depth_fusion import geometric_consistency
-from app.dense_options import DenseOptions
-from app.multiview_stereo import FILL_CONFIDENCE
-from app.stereo import StereoOptions, View, match_view
+from app.engine.depth_fusion import geometric_consistency
+from app.engine.dense_options import DenseOptions
+from app.engine.multiview_stereo import FILL_CONFIDENCE
+from app.engine.stereo import StereoOptions, View, match_view
 from mum.data.meshes import Material, MeshBuilder
 from mum.data.render import Background, Light, World, render_views
 from mum.data.textures import procedural_texture
@@ -84,7 +84,7 @@ def test_stereo_recovers_exact_depth(scene, with_prior):
 def test_stereo_fails_with_a_wrong_warp_or_cost(scene, monkeypatch):
     """The check above has teeth: a warp with the source cameras swapped (wrong geometry) or a cost that
     prefers the worst match loses the depth."""
-    import app.stereo as stereo
+    import app.engine.stereo as stereo
 
     views = _views(scene)
     truth = scene["depth"][0]
@@ -116,7 +116,7 @@ def test_geometric_consistency_confirms_exact_depth_and_rejects_errors(scene):
 def _reconstruction(scene, prior_scale: float = 1.0):
     """A Reconstruction as the default path hands it to the dense stage: exact cameras, a distorted prior on a
     grid of half the images' resolution, the images as the originals."""
-    from app.reconstruction import Reconstruction
+    from app.engine.reconstruction import Reconstruction
     from mum.io import ViewTransform
 
     tf = ViewTransform.crop((W, H), (W // 2, H // 2), 0, 0, W, H)
@@ -133,7 +133,7 @@ def _reconstruction(scene, prior_scale: float = 1.0):
 @pytest.fixture(scope="module")
 def stereo_recon(scene):
     """The stereo stage run on :func:`_reconstruction` at the images' size."""
-    from app.multiview_stereo import add_stereo
+    from app.engine.multiview_stereo import add_stereo
 
     recon = _reconstruction(scene)
     add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)), DenseOptions(size=W, neighbours=2),
@@ -169,7 +169,7 @@ def test_dense_stage_keeps_accurate_depth_and_confidence_ranks_it(scene, stereo_
 def test_fill_modes(scene, stereo_recon):
     """``fill="maps"`` (default): complete depth maps, the cloud only stereo-confirmed pixels; ``"cloud"``: filled
     pixels near matched ones join it at the lowest confidence; ``"none"``: holes (NaN) where stereo keeps nothing."""
-    from app.multiview_stereo import add_stereo
+    from app.engine.multiview_stereo import add_stereo
 
     maps = stereo_recon
     assert np.isfinite(maps.depth[scene["depth"] > 0]).mean() > 0.99
@@ -193,7 +193,7 @@ def test_fill_modes(scene, stereo_recon):
 def test_confidence_is_exported_and_filters_the_cloud(scene, stereo_recon, tmp_path):
     """``depth/NAME.conf.npy`` holds the stereo confidence at the original resolution, and ``--conf-percentile``
     (``point_cloud(conf_percentile=...)``) keeps the more accurate points."""
-    from app.export import write_depth_maps
+    from app.exports.project_formats import write_depth_maps
 
     recon = stereo_recon
     write_depth_maps(tmp_path, recon)
@@ -215,7 +215,7 @@ def test_confidence_is_exported_and_filters_the_cloud(scene, stereo_recon, tmp_p
 def test_view_selection_prefers_shared_points_at_useful_angles():
     """Covisibility scores count shared points, weighted down at tiny triangulation angles: a neighbour on
     nearly the same ray as the view loses against one with a real baseline."""
-    from app.view_selection import covisibility_scores, select_neighbours
+    from app.engine.view_selection import covisibility_scores, select_neighbours
 
     rng = np.random.default_rng(0)
     points = rng.uniform([-1, -1, 4], [1, 1, 6], (300, 3))
@@ -256,7 +256,7 @@ def test_cli_refuses_bad_dense_options_before_work(tmp_path, argv, message):
 def test_sampling_many_points_matches_bilinear_interpolation():
     """``depth_fusion.sample`` (cv2.remap folded into rows: remap refuses maps of 32767 or more a side) gives
     the bilinear value at each of 100 000 points, NaN outside the image."""
-    from app.depth_fusion import sample
+    from app.engine.depth_fusion import sample
 
     rng = np.random.default_rng(1)
     image = rng.random((50, 70)).astype(np.float32)

@@ -194,8 +194,8 @@ def test_concurrent_requests_all_complete(server, tmp_path):
 
 # ----------------------------------------------------------------------------------------- handlers
 def handlers(tmp_path, model, **cfg):
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
 
     cfg.setdefault("long_side", 112)
     models = ModelCache("cpu", model="tiny", loader=lambda *a, **k: model, presets=["tiny"])
@@ -204,7 +204,7 @@ def handlers(tmp_path, model, **cfg):
 
 def run_ui(h, files, fast=False, conf=None):
     """The "Reconstruct" button's handler as the page calls it; returns its outputs and the progress calls."""
-    from app.reconstruction import default_conf_percentile
+    from app.engine.reconstruction import default_conf_percentile
 
     calls = []
     conf = default_conf_percentile(fast) if conf is None else conf
@@ -217,7 +217,7 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
     """A real demo scene: the cameras come from SfM (camera table, summary), the summary reports reprojection
     error and multi-view disagreement, and the progress bar moves forward through model, features, matching,
     mapping and dense fitting."""
-    from app.web_handlers import stage_fraction
+    from app.web.handlers import stage_fraction
 
     model = CountingModel(tiny_model())
     h = handlers(tmp_path, model)
@@ -269,8 +269,8 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
 
 def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     """Fast preview: one forward pass, no SfM, every camera from the network, the 50th-percentile filter."""
-    import app.geometric_reconstruction as geometric
-    import app.sfm as sfm
+    import app.engine.geometric_reconstruction as geometric
+    import app.engine.sfm as sfm
 
     def no_sfm(*args, **kwargs):
         raise AssertionError("the fast preview ran SfM")
@@ -302,7 +302,7 @@ def test_cameras_upload_is_the_clis_cameras_option(tmp_path):
     one-line message naming the entry."""
     import gradio as gr
 
-    from app.export import cameras_dict
+    from app.exports.project_formats import cameras_dict
 
     model = CountingModel(tiny_model())
     h = handlers(tmp_path, model)
@@ -337,7 +337,7 @@ def test_cameras_upload_is_the_clis_cameras_option(tmp_path):
 def test_sfm_failure_is_a_warning_in_the_page(tmp_path, monkeypatch):
     """One view: no SfM; the pipeline's warning line becomes a toast and a line under the summary, and the
     camera table says where the cameras came from."""
-    import app.web_handlers as web_handlers
+    import app.web.handlers as web_handlers
 
     toasts = []
     monkeypatch.setattr(web_handlers.gr, "Warning", lambda message, *a, **k: toasts.append(message))
@@ -353,7 +353,7 @@ def test_sfm_failure_is_a_warning_in_the_page(tmp_path, monkeypatch):
 def test_progress_fractions_increase():
     """Stage lines jump to their stage, in the pipeline's order; other lines (an out-of-memory retry, a stage
     met again, the closing SfM summary after the dense stage) still move the bar forward, never back."""
-    from app.web_handlers import StageProgress, stage_fraction
+    from app.web.handlers import StageProgress, stage_fraction
 
     lines = [
         "reading uploads", "loading model mum-default", "preprocessed 6 views to 128 × 96 px",
@@ -386,7 +386,7 @@ def test_progress_fractions_increase():
 
     from web_support import REPO
 
-    for module in ("app/pipeline.py", "app/sfm.py", "app/geometric_reconstruction.py", "app/multiview_stereo.py"):
+    for module in ("app/engine/pipeline.py", "app/engine/sfm.py", "app/engine/geometric_reconstruction.py", "app/engine/multiview_stereo.py"):
         for literal in re.findall(r'(?:say|warn)\(f?"((?:sfm|dense|warning): [^"]*)"', (REPO / module).read_text()):
             line = re.sub(r"\{[^}]*\}", "1", literal)
             assert stage_fraction(line) is not None, f"{module}: no progress stage for {literal!r}"
@@ -403,10 +403,10 @@ def test_confidence_default_follows_the_mode(tmp_path):
     import argparse
 
     from app.cli import conf_percentile
-    from app.web import build_app
-    from app.reconstruction import default_conf_percentile
-    from app.web_handlers import WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.server import build_app
+    from app.engine.reconstruction import default_conf_percentile
+    from app.web.handlers import WebConfig
+    from app.web.model_cache import ModelCache
 
     for fast in (False, True):
         cli = conf_percentile(argparse.Namespace(conf_percentile=None, fast=fast))
@@ -459,8 +459,8 @@ def test_portrait_photos_run_at_the_models_size(tmp_path):
 def test_rerender_changes_points_without_running_the_model(tmp_path):
     from plyfile import PlyData
 
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
 
     model = CountingModel(tiny_model())
     cfg = WebConfig(work_root=tmp_path, long_side=112)
@@ -497,8 +497,8 @@ def test_rerender_changes_points_without_running_the_model(tmp_path):
 
 
 def test_rerender_without_a_result_is_a_no_op():
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
 
     h = Handlers(WebConfig(), ModelCache("cpu", model="tiny", loader=lambda *a, **k: None, presets=["tiny"]))
     *_, state = h.rerender(None, 50, None, True, False, "depth")
@@ -506,7 +506,7 @@ def test_rerender_without_a_result_is_a_no_op():
 
 
 def test_model_cache_loads_each_model_once():
-    from app.web_model_cache import ModelCache
+    from app.web.model_cache import ModelCache
 
     loaded = []
     cache = ModelCache("cpu", model="a", loader=lambda name, weights=None, device=None: loaded.append(name) or name,
@@ -519,7 +519,7 @@ def test_model_cache_loads_each_model_once():
 
 
 def test_depth_and_confidence_images():
-    from app.plots import confidence_image, depth_image
+    from app.exports.plots import confidence_image, depth_image
 
     depth = np.linspace(1, 5, 20 * 30).reshape(20, 30)
     depth[0, 0] = np.nan
@@ -535,7 +535,7 @@ def test_depth_and_confidence_images():
                                   ["--max-disk-mb", "10"]])
 def test_bad_server_options_are_one_line_errors(argv, capsys):
     """Refused before the server starts, with one line (Gradio used to raise mid-start-up)."""
-    from app.web import main
+    from app.web.server import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -545,7 +545,7 @@ def test_bad_server_options_are_one_line_errors(argv, capsys):
 def test_port_in_use_is_a_one_line_error(capsys):
     import socket
 
-    from app.web import main
+    from app.web.server import main
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -563,7 +563,7 @@ def test_request_pixel_bound_is_checked_from_headers(tmp_path):
     server's budget (or sampled down to fewer views) pass."""
     import cv2
 
-    from app.web_handlers import WebConfig, check_request_pixels
+    from app.web.handlers import WebConfig, check_request_pixels
     from mum.errors import UserError
 
     paths = []

@@ -114,7 +114,7 @@ def test_browser_bad_upload_shows_message(browser_page):
 
 
 def test_browser_example_scene_runs(browser_page):
-    from app.web import EXAMPLE_SCENES
+    from app.web.server import EXAMPLE_SCENES
 
     page, _, model = browser_page
     calls = model.calls

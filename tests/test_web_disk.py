@@ -217,8 +217,8 @@ class FakeGradio:
 
 @pytest.fixture
 def session_handlers(tmp_path):
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
 
     folder = tmp_path / "gradio"
     folder.mkdir()
@@ -338,7 +338,7 @@ def test_stopped_server_leaves_nothing(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.web", "--port", str(port), "--model", "mum-tiny", "--size", "112", "--quiet"],
+        [sys.executable, "-m", "app.web.server", "--port", str(port), "--model", "mum-tiny", "--size", "112", "--quiet"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     folder = Path(tempfile.gettempdir()) / f"mum-web-{port}"

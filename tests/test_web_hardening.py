@@ -135,8 +135,8 @@ def test_row18_malformed_cameras_uploads_are_the_clis_one_line(server, client, t
 def test_rows8_9_videos_whose_container_lies(tmp_path):
     """A WebM/MKV without a Duration (what MediaRecorder writes) and an AVI claiming 2^32 frames: the web app
     takes the frames that decode, sampled over the whole video, in the memory of a normal request."""
-    from app.web_handlers import Handlers, WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig
+    from app.web.model_cache import ModelCache
     from tests.test_hardening import _claim_avi_frames
 
     model = tiny_model()
@@ -154,7 +154,7 @@ def test_row14_presets_without_weights_are_not_offered():
     """Row 14: any visitor could pick ``vggt-1b`` or ``mum-vitl16`` (random weights, gigabytes each) and pin
     8.2 GB in the model cache. Only models with weights are offered unless the operator allows the others."""
     import heads
-    from app.web_model_cache import ModelCache
+    from app.web.model_cache import ModelCache
 
     loader = lambda *a, **k: None  # noqa: E731
     assert ModelCache("cpu", loader=loader).labels == [heads.DEFAULT_MODEL]
@@ -174,7 +174,7 @@ def test_row14_the_model_cache_is_bounded_in_bytes_and_evicts():
     budget is refused before it is loaded (its size from its config on the meta device)."""
     import torch
 
-    from app.web_model_cache import ModelCache, default_sizer, model_bytes
+    from app.web.model_cache import ModelCache, default_sizer, model_bytes
     from mum.errors import UserError
 
     sizes = {"a": 1000, "b": 1000, "c": 3000, "huge": 10**9}  # floats: 4 bytes each
@@ -204,8 +204,8 @@ def test_row14_the_model_cache_is_bounded_in_bytes_and_evicts():
 
 def test_row15_random_weights_are_said_in_the_status(tmp_path):
     """Row 15: a preset with random weights gave a normal-looking status line (the CLI prints a note)."""
-    from app.web_handlers import Handlers, WebConfig, summary
-    from app.web_model_cache import ModelCache
+    from app.web.handlers import Handlers, WebConfig, summary
+    from app.web.model_cache import ModelCache
 
     model = tiny_model()
     for random_presets, expected in ((["tiny"], True), ([], False)):
@@ -281,7 +281,7 @@ def test_row16_the_disk_budget_holds_at_upload_time(server):
 def test_row17_bad_numbers_are_one_line(capsys, monkeypatch, argv, env):
     """Row 17: ``--max-disk-mb inf``, ``--max-file-mb 1e30``, ``MUM_WEB_MAX_DISK_MB=abc`` gave OverflowError /
     ValueError tracebacks."""
-    from app.web import main
+    from app.web.server import main
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -294,7 +294,7 @@ def test_row17_bad_numbers_are_one_line(capsys, monkeypatch, argv, env):
 def _serve(port: int, tmp: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     env.update(TMPDIR=str(tmp), PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "app.web", "--port", str(port), "--model", "mum-tiny", "--size",
+    return subprocess.Popen([sys.executable, "-m", "app.web.server", "--port", str(port), "--model", "mum-tiny", "--size",
                              "112", "--quiet"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 

@@ -135,9 +135,9 @@ def wait_http(url: str, timeout: float = 60.0, proc: Any = None) -> None:
 
 def start_server(model: Any, tmp: Path, **cfg_overrides: Any):
     """Build and serve the app in this process on a free port; returns ``(app, url, model_cache)``."""
-    from app.web import build_app, launch
-    from app.web_handlers import WebConfig
-    from app.web_model_cache import ModelCache
+    from app.web.server import build_app, launch
+    from app.web.handlers import WebConfig
+    from app.web.model_cache import ModelCache
 
     named = os.environ.get("MUM_WEB_TEST_MODEL")  # the README screenshot: that model at its own input size
     cfg = WebConfig(device="cpu", long_side=None if named else 112, **cfg_overrides)

@@ -96,7 +96,7 @@ def read_mask_png(path: Path) -> np.ndarray:
 
 
 def cameras_json(scene: Scene, names: list[str] | None = None) -> dict:
-    """The project's ``cameras.json`` (same layout as ``app.export``): per image ``name``, ``width``,
+    """The project's ``cameras.json`` (same layout as ``app.exports.project_formats``): per image ``name``, ``width``,
     ``height``, ``K`` 3×3 (pixel centres at integers) and ``cam_from_world`` 4×4 (OpenCV axes)."""
     names = names or scene.names
     E = scene.cam_from_world_4x4()

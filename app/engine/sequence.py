@@ -3,17 +3,17 @@
 Consecutive frames of a video overlap almost entirely: mapping every one of them is slow and adds little.
 :func:`reconstruct_sequence` maps a few **keyframes** and registers every other frame to them:
 
-1. **keyframes** (:mod:`app.keyframes`): corners followed by optical flow; a frame becomes a keyframe when the
+1. **keyframes** (:mod:`app.engine.keyframes`): corners followed by optical flow; a frame becomes a keyframe when the
    view has moved enough since the last one (parallax that no homography explains, or lost overlap);
 2. **network** on every frame, in windows of consecutive frames: depth, confidence, colours, a focal length
    and the retrieval descriptors (one pass per window; only that window's images are decoded);
-3. **keyframe SfM** (:mod:`app.keyframe_map`): the keyframes in chunks, each keyframe matched with its next
+3. **keyframe SfM** (:mod:`app.engine.keyframe_map`): the keyframes in chunks, each keyframe matched with its next
    ``sequential_pairs`` keyframes; chunks share keyframes whose poses are held, which carries the frame and scale
    from chunk to chunk; all chunks' points make one set of tracks;
 4. **loop closures**: keyframes far apart in time whose retrieval descriptors are alike are matched and mapped
    together (SIFT, geometric verification, SfM of both neighbourhoods); a loop whose model registers both sides
    with little drift joins their tracks;
-5. **the other frames** (:mod:`app.frame_registration`): the keyframes' observations followed by optical flow
+5. **the other frames** (:mod:`app.engine.frame_registration`): the keyframes' observations followed by optical flow
    into them, PnP against the map;
 6. **bundle adjustment** of every registered frame, every point and the intrinsics at once (the principal point
    too with 50 frames or more): no seams between chunks;
@@ -36,17 +36,17 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from app.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
-from app.frame_registration import RegistrationOptions, register_between
-from app.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
-from app.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
-from app.known_cameras import KnownCameras
-from app.reconstruction import PointCloud, Reconstruction
-from app.sfm import SfmResult
+from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
+from app.engine.frame_registration import RegistrationOptions, register_between
+from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
+from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
+from app.engine.known_cameras import KnownCameras
+from app.engine.reconstruction import PointCloud, Reconstruction
+from app.engine.sfm import SfmResult
 
 if TYPE_CHECKING:
-    from app.pipeline import PipelineOptions
-    from app.view_source import ViewSource
+    from app.engine.pipeline import PipelineOptions
+    from app.engine.view_source import ViewSource
 
 MIN_SEQUENCE_VIEWS = 31  # fewer views: every pair is matched anyway (the default path's exhaustive matching)
 
@@ -129,7 +129,7 @@ class StageProgress:
         self.start = self.last = time.perf_counter()
 
     def update(self, done: int, detail: str = "", force: bool = False) -> None:
-        from app.chunked import progress_bar
+        from app.engine.chunked import progress_bar
 
         now = time.perf_counter()
         if not force and done < self.total and now - self.last < self.every:
@@ -172,7 +172,7 @@ class FrameMaps:
 
 def _network(model, source: ViewSource, windows: Sequence[range], long_side, device, chunk_size, aspect,
              progress: StageProgress) -> FrameMaps:
-    from app.pipeline import predict_arrays
+    from app.engine.pipeline import predict_arrays
 
     maps = FrameMaps(windows=list(windows))
     for w, frames in enumerate(windows):
@@ -220,7 +220,7 @@ def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, 
     If that registers fewer than half of the chunk, it is mapped freely and moved into the map's frame by the
     similarity of the shared keyframes' cameras."""
     from mum.native_stderr import native_stderr_to
-    from app.sfm import run_sfm
+    from app.engine.sfm import run_sfm
 
     arrays = source.load(frames)
     pairs = _sequential_pairs(len(frames), seq.sequential_pairs, seq.quadratic_pairs)
@@ -319,7 +319,7 @@ def _verify_loop(kmap: KeyframeMap, keyframes: list[int], a: int, b: int, source
 def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewSource, focal: np.ndarray,
                              options: PipelineOptions) -> SfmResult:
     """SfM of ``frames`` (every pair matched) with the map's intrinsics held."""
-    from app.sfm import run_sfm
+    from app.engine.sfm import run_sfm
     from mum.native_stderr import native_stderr_to
 
     known = KnownCameras(np.repeat(kmap.K[None], len(frames), 0), ["given"] * len(frames),
@@ -391,7 +391,7 @@ def reconstruct_sequence(
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
     chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
     the caller reconstructs the frames as unordered views."""
-    from app.pipeline import PipelineOptions
+    from app.engine.pipeline import PipelineOptions
 
     options = options or PipelineOptions()
     options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,
@@ -530,7 +530,7 @@ def reconstruct_sequence(
         intrinsics_sources=[("given" if known is not None and known.intrinsics_source[f] == "given" else "sfm")
                             for f in range(S)],
         valid=valid, sfm_points=_map_cloud(kmap, to_first))
-    from app.sfm import reprojection_errors
+    from app.engine.sfm import reprojection_errors
 
     obs = [kmap.observations.get(f, (np.zeros(0, np.int64), np.zeros((0, 2)))) for f in range(S)]
     errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, apply(to_first, kmap.points), obs)
@@ -558,10 +558,10 @@ def reconstruct_sequence(
 def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
            K_all: np.ndarray, source: ViewSource, options: PipelineOptions, progress: StageProgress):
     """Each window's network depth fitted to its frames' observations and cross-checked between its frames
-    (:func:`app.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
+    (:func:`app.engine.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
     get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
-    from app.geometric_reconstruction import _fit_dense
+    from app.engine.geometric_reconstruction import _fit_dense
 
     dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
     S = len(sources)

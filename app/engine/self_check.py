@@ -90,15 +90,15 @@ def run(model_name: Optional[str], weights: Optional[str], device: str, compile_
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m app.self_check [--model NAME] [--weights FILE] [--device auto]``: the same check as ``mum-web
+    """``python -m app.engine.self_check [--model NAME] [--weights FILE] [--device auto]``: the same check as ``mum-web
     --self-check`` without the web app's dependencies (gradio)."""
     import argparse
     import os
 
-    from app.cli_common import choose_device
+    from app.engine.runtime import choose_device
 
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m app.self_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m app.engine.self_check", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=env("MUM_MODEL") or None, help="model preset or checkpoint path [MUM_MODEL]")
     p.add_argument("--weights", default=env("MUM_WEIGHTS") or None, help="weights file for --model [MUM_WEIGHTS]")
     p.add_argument("--device", default=env("MUM_DEVICE", "auto"), help="auto, cpu, cuda, cuda:N [MUM_DEVICE]")

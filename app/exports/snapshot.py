@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.export import camera_colors
-from app.reconstruction import PointCloud, Reconstruction
+from app.exports.project_formats import camera_colors
+from app.engine.reconstruction import PointCloud, Reconstruction
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, down: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """What the web app's events do: check uploads, run the reconstruction (the pipeline's default path, network +
 SfM + dense fitting, or the network-only fast preview), re-render from the cached result, and the
 ``/reconstruct`` API. Every user error surfaces as a one-line message in the page (``gr.Error``). Every request's
-files (uploads, work folder) are handed to the :class:`~app.web_session.ResultStore`, which deletes them when
+files (uploads, work folder) are handed to the :class:`~app.web.session.ResultStore`, which deletes them when
 they are no longer needed and keeps the server's temporary disk under its budget."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app.cli_common import is_out_of_memory
+from app.engine.runtime import is_out_of_memory
 from mum.io import is_image_path, is_video_path
-from app.reconstruction import default_conf_percentile
-from app.web_model_cache import ModelCache
-from app.web_session import (
+from app.engine.reconstruction import default_conf_percentile
+from app.web.model_cache import ModelCache
+from app.web.session import (
     CAMERA_TABLE_HEADERS,
     DiskFull,
     RenderOptions,
@@ -45,8 +45,8 @@ log = logging.getLogger("mum.web")
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
 INTERNAL_MESSAGE = "the server failed on this request (an internal error, recorded in its log)"
 
-# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.pipeline,
-# app.sfm, app.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
+# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.engine.pipeline,
+# app.engine.sfm, app.engine.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
 STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"reading uploads", 0.02),
     (r"loading model", 0.05),
@@ -286,7 +286,7 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
 def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool, say: Callable[[str], None]):
     """What the cameras upload and the photos' EXIF say about each view of ``source`` (the views
     :func:`open_inputs` made of the checked uploads ``files``; the CLI's ``--cameras``/``--fix-poses``)."""
-    from app.known_cameras import known_cameras
+    from app.engine.known_cameras import known_cameras
 
     if fix_poses and cameras is None:
         raise UserError("keeping the given poses needs a cameras file")
@@ -296,9 +296,9 @@ def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool,
 
 
 def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_frames: int | None = None):
-    """Checked uploads → a :class:`app.view_source.ViewSource` (decoded chunk by chunk; a video's frames go to
-    ``scratch``): what :func:`app.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
-    from app.view_source import open_views
+    """Checked uploads → a :class:`app.engine.view_source.ViewSource` (decoded chunk by chunk; a video's frames go to
+    ``scratch``): what :func:`app.engine.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
+    from app.engine.view_source import open_views
 
     paths = check_uploads(files, cfg)
     limit = min(int(max_frames), cfg.max_views) if max_frames else cfg.max_views
@@ -362,8 +362,8 @@ class Handlers:
 
     def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
                      cameras: Any = None, fix_poses: bool = False) -> WebScene:
-        from app.chunked import reconstruct_views
-        from app.pipeline import PipelineOptions
+        from app.engine.chunked import reconstruct_views
+        from app.engine.pipeline import PipelineOptions
 
         source = open_inputs(files, self.cfg, scratch, stride, max_frames)
         with cameras_upload(cameras) as cameras_file:
@@ -543,7 +543,7 @@ def summary(scene: WebScene, points: int) -> str:
             agree += f", {percent(cloud)} % over the {100 * consistency['pixels_kept']:.0f} % of pixels confirmed"
         parts.append(agree + " (median relative depth difference between views: self-consistency, not accuracy)")
     chunks = r.meta.get("chunks")
-    if chunks:  # a long input: joined chunks (app.chunked)
+    if chunks:  # a long input: joined chunks (app.engine.chunked)
         loops = sum(1 for lp in chunks.get("loops", []) if lp.get("accepted"))
         parts.append(f"{chunks['count']} chunks of {chunks['window']} views joined" + (f", {loops} loop closure(s)" if loops else ""))
     w, h = r.meta.get("network_size", r.depth_size)

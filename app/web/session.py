@@ -2,7 +2,7 @@
 the filtered point cloud, the 3D view (GLB), downloads, depth/confidence images and the camera table; and the
 :class:`ResultStore` that keeps the server's temporary disk bounded (work folders, uploads).
 
-Files are written with the project's export code (:mod:`app.export`), the same as ``mum-reconstruct``.
+Files are written with the project's export code (:mod:`app.exports.project_formats`), the same as ``mum-reconstruct``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from app import export
-from app.reconstruction import PointCloud, Reconstruction
+from app.exports import project_formats as export
+from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.errors import UserError
 from mum.files import atomic_path
 
@@ -211,7 +211,7 @@ def camera_table(recon: Reconstruction) -> list[list]:
 def gallery_items(recon: Reconstruction, max_views: int = GALLERY_MAX_VIEWS) -> list[tuple[np.ndarray, str]]:
     """Per view (at most ``max_views``): the image, its depth and its confidence, colour-mapped, on the grid of
     the dense maps (the network's, or the finer one the default path fits)."""
-    from app.plots import confidence_image, depth_image
+    from app.exports.plots import confidence_image, depth_image
 
     items: list[tuple[np.ndarray, str]] = []
     for i in range(min(recon.num_views, max_views)):

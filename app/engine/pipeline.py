@@ -1,4 +1,4 @@
-"""From user input to a :class:`~app.reconstruction.Reconstruction`: preprocess, predict, then (unless
+"""From user input to a :class:`~app.engine.reconstruction.Reconstruction`: preprocess, predict, then (unless
 ``fast``) cameras from SfM and dense depth fitted to them.
 
 Shared by the command-line tool, the web app and the benchmarks (one implementation for all).
@@ -6,15 +6,15 @@ Shared by the command-line tool, the web app and the benchmarks (one implementat
 Default path (:func:`reconstruct_arrays`):
 
 1. the network predicts cameras, depth, confidence and a retrieval descriptor per view (one pass);
-2. SfM from scratch (:mod:`app.sfm`): SIFT, matching of all pairs up to ``exhaustive_up_to`` views and of the
-   network-guided pairs beyond (:mod:`app.pair_selection`), incremental mapping with the network's focal
+2. SfM from scratch (:mod:`app.engine.sfm`): SIFT, matching of all pairs up to ``exhaustive_up_to`` views and of the
+   network-guided pairs beyond (:mod:`app.engine.pair_selection`), incremental mapping with the network's focal
    length as the initial one;
 3. views SfM did not register get the network's camera placed by a similarity fitted on the registered ones
-   (:mod:`app.camera_fusion`); with fewer than two registered views the network's cameras are used alone
+   (:mod:`app.engine.camera_fusion`); with fewer than two registered views the network's cameras are used alone
    (one warning line);
-4. the dense stage (``options.dense``, :mod:`app.dense_options`): each view's network depth is fitted to the
-   SfM points it sees (:mod:`app.dense_fit`); by default it is then the prior of multi-view stereo on the SfM
-   cameras (:mod:`app.multiview_stereo`), or (``fitted``) upsampled and kept where another view's depth agrees;
+4. the dense stage (``options.dense``, :mod:`app.engine.dense_options`): each view's network depth is fitted to the
+   SfM points it sees (:mod:`app.engine.dense_fit`); by default it is then the prior of multi-view stereo on the SfM
+   cameras (:mod:`app.engine.multiview_stereo`), or (``fitted``) upsampled and kept where another view's depth agrees;
    the SfM points join the cloud.
 
 ``fast`` stops after step 1.
@@ -29,11 +29,11 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from app.cli_common import is_out_of_memory
-from app.dense_options import DenseOptions
-from app.known_cameras import KnownCameras
-from app.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
-from app.sfm import SfmOptions
+from app.engine.runtime import is_out_of_memory
+from app.engine.dense_options import DenseOptions
+from app.engine.known_cameras import KnownCameras
+from app.engine.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
+from app.engine.sfm import SfmOptions
 from mum.errors import UserError
 from mum.io import ViewTransform, preprocess
 
@@ -132,7 +132,7 @@ def reconstruct_arrays(
     """Reconstruct ``uint8`` RGB views (original size) with ``model`` (a ``heads.Reconstructor``) and, unless
     ``options.fast``, SfM and dense fitting; returns the scene in user conventions. ``on_stage``: progress
     lines; ``warn``: the one warning line when the cameras fall back to the network alone; ``known``: given or
-    EXIF intrinsics and poses to keep (:mod:`app.known_cameras`)."""
+    EXIF intrinsics and poses to keep (:mod:`app.engine.known_cameras`)."""
     say = on_stage or (lambda _msg: None)
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
     if known is not None:
@@ -143,7 +143,7 @@ def reconstruct_arrays(
         if options.fast_consistency:
             recon.meta["consistency"] = network_consistency(recon, options)
         return recon
-    from app.geometric_reconstruction import add_geometry
+    from app.engine.geometric_reconstruction import add_geometry
 
     add_geometry(recon, arrays, transforms, descriptors, options, say, warn or say, known=known)
     return recon
@@ -163,7 +163,7 @@ def place_on_given_poses(recon: Reconstruction, known: KnownCameras, say: Callab
     """``fast`` with poses kept: the given poses exactly; the network's cameras of the other views, its depth
     and its point map brought into the given frame and scale by the similarity that maps the network's cameras
     of the posed views onto the given ones."""
-    from app.camera_fusion import apply, fill_unregistered
+    from app.engine.camera_fusion import apply, fill_unregistered
 
     posed = known.posed
     cams, _, sim = fill_unregistered(recon.cam_from_world, np.nan_to_num(known.cam_from_world), posed)
@@ -178,7 +178,7 @@ def place_on_given_poses(recon: Reconstruction, known: KnownCameras, say: Callab
 def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:
     """The multi-view disagreement of the network's own depth and cameras: over all pixels, and over the
     pixels that ``--fast``'s cloud keeps (confidence at or above its ``FAST_CONF_PERCENTILE`` percentile)."""
-    from app.dense_fit import depth_agreement, overlap_neighbours
+    from app.engine.dense_fit import depth_agreement, overlap_neighbours
 
     depth = recon.depth.astype(np.float64)
     K, cams = recon.network_intrinsics, recon.cam_from_world

@@ -1,7 +1,7 @@
-"""Steps 2–4 of the default path (see :mod:`app.pipeline`): SfM cameras, placement of the views SfM missed,
+"""Steps 2–4 of the default path (see :mod:`app.engine.pipeline`): SfM cameras, placement of the views SfM missed,
 dense depth fitted to the SfM points, upsampled and cross-checked between views.
 
-Everything happens in place on a feedforward :class:`~app.reconstruction.Reconstruction`; afterwards its
+Everything happens in place on a feedforward :class:`~app.engine.reconstruction.Reconstruction`; afterwards its
 cameras are the exported ones and ``recon.meta["sfm"]`` / ``recon.meta["consistency"]`` describe exactly them.
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.camera_fusion import apply, fill_unregistered, fit_similarity
-from app.dense_fit import (
+from app.engine.camera_fusion import apply, fill_unregistered, fit_similarity
+from app.engine.dense_fit import (
     depth_agreement,
     fit_correction_field,
     fit_depth,
@@ -22,15 +22,15 @@ from app.dense_fit import (
     overlap_neighbours,
     upsample_depth,
 )
-from app.known_cameras import KnownCameras
-from app.pair_selection import select_pairs
-from app.reconstruction import PointCloud, Reconstruction
-from app.sfm import SfmResult, reprojection_errors, run_sfm
+from app.engine.known_cameras import KnownCameras
+from app.engine.pair_selection import select_pairs
+from app.engine.reconstruction import PointCloud, Reconstruction
+from app.engine.sfm import SfmResult, reprojection_errors, run_sfm
 from mum.io import ViewTransform, warp_view
 from mum.native_stderr import native_stderr_to
 
 if TYPE_CHECKING:
-    from app.pipeline import PipelineOptions
+    from app.engine.pipeline import PipelineOptions
 
 
 def add_geometry(
@@ -44,7 +44,7 @@ def add_geometry(
     known: KnownCameras | None = None,
 ) -> None:
     """Replace ``recon``'s cameras by SfM's (network-placed where SfM has none) and its dense maps by the
-    network depth fitted to them; see the module docstring of :mod:`app.pipeline`. ``known``: given or EXIF
+    network depth fitted to them; see the module docstring of :mod:`app.engine.pipeline`. ``known``: given or EXIF
     intrinsics (already in ``recon.intrinsics``) and the poses to keep (:func:`_cameras_with_given_poses`)."""
     S = recon.num_views
     known = known if known is not None else KnownCameras.empty(S)
@@ -195,7 +195,7 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
                depth_scale: float, options: PipelineOptions, say: Callable[[str], None]) -> None:
     """The dense stage (in place): fit the network's depth to the SfM points; then ``none``: keep it on the
     network's grid, out of the cloud; ``fitted``: upsample and cross-check it; ``stereo``: cross-check it on the
-    network's grid and make it the prior of multi-view stereo (:mod:`app.multiview_stereo`)."""
+    network's grid and make it the prior of multi-view stereo (:mod:`app.engine.multiview_stereo`)."""
     dense = options.dense
     depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, options, say)
     if dense.mode == "none":
@@ -206,7 +206,7 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
         return
     placed = sum(source != "network" for source in recon.pose_origins())
     if dense.mode == "stereo" and placed >= 2:
-        from app.multiview_stereo import add_stereo
+        from app.engine.multiview_stereo import add_stereo
 
         _cross_check(recon, depth, options, lambda _line: None)  # the prior's figures are not the result's
         add_stereo(recon, arrays, transforms, sfm, points, dense, say)
@@ -214,7 +214,7 @@ def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None,
     if dense.mode == "stereo":
         say("dense: no stereo without cameras from SfM or a cameras file: the fitted depth")
         dense = replace(dense, mode="fitted")  # and its size, unless one was given
-    from app.multiview_stereo import dense_factor
+    from app.engine.multiview_stereo import dense_factor
 
     factor = dense_factor(transforms, recon.image_sizes, dense.long_side)
     if factor > 1:

@@ -1,4 +1,4 @@
-"""Exports of a :class:`~app.reconstruction.Reconstruction`, each in the format its ecosystem expects.
+"""Exports of a :class:`~app.engine.reconstruction.Reconstruction`, each in the format its ecosystem expects.
 
 All camera data are in pixels of the original images. Every file is written to a temporary name in the
 destination folder and renamed into place, so a failure never leaves half a file or clobbers a user's file.
@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from app.reconstruction import PointCloud, Reconstruction
+from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.files import atomic_path
 from mum.schema import strict_json
 
@@ -196,7 +196,7 @@ def file_stems(names: list[str]) -> list[str]:
 
 def extra_folder_exports() -> list[tuple[str, Callable[[Path, Reconstruction, PointCloud], object]]]:
     """Exports written only into an output folder: COLMAP model and nerfstudio ``transforms.json``."""
-    from app import export_formats
+    from app.exports import colmap_nerfstudio as export_formats
 
     return [
         ("sparse/0", export_formats.write_colmap),

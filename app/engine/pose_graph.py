@@ -1,4 +1,4 @@
-"""Pose graph over Sim(3) frames: chunks of a long input (:mod:`app.chunked`) are nodes, measured similarities
+"""Pose graph over Sim(3) frames: chunks of a long input (:mod:`app.engine.chunked`) are nodes, measured similarities
 between their frames (sequential joins and loop closures) are edges; :func:`optimise_pose_graph` finds the
 similarities to the first frame that agree best with all edges (least squares on rotation vector, translation
 relative to the chunk's depth and log scale), which spreads the drift a loop measures over the path."""
@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from app.camera_fusion import Similarity, compose, identity, inverse
+from app.engine.camera_fusion import Similarity, compose, identity, inverse
 
 
 @dataclass

@@ -27,14 +27,14 @@ from typing import Any
 import gradio as gr
 
 from mum.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from app.reconstruction import DEFAULT_CONF_PERCENTILE, default_conf_percentile
-from app.web_handlers import Handlers, WebConfig
-from app.web_model_cache import ModelCache
-from app.web_session import CAMERA_TABLE_HEADERS, ResultStore
+from app.engine.reconstruction import DEFAULT_CONF_PERCENTILE, default_conf_percentile
+from app.web.handlers import Handlers, WebConfig
+from app.web.model_cache import ModelCache
+from app.web.session import CAMERA_TABLE_HEADERS, ResultStore
 
 log = logging.getLogger("mum.web")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo"
 EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
     "tum_freiburg": ("TUM RGB-D desk", 6),
@@ -83,7 +83,7 @@ def paths_only(component: gr.File) -> gr.File:
 
 def build_app(cfg: WebConfig, models: ModelCache) -> gr.Blocks:
     """The page layout and its events (no serving options: see :func:`launch`). The app's
-    :class:`~app.web_session.ResultStore` is ``app.result_store``."""
+    :class:`~app.web.session.ResultStore` is ``app.result_store``."""
     h = Handlers(cfg, models)
     accepted = list(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     # delete_cache: Gradio's own sweep of what it copied, a backstop behind the result store
@@ -205,7 +205,7 @@ class ServedFiles:
     stored (``POST …/upload`` answered 200; recorded before the client hears of them), and each file a client
     downloaded in full (``GET …/file=PATH`` answered 200), so that an API call's result folder goes as soon as
     its files are fetched. It also holds uploads to the disk budget as they arrive
-    (:meth:`~app.web_session.ResultStore.admit_upload`): one that does not fit is answered 413 before a byte of
+    (:meth:`~app.web.session.ResultStore.admit_upload`): one that does not fit is answered 413 before a byte of
     it is stored, one that grows beyond what fits is cut off, and what a cut-off upload left is removed."""
 
     def __init__(self, app: Any, store: ResultStore) -> None:
@@ -242,7 +242,7 @@ class ServedFiles:
     async def _upload(self, scope: dict, receive: Any, send: Any) -> None:
         import anyio
 
-        from app.web_session import DiskFull
+        from app.web.session import DiskFull
 
         declared = None
         for key, value in scope.get("headers", []):
@@ -517,7 +517,7 @@ STOP_GRACE_S = 8.0  # how long a stopping server waits for running requests (doc
 
 def serve_until_stopped(app: gr.Blocks) -> None:
     """Wait while ``app`` serves; Ctrl-C, SIGTERM (``docker stop``, systemd) or SIGHUP end the wait (they raise
-    in this thread, :func:`app.cli_common.signals_as_interrupt`), and then the server stops cleanly: running
+    in this thread, :func:`app.engine.runtime.signals_as_interrupt`), and then the server stops cleanly: running
     requests are told to stop at their next progress line (their temporary folders go with them), the server
     closes, and what the result store holds is deleted."""
     store: ResultStore = app.result_store
@@ -533,7 +533,7 @@ def serve_until_stopped(app: gr.Blocks) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.cli_common import choose_device, friendly_errors
+    from app.engine.runtime import choose_device, friendly_errors
 
     @friendly_errors
     def _main() -> int:
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{args.weights}: weights file not found (mount it at /weights in Docker)")
         device = choose_device(args.device)
         if args.self_check:
-            from app.self_check import run
+            from app.engine.self_check import run
 
             return run(args.model, args.weights, device, compile_model=args.compile)
         with server_temp_dir(args.port):
@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise UserError(str(exc)) from None
             if args.preload:
-                from app.self_check import self_check
+                from app.engine.self_check import self_check
 
                 print(self_check(models.get(None)), flush=True)  # a model or backend that cannot run stops the server here
             app = build_app(cfg, models)

@@ -6,7 +6,7 @@ directions: each shared point counts with a weight of its triangulation angle ``
 viewing rays) — ``min(θ / good_angle, 1)²``, so points seen along nearly the same ray (no depth information) count
 little, times ``exp(-(θ - max_angle)² / (2 · 10°²))`` beyond ``max_angle`` (wide baselines distort the
 matching windows). Views without enough shared points (e.g. placed from the network, not registered by SfM) take
-the views their depth overlaps most (:func:`app.dense_fit.overlap_neighbours`).
+the views their depth overlaps most (:func:`app.engine.dense_fit.overlap_neighbours`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each view is paired with (a) its nearest views by image retrieval on the encoder's pooled patch features
 (``Prediction.descriptors``: cosine similarity), (b) the views that the network's own cameras and depth say
-overlap it most (:func:`app.dense_fit.overlap_neighbours`), and (c) its sequential neighbours (photos taken in
+overlap it most (:func:`app.engine.dense_fit.overlap_neighbours`), and (c) its sequential neighbours (photos taken in
 order, video frames). Retrieval covers views whose predicted cameras are wrong; predicted overlap covers views
 that look alike but are far apart in the retrieval space.
 """

@@ -1,4 +1,4 @@
-"""Views of a long input, decoded when a chunk needs them (:mod:`app.chunked`).
+"""Views of a long input, decoded when a chunk needs them (:mod:`app.engine.chunked`).
 
 A folder of a thousand photos, or a video of thousands of frames, never has all its decoded images in memory:
 a :class:`ViewSource` knows the views' names and sizes (from the image headers) and decodes the few a chunk

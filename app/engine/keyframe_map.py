@@ -1,6 +1,6 @@
 """The map of a video's keyframes: SfM in chunks of keyframes, one set of tracks, one bundle adjustment.
 
-The keyframes (:mod:`app.keyframes`) are mapped by :func:`app.sfm.run_sfm` a chunk at a time, consecutive
+The keyframes (:mod:`app.engine.keyframes`) are mapped by :func:`app.engine.sfm.run_sfm` a chunk at a time, consecutive
 chunks sharing some keyframes. The first chunk maps freely; every later one is mapped with the shared
 keyframes' poses held as they are in the map so far (``--fix-poses``' machinery: points triangulated from
 them, the chunk's other keyframes registered to them), so the map's frame and **scale carry over** from chunk
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.sfm import SfmResult
+from app.engine.sfm import SfmResult
 
 UV_DECIMALS = 3  # observations of one keypoint agree to far better than a thousandth of a pixel
 

@@ -1,6 +1,6 @@
 """Keyframes of a video: the frames that structure-from-motion maps; the others are registered to them.
 
-Corners of the last keyframe are followed frame by frame (:mod:`app.frame_tracks`); a frame becomes the next
+Corners of the last keyframe are followed frame by frame (:mod:`app.engine.frame_tracks`); a frame becomes the next
 keyframe when the view has moved enough since the last one, by either measure:
 
 * **parallax**: the median displacement of the followed corners reaches ``parallax`` × the image diagonal
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.frame_tracks import corners, grey, track
+from app.engine.frame_tracks import corners, grey, track
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from app.dense_fit import _unproject
-from app.reconstruction import PointCloud, Reconstruction, not_background
+from app.engine.dense_fit import _unproject
+from app.engine.reconstruction import PointCloud, Reconstruction, not_background
 
 
 def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,

@@ -1,7 +1,7 @@
 """Points followed from frame to frame of a video (pyramidal Lucas-Kanade optical flow, OpenCV).
 
-Used by the sequence path (:mod:`app.sequence`) twice: to measure how far the view has moved since the last
-keyframe (:mod:`app.keyframes`), and to carry a keyframe's SfM observations into the frames between keyframes,
+Used by the sequence path (:mod:`app.engine.sequence`) twice: to measure how far the view has moved since the last
+keyframe (:mod:`app.engine.keyframes`), and to carry a keyframe's SfM observations into the frames between keyframes,
 which are then registered by PnP against the keyframe map. Every track is checked forward and backward: a point
 is kept only when tracking it back lands within ``max_fb_error`` pixels of where it started.
 

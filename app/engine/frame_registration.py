@@ -1,11 +1,11 @@
 """Cameras of the frames between keyframes: registered by PnP against the keyframe map.
 
 For the frames between two registered keyframes ``A`` and ``B``, the keyframes' observations of map points are
-followed frame by frame (optical flow, :mod:`app.frame_tracks`), forwards from ``A`` and backwards from ``B``;
+followed frame by frame (optical flow, :mod:`app.engine.frame_tracks`), forwards from ``A`` and backwards from ``B``;
 each frame then has 2D–3D correspondences, and its pose is estimated robustly and refined
 (``pycolmap.estimate_and_refine_absolute_pose``: P3P in LO-RANSAC, seeded, then non-linear refinement) with
 the map's intrinsics. The inlier correspondences are the frame's observations, to which its depth is fitted
-(:mod:`app.dense_fit`), exactly as a keyframe's SfM observations are.
+(:mod:`app.engine.dense_fit`), exactly as a keyframe's SfM observations are.
 
 Conventions: camera-from-world ``[4, 4]``; pixels in the original frames with centres at integers.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.frame_tracks import grey, track
+from app.engine.frame_tracks import grey, track
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def estimate_pose(pixels: np.ndarray, ids: np.ndarray, points: np.ndarray, K: np
     from mum.pycolmap_import import import_pycolmap
     pycolmap = import_pycolmap()
 
-    from app.keyframe_map import pinhole_camera
+    from app.engine.keyframe_map import pinhole_camera
 
     if len(pixels) < options.min_inliers:
         return None

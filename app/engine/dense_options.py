@@ -1,9 +1,9 @@
 """How the default path makes its dense depth and cloud (``--dense``, ``--dense-size``): the options of the dense
 stage, checked when they are made.
 
-* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.multiview_stereo`), the depth maps'
+* ``stereo`` (default): multi-view stereo on the SfM cameras (:mod:`app.engine.multiview_stereo`), the depth maps'
   holes filled by the network's depth fitted to the SfM points;
-* ``fitted``: the network's depth fitted to the SfM points, fused and cross-checked (:mod:`app.dense_fit`) —
+* ``fitted``: the network's depth fitted to the SfM points, fused and cross-checked (:mod:`app.engine.dense_fit`) —
   cheaper, for previews;
 * ``none``: no dense cloud: the cloud holds the SfM points; the exported depth maps are the fitted depth at the
   network's resolution.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from app.stereo import StereoOptions
+    from app.engine.stereo import StereoOptions
 
 DENSE_MODES = ("stereo", "fitted", "none")
 FILL_MODES = ("maps", "cloud", "none")  # where stereo's holes take the fitted depth (see DenseOptions)
@@ -26,7 +26,7 @@ MAX_DENSE_SIZE = 8192
 
 
 def _stereo_options() -> StereoOptions:
-    from app.stereo import StereoOptions  # imported when used: the command line's parser stays light
+    from app.engine.stereo import StereoOptions  # imported when used: the command line's parser stays light
 
     return StereoOptions()
 
@@ -43,7 +43,7 @@ class DenseOptions:
     stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone
     (NaN where it keeps nothing). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
     within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle`` degrees or more,
-    :mod:`app.depth_fusion`) and its NCC is at least ``min_score``."""
+    :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``."""
 
     mode: str = "stereo"
     size: Optional[int] = None

@@ -5,17 +5,17 @@ network (:func:`add_stereo`).
    least ``DenseOptions.long_side`` pixels (640 by default), but no finer than the original images; the views
    are resampled from the originals by the same crop (:meth:`mum.io.ViewTransform.scaled`).
 2. **Prior.** The network's depth fitted to the SfM points, fused and cross-checked on the network's grid
-   (:mod:`app.dense_fit`; the caller did this), upsampled guided by the image.
+   (:mod:`app.engine.dense_fit`; the caller did this), upsampled guided by the image.
 3. **Neighbours.** For each view, the ``DenseOptions.neighbours`` views that share the most SfM points at a
-   useful triangulation angle (:mod:`app.view_selection`); views without such points take those their prior
+   useful triangulation angle (:mod:`app.engine.view_selection`); views without such points take those their prior
    overlaps most.
 4. **Matching.** Per view, NCC over the neighbours, coarse to fine, from a plane sweep over the depths of the
    SfM points the view sees (with ``prior_range``, also hypotheses around the prior: measured, they add nothing
    to the sweep's accuracy, and alone they miss where the prior is far off; ``benchmarks/dense.py``)
-   (:mod:`app.stereo`).
+   (:mod:`app.engine.stereo`).
 5. **Consistency and fusion.** A pixel's depth is kept when at least ``min_confirmed`` neighbours confirm it
    by a geometric round trip and its NCC is at least ``min_score``; its depth becomes the mean of the confirming
-   views' (:mod:`app.depth_fusion`).
+   views' (:mod:`app.engine.depth_fusion`).
    A view that no other view overlaps keeps the prior where its cross-check kept it.
 6. **Fill-in.** Where stereo keeps nothing (textureless walls, sky, occlusions, parts no neighbour sees), the
    prior scaled locally to the kept stereo depth around it (:func:`fill_from_prior`): the exported depth maps
@@ -42,17 +42,17 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from app.dense_fit import overlap_neighbours, upsample_depth
-from app.depth_fusion import geometric_consistency
-from app.reconstruction import Reconstruction
-from app.stereo import View, match_view
-from app.view_selection import covisibility_scores, select_neighbours
+from app.engine.dense_fit import overlap_neighbours, upsample_depth
+from app.engine.depth_fusion import geometric_consistency
+from app.engine.reconstruction import Reconstruction
+from app.engine.stereo import View, match_view
+from app.engine.view_selection import covisibility_scores, select_neighbours
 from mum.errors import UserError
 from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
-    from app.dense_options import DenseOptions
-    from app.sfm import SfmResult
+    from app.engine.dense_options import DenseOptions
+    from app.engine.sfm import SfmResult
 
 # bytes per dense pixel and view held during the stage (colours, depth, confidence, prior, score, texture,
 # validity, world points, the fused maps) — what the memory check multiplies
@@ -73,7 +73,7 @@ def dense_factor(transforms: Sequence[ViewTransform], original_sizes: Sequence[t
 
 def check_memory(views: int, width: int, height: int, available: int | None = None) -> None:
     """Refuse (a :class:`UserError`) a dense stage that would not fit in half the available memory."""
-    from app.chunked import available_memory
+    from app.engine.chunked import available_memory
 
     available = available_memory("cpu") if available is None else available
     need = views * width * height * BYTES_PER_DENSE_PIXEL

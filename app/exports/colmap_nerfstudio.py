@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.reconstruction import PointCloud, Reconstruction
+from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.pycolmap_import import import_pycolmap
 from mum.schema import strict_json
 

@@ -1,7 +1,7 @@
 """Cameras from feature matching and structure-from-motion (pycolmap on the CPU), from scratch.
 
 SIFT features on every view (downscaled to ``max_image_size``), matching of all pairs or of the pairs given
-(network-guided, see :mod:`app.pair_selection`), geometric verification and COLMAP's incremental mapping. The
+(network-guided, see :mod:`app.engine.pair_selection`), geometric verification and COLMAP's incremental mapping. The
 network contributes the initial focal length of every camera (COLMAP's own guess is ``1.2 × max(w, h)``), which
 bundle adjustment then refines. When the first mapping leaves views out, it runs once more from COLMAP's own
 guess (the pairs verified again without the network's focal length), and the better model is kept, so that a
@@ -14,7 +14,7 @@ Same photos and options, same cameras: every random choice is seeded (``random_s
 numbered in input order, and mapping and bundle adjustment run on one thread (see :func:`_mapping_options`);
 mapping is bounded by counts (COLMAP's trials and iterations), never by time.
 
-Known cameras (:mod:`app.known_cameras`): a view with given intrinsics gets a PINHOLE camera with exactly those
+Known cameras (:mod:`app.engine.known_cameras`): a view with given intrinsics gets a PINHOLE camera with exactly those
 (held constant by bundle adjustment), a view with an EXIF focal length that focal length as a prior (refined,
 as COLMAP does); views with identical known intrinsics share a camera. With poses kept (``--fix-poses``) and at
 least two views posed, the points are triangulated from the given poses and the other views registered to
@@ -41,7 +41,7 @@ from mum.pycolmap_import import import_pycolmap
 from mum.io import ViewTransform, warp_view
 
 if TYPE_CHECKING:
-    from app.known_cameras import KnownCameras
+    from app.engine.known_cameras import KnownCameras
 
 
 @dataclass(frozen=True)
@@ -404,7 +404,7 @@ def _map_from_poses(pycolmap, database: Path, image_dir: Path, out: Path, option
         return triangulated
     # the mapper keeps the given poses fixed relative to each other but normalises the model at the end (a
     # similarity): undo it on the given views
-    from app.camera_fusion import fit_similarity
+    from app.engine.camera_fusion import fit_similarity
 
     given = [im for im in extended.images.values() if im.name in poses and im.has_pose]
     if len(given) < 2:

@@ -10,8 +10,8 @@ views in chunks of ``window`` consecutive views, consecutive chunks sharing ``ov
    (:func:`auto_window`); when every view fits, the one-pass path runs unchanged.
 2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
    geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, depth fitted
-   and cross-checked; :func:`app.geometric_reconstruction.add_geometry`). A chunk's frame is its first camera,
-   at its own scale. Only the chunk's decoded images are in memory (:mod:`app.view_source`), and of its dense
+   and cross-checked; :func:`app.engine.geometric_reconstruction.add_geometry`). A chunk's frame is its first camera,
+   at its own scale. Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense
    maps only those of the views it owns are kept, at the network's grid.
 3. **join** (:func:`fit_shared_views`): the similarity between consecutive chunks from their shared views —
    the same pixels of the same image unprojected in both chunks give 3D-3D correspondences, fitted by a
@@ -22,12 +22,12 @@ views in chunks of ``window`` consecutive views, consecutive chunks sharing ``ov
    (cosine similarity of the network's retrieval descriptors) get one extra network pass over the best
    matching views of both; it is accepted when it fits both chunks (low residual) and when, inside it, the two
    chunks' views agree in depth; the edge it gives joins the two chunks directly.
-5. **pose graph** (:func:`app.pose_graph.optimise_pose_graph`): the chunks' similarities are refined by least squares over
+5. **pose graph** (:func:`app.engine.pose_graph.optimise_pose_graph`): the chunks' similarities are refined by least squares over
    all edges (sequential and loop; rotation vector, translation relative to the chunk's depth, log scale),
    the first chunk held fixed: a loop spreads the drift it measures over the path.
 
 Every view gets a camera (its chunk's, placed by the chunk's similarity). The cloud is bounded by a voxel
-down-sampling to the point budget (:func:`app.point_budget.voxel_point_cloud`).
+down-sampling to the point budget (:func:`app.engine.point_budget.voxel_point_cloud`).
 """
 
 from __future__ import annotations
@@ -40,16 +40,16 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from app.camera_fusion import Similarity, apply, compose, fit_similarity, inverse
-from app.dense_fit import _unproject, depth_agreement
-from app.known_cameras import KnownCameras
-from app.pose_graph import Edge, chain, optimise_pose_graph
-from app.reconstruction import PointCloud, Reconstruction
+from app.engine.camera_fusion import Similarity, apply, compose, fit_similarity, inverse
+from app.engine.dense_fit import _unproject, depth_agreement
+from app.engine.known_cameras import KnownCameras
+from app.engine.pose_graph import Edge, chain, optimise_pose_graph
+from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.errors import UserError
 
 if TYPE_CHECKING:
-    from app.pipeline import PipelineOptions
-    from app.view_source import ViewSource
+    from app.engine.pipeline import PipelineOptions
+    from app.engine.view_source import ViewSource
 
 # What one view costs during a network pass, per pixel of the network input (activations, dense heads, their
 # outputs): measured with the bundled model on the CPU, 200 vs 50 views at 224 and 112 px (68-97 bytes); the
@@ -247,7 +247,7 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
 
 def chunk_options(options: PipelineOptions) -> PipelineOptions:
     """A chunk's pipeline options: the fitted depth on the network's grid, whatever ``--dense`` asked for
-    (:meth:`app.dense_options.DenseOptions.fitted_on_network_grid`)."""
+    (:meth:`app.engine.dense_options.DenseOptions.fitted_on_network_grid`)."""
     return replace(options, dense=options.dense.fitted_on_network_grid())
 
 
@@ -262,7 +262,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     bundled model on real photos), every chunk disagrees alike and none is overruled."""
     import copy
 
-    from app.pipeline import apply_known_intrinsics, predict_arrays
+    from app.engine.pipeline import apply_known_intrinsics, predict_arrays
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
@@ -271,7 +271,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
         apply_known_intrinsics(recon, known)
     rejected = None
     if not options.fast:
-        from app.geometric_reconstruction import add_geometry
+        from app.engine.geometric_reconstruction import add_geometry
 
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
@@ -381,7 +381,7 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
                 device, chunk_size, aspect, say) -> tuple[Optional[Edge], dict]:
     """One network pass over the candidate's views of both chunks; the edge ``a → b`` when the pass fits both
     chunks and, inside it, the two chunks' views agree in depth."""
-    from app.pipeline import predict_arrays
+    from app.engine.pipeline import predict_arrays
 
     views = candidate.views_a + candidate.views_b
     arrays = source.load(views)
@@ -439,15 +439,15 @@ def reconstruct_views(
 ) -> Reconstruction:
     """Reconstruct every view of ``source`` in chunks of ``window`` views (default: :func:`auto_window`) that
     share ``overlap`` views (default: :func:`default_overlap`); with all views in one window this is
-    :func:`app.pipeline.reconstruct_arrays` on them, unchanged. See the module docstring. ``known``: given or
+    :func:`app.engine.pipeline.reconstruct_arrays` on them, unchanged. See the module docstring. ``known``: given or
     EXIF intrinsics (used in every chunk) and poses to keep (one pass only: chunks are joined by similarities,
     which would move them). ``sequence``: an ordered input (a video, numbered frames) goes the sequence path
-    (:mod:`app.sequence`: keyframes mapped, the other frames registered to them); ``None``: when the input is
-    one (:func:`app.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
-    (:func:`app.sequence.is_continuous`)."""
+    (:mod:`app.engine.sequence`: keyframes mapped, the other frames registered to them); ``None``: when the input is
+    one (:func:`app.engine.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
+    (:func:`app.engine.sequence.is_continuous`)."""
     from mum.io import network_size
-    from app.pipeline import PipelineOptions, reconstruct_arrays
-    from app.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
+    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
                               use_sequence_path)
 
     options = options or PipelineOptions()
