@@ -1,5 +1,7 @@
 """The packages are layers that import only downward: ``mum`` (encoder, layers, image/video I/O, view
-transforms, data engine, pretraining) ← ``heads`` (model, heads, geometry, distillation) ← ``app`` (front ends).
+transforms, data engine, pretraining) ← ``heads`` (model, heads, geometry, distillation) ← ``app``; inside
+``app``, ``app.engine`` (the reconstruction) ← ``app.exports`` (files and pictures of a result) ← the front ends
+(``app.cli``, ``app.features``, ``app.train``, ``app.evaluate``, ``app.web``), and no front end imports another.
 
 Every module's syntax tree is walked, so imports inside functions (and ``importlib.import_module("...")``
 strings) count as much as those at the top of a file; see docs/architecture.md."""
@@ -67,3 +69,54 @@ def test_pycolmap_is_imported_only_through_the_one_helper():
             found += [f"{path.relative_to(ROOT)}:{line}" for line, module in _imported(tree)
                       if module.split(".")[0] == "pycolmap"]
     assert not found, "import pycolmap through mum.pycolmap_import.import_pycolmap():\n" + "\n".join(found)
+
+
+APP_LAYERS = ("app.engine", "app.exports")  # lowest first; every other module of app/ is a front end
+
+
+def _app_part(module: str) -> str | None:
+    """The layer or front end an ``app.…`` module belongs to: ``app.engine``, ``app.exports`` or the front end's
+    top name (``app.cli``, ``app.web``, …); None outside ``app`` and for ``app`` itself."""
+    parts = module.split(".")
+    if parts[0] != "app" or len(parts) < 2:
+        return None
+    return ".".join(parts[:2])
+
+
+def app_violations(root: Path = ROOT) -> list[str]:
+    """Imports inside ``app`` that go up (engine → exports/front end, exports → front end) or across (a front end
+    importing another front end)."""
+    found = []
+    for path in sorted((root / "app").rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("")
+        own = _app_part(".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts))
+        if own is None:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, module in _imported(tree):
+            other = _app_part(module)
+            if other is None or other == own:
+                continue
+            if own in APP_LAYERS:
+                allowed = APP_LAYERS[:APP_LAYERS.index(own)]
+            else:  # a front end: the engine and the exports, no other front end
+                allowed = APP_LAYERS
+            if other not in allowed:
+                found.append(f"{path.relative_to(root)}:{line}: {own} imports {module}")
+    return found
+
+
+def test_app_front_ends_sit_on_the_engine_and_exports():
+    found = app_violations()
+    assert not found, "imports inside app against engine ← exports ← front ends:\n" + "\n".join(found)
+
+
+def test_app_layer_check_sees_an_engine_module_importing_a_front_end(tmp_path):
+    (tmp_path / "app" / "engine").mkdir(parents=True)
+    (tmp_path / "app" / "engine" / "sfm.py").write_text("def f():\n    from app.web.server import main\n")
+    (tmp_path / "app" / "cli.py").write_text("import app.web.handlers\nfrom app.engine import sfm\n")
+    (tmp_path / "app" / "exports").mkdir()
+    (tmp_path / "app" / "exports" / "ply.py").write_text("from app.engine.reconstruction import PointCloud\n")
+    found = app_violations(tmp_path)
+    assert sorted(found) == ["app/cli.py:1: app.cli imports app.web.handlers",
+                             "app/engine/sfm.py:2: app.engine imports app.web.server"]
