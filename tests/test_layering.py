@@ -33,16 +33,21 @@ def _imported(tree: ast.AST):
                     yield node.lineno, arg.value
 
 
+def _imports_under(folder: Path):
+    """``(path, line, dotted module name)`` for every import of every module below ``folder``, files in order."""
+    for path in sorted(folder.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, module in _imported(tree):
+            yield path, line, module
+
+
 def upward_imports() -> list[str]:
     found = []
     for level, package in enumerate(LAYERS):
         higher = set(LAYERS[level + 1:])
-        for path in sorted((ROOT / package).rglob("*.py")):
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            for line, module in _imported(tree):
-                top = module.split(".")[0]
-                if top in higher:
-                    found.append(f"{path.relative_to(ROOT)}:{line}: {package} imports {module}")
+        for path, line, module in _imports_under(ROOT / package):
+            if module.split(".")[0] in higher:
+                found.append(f"{path.relative_to(ROOT)}:{line}: {package} imports {module}")
     return found
 
 
@@ -60,14 +65,9 @@ def test_pycolmap_is_imported_only_through_the_one_helper():
     """``import pycolmap`` installs glog's SIGTERM handler; :func:`mum.pycolmap_import.import_pycolmap` keeps the
     program's own, so every module must import pycolmap through it."""
     helper = ROOT / "mum" / "pycolmap_import.py"
-    found = []
-    for package in LAYERS:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            if path == helper:
-                continue
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            found += [f"{path.relative_to(ROOT)}:{line}" for line, module in _imported(tree)
-                      if module.split(".")[0] == "pycolmap"]
+    found = [f"{path.relative_to(ROOT)}:{line}" for package in LAYERS
+             for path, line, module in _imports_under(ROOT / package)
+             if path != helper and module.split(".")[0] == "pycolmap"]
     assert not found, "import pycolmap through mum.pycolmap_import.import_pycolmap():\n" + "\n".join(found)
 
 
@@ -87,22 +87,18 @@ def app_violations(root: Path = ROOT) -> list[str]:
     """Imports inside ``app`` that go up (engine → exports/front end, exports → front end) or across (a front end
     importing another front end)."""
     found = []
-    for path in sorted((root / "app").rglob("*.py")):
+    for path, line, module in _imports_under(root / "app"):
         rel = path.relative_to(root).with_suffix("")
         own = _app_part(".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts))
-        if own is None:
+        other = _app_part(module)
+        if own is None or other is None or other == own:
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for line, module in _imported(tree):
-            other = _app_part(module)
-            if other is None or other == own:
-                continue
-            if own in APP_LAYERS:
-                allowed = APP_LAYERS[:APP_LAYERS.index(own)]
-            else:  # a front end: the engine and the exports, no other front end
-                allowed = APP_LAYERS
-            if other not in allowed:
-                found.append(f"{path.relative_to(root)}:{line}: {own} imports {module}")
+        if own in APP_LAYERS:
+            allowed = APP_LAYERS[:APP_LAYERS.index(own)]
+        else:  # a front end: the engine and the exports, no other front end
+            allowed = APP_LAYERS
+        if other not in allowed:
+            found.append(f"{path.relative_to(root)}:{line}: {own} imports {module}")
     return found
 
 
