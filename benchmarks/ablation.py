@@ -1,8 +1,8 @@
 """Does the network earn its place in the default path? Each of its contributions switched off in turn.
 
 Run: ``python benchmarks/ablation.py`` (``--scenes demo/buddha ...`` to pick; ``--synthetic N`` held-out
-10-view scenes, ``--synthetic-50 N`` held-out 50-view scenes; ``--kitti`` adds
-``/work/shared/data/kitti07_160``, read in place).
+10-view scenes, ``--synthetic-50 N`` held-out 50-view scenes; ``--kitti FOLDER`` adds a KITTI sequence with
+reference cameras, read in place: its licence keeps it out of this repository).
 
 On every scene the default path (``reconstruct_arrays``, the bundled model) runs with everything on and with
 one network contribution off:
@@ -50,7 +50,6 @@ from benchmarks.real_scenes import load_scene, make_synthetic, plain_sfm_repeats
 
 RESULTS = ROOT / "benchmarks" / "results" / "ablation_cpu.json"
 DEMO_SCENES = ("demo/tum_freiburg", "demo/sacre_coeur", "demo/buddha", "demo/synthetic_room")
-KITTI = Path("/work/shared/data/kitti07_160")
 
 
 def sfm_depth_figures(recon, scene) -> dict:
@@ -166,7 +165,8 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="*", default=list(DEMO_SCENES))
     parser.add_argument("--synthetic", type=int, default=3, metavar="N", help="held-out 10-view scenes")
     parser.add_argument("--synthetic-50", type=int, default=1, metavar="N", help="held-out 50-view scenes")
-    parser.add_argument("--kitti", action="store_true", help=f"also {KITTI} (160 views, read in place)")
+    parser.add_argument("--kitti", type=Path, metavar="FOLDER",
+                        help="also this KITTI sequence folder (images + reference cameras), read in place")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
     args = parser.parse_args()
@@ -187,7 +187,7 @@ def main() -> None:
             scenes += [(f"synthetic/{p.name}", p, True)
                        for p in make_synthetic(tmp / "syn50", args.synthetic_50, 50, start=100)]
         if args.kitti:
-            scenes.append(("kitti07_160", KITTI, False))
+            scenes.append((args.kitti.name, args.kitti, False))
         for name, path, synthetic in scenes:
             results["scenes"][name] = measure_scene(model, path, name, synthetic, run)
             write_results(args.out, results, run)  # after every scene: a long run that stops keeps what it made
