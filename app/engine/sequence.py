@@ -129,7 +129,7 @@ class StageProgress:
         self.start = self.last = time.perf_counter()
 
     def update(self, done: int, detail: str = "", force: bool = False) -> None:
-        from app.engine.chunked import progress_bar
+        from app.engine.runtime import progress_bar
 
         now = time.perf_counter()
         if not force and done < self.total and now - self.last < self.every:
