@@ -48,7 +48,7 @@ from app.engine.runtime import available_memory, progress_bar
 from mum.errors import UserError
 
 if TYPE_CHECKING:
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
     from app.engine.view_source import ViewSource
 
 # What one view costs during a network pass, per pixel of the network input (activations, dense heads, their
@@ -423,7 +423,8 @@ def reconstruct_views(
     one (:func:`app.engine.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
     (:func:`app.engine.sequence.is_continuous`)."""
     from mum.io import network_size
-    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
+    from app.engine.options import PipelineOptions
     from app.engine.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
                               use_sequence_path)
 
