@@ -245,7 +245,9 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     bundled model on real photos), every chunk disagrees alike and none is overruled."""
     import copy
 
-    from app.engine.pipeline import apply_known_intrinsics, predict_arrays
+    from app.engine.pipeline import apply_known_intrinsics
+
+    from app.engine.network import predict_arrays
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
@@ -364,7 +366,7 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
                 device, chunk_size, aspect, say) -> tuple[Optional[Edge], dict]:
     """One network pass over the candidate's views of both chunks; the edge ``a → b`` when the pass fits both
     chunks and, inside it, the two chunks' views agree in depth."""
-    from app.engine.pipeline import predict_arrays
+    from app.engine.network import predict_arrays
 
     views = candidate.views_a + candidate.views_b
     arrays = source.load(views)

@@ -172,7 +172,7 @@ class FrameMaps:
 
 def _network(model, source: ViewSource, windows: Sequence[range], long_side, device, chunk_size, aspect,
              progress: StageProgress) -> FrameMaps:
-    from app.engine.pipeline import predict_arrays
+    from app.engine.network import predict_arrays
 
     maps = FrameMaps(windows=list(windows))
     for w, frames in enumerate(windows):
