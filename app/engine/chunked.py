@@ -10,7 +10,7 @@ views in chunks of ``window`` consecutive views, consecutive chunks sharing ``ov
    (:func:`auto_window`); when every view fits, the one-pass path runs unchanged.
 2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
    geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, depth fitted
-   and cross-checked; :func:`app.engine.geometric_reconstruction.add_geometry`). A chunk's frame is its first camera,
+   and cross-checked; :func:`app.engine.cameras.add_cameras`, :func:`app.engine.dense_geometry.add_dense_geometry`). A chunk's frame is its first camera,
    at its own scale. Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense
    maps only those of the views it owns are kept, at the network's grid.
 3. **join** (:func:`fit_shared_views`): the similarity between consecutive chunks from their shared views —
@@ -245,7 +245,8 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     bundled model on real photos), every chunk disagrees alike and none is overruled."""
     import copy
 
-    from app.engine.pipeline import apply_known_intrinsics
+    from app.engine.cameras import add_cameras, apply_known_intrinsics
+    from app.engine.dense_geometry import add_dense_geometry
 
     from app.engine.network import predict_arrays
 
@@ -256,12 +257,12 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
         apply_known_intrinsics(recon, known)
     rejected = None
     if not options.fast:
-        from app.engine.geometric_reconstruction import add_geometry
-
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
-        add_geometry(recon, arrays, transforms, descriptors, chunk_options(options), say,
-                     lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        geometry_options = chunk_options(options)
+        fit = add_cameras(recon, arrays, descriptors, geometry_options, say,
+                          lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, geometry_options, say)
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history

@@ -26,10 +26,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from app.engine.cameras import add_cameras, keep_network_cameras
+from app.engine.dense_geometry import add_dense_geometry, network_consistency
 from app.engine.known_cameras import KnownCameras
 from app.engine.network import predict_arrays
-from app.engine.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.engine.options import PipelineOptions
+from app.engine.reconstruction import Reconstruction
 
 
 def reconstruct_arrays(
@@ -50,57 +52,11 @@ def reconstruct_arrays(
     EXIF intrinsics and poses to keep (:mod:`app.engine.known_cameras`)."""
     say = on_stage or (lambda _msg: None)
     recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
-    if known is not None:
-        apply_known_intrinsics(recon, known)
     if options.fast:
-        if known is not None and known.posed.any():
-            place_on_given_poses(recon, known, say)
+        keep_network_cameras(recon, known, say)
         if options.fast_consistency:
             recon.meta["consistency"] = network_consistency(recon, options)
         return recon
-    from app.engine.geometric_reconstruction import add_geometry
-
-    add_geometry(recon, arrays, transforms, descriptors, options, say, warn or say, known=known)
+    fit = add_cameras(recon, arrays, descriptors, options, say, warn or say, known)
+    add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, options, say)
     return recon
-
-
-def apply_known_intrinsics(recon: Reconstruction, known: KnownCameras) -> None:
-    """Given and EXIF intrinsics replace the network's (depth is then unprojected with them)."""
-    sources = recon.intrinsics_origins()
-    for i, source in enumerate(known.intrinsics_source):
-        if source:
-            recon.intrinsics[i] = known.K[i]
-            sources[i] = source
-    recon.intrinsics_sources = sources
-
-
-def place_on_given_poses(recon: Reconstruction, known: KnownCameras, say: Callable[[str], None]) -> None:
-    """``fast`` with poses kept: the given poses exactly; the network's cameras of the other views, its depth
-    and its point map brought into the given frame and scale by the similarity that maps the network's cameras
-    of the posed views onto the given ones."""
-    from app.engine.camera_fusion import apply, fill_unregistered
-
-    posed = known.posed
-    cams, _, sim = fill_unregistered(recon.cam_from_world, np.nan_to_num(known.cam_from_world), posed)
-    recon.cam_from_world = cams
-    recon.camera_sources = ["given" if p else "network" for p in posed]
-    recon.depth = (recon.depth * sim.scale).astype(np.float32)
-    recon.world_points = apply(sim, recon.world_points.astype(np.float64)).astype(np.float32)
-    recon.meta["world"] = "given"
-    say(f"cameras: {int(posed.sum())} given pose(s) kept; network depth scaled by {sim.scale:.4g} to them")
-
-
-def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:
-    """The multi-view disagreement of the network's own depth and cameras: over all pixels, and over the
-    pixels that ``--fast``'s cloud keeps (confidence at or above its ``FAST_CONF_PERCENTILE`` percentile)."""
-    from app.engine.dense_fit import depth_agreement, overlap_neighbours
-
-    depth = recon.depth.astype(np.float64)
-    K, cams = recon.network_intrinsics, recon.cam_from_world
-    neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
-    every = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, step=2)
-    kept = recon.depth_conf >= np.percentile(recon.depth_conf, FAST_CONF_PERCENTILE)
-    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=kept, step=2)
-    return {"median_depth_disagreement": every.median_disagreement,
-            "cloud_median_depth_disagreement": cloud.median_disagreement, "view_pairs": every.pairs,
-            "pixels_kept": round(float(kept.mean()), 4)}

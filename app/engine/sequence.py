@@ -558,10 +558,10 @@ def reconstruct_sequence(
 def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
            K_all: np.ndarray, source: ViewSource, options: PipelineOptions, progress: StageProgress):
     """Each window's network depth fitted to its frames' observations and cross-checked between its frames
-    (:func:`app.engine.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
+    (:func:`app.engine.dense_geometry.add_dense_geometry` at the network's grid); frames without a registered camera
     get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
-    from app.engine.geometric_reconstruction import _fit_dense
+    from app.engine.dense_geometry import add_dense_geometry
 
     dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
     S = len(sources)
@@ -590,7 +590,8 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
         observed = [kmap.points_seen_by(f) if registered[k] else (np.zeros((0, 2)), np.zeros((0, 3)))
                     for k, f in enumerate(idx)]
         window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
-        _fit_dense(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options, lambda _m: None)
+        add_dense_geometry(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options,
+                           lambda _m: None)
         depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
                                                                           recon.colors)
         disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])

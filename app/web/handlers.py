@@ -46,7 +46,7 @@ OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
 INTERNAL_MESSAGE = "the server failed on this request (an internal error, recorded in its log)"
 
 # Progress fraction at which each pipeline stage starts, by the start of its progress line (app.engine.pipeline,
-# app.engine.sfm, app.engine.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
+# app.engine.sfm, app.engine.cameras, app.engine.dense_geometry). Roughly proportional to the time each stage takes on a CPU.
 STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"reading uploads", 0.02),
     (r"loading model", 0.05),
@@ -62,6 +62,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: \d+ view\(s\) not registered, placed", 0.63),
     (r"sfm: nothing registered to the given poses", 0.63),
     (r"warning:", 0.63),
+    (r"sfm: \d+/\d+ views registered", 0.645),
     (r"dense: depth fitted", 0.66),
     (r"dense: depth upsampled", 0.72),
     (r"dense: views agree", 0.86),
@@ -69,7 +70,6 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"dense: no stereo", 0.67),
     (r"dense: stereo on", 0.7),
     (r"dense: stereo kept", 0.86),
-    (r"sfm: \d+/\d+ views registered", 0.87),
     (r"writing", 0.9),
     (r"colour-mapping", 0.96),
 )
