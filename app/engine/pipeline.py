@@ -1,37 +1,94 @@
-"""From user input to a :class:`~app.engine.reconstruction.Reconstruction`: preprocess, predict, then (unless
-``fast``) cameras from SfM and dense depth fitted to them.
+"""The orchestrator: from the user's views to a :class:`~app.engine.reconstruction.Reconstruction`, one call
+into each stage's module, in the order the data flows.
 
 Shared by the command-line tool, the web app and the benchmarks (one implementation for all).
 
-Default path (:func:`reconstruct_arrays`):
+:func:`reconstruct_views` (every input):
 
-1. the network predicts cameras, depth, confidence and a retrieval descriptor per view (one pass);
-2. SfM from scratch (:mod:`app.engine.sfm`): SIFT, matching of all pairs up to ``exhaustive_up_to`` views and of the
-   network-guided pairs beyond (:mod:`app.engine.pair_selection`), incremental mapping with the network's focal
-   length as the initial one;
-3. views SfM did not register get the network's camera placed by a similarity fitted on the registered ones
-   (:mod:`app.engine.camera_fusion`); with fewer than two registered views the network's cameras are used alone
-   (one warning line);
-4. the dense stage (``options.dense``, :mod:`app.engine.dense_options`): each view's network depth is fitted to the
-   SfM points it sees (:mod:`app.engine.dense_fit`); by default it is then the prior of multi-view stereo on the SfM
-   cameras (:mod:`app.engine.multiview_stereo`), or (``fitted``) upsampled and kept where another view's depth agrees;
-   the SfM points join the cloud.
+1. **plan** (:mod:`app.engine.planning`): the sequence path for a video or numbered frames, one pass when every
+   view fits in memory, else chunks;
+2. a long input is a loop around the same stages: :mod:`app.engine.sequence` (keyframes mapped, the other frames
+   registered to them; it may hand the frames back as unordered views) or :mod:`app.engine.chunked` (chunks joined
+   by Sim(3), loop closures and a pose graph);
+3. one pass: :func:`reconstruct_arrays`.
 
-``fast`` stops after step 1.
+:func:`reconstruct_arrays` (one pass over decoded views):
+
+1. **network** (:mod:`app.engine.network`): cameras, depth, confidence and a retrieval descriptor per view;
+2. **cameras** (:mod:`app.engine.cameras`): given and EXIF intrinsics, SfM from scratch (:mod:`app.engine.sfm`,
+   pairs by :mod:`app.engine.pair_selection`), views SfM missed placed by a similarity
+   (:mod:`app.engine.camera_fusion`), given poses kept; with fewer than two registered views the network's
+   cameras alone (one warning line);
+3. **dense geometry** (:mod:`app.engine.dense_geometry`, ``options.dense``): each view's network depth fitted to
+   the SfM points it sees (:mod:`app.engine.dense_fit`), then by default the prior of multi-view stereo on those
+   cameras (:mod:`app.engine.multiview_stereo`), or (``fitted``) upsampled and kept where another view's depth
+   agrees;
+4. **the cloud** is the result's to make, on demand and within a point budget
+   (:meth:`~app.engine.reconstruction.Reconstruction.point_cloud`, :mod:`app.engine.point_budget`): the kept
+   depth pixels unprojected with the exported cameras, plus the SfM points.
+
+``fast``: the network's cameras (given intrinsics and poses applied) and its depth; the dense stage only measures
+how well the views agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from app.engine.cameras import add_cameras, keep_network_cameras
+from app.engine.chunked import reconstruct_in_chunks
 from app.engine.dense_geometry import add_dense_geometry, network_consistency
 from app.engine.known_cameras import KnownCameras
 from app.engine.network import predict_arrays
 from app.engine.options import PipelineOptions
+from app.engine.planning import plan_views
 from app.engine.reconstruction import Reconstruction
+from app.engine.sequence import SequenceOptions, reconstruct_sequence
+from app.engine.view_source import ViewSource
+
+
+def reconstruct_views(
+    model: Any,
+    source: ViewSource,
+    long_side: Optional[int] = None,
+    device: str = "cpu",
+    chunk_size: Optional[int] = None,
+    on_stage: Optional[Callable[[str], None]] = None,
+    options: Optional[PipelineOptions] = None,
+    warn: Optional[Callable[[str], None]] = None,
+    window: Optional[int] = None,
+    overlap: Optional[int] = None,
+    loop_closure: bool = True,
+    max_loops: Optional[int] = None,
+    keep_pointmaps: bool = False,
+    known: Optional[KnownCameras] = None,
+    sequence: Optional[bool] = None,
+) -> Reconstruction:
+    """Reconstruct every view of ``source`` with ``model`` (a ``heads.Reconstructor``); see the module docstring.
+    ``window`` views per network pass (default: what the memory holds), neighbours sharing ``overlap``
+    (:mod:`app.engine.planning`); ``loop_closure``, ``max_loops``, ``keep_pointmaps``: the chunked path's
+    (:func:`app.engine.chunked.reconstruct_in_chunks`). ``known``: given or EXIF intrinsics and poses to keep
+    (one pass only). ``sequence``: ``True`` the sequence path, ``False`` never, ``None`` for a video or numbered
+    frames (:func:`app.engine.planning.use_sequence_path`) that follow each other closely, as a video's do
+    (:func:`app.engine.sequence.is_continuous`). ``on_stage``: progress lines; ``warn``: warning lines."""
+    options = options or PipelineOptions()
+    say = on_stage or (lambda _msg: None)
+    warn = warn or say
+    plan = plan_views(model, source, options, known, long_side, device, window, overlap, sequence)
+    if plan.sequence:
+        seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
+        recon = reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
+                                     continuous_only=not sequence)
+        if recon is not None:
+            return recon
+    if plan.one_pass:
+        return reconstruct_arrays(model, source.names, source.load(range(len(source))), long_side, device, chunk_size,
+                                  say, options, warn, known=known)
+    return reconstruct_in_chunks(model, source, plan, long_side, device, chunk_size, say, options, warn, loop_closure,
+                                 max_loops, keep_pointmaps, known)
 
 
 def reconstruct_arrays(

@@ -28,7 +28,6 @@ chunked path); work grows linearly with the frames, except the final bundle adju
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
     from app.engine.options import PipelineOptions
     from app.engine.view_source import ViewSource
 
-MIN_SEQUENCE_VIEWS = 31  # fewer views: every pair is matched anyway (the default path's exhaustive matching)
 
 
 @dataclass(frozen=True)
@@ -76,46 +74,6 @@ class SequenceOptions:
     loop_neighbours: int = 2
     loop_min_points: int = 50
     loop_max_drift: tuple[float, float, float] = (3.0, 0.1, 0.05)  # degrees, translation / spread, |log scale|
-
-
-# ------------------------------------------------------------------------------------------------- input
-_NUMBERED = re.compile(r"^(.*?)(\d+(?:\.\d+)?)$")
-
-
-def is_sequence(source: ViewSource) -> bool:
-    """A video's frames, or image files named by one prefix and increasing numbers (``frame_000123.png``,
-    ``000123.jpg``, timestamps ``1341847980.722988.png``): an ordered sequence."""
-    if source.photos is None:
-        return True
-    stems = [name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for name in source.names]
-    parts = [_NUMBERED.match(s) for s in stems]
-    if len(stems) < 2 or not all(parts) or len({p.group(1) for p in parts}) != 1:
-        return False
-    numbers = [float(p.group(2)) for p in parts]
-    return all(b > a for a, b in zip(numbers, numbers[1:]))
-
-
-def use_sequence_path(source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras],
-                      sequence: Optional[bool]) -> bool:
-    """Whether :func:`reconstruct_sequence` runs: asked for (``sequence=True``), or by default (``None``) for a
-    sequence (:func:`is_sequence`) of at least :data:`MIN_SEQUENCE_VIEWS` frames of one size on the default path
-    (not ``--fast``) without poses to keep. ``True`` where it cannot run is a :class:`UserError`."""
-    from mum.errors import UserError
-
-    reasons = []
-    if options.fast:
-        reasons.append("--fast has no SfM")
-    if known is not None and known.posed.any():
-        reasons.append("--fix-poses keeps given poses in one pass")
-    if len(set(source.sizes)) != 1:
-        reasons.append("the frames differ in size")
-    if len(source) < 3:
-        reasons.append("fewer than 3 frames")
-    if sequence:
-        if reasons:
-            raise UserError(f"--sequence on: {'; '.join(reasons)}")
-        return True
-    return sequence is None and not reasons and len(source) >= MIN_SEQUENCE_VIEWS and is_sequence(source)
 
 
 # ------------------------------------------------------------------------------------------------- progress
@@ -386,11 +344,13 @@ def reconstruct_sequence(
     seq: SequenceOptions = SequenceOptions(),
     known: Optional[KnownCameras] = None,
     selection: Optional[KeyframeSelection] = None,
+    continuous_only: bool = False,
 ) -> Optional[Reconstruction]:
     """Every frame of ``source`` (in order) reconstructed as a sequence; see the module docstring. ``known``:
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
-    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
-    the caller reconstructs the frames as unordered views."""
+    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line),
+    or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
+    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views."""
     from app.engine.options import PipelineOptions
 
     options = options or PipelineOptions()
@@ -409,6 +369,10 @@ def reconstruct_sequence(
     if selection is None:
         selection = choose_keyframes(source, seq, say)
     keyframes = selection.keyframes
+    if continuous_only and not is_continuous(selection):
+        say(f"{len(keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
+            "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
+        return None
     clock.lap("keyframes")
 
     # 2. network

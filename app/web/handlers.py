@@ -297,7 +297,7 @@ def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool,
 
 def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_frames: int | None = None):
     """Checked uploads → a :class:`app.engine.view_source.ViewSource` (decoded chunk by chunk; a video's frames go to
-    ``scratch``): what :func:`app.engine.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
+    ``scratch``): what :func:`app.engine.pipeline.reconstruct_views` takes, so a long video runs in joined chunks."""
     from app.engine.view_source import open_views
 
     paths = check_uploads(files, cfg)
@@ -362,7 +362,7 @@ class Handlers:
 
     def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
                      cameras: Any = None, fix_poses: bool = False) -> WebScene:
-        from app.engine.chunked import reconstruct_views
+        from app.engine.pipeline import reconstruct_views
         from app.engine.options import PipelineOptions
 
         source = open_inputs(files, self.cfg, scratch, stride, max_frames)
