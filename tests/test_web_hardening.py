@@ -300,7 +300,7 @@ def test_row17_bad_numbers_are_one_line(capsys, monkeypatch, argv, env):
 
 # --------------------------------------------------------------------------------------- row 6 (web)
 def _serve(port: int, tmp: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in ("GRADIO_TEMP_DIR", "TORCHINDUCTOR_CACHE_DIR")}
     env.update(TMPDIR=str(tmp), PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "app.web.server", "--port", str(port), "--model", "mum-tiny", "--size",
                              "112", "--quiet"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
