@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import heads
     from app.engine.chunked import reconstruct_views
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
     from app.engine.view_source import open_views
 
     scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit

@@ -69,7 +69,7 @@ GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are rig
 
 def pipeline_options(method: str):
     from app.engine.dense_options import DenseOptions
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
     from app.engine.stereo import StereoOptions
 
     dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),

@@ -17,7 +17,8 @@ from app.engine.chunked import ViewMaps, auto_window, default_overlap, fit_share
 from app.engine.point_budget import voxel_point_cloud
 from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.cli import main
-from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+from app.engine.pipeline import reconstruct_arrays
+from app.engine.options import PipelineOptions
 from app.engine.view_source import ArrayViews
 from mum.geometry import look_at
 

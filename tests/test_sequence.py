@@ -67,7 +67,7 @@ def test_is_sequence_by_names(names, expected):
 
 
 def test_video_frames_are_a_sequence_and_auto_needs_31():
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
 
     source = ArrayViews([f"x{i}" for i in range(40)], [np.zeros((4, 4, 3), np.uint8)] * 40)
     source.photos = None  # a video's decoded frames

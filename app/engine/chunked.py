@@ -32,7 +32,6 @@ down-sampling to the point budget (:func:`app.engine.point_budget.voxel_point_cl
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -45,10 +44,11 @@ from app.engine.dense_fit import _unproject, depth_agreement
 from app.engine.known_cameras import KnownCameras
 from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.engine.reconstruction import PointCloud, Reconstruction
+from app.engine.runtime import available_memory, progress_bar
 from mum.errors import UserError
 
 if TYPE_CHECKING:
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
     from app.engine.view_source import ViewSource
 
 # What one view costs during a network pass, per pixel of the network input (activations, dense heads, their
@@ -64,23 +64,6 @@ LOOP_MAX_DISAGREEMENT = 0.1  # ... and the two chunks' views agree in depth insi
 
 
 # ------------------------------------------------------------------------------------------------- planning
-def available_memory(device: str = "cpu") -> int:
-    """Bytes available for a pass: free accelerator memory on CUDA, else the system's available memory."""
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
-
-
 def auto_window(network_pixels: int, original_pixels: int, device: str = "cpu",
                 available: Optional[int] = None) -> int:
     """Views per network pass that fit in :data:`MEMORY_FRACTION` of the available memory, between
@@ -414,12 +397,6 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
 
 
 # ------------------------------------------------------------------------------------------------- the path
-def progress_bar(done: int, total: int, width: int = 20) -> str:
-    """``|#####---------------|``: ``done`` of ``total`` (no square brackets: rich would read them as markup)."""
-    filled = int(round(width * done / max(total, 1)))
-    return "|" + "#" * filled + "-" * (width - filled) + "|"
-
-
 def reconstruct_views(
     model: Any,
     source: ViewSource,
@@ -446,7 +423,8 @@ def reconstruct_views(
     one (:func:`app.engine.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
     (:func:`app.engine.sequence.is_continuous`)."""
     from mum.io import network_size
-    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
+    from app.engine.options import PipelineOptions
     from app.engine.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
                               use_sequence_path)
 

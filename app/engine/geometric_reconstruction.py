@@ -30,7 +30,7 @@ from mum.io import ViewTransform, warp_view
 from mum.native_stderr import native_stderr_to
 
 if TYPE_CHECKING:
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
 
 
 def add_geometry(

@@ -23,42 +23,17 @@ Default path (:func:`reconstruct_arrays`):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from app.engine.runtime import is_out_of_memory
-from app.engine.dense_options import DenseOptions
 from app.engine.known_cameras import KnownCameras
 from app.engine.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
-from app.engine.sfm import SfmOptions
+from app.engine.options import PipelineOptions
 from mum.errors import UserError
 from mum.io import ViewTransform, preprocess
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """How a scene is reconstructed. ``fast``: the network alone (one pass, nothing else).
-    Matching: every pair up to ``exhaustive_up_to`` views, else ``retrieval_neighbours`` +
-    ``overlap_neighbours`` + ``sequential_window`` per view. ``dense``: the dense stage (mode, size, stereo).
-    Fitted depth: a pixel is kept when at least one of its ``consistency_neighbours`` most-overlapping views
-    has a depth within ``consistency_tolerance`` (relative) of it."""
-
-    fast: bool = False
-    sfm: SfmOptions = field(default_factory=SfmOptions)
-    exhaustive_up_to: int = 30
-    retrieval_neighbours: int = 8
-    overlap_neighbours: int = 8
-    sequential_window: int = 2
-    dense: DenseOptions = field(default_factory=DenseOptions)
-    depth_correction_field: bool = True
-    fusion_rounds: int = 2
-    consistency_neighbours: int = 4
-    consistency_tolerance: float = 0.05
-    native_log: Optional[str] = None  # where COLMAP's C++ log lines go (None: the process's stderr)
-    fast_consistency: bool = True  # with ``fast``: measure the network's multi-view disagreement (O(S²) work)
 
 
 def prediction_to_reconstruction(pred: Any, names: Sequence[str], transforms: Sequence[ViewTransform]) -> Reconstruction:

@@ -47,7 +47,7 @@ from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult
 
 if TYPE_CHECKING:
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
     from app.engine.view_source import ViewSource
 
 MIN_SEQUENCE_VIEWS = 31  # fewer views: every pair is matched anyway (the default path's exhaustive matching)
@@ -131,7 +131,7 @@ class StageProgress:
         self.start = self.last = time.perf_counter()
 
     def update(self, done: int, detail: str = "", force: bool = False) -> None:
-        from app.engine.chunked import progress_bar
+        from app.engine.runtime import progress_bar
 
         now = time.perf_counter()
         if not force and done < self.total and now - self.last < self.every:
@@ -401,7 +401,7 @@ def reconstruct_sequence(
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
     chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
     the caller reconstructs the frames as unordered views."""
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
 
     options = options or PipelineOptions()
     options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,

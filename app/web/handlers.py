@@ -363,7 +363,7 @@ class Handlers:
     def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
                      cameras: Any = None, fix_poses: bool = False) -> WebScene:
         from app.engine.chunked import reconstruct_views
-        from app.engine.pipeline import PipelineOptions
+        from app.engine.options import PipelineOptions
 
         source = open_inputs(files, self.cfg, scratch, stride, max_frames)
         with cameras_upload(cameras) as cameras_file:
