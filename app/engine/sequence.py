@@ -40,6 +40,7 @@ import numpy as np
 
 from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
 from app.engine.frame_registration import RegistrationOptions, register_between
+from app.engine.frame_store import frames_on_disk, release_pages
 from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.engine.known_cameras import KnownCameras
@@ -177,7 +178,6 @@ def _network(model, source: ViewSource, windows: Sequence[range], long_side, dev
              progress: StageProgress) -> FrameMaps:
     from app.engine.pipeline import predict_arrays
 
-    from app.engine.frame_store import frames_on_disk, release_pages
 
     maps = FrameMaps(windows=list(windows))
     S = len(source)
@@ -571,7 +571,6 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
     (:func:`app.engine.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
     get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
-    from app.engine.frame_store import frames_on_disk, release_pages
     from app.engine.geometric_reconstruction import _fit_dense
 
     dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
