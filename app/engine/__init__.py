@@ -6,4 +6,5 @@ The orchestrator (``pipeline``) calls one module per stage, in the order the dat
 multi-view stereo: ``view_selection``, ``stereo``, ``depth_fusion``, run by ``multiview_stereo``); the cloud is
 the result's (``reconstruction``, ``point_budget``). Every stage's options: ``options``. Long inputs are a loop
 around the same stages (``chunked``, ``pose_graph``); videos and numbered frames take the sequence path
-(``sequence``: ``keyframes``, ``frame_tracks``, ``keyframe_map``, ``frame_registration``, ``frame_store``). The engine imports nothing from :mod:`app.exports` or the front ends."""
+(``sequence``: ``keyframes``, ``frame_tracks``, ``keyframe_map``, ``frame_registration``, ``frame_store``).
+The engine imports nothing from :mod:`app.exports` or the front ends."""

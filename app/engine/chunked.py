@@ -5,8 +5,8 @@ number of views; a long video or a folder of a thousand photos does not fit. :fu
 the views in chunks of ``window`` consecutive views, consecutive chunks sharing ``overlap`` views:
 
 1. **plan** (:mod:`app.engine.planning`, :func:`~app.engine.planning.plan_chunks`): chunks of equal size
-   stepping by ``window - overlap``, the last one ending at the last view; every view lies in one or two chunks and is *owned* by the chunk where it is most central
-   (its camera and dense maps come from there). ``window`` defaults to what the memory allows
+   stepping by ``window - overlap``, the last one ending at the last view; every view lies in one or two chunks
+   and is *owned* by the chunk where it is most central (its camera and dense maps come from there). ``window`` defaults to what the memory allows
    (:func:`~app.engine.planning.auto_window`); when every view fits, the orchestrator
    (:mod:`app.engine.pipeline`) makes one pass and this module is not used.
 2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
@@ -49,7 +49,7 @@ from app.engine.planning import owners
 from app.engine.runtime import progress_bar
 
 if TYPE_CHECKING:
-    from app.engine.options import PipelineOptions
+    from app.engine.options import NetworkOptions, PipelineOptions
     from app.engine.planning import Plan
     from app.engine.view_source import ViewSource
 
@@ -187,7 +187,7 @@ def chunk_options(options: PipelineOptions) -> PipelineOptions:
     return replace(options, dense=options.dense.fitted_on_network_grid())
 
 
-def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_side, device, chunk_size, aspect,
+def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
     """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
@@ -205,7 +205,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
-    recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say, aspect)
+    recon, transforms, descriptors = predict_arrays(model, names, arrays, network, say, aspect)
     if known is not None:
         apply_known_intrinsics(recon, known)
     rejected = None
@@ -316,15 +316,15 @@ def loop_candidates(chunks: Sequence[ChunkResult], per_side: int, threshold: flo
     return found[:max_loops] if max_loops is not None else found
 
 
-def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Sequence[ChunkResult], long_side,
-                device, chunk_size, aspect, say) -> tuple[Optional[Edge], dict]:
+def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Sequence[ChunkResult],
+                network: NetworkOptions, aspect, say) -> tuple[Optional[Edge], dict]:
     """One network pass over the candidate's views of both chunks; the edge ``a → b`` when the pass fits both
     chunks and, inside it, the two chunks' views agree in depth."""
     from app.engine.network import predict_arrays
 
     views = candidate.views_a + candidate.views_b
     arrays = source.load(views)
-    recon, _, _ = predict_arrays(model, [source.names[v] for v in views], arrays, long_side, device, chunk_size,
+    recon, _, _ = predict_arrays(model, [source.names[v] for v in views], arrays, network,
                                  lambda _m: None, aspect)
     del arrays
     depth = recon.depth.astype(np.float32)
@@ -357,11 +357,9 @@ def reconstruct_in_chunks(
     model: Any,
     source: ViewSource,
     plan: Plan,
-    long_side: Optional[int],
-    device: str,
-    chunk_size: Optional[int],
-    say: Callable[[str], None],
+    network: NetworkOptions,
     options: PipelineOptions,
+    say: Callable[[str], None],
     warn: Callable[[str], None],
     loop_closure: bool = True,
     max_loops: Optional[int] = None,
@@ -391,7 +389,7 @@ def reconstruct_in_chunks(
     for k, views in enumerate(chunks_plan):
         prefix = f"chunk {k + 1}/{n} {progress_bar(k, n)}"
         say(f"{prefix} views {views.start}–{views.stop - 1}")
-        chunk = _run_chunk(model, source, views, k, long_side, device, chunk_size, aspect, options,
+        chunk = _run_chunk(model, source, views, k, network, aspect, options,
                            lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
                            warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views))
         if results:
@@ -412,7 +410,7 @@ def reconstruct_in_chunks(
         candidates = loop_candidates(results, per_side, max_loops=max_loops if max_loops is not None else max(1, n // 2))
         say(f"loop closures: {len(candidates)} candidate(s) from the network's descriptors")
         for c, cand in enumerate(candidates):
-            edge, info = verify_loop(model, source, cand, results, long_side, device, chunk_size, aspect, say)
+            edge, info = verify_loop(model, source, cand, results, network, aspect, say)
             loops_info.append(info)
             say(f"loop {c + 1}/{len(candidates)} {progress_bar(c + 1, len(candidates))} chunks {cand.a + 1}↔{cand.b + 1}: "
                 + ("accepted" if edge else "rejected") + f" (residuals {info['residual_a']}, {info['residual_b']}; "
@@ -428,7 +426,7 @@ def reconstruct_in_chunks(
         warn(f"warning: {message}")
     recon = _assemble(source, results, sims, owner, keep_pointmaps)
     recon.meta.update(
-        inference_s=sum(r.meta["inference_s"] for r in results), device=device,
+        inference_s=sum(r.meta["inference_s"] for r in results), device=network.device,
         network_size=results[0].meta["network_size"],
         chunks={"window": window, "overlap": overlap, "count": n,
                 "ranges": [[c.start, c.stop - 1] for c in chunks_plan],

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from app.engine.options import NetworkOptions
 from app.engine.reconstruction import Reconstruction
 from app.engine.runtime import is_out_of_memory
 from mum.errors import UserError
@@ -76,22 +77,22 @@ def predict_arrays(
     model: Any,
     names: Sequence[str],
     arrays: Sequence[np.ndarray],
-    long_side: Optional[int],
-    device: str,
-    chunk_size: Optional[int],
+    network: NetworkOptions,
     say: Callable[[str], None],
     aspect: Optional[float] = None,
 ) -> tuple[Reconstruction, list[ViewTransform], np.ndarray]:
-    """One network pass: the feedforward reconstruction, the view transforms and the retrieval descriptors
-    ``[S, C]``. ``aspect``: the network input's width / height (default: the views' median)."""
-    size = long_side or model.cfg.image_size
+    """One network pass of ``model`` over ``arrays`` (``uint8`` RGB, original size): the feedforward
+    reconstruction, the view transforms and the retrieval descriptors ``[S, C]``. ``aspect``: the network
+    input's width / height (default: the views' median)."""
+    device = network.device
+    size = network.long_side or model.cfg.image_size
     images, transforms = preprocess(arrays, long_side=size, patch_size=model.patch_size, aspect=aspect)
     H, W = images.shape[-2:]
     say(f"preprocessed {len(arrays)} views to {W} × {H} px" + (f" (--size {size} → a multiple of {model.patch_size})"
                                                                if max(H, W) != size else ""))
     say(f"running the model on {device}")
     t0 = time.perf_counter()
-    pred = predict_with_oom_fallback(model, images, chunk_size, say)
+    pred = predict_with_oom_fallback(model, images, network.chunk_size, say)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0

@@ -43,7 +43,7 @@ from app.engine.chunked import reconstruct_in_chunks
 from app.engine.dense_geometry import add_dense_geometry, network_consistency
 from app.engine.known_cameras import KnownCameras
 from app.engine.network import predict_arrays
-from app.engine.options import PipelineOptions
+from app.engine.options import NetworkOptions, PipelineOptions
 from app.engine.planning import plan_views
 from app.engine.reconstruction import Reconstruction
 from app.engine.sequence import SequenceOptions, reconstruct_sequence
@@ -75,20 +75,21 @@ def reconstruct_views(
     frames (:func:`app.engine.planning.use_sequence_path`) that follow each other closely, as a video's do
     (:func:`app.engine.sequence.is_continuous`). ``on_stage``: progress lines; ``warn``: warning lines."""
     options = options or PipelineOptions()
+    network = NetworkOptions(long_side, device, chunk_size)
     say = on_stage or (lambda _msg: None)
     warn = warn or say
     plan = plan_views(model, source, options, known, long_side, device, window, overlap, sequence)
     if plan.sequence:
         seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
-        recon = reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
+        recon = reconstruct_sequence(model, source, network, options, say, warn, seq, known,
                                      continuous_only=not sequence)
         if recon is not None:
             return recon
     if plan.one_pass:
         return reconstruct_arrays(model, source.names, source.load(range(len(source))), long_side, device, chunk_size,
                                   say, options, warn, known=known)
-    return reconstruct_in_chunks(model, source, plan, long_side, device, chunk_size, say, options, warn, loop_closure,
-                                 max_loops, keep_pointmaps, known)
+    return reconstruct_in_chunks(model, source, plan, network, options, say, warn, loop_closure, max_loops,
+                                 keep_pointmaps, known)
 
 
 def reconstruct_arrays(
@@ -108,7 +109,8 @@ def reconstruct_arrays(
     lines; ``warn``: the one warning line when the cameras fall back to the network alone; ``known``: given or
     EXIF intrinsics and poses to keep (:mod:`app.engine.known_cameras`)."""
     say = on_stage or (lambda _msg: None)
-    recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say)
+    recon, transforms, descriptors = predict_arrays(model, names, arrays, NetworkOptions(long_side, device, chunk_size),
+                                                    say)
     if options.fast:
         keep_network_cameras(recon, known, say)
         if options.fast_consistency:

@@ -94,9 +94,9 @@ def is_sequence(source: ViewSource) -> bool:
 
 def use_sequence_path(source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras],
                       sequence: Optional[bool]) -> bool:
-    """Whether :func:`app.engine.sequence.reconstruct_sequence` runs: asked for (``sequence=True``), or by default (``None``) for a
-    sequence (:func:`is_sequence`) of at least :data:`MIN_SEQUENCE_VIEWS` frames of one size on the default path
-    (not ``--fast``) without poses to keep. ``True`` where it cannot run is a :class:`UserError`."""
+    """Whether :func:`app.engine.sequence.reconstruct_sequence` runs: asked for (``sequence=True``), or by
+    default (``None``) for a sequence (:func:`is_sequence`) of at least :data:`MIN_SEQUENCE_VIEWS` frames of one
+    size on the default path (not ``--fast``) without poses to keep. ``True`` where it cannot run is a :class:`UserError`."""
     reasons = []
     if options.fast:
         reasons.append("--fast has no SfM")

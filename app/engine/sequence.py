@@ -47,7 +47,7 @@ from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult
 
 if TYPE_CHECKING:
-    from app.engine.options import PipelineOptions
+    from app.engine.options import NetworkOptions, PipelineOptions
     from app.engine.view_source import ViewSource
 
 
@@ -132,17 +132,16 @@ class FrameMaps:
     network_size: Any = None
 
 
-def _network(model, source: ViewSource, windows: Sequence[range], long_side, device, chunk_size, aspect,
+def _network(model, source: ViewSource, windows: Sequence[range], network: NetworkOptions, aspect,
              progress: StageProgress) -> FrameMaps:
     from app.engine.network import predict_arrays
-
 
     maps = FrameMaps(windows=list(windows))
     S = len(source)
     for w, frames in enumerate(windows):
         arrays = source.load(frames)
-        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, long_side,
-                                                        device, chunk_size, lambda _m: None, aspect)
+        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, network,
+                                                        lambda _m: None, aspect)
         del arrays
         if maps.depth is None:  # the grid is known after the first window: every frame's maps go to disk
             h, w_ = recon.depth.shape[1:]
@@ -345,11 +344,9 @@ def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
 def reconstruct_sequence(
     model: Any,
     source: ViewSource,
-    long_side: Optional[int] = None,
-    device: str = "cpu",
-    chunk_size: Optional[int] = None,
+    network: NetworkOptions,
+    options: PipelineOptions,
     on_stage: Optional[Callable[[str], None]] = None,
-    options: Optional[PipelineOptions] = None,
     warn: Optional[Callable[[str], None]] = None,
     seq: SequenceOptions = SequenceOptions(),
     known: Optional[KnownCameras] = None,
@@ -360,10 +357,8 @@ def reconstruct_sequence(
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
     chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line),
     or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
-    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views."""
-    from app.engine.options import PipelineOptions
-
-    options = options or PipelineOptions()
+    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``network``: how
+    the network runs (:class:`~app.engine.options.NetworkOptions`)."""
     options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,
                                            init_min_tri_angle=seq.init_min_tri_angle))
     say = on_stage or (lambda _msg: None)
@@ -389,7 +384,7 @@ def reconstruct_sequence(
     windows = [range(s, min(S, s + seq.window)) for s in range(0, S, seq.window)]
     if len(windows) > 1 and len(windows[-1]) < seq.window // 2:  # no tiny last window: fold it into the one before
         windows[-2:] = [range(windows[-2].start, S)]
-    maps = _network(model, source, windows, long_side, device, chunk_size, source.aspect(),
+    maps = _network(model, source, windows, network, source.aspect(),
                     StageProgress(say, 2, STAGES, "network", len(windows), "window"))
     focal = np.asarray(maps.focal, np.float64)
     if known is not None:
@@ -510,7 +505,7 @@ def reconstruct_sequence(
     errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, apply(to_first, kmap.points), obs)
     registered_count = sources.count("sfm")
     recon.meta.update(
-        inference_s=maps.inference_s, device=device, network_size=maps.network_size, dropped=[],
+        inference_s=maps.inference_s, device=network.device, network_size=maps.network_size, dropped=[],
         sfm={"registered_views": registered_count, "views": S, "points3D": len(kmap.points),
              "observations": int(errors.size),
              "reprojection_px_mean": float(errors.mean()) if errors.size else float("nan"),

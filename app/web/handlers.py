@@ -45,8 +45,9 @@ log = logging.getLogger("mum.web")
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
 INTERNAL_MESSAGE = "the server failed on this request (an internal error, recorded in its log)"
 
-# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.engine.pipeline,
-# app.engine.sfm, app.engine.cameras, app.engine.dense_geometry). Roughly proportional to the time each stage takes on a CPU.
+# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.engine.network,
+# app.engine.sfm, app.engine.cameras, app.engine.dense_geometry). Roughly proportional to the time each stage takes
+# on a CPU.
 STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"reading uploads", 0.02),
     (r"loading model", 0.05),
