@@ -270,6 +270,7 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
 def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     """Fast preview: one forward pass, no SfM, every camera from the network, the 50th-percentile filter."""
     import app.engine.cameras as cameras
+    import app.engine.pipeline as pipeline
     import app.engine.sfm as sfm
 
     def no_sfm(*args, **kwargs):
@@ -277,7 +278,7 @@ def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sfm, "run_sfm", no_sfm)
     monkeypatch.setattr(cameras, "run_sfm", no_sfm)
-    monkeypatch.setattr(cameras, "add_cameras", no_sfm)
+    monkeypatch.setattr(pipeline, "add_cameras", no_sfm)
     model = CountingModel(tiny_model())
     h = handlers(tmp_path, model)
     (_glb, _gallery, table, _downloads, _frames, status, scene), calls = run_ui(h, SFM_VIEWS, fast=True)

@@ -102,7 +102,8 @@ def add_cameras(
         cams = cams @ to_first
         points = np.zeros((0, 3))
         if sfm is not None and len(sfm.points):
-            points = transform_points(torch.from_numpy(np.linalg.inv(to_first)), torch.from_numpy(sfm.points)).numpy()  # old world → first camera's frame
+            old_world_to_first = torch.from_numpy(np.linalg.inv(to_first))
+            points = transform_points(old_world_to_first, torch.from_numpy(sfm.points)).numpy()
     else:
         recon.meta["world"] = "given"  # the cameras file's frame and scale
     recon.cam_from_world, recon.intrinsics, recon.camera_sources = cams, K, sources
