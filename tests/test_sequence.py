@@ -227,13 +227,22 @@ def test_frames_between_keyframes_registered_by_tracks(walk):
 
 
 # ------------------------------------------------------------------------------------------------- end to end
-def test_sequence_path_end_to_end(walk, tmp_path, capsys):
-    """The command on numbered frames: the sequence path, every frame a camera, ATE small against the walk."""
+def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
+    """The command on numbered frames: the sequence path, every frame a camera, ATE small against the walk; the
+    frames' dense maps reach the exports on disk (memory holds a window of them) and the cloud is built a block
+    of frames at a time within the point budget."""
     import cv2
 
+    import app.cli
     from app.cli import main
+    from app.engine.frame_store import on_disk
     from heads.metrics import umeyama_alignment
     import torch
+
+    exported = []
+    write_exports = app.cli.write_exports
+    monkeypatch.setattr(app.cli, "write_exports", lambda out, recon, *a, **k: exported.append(recon)
+                        or write_exports(out, recon, *a, **k))
 
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -245,6 +254,9 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys):
     seq = summary["sequence"]
     assert 3 <= seq["keyframes"] < len(walk.images)
     assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
+    recon, = exported
+    assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))
+    assert 0 < summary["points"] <= 20000
     cams = json.loads((out / "cameras.json").read_text())["images"]
     est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
     gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))

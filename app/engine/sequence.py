@@ -22,8 +22,10 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
 
 Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sfm"``), else the network's
 camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
-one window's network pass, one chunk's SfM and the dense maps of every frame at the network's grid (as on the
-chunked path); work grows linearly with the frames, except the final bundle adjustment.
+one window's network pass and one chunk's SfM: every frame's dense maps (the network's, then the fitted ones
+the exports read) are on disk (:mod:`app.engine.frame_store`, 12 bytes a pixel of the network's grid per frame)
+and in memory a window at a time; the map's points, observations and cameras grow with the frames (small).
+Work grows linearly with the frames, except the final bundle adjustment.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 
 from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
 from app.engine.frame_registration import RegistrationOptions, register_between
+from app.engine.frame_store import frames_on_disk, release_pages
 from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.engine.known_cameras import KnownCameras
@@ -155,12 +158,13 @@ STAGES = 7
 # ------------------------------------------------------------------------------------------------- network
 @dataclass
 class FrameMaps:
-    """Every frame's network outputs: dense maps at the network grid, the view transforms, the network's own
-    cameras (per window frame), focal lengths (original pixels), retrieval descriptors, and each frame's window."""
+    """Every frame's network outputs: dense maps at the network grid (``[S, h, w]``, colours ``[S, h, w, 3]``, on
+    disk: :func:`app.engine.frame_store.frames_on_disk`), the view transforms, the network's own cameras (per
+    window frame), focal lengths (original pixels), retrieval descriptors, and each frame's window."""
 
-    depth: list = field(default_factory=list)
-    conf: list = field(default_factory=list)
-    colors: list = field(default_factory=list)
+    depth: Optional[np.ndarray] = None
+    conf: Optional[np.ndarray] = None
+    colors: Optional[np.ndarray] = None
     transforms: list = field(default_factory=list)
     network_cams: list = field(default_factory=list)
     focal: list = field(default_factory=list)
@@ -174,15 +178,21 @@ def _network(model, source: ViewSource, windows: Sequence[range], long_side, dev
              progress: StageProgress) -> FrameMaps:
     from app.engine.pipeline import predict_arrays
 
+
     maps = FrameMaps(windows=list(windows))
+    S = len(source)
     for w, frames in enumerate(windows):
         arrays = source.load(frames)
         recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, long_side,
                                                         device, chunk_size, lambda _m: None, aspect)
         del arrays
-        maps.depth += list(recon.depth.astype(np.float32))
-        maps.conf += list(recon.depth_conf.astype(np.float32))
-        maps.colors += list(recon.colors)
+        if maps.depth is None:  # the grid is known after the first window: every frame's maps go to disk
+            h, w_ = recon.depth.shape[1:]
+            maps.depth, maps.conf = frames_on_disk((S, h, w_), np.float32), frames_on_disk((S, h, w_), np.float32)
+            maps.colors = frames_on_disk((S, h, w_, 3), np.uint8)
+        index = slice(frames.start, frames.stop)
+        maps.depth[index], maps.conf[index], maps.colors[index] = recon.depth, recon.depth_conf, recon.colors
+        release_pages(maps.depth, maps.conf, maps.colors)
         maps.transforms += list(transforms)
         maps.network_cams += list(recon.cam_from_world)
         maps.focal += list(recon.intrinsics[:, 0, 0])
@@ -565,11 +575,11 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
 
     dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
     S = len(sources)
-    h, w = maps.depth[0].shape
-    depth_all = np.empty((S, h, w), np.float32)  # filled window by window as the network's maps are released
-    conf_all = np.empty((S, h, w), np.float32)
-    valid_all = np.empty((S, h, w), bool)
-    colors_all = np.empty((S, h, w, 3), np.uint8)
+    h, w = maps.depth.shape[1:]
+    depth_all = frames_on_disk((S, h, w), np.float32)  # on disk, filled window by window: memory holds one window
+    conf_all = frames_on_disk((S, h, w), np.float32)
+    valid_all = frames_on_disk((S, h, w), bool)
+    colors_all = frames_on_disk((S, h, w, 3), np.uint8)
     disagreements = []
     for w_index, frames in enumerate(windows):
         idx = list(frames)
@@ -584,9 +594,9 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
         recon = Reconstruction(
             names=[source.names[f] for f in idx], image_sizes=[source.sizes[f] for f in idx],
             cam_from_world=window_cams, intrinsics=K_all[idx].copy(),
-            depth=np.stack([maps.depth[f] for f in idx]), depth_conf=np.stack([maps.conf[f] for f in idx]),
+            depth=maps.depth[idx], depth_conf=maps.conf[idx],  # copies (a list index)
             world_points=np.zeros((len(idx), 1, 1, 3), np.float32), world_points_conf=np.zeros((len(idx), 1, 1)),
-            colors=np.stack([maps.colors[f] for f in idx]), transforms=[maps.transforms[f] for f in idx])
+            colors=maps.colors[idx], transforms=[maps.transforms[f] for f in idx])
         observed = [kmap.points_seen_by(f) if registered[k] else (np.zeros((0, 2)), np.zeros((0, 3)))
                     for k, f in enumerate(idx)]
         window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
@@ -594,8 +604,7 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
         depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
                                                                           recon.colors)
         disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
-        for f in idx:  # the raw maps are no longer needed
-            maps.depth[f] = maps.conf[f] = maps.colors[f] = None
+        release_pages(maps.depth, maps.conf, maps.colors, depth_all, conf_all, valid_all, colors_all)
         progress.update(w_index + 1)
     return (depth_all, conf_all, valid_all, colors_all,
             float(np.nanmedian(disagreements)) if disagreements else float("nan"))
