@@ -163,7 +163,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
     from app.exports import project_formats as export
 
-    if "chunks" in recon.meta:  # a long input: built view block by view block, voxel down-sampled to the budget
+    if "chunks" in recon.meta or "sequence" in recon.meta:  # a long input: built block by block, voxel down-sampled
         from app.engine.point_budget import voxel_point_cloud
 
         cloud = voxel_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
 
     import heads
-    from app.engine.chunked import reconstruct_views
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.pipeline import reconstruct_views
+    from app.engine.options import PipelineOptions
     from app.engine.view_source import open_views
 
     scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit

@@ -76,7 +76,8 @@ def sfm_depth_figures(recon, scene) -> dict:
 
 
 def run_default(model, scene, names, arrays, **options) -> tuple[dict, object]:
-    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
+    from app.engine.options import PipelineOptions
 
     t0 = time.perf_counter()
     recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(native_log="/dev/null", **options),
@@ -102,7 +103,7 @@ def without_placement(recon, scene) -> dict:
 
 
 def measure_scene(model, path: Path, label: str, synthetic: bool, run: dict) -> dict:
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
     from app.engine.sfm import SfmOptions
     from benchmarks.known_cameras import depth_figures
     from mum.io import load_views

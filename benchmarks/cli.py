@@ -48,7 +48,8 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     import heads
     from app.exports import project_formats as export# noqa: F401
     from mum.io import load_views
-    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
+    from app.engine.options import PipelineOptions
     import plyfile  # noqa: F401
 
     t["imports"] = time.time()

@@ -101,7 +101,8 @@ def depth_figures(recon, scene) -> dict:
 def run(model, scene, mode: str, folder: Path) -> dict:
     from mum.io import load_views
     from app.engine.known_cameras import known_cameras
-    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
+    from app.engine.options import PipelineOptions
 
     paths = [str(scene.root / "images" / n) for n in scene.names]
     names, arrays = load_views(paths)

@@ -67,7 +67,8 @@ def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float,
 
 def run_pipeline(model, scene, fast: bool, **options) -> dict:
     from mum.io import load_views
-    from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+    from app.engine.pipeline import reconstruct_arrays
+    from app.engine.options import PipelineOptions
 
     t0 = time.perf_counter()
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])

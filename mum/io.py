@@ -175,15 +175,51 @@ def image_size(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[
             warnings.simplefilter("ignore")
             with Image.open(fh) as img:
                 w, h = img.size
-                if w * h > limit:  # the caller refuses it; Pillow's PNG getexif() would decode it first
+                if w * h > limit:  # the caller refuses it
                     return w, h
-                return (h, w) if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
+                # Pillow's PNG getexif() decodes the whole image to look for an eXIf chunk after the pixels
+                exif = _png_exif(fh) if img.format == "PNG" else img.getexif()
+                return (h, w) if exif.get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
     except Image.DecompressionBombError as exc:  # more than twice Pillow's limit
         raise _bomb(path, exc, limit) from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not a readable image") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except _DECODER_ERRORS as exc:  # a broken EXIF block: the loader refuses the file too
+        raise _undecodable(path, exc) from None
+
+
+# what Pillow's decoders raise on broken files, besides OSError
+_DECODER_ERRORS = (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct_error,
+                   ZeroDivisionError, OverflowError)
+
+
+def _undecodable(path: Path, exc: Exception) -> UserError:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+    return UserError(f"{path}: cannot decode image, truncated or corrupt ({first})")
+
+
+def _png_exif(fh) -> Image.Exif:
+    """The EXIF of a PNG file as the loader sees it once the image is decoded (the last ``eXIf`` chunk, before or
+    after the pixel data), found by walking the chunk headers (``length``, ``type``, data, CRC) without
+    decompressing anything; empty when there is none."""
+    exif = Image.Exif()
+    fh.seek(8)  # past the signature
+    while len(head := fh.read(8)) == 8:
+        length, kind = int.from_bytes(head[:4], "big"), head[4:]
+        if kind == b"IEND":
+            break
+        if kind == b"eXIf":
+            data = fh.read(length)
+            if len(data) < length:  # truncated: the decoder will say so
+                break
+            exif = Image.Exif()
+            exif.load(b"Exif\x00\x00" + data)
+            fh.seek(4, os.SEEK_CUR)
+        else:
+            fh.seek(length + 4, os.SEEK_CUR)
+    return exif
 
 
 def _bomb(path: Path, exc: Exception, limit: int) -> UserError:
@@ -235,10 +271,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
         raise _bomb(path, exc, limit) from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not a readable image") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct_error,
-            ZeroDivisionError, OverflowError) as exc:  # what Pillow's decoders raise on broken files
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise UserError(f"{path}: cannot decode image, truncated or corrupt ({first})") from None
+    except (OSError, *_DECODER_ERRORS) as exc:
+        raise _undecodable(path, exc) from None
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise UserError(f"{path}: image is too small ({arr.shape[1]}x{arr.shape[0]})")
     return arr

@@ -24,7 +24,8 @@ import heads  # noqa: E402
 import torch  # noqa: E402
 
 from mum.io import load_views  # noqa: E402
-from app.engine.pipeline import PipelineOptions, reconstruct_arrays  # noqa: E402
+from app.engine.pipeline import reconstruct_arrays  # noqa: E402
+from app.engine.options import PipelineOptions
 from app.engine.reconstruction import default_conf_percentile  # noqa: E402
 from app.exports.snapshot import input_strip, render_reconstruction  # noqa: E402
 from heads.metrics import pose_auc, relative_pose_errors  # noqa: E402

@@ -55,3 +55,19 @@ def test_model_eval_small(tmp_path):
     assert set(results["evaluations"]) == {"mum-default", "mum-tiny"}
     assert sum(k["scenes"] for k in results["synthetic_by_kind"]["mum-default"].values()) == 2
     assert len(synthetic_table(results).splitlines()) == 4 and len(real_table(results).splitlines()) == 6
+
+
+@pytest.mark.slow
+def test_synthetic_sfm_runs_once_per_seed(tmp_path):
+    """Plain SfM on the data engine's scenes runs (it once called ``run_plain_sfm`` without the seed it needs) once
+    per seed, and gives the spread over the seeds (pycolmap's defaults are multi-threaded: a seed fixes no result)."""
+    out = tmp_path / "synthetic_sfm.json"
+    run("synthetic_sfm.py", "--scenes", "1", "--views", "4", "--kinds", "object", "--seeds", "0", "1", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert_recorded(results, "synthetic_sfm.py")
+    for label in ("stochastic", "periodic"):
+        r = results[label]
+        assert r["per_seed"]["seeds"] == [0, 1] and len(r["per_seed"]["auc30"]) == 2 and r["views"] == 4, label
+        assert r["mean_auc30_min"] <= r["mean_auc30"] <= r["mean_auc30_max"] and 0 <= r["registered_min"] <= 4
+        (scene,) = r["scenes"].values()
+        assert [x["seed"] for x in scene["runs"]] == [0, 1]

@@ -15,7 +15,8 @@ import torch
 
 import heads
 from mum.io import load_views
-from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+from app.engine.pipeline import reconstruct_arrays
+from app.engine.options import PipelineOptions
 from app.engine.sfm import reprojection_errors
 from heads.metrics import pose_auc, relative_pose_errors
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import heads
-from app.engine.pipeline import PipelineOptions, reconstruct_arrays
+from app.engine.pipeline import reconstruct_arrays
+from app.engine.options import PipelineOptions
 from heads.metrics import pose_auc, relative_pose_errors
 from mum.data.readers import read_scene
 from mum.io import load_views

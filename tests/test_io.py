@@ -143,3 +143,62 @@ def test_image_size_is_the_loaders_size_after_exif_orientation(tmp_path):
         Image.new("RGB", (40, 30), (10, 20, 30)).save(path, exif=exif)
         assert image_size(path) == expected
         assert read_image(path).shape[1::-1] == expected
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def test_png_orientation_from_its_chunks_without_decoding(tmp_path, monkeypatch):
+    """A PNG's EXIF orientation, in an ``eXIf`` chunk before or after the pixels (Pillow finds a late one only
+    by decoding the whole image), is read from the chunk headers: ``image_size`` agrees with the loader and
+    decodes nothing."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from mum.io import image_size, read_image
+
+    def png(orientation: int | None, late: bool) -> bytes:
+        buf = io.BytesIO()
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        Image.new("RGB", (40, 30), (10, 20, 30)).save(buf, "PNG", **({"exif": exif} if orientation and not late else {}))
+        raw = buf.getvalue()
+        if late and orientation is not None:  # eXIf between the last IDAT and IEND
+            iend = raw.rindex(b"IEND") - 4
+            raw = raw[:iend] + _png_chunk(b"eXIf", exif.tobytes()[6:]) + raw[iend:]
+        return raw
+
+    cases = {"none": (None, False, (40, 30)), "early6": (6, False, (30, 40)), "late6": (6, True, (30, 40)),
+             "late8": (8, True, (30, 40)), "late3": (3, True, (40, 30))}
+    for name, (orientation, late, expected) in cases.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(png(orientation, late))
+        assert read_image(path).shape[1::-1] == expected, name
+        with monkeypatch.context() as m:
+            m.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail(f"{name}: decoded"))
+            assert image_size(path) == expected, name
+
+
+def test_png_with_a_broken_exif_chunk_is_one_error_line_from_the_header_too(tmp_path):
+    """``image_size`` raised Pillow's SyntaxError ("not a TIFF file") for a PNG whose eXIf chunk is garbage, where
+    the loader gives a one-line UserError: both refuse it the same way now, whether the chunk is early or late."""
+    import io
+
+    from mum.io import image_size, read_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buf, "PNG")
+    raw = buf.getvalue()
+    iend, after_ihdr = raw.rindex(b"IEND") - 4, 8 + 25
+    for name, data in (("late", raw[:iend] + _png_chunk(b"eXIf", b"garbage") + raw[iend:]),
+                       ("early", raw[:after_ihdr] + _png_chunk(b"eXIf", b"garbage") + raw[after_ihdr:])):
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(data)
+        for read in (read_image, image_size):
+            with pytest.raises(UserError, match="cannot decode image, truncated or corrupt"):
+                read(path)

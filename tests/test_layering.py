@@ -116,3 +116,109 @@ def test_app_layer_check_sees_an_engine_module_importing_a_front_end(tmp_path):
     found = app_violations(tmp_path)
     assert sorted(found) == ["app/cli.py:1: app.cli imports app.web.handlers",
                              "app/engine/sfm.py:2: app.engine imports app.web.server"]
+
+
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Each module of ``mum``, ``heads`` and ``app`` → the project modules it imports, wherever the import stands
+    (module level, inside a function, under ``TYPE_CHECKING``; relative imports resolved). ``from a.b import c``
+    names the module ``a.b.c`` when there is one, else ``a.b``."""
+    paths = {_module_name(p, root): p for package in LAYERS for p in sorted((root / package).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                modules = {f"{base}.{alias.name}" for alias in node.names} & paths.keys()
+                targets.update(modules if len(modules) == len(node.names) else modules | {base})
+        graph[name] = {t for t in targets if t in paths and t != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every group of modules that import each other, directly or through others (the strongly connected
+    components of more than one module), each as a closed path ``a → b → … → a`` through the group."""
+    order = list(graph)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in order:
+        if v not in index:
+            visit(v)
+    cycles = []
+    for group in groups:  # one closed path through the group's first module, by breadth-first search
+        start = min(group)
+        came_from = {start: None}
+        frontier = [start]
+        end = None
+        while frontier and end is None:
+            nxt = []
+            for v in frontier:
+                for w in sorted(graph[v] & group):
+                    if w == start:
+                        end = v
+                        break
+                    if w not in came_from:
+                        came_from[w] = v
+                        nxt.append(w)
+                if end is not None:
+                    break
+            frontier = nxt
+        path = [start]
+        while end is not None and end != start:
+            path.insert(1, end)
+            end = came_from[end]
+        cycles.append(path + [start] + [f"(group: {', '.join(sorted(group))})"])
+    return cycles
+
+
+def test_no_circle_of_imports():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "modules that import each other:\n" + "\n".join(" → ".join(c[:-1]) + " " + c[-1] for c in cycles)
+
+
+def test_cycle_check_sees_function_level_and_type_checking_imports(tmp_path):
+    (tmp_path / "app" / "engine").mkdir(parents=True)
+    (tmp_path / "mum").mkdir()
+    (tmp_path / "heads").mkdir()
+    (tmp_path / "app" / "engine" / "__init__.py").write_text("")
+    (tmp_path / "app" / "engine" / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                                      "    from app.engine.b import B\n")
+    (tmp_path / "app" / "engine" / "b.py").write_text("def f():\n    from . import c\n")
+    (tmp_path / "app" / "engine" / "c.py").write_text("import app.engine.a\n")
+    (tmp_path / "app" / "engine" / "d.py").write_text("from app.engine import a, c\n")  # imports, is not imported
+    graph = import_graph(tmp_path)
+    assert graph["app.engine.b"] == {"app.engine.c"} and graph["app.engine.d"] == {"app.engine.a", "app.engine.c"}
+    assert [c[:-1] for c in import_cycles(graph)] == [["app.engine.a", "app.engine.b", "app.engine.c", "app.engine.a"]]

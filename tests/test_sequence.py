@@ -13,7 +13,8 @@ from app.engine.frame_registration import RegistrationOptions, estimate_pose, re
 from app.engine.frame_tracks import corners, grey, track
 from app.engine.keyframe_map import KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, select_keyframes
-from app.engine.sequence import is_sequence, plan_keyframe_chunks, use_sequence_path
+from app.engine.sequence import plan_keyframe_chunks
+from app.engine.planning import is_sequence, use_sequence_path
 from app.engine.sfm import SfmResult
 from app.engine.view_source import ArrayViews
 from mum.geometry import camera_centers
@@ -67,7 +68,7 @@ def test_is_sequence_by_names(names, expected):
 
 
 def test_video_frames_are_a_sequence_and_auto_needs_31():
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import PipelineOptions
 
     source = ArrayViews([f"x{i}" for i in range(40)], [np.zeros((4, 4, 3), np.uint8)] * 40)
     source.photos = None  # a video's decoded frames
@@ -227,13 +228,22 @@ def test_frames_between_keyframes_registered_by_tracks(walk):
 
 
 # ------------------------------------------------------------------------------------------------- end to end
-def test_sequence_path_end_to_end(walk, tmp_path, capsys):
-    """The command on numbered frames: the sequence path, every frame a camera, ATE small against the walk."""
+def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
+    """The command on numbered frames: the sequence path, every frame a camera, ATE small against the walk; the
+    frames' dense maps reach the exports on disk (memory holds a window of them) and the cloud is built a block
+    of frames at a time within the point budget."""
     import cv2
 
+    import app.cli
     from app.cli import main
+    from app.engine.frame_store import on_disk
     from heads.metrics import umeyama_alignment
     import torch
+
+    exported = []
+    write_exports = app.cli.write_exports
+    monkeypatch.setattr(app.cli, "write_exports", lambda out, recon, *a, **k: exported.append(recon)
+                        or write_exports(out, recon, *a, **k))
 
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -245,6 +255,9 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys):
     seq = summary["sequence"]
     assert 3 <= seq["keyframes"] < len(walk.images)
     assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
+    recon, = exported
+    assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))
+    assert 0 < summary["points"] <= 20000
     cams = json.loads((out / "cameras.json").read_text())["images"]
     est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
     gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))
@@ -259,10 +272,16 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
     numbered photos far apart (most frames would be keyframes) go the unordered path; --sequence on insists."""
     import app.engine.pipeline
     import app.engine.sequence
-    from app.engine.chunked import reconstruct_views
+    from app.engine.pipeline import reconstruct_views
     from app.engine.sequence import choose_keyframes, is_continuous, SequenceOptions
 
-    monkeypatch.setattr(app.engine.sequence, "reconstruct_sequence", lambda *a, **k: "sequence path")
+    class SequencePath(Exception):
+        pass
+
+    def network(*args, **kwargs):  # the sequence path's first stage after the keyframes and the continuity check
+        raise SequencePath
+
+    monkeypatch.setattr(app.engine.sequence, "_network", network)
     monkeypatch.setattr(app.engine.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
     frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
     frames.photos = list(frames.names)
@@ -277,9 +296,11 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
         cfg = type("cfg", (), {"image_size": 64})
         patch_size = 16
 
-    assert reconstruct_views(Model(), frames, window=100) == "sequence path"
+    with pytest.raises(SequencePath):
+        reconstruct_views(Model(), frames, window=100)
     assert reconstruct_views(Model(), photos, window=100) == "unordered path"
-    assert reconstruct_views(Model(), photos, window=100, sequence=True) == "sequence path"
+    with pytest.raises(SequencePath):
+        reconstruct_views(Model(), photos, window=100, sequence=True)
     assert reconstruct_views(Model(), frames, window=100, sequence=False) == "unordered path"
 
 
@@ -303,7 +324,7 @@ def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
     import heads
     import app.engine.pipeline
     import app.engine.sequence
-    from app.engine.chunked import reconstruct_views
+    from app.engine.pipeline import reconstruct_views
 
     def nothing(kmap, frames, *args, **kwargs):
         n = len(frames)

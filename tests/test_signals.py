@@ -106,8 +106,10 @@ def test_sigterm_at_each_stage_cleans_up_everything(tmp_path, stage):
     private_tmp.mkdir()
     before_inputs, before_out = _tree(inputs), _tree(out)
     line = line.format(out=out)
-    env = {**os.environ, "TMPDIR": str(private_tmp), "PYTHONPATH": str(REPO),
-           "MUM_TEST_HOLD_AT": line if hold else ""}
+    # without the test runner's TORCHINDUCTOR_CACHE_DIR (torch puts it in os.environ when torch._dynamo is
+    # imported): a run must leave no compile cache folder in its TMPDIR either
+    env = {**{k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}, "TMPDIR": str(private_tmp),
+           "PYTHONPATH": str(REPO), "MUM_TEST_HOLD_AT": line if hold else ""}
     proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(source), "-o", str(out), "--overwrite", "--quiet",
                              "--size", "112"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_default_signals)

@@ -78,7 +78,7 @@ def dense_factor(transforms: Sequence[ViewTransform], original_sizes: Sequence[t
 
 def check_memory(views: int, width: int, height: int, available: int | None = None) -> None:
     """Refuse (a :class:`UserError`) a dense stage that would not fit in half the available memory."""
-    from app.engine.chunked import available_memory
+    from app.engine.runtime import available_memory
 
     available = available_memory("cpu") if available is None else available
     need = views * width * height * BYTES_PER_DENSE_PIXEL

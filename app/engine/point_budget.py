@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from app.engine.dense_fit import _unproject
+from app.engine.frame_store import release_pages
 from app.engine.reconstruction import PointCloud, Reconstruction, not_background
 
 
@@ -24,25 +25,36 @@ def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: f
     chosen = np.ones(S, bool) if frames is None else np.isin(np.arange(S), list(frames))
     use_pointmap = source == "pointmap" and np.isfinite(recon.world_points[:1, :1, :1]).all()
     conf_all = recon.world_points_conf if use_pointmap else recon.depth_conf
+    blocks = [range(start, min(S, start + block)) for start in range(0, S, block)]
+    arrays = [a for a in (recon.depth, conf_all, recon.valid, recon.colors) if a is not None]
     threshold = -np.inf
-    if conf_percentile > 0:
-        sample = conf_all[chosen][:, ::2, ::2]
-        ok = np.isfinite(recon.depth[chosen][:, ::2, ::2]) if not use_pointmap else np.ones_like(sample, bool)
-        if recon.valid is not None:
-            ok &= recon.valid[chosen][:, ::2, ::2]
-        if ok.any():
-            threshold = float(np.percentile(sample[ok], conf_percentile))
+    if conf_percentile > 0:  # on every other pixel, a block at a time (maps on disk stay there)
+        samples = []
+        for views in blocks:
+            sample = conf_all[views.start:views.stop, ::2, ::2][chosen[views.start:views.stop]]
+            ok = (np.isfinite(recon.depth[views.start:views.stop, ::2, ::2][chosen[views.start:views.stop]])
+                  if not use_pointmap else np.ones_like(sample, bool))
+            if recon.valid is not None:
+                ok &= recon.valid[views.start:views.stop, ::2, ::2][chosen[views.start:views.stop]]
+            samples.append(sample[ok])
+            release_pages(*arrays)
+        sample = np.concatenate(samples)
+        if sample.size:
+            threshold = float(np.percentile(sample, conf_percentile))
     acc = _VoxelAccumulator(max_points)
     extra = recon.sfm_points
-    top = float(np.nanmax(conf_all)) if conf_all.size else 1.0
+    highest = []
+    for views in blocks:
+        highest.append(np.nanmax(conf_all[views.start:views.stop]))
+        release_pages(*arrays)
+    top = float(np.nanmax(highest)) if conf_all.size else 1.0
     if extra is not None and len(extra):
         keep = chosen[extra.view]
         acc.add(extra.xyz[keep], extra.rgb[keep], np.full(int(keep.sum()), top + 1, np.float32), extra.view[keep],
                 extra.pixel[keep])
     network_K = recon.network_intrinsics  # [S, 3, 3], derived from the transforms: computed once
-    for start in range(0, S, block):
-        views = [v for v in range(start, min(S, start + block)) if chosen[v]]
-        for v in views:
+    for views in blocks:
+        for v in (v for v in views if chosen[v]):
             if use_pointmap:
                 pts = recon.world_points[v].reshape(-1, 3)
                 vy, vx = np.divmod(np.arange(h * w), w)
@@ -60,6 +72,7 @@ def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: f
             pixels = recon.transforms[v].points_to_original(np.stack([vx, vy], -1).astype(np.float64))
             acc.add(pts[keep].astype(np.float32), rgb[keep], conf[keep].astype(np.float32),
                     np.full(len(vy), v, np.int32), pixels)
+        release_pages(*arrays)
     cloud = acc.result()
     if extra is not None and len(cloud):
         cloud.conf = np.minimum(cloud.conf, np.float32(top))  # SfM points at the cloud's highest confidence

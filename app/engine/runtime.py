@@ -1,9 +1,11 @@
-"""What every command-line front end shares: one-line errors, exit codes, device choice (safe output paths: mum.files)."""
+"""What every command-line front end shares: one-line errors, exit codes, device choice (safe output paths: mum.files);
+and what the engine asks of the machine and the user's terminal: available memory, progress bars."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import threading
@@ -117,3 +119,28 @@ def choose_device(requested: str | None = None) -> str:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) present")
     return requested
+
+
+def available_memory(device: str = "cpu") -> int:
+    """Bytes available for a pass: free accelerator memory on CUDA, else the system's available memory."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``|#####---------------|``: ``done`` of ``total`` (no square brackets: rich would read them as markup)."""
+    filled = int(round(width * done / max(total, 1)))
+    return "|" + "#" * filled + "-" * (width - filled) + "|"

@@ -22,13 +22,14 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
 
 Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sfm"``), else the network's
 camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
-one window's network pass, one chunk's SfM and the dense maps of every frame at the network's grid (as on the
-chunked path); work grows linearly with the frames, except the final bundle adjustment.
+one window's network pass and one chunk's SfM: every frame's dense maps (the network's, then the fitted ones
+the exports read) are on disk (:mod:`app.engine.frame_store`, 12 bytes a pixel of the network's grid per frame)
+and in memory a window at a time; the map's points, observations and cameras grow with the frames (small).
+Work grows linearly with the frames, except the final bundle adjustment.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ import numpy as np
 
 from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
 from app.engine.frame_registration import RegistrationOptions, register_between
+from app.engine.frame_store import frames_on_disk, release_pages
 from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.engine.known_cameras import KnownCameras
@@ -45,10 +47,9 @@ from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult
 
 if TYPE_CHECKING:
-    from app.engine.pipeline import PipelineOptions
+    from app.engine.options import NetworkOptions, PipelineOptions
     from app.engine.view_source import ViewSource
 
-MIN_SEQUENCE_VIEWS = 31  # fewer views: every pair is matched anyway (the default path's exhaustive matching)
 
 
 @dataclass(frozen=True)
@@ -78,46 +79,6 @@ class SequenceOptions:
     loop_max_drift: tuple[float, float, float] = (3.0, 0.1, 0.05)  # degrees, translation / spread, |log scale|
 
 
-# ------------------------------------------------------------------------------------------------- input
-_NUMBERED = re.compile(r"^(.*?)(\d+(?:\.\d+)?)$")
-
-
-def is_sequence(source: ViewSource) -> bool:
-    """A video's frames, or image files named by one prefix and increasing numbers (``frame_000123.png``,
-    ``000123.jpg``, timestamps ``1341847980.722988.png``): an ordered sequence."""
-    if source.photos is None:
-        return True
-    stems = [name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for name in source.names]
-    parts = [_NUMBERED.match(s) for s in stems]
-    if len(stems) < 2 or not all(parts) or len({p.group(1) for p in parts}) != 1:
-        return False
-    numbers = [float(p.group(2)) for p in parts]
-    return all(b > a for a, b in zip(numbers, numbers[1:]))
-
-
-def use_sequence_path(source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras],
-                      sequence: Optional[bool]) -> bool:
-    """Whether :func:`reconstruct_sequence` runs: asked for (``sequence=True``), or by default (``None``) for a
-    sequence (:func:`is_sequence`) of at least :data:`MIN_SEQUENCE_VIEWS` frames of one size on the default path
-    (not ``--fast``) without poses to keep. ``True`` where it cannot run is a :class:`UserError`."""
-    from mum.errors import UserError
-
-    reasons = []
-    if options.fast:
-        reasons.append("--fast has no SfM")
-    if known is not None and known.posed.any():
-        reasons.append("--fix-poses keeps given poses in one pass")
-    if len(set(source.sizes)) != 1:
-        reasons.append("the frames differ in size")
-    if len(source) < 3:
-        reasons.append("fewer than 3 frames")
-    if sequence:
-        if reasons:
-            raise UserError(f"--sequence on: {'; '.join(reasons)}")
-        return True
-    return sequence is None and not reasons and len(source) >= MIN_SEQUENCE_VIEWS and is_sequence(source)
-
-
 # ------------------------------------------------------------------------------------------------- progress
 class StageProgress:
     """Progress lines ``stage 3/7 keyframe SfM |#####---| chunk 2/4, about 1 min 10 s left``: the stage, the
@@ -129,7 +90,7 @@ class StageProgress:
         self.start = self.last = time.perf_counter()
 
     def update(self, done: int, detail: str = "", force: bool = False) -> None:
-        from app.engine.chunked import progress_bar
+        from app.engine.runtime import progress_bar
 
         now = time.perf_counter()
         if not force and done < self.total and now - self.last < self.every:
@@ -155,12 +116,13 @@ STAGES = 7
 # ------------------------------------------------------------------------------------------------- network
 @dataclass
 class FrameMaps:
-    """Every frame's network outputs: dense maps at the network grid, the view transforms, the network's own
-    cameras (per window frame), focal lengths (original pixels), retrieval descriptors, and each frame's window."""
+    """Every frame's network outputs: dense maps at the network grid (``[S, h, w]``, colours ``[S, h, w, 3]``, on
+    disk: :func:`app.engine.frame_store.frames_on_disk`), the view transforms, the network's own cameras (per
+    window frame), focal lengths (original pixels), retrieval descriptors, and each frame's window."""
 
-    depth: list = field(default_factory=list)
-    conf: list = field(default_factory=list)
-    colors: list = field(default_factory=list)
+    depth: Optional[np.ndarray] = None
+    conf: Optional[np.ndarray] = None
+    colors: Optional[np.ndarray] = None
     transforms: list = field(default_factory=list)
     network_cams: list = field(default_factory=list)
     focal: list = field(default_factory=list)
@@ -170,19 +132,24 @@ class FrameMaps:
     network_size: Any = None
 
 
-def _network(model, source: ViewSource, windows: Sequence[range], long_side, device, chunk_size, aspect,
+def _network(model, source: ViewSource, windows: Sequence[range], network: NetworkOptions, aspect,
              progress: StageProgress) -> FrameMaps:
-    from app.engine.pipeline import predict_arrays
+    from app.engine.network import predict_arrays
 
     maps = FrameMaps(windows=list(windows))
+    S = len(source)
     for w, frames in enumerate(windows):
         arrays = source.load(frames)
-        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, long_side,
-                                                        device, chunk_size, lambda _m: None, aspect)
+        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, network,
+                                                        lambda _m: None, aspect)
         del arrays
-        maps.depth += list(recon.depth.astype(np.float32))
-        maps.conf += list(recon.depth_conf.astype(np.float32))
-        maps.colors += list(recon.colors)
+        if maps.depth is None:  # the grid is known after the first window: every frame's maps go to disk
+            h, w_ = recon.depth.shape[1:]
+            maps.depth, maps.conf = frames_on_disk((S, h, w_), np.float32), frames_on_disk((S, h, w_), np.float32)
+            maps.colors = frames_on_disk((S, h, w_, 3), np.uint8)
+        index = slice(frames.start, frames.stop)
+        maps.depth[index], maps.conf[index], maps.colors[index] = recon.depth, recon.depth_conf, recon.colors
+        release_pages(maps.depth, maps.conf, maps.colors)
         maps.transforms += list(transforms)
         maps.network_cams += list(recon.cam_from_world)
         maps.focal += list(recon.intrinsics[:, 0, 0])
@@ -377,23 +344,21 @@ def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
 def reconstruct_sequence(
     model: Any,
     source: ViewSource,
-    long_side: Optional[int] = None,
-    device: str = "cpu",
-    chunk_size: Optional[int] = None,
+    network: NetworkOptions,
+    options: PipelineOptions,
     on_stage: Optional[Callable[[str], None]] = None,
-    options: Optional[PipelineOptions] = None,
     warn: Optional[Callable[[str], None]] = None,
     seq: SequenceOptions = SequenceOptions(),
     known: Optional[KnownCameras] = None,
     selection: Optional[KeyframeSelection] = None,
+    continuous_only: bool = False,
 ) -> Optional[Reconstruction]:
     """Every frame of ``source`` (in order) reconstructed as a sequence; see the module docstring. ``known``:
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
-    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
-    the caller reconstructs the frames as unordered views."""
-    from app.engine.pipeline import PipelineOptions
-
-    options = options or PipelineOptions()
+    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line),
+    or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
+    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``network``: how
+    the network runs (:class:`~app.engine.options.NetworkOptions`)."""
     options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,
                                            init_min_tri_angle=seq.init_min_tri_angle))
     say = on_stage or (lambda _msg: None)
@@ -409,13 +374,17 @@ def reconstruct_sequence(
     if selection is None:
         selection = choose_keyframes(source, seq, say)
     keyframes = selection.keyframes
+    if continuous_only and not is_continuous(selection):
+        say(f"{len(keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
+            "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
+        return None
     clock.lap("keyframes")
 
     # 2. network
     windows = [range(s, min(S, s + seq.window)) for s in range(0, S, seq.window)]
     if len(windows) > 1 and len(windows[-1]) < seq.window // 2:  # no tiny last window: fold it into the one before
         windows[-2:] = [range(windows[-2].start, S)]
-    maps = _network(model, source, windows, long_side, device, chunk_size, source.aspect(),
+    maps = _network(model, source, windows, network, source.aspect(),
                     StageProgress(say, 2, STAGES, "network", len(windows), "window"))
     focal = np.asarray(maps.focal, np.float64)
     if known is not None:
@@ -536,7 +505,7 @@ def reconstruct_sequence(
     errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, apply(to_first, kmap.points), obs)
     registered_count = sources.count("sfm")
     recon.meta.update(
-        inference_s=maps.inference_s, device=device, network_size=maps.network_size, dropped=[],
+        inference_s=maps.inference_s, device=network.device, network_size=maps.network_size, dropped=[],
         sfm={"registered_views": registered_count, "views": S, "points3D": len(kmap.points),
              "observations": int(errors.size),
              "reprojection_px_mean": float(errors.mean()) if errors.size else float("nan"),
@@ -558,18 +527,18 @@ def reconstruct_sequence(
 def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
            K_all: np.ndarray, source: ViewSource, options: PipelineOptions, progress: StageProgress):
     """Each window's network depth fitted to its frames' observations and cross-checked between its frames
-    (:func:`app.engine.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
+    (:func:`app.engine.dense_geometry.add_dense_geometry` at the network's grid); frames without a registered camera
     get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
-    from app.engine.geometric_reconstruction import _fit_dense
+    from app.engine.dense_geometry import add_dense_geometry
 
     dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
     S = len(sources)
-    h, w = maps.depth[0].shape
-    depth_all = np.empty((S, h, w), np.float32)  # filled window by window as the network's maps are released
-    conf_all = np.empty((S, h, w), np.float32)
-    valid_all = np.empty((S, h, w), bool)
-    colors_all = np.empty((S, h, w, 3), np.uint8)
+    h, w = maps.depth.shape[1:]
+    depth_all = frames_on_disk((S, h, w), np.float32)  # on disk, filled window by window: memory holds one window
+    conf_all = frames_on_disk((S, h, w), np.float32)
+    valid_all = frames_on_disk((S, h, w), bool)
+    colors_all = frames_on_disk((S, h, w, 3), np.uint8)
     disagreements = []
     for w_index, frames in enumerate(windows):
         idx = list(frames)
@@ -584,18 +553,18 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
         recon = Reconstruction(
             names=[source.names[f] for f in idx], image_sizes=[source.sizes[f] for f in idx],
             cam_from_world=window_cams, intrinsics=K_all[idx].copy(),
-            depth=np.stack([maps.depth[f] for f in idx]), depth_conf=np.stack([maps.conf[f] for f in idx]),
+            depth=maps.depth[idx], depth_conf=maps.conf[idx],  # copies (a list index)
             world_points=np.zeros((len(idx), 1, 1, 3), np.float32), world_points_conf=np.zeros((len(idx), 1, 1)),
-            colors=np.stack([maps.colors[f] for f in idx]), transforms=[maps.transforms[f] for f in idx])
+            colors=maps.colors[idx], transforms=[maps.transforms[f] for f in idx])
         observed = [kmap.points_seen_by(f) if registered[k] else (np.zeros((0, 2)), np.zeros((0, 3)))
                     for k, f in enumerate(idx)]
         window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
-        _fit_dense(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options, lambda _m: None)
+        add_dense_geometry(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options,
+                           lambda _m: None)
         depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
                                                                           recon.colors)
         disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
-        for f in idx:  # the raw maps are no longer needed
-            maps.depth[f] = maps.conf[f] = maps.colors[f] = None
+        release_pages(maps.depth, maps.conf, maps.colors, depth_all, conf_all, valid_all, colors_all)
         progress.update(w_index + 1)
     return (depth_all, conf_all, valid_all, colors_all,
             float(np.nanmedian(disagreements)) if disagreements else float("nan"))

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from app.engine.frame_store import release_pages
 from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.files import atomic_path
 from mum.schema import strict_json
@@ -180,6 +181,7 @@ def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
             if not cv2.imwrite(str(tmp), png):
                 raise OSError(f"could not write {folder / stem}.depth.png")
         scales[name] = scale
+        release_pages(recon.depth, recon.depth_conf)  # a long input's maps on disk stay there
     with atomic_path(folder / "depth_scale.json") as tmp:
         tmp.write_text(strict_json({"png_depth_unit": scales, "note": "depth = png_value * png_depth_unit[name]"}))
     return folder

@@ -196,7 +196,6 @@ def _warn_once(topic: str, message: str) -> None:
         warn(f"warning: {one_line(message)}")
 
 
-@torch.compiler.assume_constant_result
 def _choose(request: str, device_type: str, dtype: torch.dtype, head_dim: int) -> str:
     """The verified backend for ``request`` on tensors of this kind (cached). Under ``torch.compile`` this runs
     once while tracing and its answer is a constant of the graph."""
@@ -222,6 +221,13 @@ def _choose(request: str, device_type: str, dtype: torch.dtype, head_dim: int) -
             _warn_once("xformers", f"{_describe_failure('xformers', failed['xformers'])}; using {chosen} attention instead")
     _CHOICES[key] = chosen
     return chosen
+
+
+def choice_constant_under_compile() -> None:
+    """Tell ``torch.compile`` that :func:`_choose`'s answer is a constant of the graph (traced once, baked in).
+    Called by :func:`~mum.layers.compile.compile_blocks` only: marking it imports ``torch._dynamo``, whose import
+    creates torch's compile cache folder in ``$TMPDIR``, which a run that compiles nothing must not leave behind."""
+    torch.compiler.assume_constant_result(_choose)
 
 
 def clear_backend_cache() -> None:

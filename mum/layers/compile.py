@@ -12,12 +12,14 @@ from typing import Optional
 
 from torch import nn
 
+from .attention import choice_constant_under_compile
 from .block import Block
 
 
 def compile_blocks(module: nn.Module, dynamic: Optional[bool] = True) -> int:
     """Compile every :class:`Block` inside ``module`` in place (``nn.Module.compile``); the rest stays eager.
     The compilation happens at each block's first call. Returns the number of blocks."""
+    choice_constant_under_compile()
     blocks = [m for m in module.modules() if isinstance(m, Block)]
     for block in blocks:
         block.compile(dynamic=dynamic)

@@ -1,0 +1,53 @@
+"""Per-frame dense maps of a long input kept on disk instead of in memory.
+
+A 1000-frame video holds 1000 depth, confidence, validity and colour maps (12 bytes a pixel of the network's
+grid: about 0.45 MB a frame at 224 × 168) from the network pass to the exports. :func:`frames_on_disk` gives such
+an ``[S, ...]`` array as an ordinary NumPy array mapped onto an **unlinked temporary file** (``TMPDIR``): every
+NumPy operation works on it, the operating system frees the file when the array is gone (at any exit, a crash or
+a signal included: nothing is left to clean up), and a stage that walks the frames a window at a time calls
+:func:`release_pages` after each window, which drops the pages it touched from the process's memory (they stay
+in the file). Peak memory is then one window's maps, whatever the number of frames; the disk holds
+12 bytes a pixel per frame until the run ends. Where ``TMPDIR`` is a RAM disk (tmpfs) the file itself is in
+memory, though not in this process's resident set.
+"""
+
+from __future__ import annotations
+
+import mmap
+import tempfile
+
+import numpy as np
+
+
+def frames_on_disk(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zero-filled, writeable ``shape`` array of ``dtype`` backed by an unlinked temporary file (see the module
+    docstring). An empty shape gives an ordinary empty array."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    with tempfile.TemporaryFile(prefix="mum-frame-maps-") as fh:  # unlinked at once; the mapping keeps it alive
+        fh.truncate(nbytes)  # sparse: blocks are allocated as frames are written
+        mapped = mmap.mmap(fh.fileno(), nbytes, access=mmap.ACCESS_WRITE)
+    return np.frombuffer(mapped, dtype).reshape(shape)
+
+
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(base, "obj", None)
+    return base
+
+
+def on_disk(array: np.ndarray) -> bool:
+    """Whether ``array`` (or what it views) was made by :func:`frames_on_disk`."""
+    return isinstance(array, np.ndarray) and _mapping(array) is not None
+
+
+def release_pages(*arrays: np.ndarray) -> None:
+    """Drop the pages of :func:`frames_on_disk` arrays from this process's memory (their contents stay in the
+    file and come back when read again); ordinary arrays are left as they are."""
+    for array in arrays:
+        mapped = _mapping(array) if isinstance(array, np.ndarray) else None
+        if mapped is not None and hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_DONTNEED)
