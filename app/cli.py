@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
 
     import heads
-    from app.engine.chunked import reconstruct_views
+    from app.engine.pipeline import reconstruct_views
     from app.engine.options import PipelineOptions
     from app.engine.view_source import open_views
 

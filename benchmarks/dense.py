@@ -87,11 +87,11 @@ class SfmOnce:
     run would give the same cameras; this only saves its time). ``seconds``: SfM time spent in the last call."""
 
     def __init__(self) -> None:
-        import app.engine.geometric_reconstruction as geometric
+        import app.engine.cameras as cameras
 
-        self.geometric, self.run_sfm = geometric, geometric.run_sfm
+        self.cameras, self.run_sfm = cameras, cameras.run_sfm
         self.key, self.result, self.seconds = None, None, 0.0
-        geometric.run_sfm = self
+        cameras.run_sfm = self
 
     def __call__(self, arrays, *args, **kwargs):
         if self.key is not arrays:

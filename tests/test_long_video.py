@@ -13,7 +13,9 @@ import torch
 import heads
 from app.engine.camera_fusion import Similarity
 from app.engine.camera_fusion import apply, compose, inverse
-from app.engine.chunked import ViewMaps, auto_window, default_overlap, fit_shared_views, owners, plan_chunks, reconstruct_views
+from app.engine.chunked import ViewMaps, fit_shared_views
+from app.engine.planning import auto_window, default_overlap, owners, plan_chunks
+from app.engine.pipeline import reconstruct_views
 from app.engine.point_budget import voxel_point_cloud
 from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.cli import main

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import heads
-from app.engine.pipeline import predict_with_oom_fallback, reconstruct_arrays
+from app.engine.pipeline import reconstruct_arrays
+from app.engine.network import predict_with_oom_fallback
 from app.engine.options import PipelineOptions
 from mum.errors import UserError
 

@@ -13,7 +13,8 @@ from app.engine.frame_registration import RegistrationOptions, estimate_pose, re
 from app.engine.frame_tracks import corners, grey, track
 from app.engine.keyframe_map import KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, select_keyframes
-from app.engine.sequence import is_sequence, plan_keyframe_chunks, use_sequence_path
+from app.engine.sequence import plan_keyframe_chunks
+from app.engine.planning import is_sequence, use_sequence_path
 from app.engine.sfm import SfmResult
 from app.engine.view_source import ArrayViews
 from mum.geometry import camera_centers
@@ -271,10 +272,16 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
     numbered photos far apart (most frames would be keyframes) go the unordered path; --sequence on insists."""
     import app.engine.pipeline
     import app.engine.sequence
-    from app.engine.chunked import reconstruct_views
+    from app.engine.pipeline import reconstruct_views
     from app.engine.sequence import choose_keyframes, is_continuous, SequenceOptions
 
-    monkeypatch.setattr(app.engine.sequence, "reconstruct_sequence", lambda *a, **k: "sequence path")
+    class SequencePath(Exception):
+        pass
+
+    def network(*args, **kwargs):  # the sequence path's first stage after the keyframes and the continuity check
+        raise SequencePath
+
+    monkeypatch.setattr(app.engine.sequence, "_network", network)
     monkeypatch.setattr(app.engine.pipeline, "reconstruct_arrays", lambda *a, **k: "unordered path")
     frames = ArrayViews([f"{i:05d}.png" for i in range(len(walk.images))], walk.images)
     frames.photos = list(frames.names)
@@ -289,9 +296,11 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
         cfg = type("cfg", (), {"image_size": 64})
         patch_size = 16
 
-    assert reconstruct_views(Model(), frames, window=100) == "sequence path"
+    with pytest.raises(SequencePath):
+        reconstruct_views(Model(), frames, window=100)
     assert reconstruct_views(Model(), photos, window=100) == "unordered path"
-    assert reconstruct_views(Model(), photos, window=100, sequence=True) == "sequence path"
+    with pytest.raises(SequencePath):
+        reconstruct_views(Model(), photos, window=100, sequence=True)
     assert reconstruct_views(Model(), frames, window=100, sequence=False) == "unordered path"
 
 
@@ -315,7 +324,7 @@ def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
     import heads
     import app.engine.pipeline
     import app.engine.sequence
-    from app.engine.chunked import reconstruct_views
+    from app.engine.pipeline import reconstruct_views
 
     def nothing(kmap, frames, *args, **kwargs):
         n = len(frames)

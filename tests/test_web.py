@@ -269,15 +269,16 @@ def test_default_path_shows_sfm_sources_and_progress_through_the_stages(tmp_path
 
 def test_fast_preview_runs_the_network_only(tmp_path, monkeypatch):
     """Fast preview: one forward pass, no SfM, every camera from the network, the 50th-percentile filter."""
-    import app.engine.geometric_reconstruction as geometric
+    import app.engine.cameras as cameras
+    import app.engine.pipeline as pipeline
     import app.engine.sfm as sfm
 
     def no_sfm(*args, **kwargs):
         raise AssertionError("the fast preview ran SfM")
 
     monkeypatch.setattr(sfm, "run_sfm", no_sfm)
-    monkeypatch.setattr(geometric, "run_sfm", no_sfm)
-    monkeypatch.setattr(geometric, "add_geometry", no_sfm)
+    monkeypatch.setattr(cameras, "run_sfm", no_sfm)
+    monkeypatch.setattr(pipeline, "add_cameras", no_sfm)
     model = CountingModel(tiny_model())
     h = handlers(tmp_path, model)
     (_glb, _gallery, table, _downloads, _frames, status, scene), calls = run_ui(h, SFM_VIEWS, fast=True)
@@ -352,7 +353,7 @@ def test_sfm_failure_is_a_warning_in_the_page(tmp_path, monkeypatch):
 
 def test_progress_fractions_increase():
     """Stage lines jump to their stage, in the pipeline's order; other lines (an out-of-memory retry, a stage
-    met again, the closing SfM summary after the dense stage) still move the bar forward, never back."""
+    met again) still move the bar forward, never back."""
     from app.web.handlers import StageProgress, stage_fraction
 
     lines = [
@@ -363,10 +364,10 @@ def test_progress_fractions_increase():
         "sfm: 2 view(s) not registered: guided matching of 15 pairs, mapping again",
         "sfm: views still missing; mapping again with relaxed thresholds",
         "sfm: 1 view(s) not registered, placed from the network: a.png",
+        "sfm: 5/6 views registered, 279 points, reprojection error 0.50 px (exported cameras)",
         "dense: depth fitted to SfM points in 5/6 views (median residual 4.1 %)",
         "dense: depth upsampled ×2 to 256 × 192 px, guided by the images",
         "dense: views agree to 0.3 % (median relative depth difference); 81 % of pixels confirmed by another view",
-        "sfm: 5/6 views registered, 279 points, reprojection error 0.50 px (exported cameras)",
         "writing point cloud, cameras and exports", "colour-mapping depth and confidence",
     ]
     seen = []
@@ -386,7 +387,8 @@ def test_progress_fractions_increase():
 
     from web_support import REPO
 
-    for module in ("app/engine/pipeline.py", "app/engine/sfm.py", "app/engine/geometric_reconstruction.py", "app/engine/multiview_stereo.py"):
+    for module in ("app/engine/pipeline.py", "app/engine/sfm.py", "app/engine/cameras.py", "app/engine/dense_geometry.py",
+                   "app/engine/multiview_stereo.py"):
         for literal in re.findall(r'(?:say|warn)\(f?"((?:sfm|dense|warning): [^"]*)"', (REPO / module).read_text()):
             line = re.sub(r"\{[^}]*\}", "1", literal)
             assert stage_fraction(line) is not None, f"{module}: no progress stage for {literal!r}"

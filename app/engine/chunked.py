@@ -1,16 +1,17 @@
 """Inputs of any length: overlapping chunks of views, each reconstructed on its own, joined by Sim(3).
 
 One network pass over all views needs memory (and, through global attention, time) that grows with the
-number of views; a long video or a folder of a thousand photos does not fit. :func:`reconstruct_views` runs the
-views in chunks of ``window`` consecutive views, consecutive chunks sharing ``overlap`` views:
+number of views; a long video or a folder of a thousand photos does not fit. :func:`reconstruct_in_chunks` runs
+the views in chunks of ``window`` consecutive views, consecutive chunks sharing ``overlap`` views:
 
-1. **plan** (:func:`plan_chunks`): chunks of equal size stepping by ``window - overlap``, the last one ending
-   at the last view; every view lies in one or two chunks and is *owned* by the chunk where it is most central
-   (its camera and dense maps come from there). ``window`` defaults to what the memory allows
-   (:func:`auto_window`); when every view fits, the one-pass path runs unchanged.
+1. **plan** (:mod:`app.engine.planning`, :func:`~app.engine.planning.plan_chunks`): chunks of equal size
+   stepping by ``window - overlap``, the last one ending at the last view; every view lies in one or two chunks
+   and is *owned* by the chunk where it is most central (its camera and dense maps come from there). ``window`` defaults to what the memory allows
+   (:func:`~app.engine.planning.auto_window`); when every view fits, the orchestrator
+   (:mod:`app.engine.pipeline`) makes one pass and this module is not used.
 2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
    geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, depth fitted
-   and cross-checked; :func:`app.engine.geometric_reconstruction.add_geometry`). A chunk's frame is its first camera,
+   and cross-checked; :func:`app.engine.cameras.add_cameras`, :func:`app.engine.dense_geometry.add_dense_geometry`). A chunk's frame is its first camera,
    at its own scale. Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense
    maps only those of the views it owns are kept, at the network's grid.
 3. **join** (:func:`fit_shared_views`): the similarity between consecutive chunks from their shared views —
@@ -44,65 +45,17 @@ from app.engine.dense_fit import _unproject, depth_agreement
 from app.engine.known_cameras import KnownCameras
 from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.engine.reconstruction import PointCloud, Reconstruction
-from app.engine.runtime import available_memory, progress_bar
-from mum.errors import UserError
+from app.engine.planning import owners
+from app.engine.runtime import progress_bar
 
 if TYPE_CHECKING:
-    from app.engine.options import PipelineOptions
+    from app.engine.options import NetworkOptions, PipelineOptions
+    from app.engine.planning import Plan
     from app.engine.view_source import ViewSource
 
-# What one view costs during a network pass, per pixel of the network input (activations, dense heads, their
-# outputs): measured with the bundled model on the CPU, 200 vs 50 views at 224 and 112 px (68-97 bytes); the
-# decoded original image comes on top.
-BYTES_PER_NETWORK_PIXEL = 100
-MEMORY_FRACTION = 0.25  # of the available memory, for one pass
-MIN_WINDOW = 8
-MAX_AUTO_WINDOW = 128  # global attention makes a pass's time quadratic in its views: more is rarely faster
 LOOP_SIMILARITY = 0.9  # descriptor cosine similarity that makes two distant chunks a loop-closure candidate
 LOOP_MAX_RESIDUAL = 0.1  # a loop pass is accepted when it fits both chunks this well (relative to depth) ...
 LOOP_MAX_DISAGREEMENT = 0.1  # ... and the two chunks' views agree in depth inside it this well
-
-
-# ------------------------------------------------------------------------------------------------- planning
-def auto_window(network_pixels: int, original_pixels: int, device: str = "cpu",
-                available: Optional[int] = None) -> int:
-    """Views per network pass that fit in :data:`MEMORY_FRACTION` of the available memory, between
-    :data:`MIN_WINDOW` and :data:`MAX_AUTO_WINDOW`."""
-    available = available_memory(device) if available is None else available
-    per_view = network_pixels * BYTES_PER_NETWORK_PIXEL + 3 * original_pixels
-    return int(min(MAX_AUTO_WINDOW, max(MIN_WINDOW, MEMORY_FRACTION * available // max(per_view, 1))))
-
-
-def default_overlap(window: int) -> int:
-    """Views shared by consecutive chunks: a quarter of the window, at least 3 (a robust fit), at most half."""
-    return max(1, min(window // 2, max(3, window // 4)))
-
-
-def plan_chunks(num_views: int, window: int, overlap: int) -> list[range]:
-    """Consecutive chunks of ``window`` views, each sharing at least ``overlap`` views with the previous one,
-    the last ending at the last view; one chunk when every view fits."""
-    if window < 2 and num_views > window:
-        raise UserError("a window of views per pass must hold at least 2 views")
-    if num_views <= window:
-        return [range(0, num_views)]
-    overlap = max(1, min(overlap, window - 1))
-    step = window - overlap
-    starts = list(range(0, num_views - window + 1, step))
-    if starts[-1] + window < num_views:
-        starts.append(num_views - window)
-    return [range(s, s + window) for s in starts]
-
-
-def owners(chunks: Sequence[range], num_views: int) -> np.ndarray:
-    """``[num_views]``: the chunk each view is most central in (its camera and maps come from there)."""
-    best = np.full(num_views, -1)
-    margin = np.full(num_views, -1)
-    for k, chunk in enumerate(chunks):
-        for v in chunk:
-            m = min(v - chunk.start, chunk.stop - 1 - v)
-            if m > margin[v]:
-                best[v], margin[v] = k, m
-    return best
 
 
 @dataclass
@@ -234,7 +187,7 @@ def chunk_options(options: PipelineOptions) -> PipelineOptions:
     return replace(options, dense=options.dense.fitted_on_network_grid())
 
 
-def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_side, device, chunk_size, aspect,
+def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
     """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
@@ -245,21 +198,24 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, long_sid
     bundled model on real photos), every chunk disagrees alike and none is overruled."""
     import copy
 
-    from app.engine.pipeline import apply_known_intrinsics, predict_arrays
+    from app.engine.cameras import add_cameras, apply_known_intrinsics
+    from app.engine.dense_geometry import add_dense_geometry
+
+    from app.engine.network import predict_arrays
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
-    recon, transforms, descriptors = predict_arrays(model, names, arrays, long_side, device, chunk_size, say, aspect)
+    recon, transforms, descriptors = predict_arrays(model, names, arrays, network, say, aspect)
     if known is not None:
         apply_known_intrinsics(recon, known)
     rejected = None
     if not options.fast:
-        from app.engine.geometric_reconstruction import add_geometry
-
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
-        add_geometry(recon, arrays, transforms, descriptors, chunk_options(options), say,
-                     lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        geometry_options = chunk_options(options)
+        fit = add_cameras(recon, arrays, descriptors, geometry_options, say,
+                          lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, geometry_options, say)
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history
@@ -360,15 +316,15 @@ def loop_candidates(chunks: Sequence[ChunkResult], per_side: int, threshold: flo
     return found[:max_loops] if max_loops is not None else found
 
 
-def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Sequence[ChunkResult], long_side,
-                device, chunk_size, aspect, say) -> tuple[Optional[Edge], dict]:
+def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Sequence[ChunkResult],
+                network: NetworkOptions, aspect, say) -> tuple[Optional[Edge], dict]:
     """One network pass over the candidate's views of both chunks; the edge ``a → b`` when the pass fits both
     chunks and, inside it, the two chunks' views agree in depth."""
-    from app.engine.pipeline import predict_arrays
+    from app.engine.network import predict_arrays
 
     views = candidate.views_a + candidate.views_b
     arrays = source.load(views)
-    recon, _, _ = predict_arrays(model, [source.names[v] for v in views], arrays, long_side, device, chunk_size,
+    recon, _, _ = predict_arrays(model, [source.names[v] for v in views], arrays, network,
                                  lambda _m: None, aspect)
     del arrays
     depth = recon.depth.astype(np.float32)
@@ -397,68 +353,27 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
 
 
 # ------------------------------------------------------------------------------------------------- the path
-def reconstruct_views(
+def reconstruct_in_chunks(
     model: Any,
     source: ViewSource,
-    long_side: Optional[int] = None,
-    device: str = "cpu",
-    chunk_size: Optional[int] = None,
-    on_stage: Optional[Callable[[str], None]] = None,
-    options: Optional[PipelineOptions] = None,
-    warn: Optional[Callable[[str], None]] = None,
-    window: Optional[int] = None,
-    overlap: Optional[int] = None,
+    plan: Plan,
+    network: NetworkOptions,
+    options: PipelineOptions,
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
     loop_closure: bool = True,
     max_loops: Optional[int] = None,
     keep_pointmaps: bool = False,
     known: Optional[KnownCameras] = None,
-    sequence: Optional[bool] = None,
 ) -> Reconstruction:
-    """Reconstruct every view of ``source`` in chunks of ``window`` views (default: :func:`auto_window`) that
-    share ``overlap`` views (default: :func:`default_overlap`); with all views in one window this is
-    :func:`app.engine.pipeline.reconstruct_arrays` on them, unchanged. See the module docstring. ``known``: given or
-    EXIF intrinsics (used in every chunk) and poses to keep (one pass only: chunks are joined by similarities,
-    which would move them). ``sequence``: an ordered input (a video, numbered frames) goes the sequence path
-    (:mod:`app.engine.sequence`: keyframes mapped, the other frames registered to them); ``None``: when the input is
-    one (:func:`app.engine.sequence.use_sequence_path`) and its frames follow each other closely, as a video's do
-    (:func:`app.engine.sequence.is_continuous`)."""
-    from mum.io import network_size
-    from app.engine.pipeline import reconstruct_arrays
-    from app.engine.options import PipelineOptions
-    from app.engine.sequence import (SequenceOptions, choose_keyframes, is_continuous, reconstruct_sequence,
-                              use_sequence_path)
-
-    options = options or PipelineOptions()
-    say = on_stage or (lambda _msg: None)
-    warn = warn or say
+    """Reconstruct every view of ``source`` in the chunks of ``plan`` (:func:`app.engine.planning.plan_views`:
+    ``window`` views each, neighbours sharing ``overlap``), each chunk by the same stages as a short input, joined
+    into one scene; see the module docstring. ``known``: given or EXIF intrinsics, used in every chunk (poses
+    are kept in one pass only: the planning refuses them here)."""
     S = len(source)
-    if use_sequence_path(source, options, known, sequence):
-        seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
-        selection = choose_keyframes(source, seq, say)
-        if sequence or is_continuous(selection):
-            recon = reconstruct_sequence(model, source, long_side, device, chunk_size, say, options, warn, seq, known,
-                                         selection)
-            if recon is not None:
-                return recon
-        else:
-            say(f"{len(selection.keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
-                "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
-    size = long_side or model.cfg.image_size
-    aspect = source.aspect()
-    W, H = network_size(round(1_000_000 * aspect), 1_000_000, size, model.patch_size)
-    if window is None:
-        largest = max(w * h for w, h in source.sizes)
-        window = auto_window(W * H, largest, device)
-        if S > window:
-            say(f"{S} views: {window} views per pass fit in memory ({W} × {H} px each; --window to change)")
-    if S <= window:
-        return reconstruct_arrays(model, source.names, source.load(range(S)), long_side, device, chunk_size, say,
-                                  options, warn, known=known)
-    if known is not None and known.posed.any():
-        raise UserError(f"--fix-poses keeps given poses in one network pass, and {S} views make {window} per pass: "
-                        f"give --window {S} (memory permitting) or fewer views")
-    overlap = default_overlap(window) if overlap is None else overlap
-    chunks_plan = plan_chunks(S, window, overlap)
+    window, overlap, aspect, chunks_plan = plan.window, plan.overlap, plan.aspect, plan.chunks
+    if plan.note:
+        say(plan.note)
     owner = owners(chunks_plan, S)
     n = len(chunks_plan)
     say(f"{S} views in {n} chunks of {window} views, {overlap}+ shared between neighbours"
@@ -474,7 +389,7 @@ def reconstruct_views(
     for k, views in enumerate(chunks_plan):
         prefix = f"chunk {k + 1}/{n} {progress_bar(k, n)}"
         say(f"{prefix} views {views.start}–{views.stop - 1}")
-        chunk = _run_chunk(model, source, views, k, long_side, device, chunk_size, aspect, options,
+        chunk = _run_chunk(model, source, views, k, network, aspect, options,
                            lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
                            warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views))
         if results:
@@ -495,7 +410,7 @@ def reconstruct_views(
         candidates = loop_candidates(results, per_side, max_loops=max_loops if max_loops is not None else max(1, n // 2))
         say(f"loop closures: {len(candidates)} candidate(s) from the network's descriptors")
         for c, cand in enumerate(candidates):
-            edge, info = verify_loop(model, source, cand, results, long_side, device, chunk_size, aspect, say)
+            edge, info = verify_loop(model, source, cand, results, network, aspect, say)
             loops_info.append(info)
             say(f"loop {c + 1}/{len(candidates)} {progress_bar(c + 1, len(candidates))} chunks {cand.a + 1}↔{cand.b + 1}: "
                 + ("accepted" if edge else "rejected") + f" (residuals {info['residual_a']}, {info['residual_b']}; "
@@ -511,7 +426,7 @@ def reconstruct_views(
         warn(f"warning: {message}")
     recon = _assemble(source, results, sims, owner, keep_pointmaps)
     recon.meta.update(
-        inference_s=sum(r.meta["inference_s"] for r in results), device=device,
+        inference_s=sum(r.meta["inference_s"] for r in results), device=network.device,
         network_size=results[0].meta["network_size"],
         chunks={"window": window, "overlap": overlap, "count": n,
                 "ranges": [[c.start, c.stop - 1] for c in chunks_plan],

@@ -12,6 +12,17 @@ from app.engine.sfm import SfmOptions
 
 
 @dataclass(frozen=True)
+class NetworkOptions:
+    """How the network runs (:mod:`app.engine.network`): ``long_side`` of its input in pixels (``None``: the
+    model's size), the ``device``, and ``chunk_size`` frames per encoder/DPT chunk inside one pass (``None``: the
+    model's; halved on out-of-memory)."""
+
+    long_side: Optional[int] = None
+    device: str = "cpu"
+    chunk_size: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class PipelineOptions:
     """How a scene is reconstructed. ``fast``: the network alone (one pass, nothing else).
     Matching: every pair up to ``exhaustive_up_to`` views, else ``retrieval_neighbours`` +

@@ -30,7 +30,6 @@ Work grows linearly with the frames, except the final bundle adjustment.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,10 +47,9 @@ from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult
 
 if TYPE_CHECKING:
-    from app.engine.options import PipelineOptions
+    from app.engine.options import NetworkOptions, PipelineOptions
     from app.engine.view_source import ViewSource
 
-MIN_SEQUENCE_VIEWS = 31  # fewer views: every pair is matched anyway (the default path's exhaustive matching)
 
 
 @dataclass(frozen=True)
@@ -79,46 +77,6 @@ class SequenceOptions:
     loop_neighbours: int = 2
     loop_min_points: int = 50
     loop_max_drift: tuple[float, float, float] = (3.0, 0.1, 0.05)  # degrees, translation / spread, |log scale|
-
-
-# ------------------------------------------------------------------------------------------------- input
-_NUMBERED = re.compile(r"^(.*?)(\d+(?:\.\d+)?)$")
-
-
-def is_sequence(source: ViewSource) -> bool:
-    """A video's frames, or image files named by one prefix and increasing numbers (``frame_000123.png``,
-    ``000123.jpg``, timestamps ``1341847980.722988.png``): an ordered sequence."""
-    if source.photos is None:
-        return True
-    stems = [name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for name in source.names]
-    parts = [_NUMBERED.match(s) for s in stems]
-    if len(stems) < 2 or not all(parts) or len({p.group(1) for p in parts}) != 1:
-        return False
-    numbers = [float(p.group(2)) for p in parts]
-    return all(b > a for a, b in zip(numbers, numbers[1:]))
-
-
-def use_sequence_path(source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras],
-                      sequence: Optional[bool]) -> bool:
-    """Whether :func:`reconstruct_sequence` runs: asked for (``sequence=True``), or by default (``None``) for a
-    sequence (:func:`is_sequence`) of at least :data:`MIN_SEQUENCE_VIEWS` frames of one size on the default path
-    (not ``--fast``) without poses to keep. ``True`` where it cannot run is a :class:`UserError`."""
-    from mum.errors import UserError
-
-    reasons = []
-    if options.fast:
-        reasons.append("--fast has no SfM")
-    if known is not None and known.posed.any():
-        reasons.append("--fix-poses keeps given poses in one pass")
-    if len(set(source.sizes)) != 1:
-        reasons.append("the frames differ in size")
-    if len(source) < 3:
-        reasons.append("fewer than 3 frames")
-    if sequence:
-        if reasons:
-            raise UserError(f"--sequence on: {'; '.join(reasons)}")
-        return True
-    return sequence is None and not reasons and len(source) >= MIN_SEQUENCE_VIEWS and is_sequence(source)
 
 
 # ------------------------------------------------------------------------------------------------- progress
@@ -174,17 +132,16 @@ class FrameMaps:
     network_size: Any = None
 
 
-def _network(model, source: ViewSource, windows: Sequence[range], long_side, device, chunk_size, aspect,
+def _network(model, source: ViewSource, windows: Sequence[range], network: NetworkOptions, aspect,
              progress: StageProgress) -> FrameMaps:
-    from app.engine.pipeline import predict_arrays
-
+    from app.engine.network import predict_arrays
 
     maps = FrameMaps(windows=list(windows))
     S = len(source)
     for w, frames in enumerate(windows):
         arrays = source.load(frames)
-        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, long_side,
-                                                        device, chunk_size, lambda _m: None, aspect)
+        recon, transforms, descriptors = predict_arrays(model, [source.names[f] for f in frames], arrays, network,
+                                                        lambda _m: None, aspect)
         del arrays
         if maps.depth is None:  # the grid is known after the first window: every frame's maps go to disk
             h, w_ = recon.depth.shape[1:]
@@ -387,23 +344,21 @@ def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
 def reconstruct_sequence(
     model: Any,
     source: ViewSource,
-    long_side: Optional[int] = None,
-    device: str = "cpu",
-    chunk_size: Optional[int] = None,
+    network: NetworkOptions,
+    options: PipelineOptions,
     on_stage: Optional[Callable[[str], None]] = None,
-    options: Optional[PipelineOptions] = None,
     warn: Optional[Callable[[str], None]] = None,
     seq: SequenceOptions = SequenceOptions(),
     known: Optional[KnownCameras] = None,
     selection: Optional[KeyframeSelection] = None,
+    continuous_only: bool = False,
 ) -> Optional[Reconstruction]:
     """Every frame of ``source`` (in order) reconstructed as a sequence; see the module docstring. ``known``:
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
-    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line):
-    the caller reconstructs the frames as unordered views."""
-    from app.engine.options import PipelineOptions
-
-    options = options or PipelineOptions()
+    chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line),
+    or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
+    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``network``: how
+    the network runs (:class:`~app.engine.options.NetworkOptions`)."""
     options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,
                                            init_min_tri_angle=seq.init_min_tri_angle))
     say = on_stage or (lambda _msg: None)
@@ -419,13 +374,17 @@ def reconstruct_sequence(
     if selection is None:
         selection = choose_keyframes(source, seq, say)
     keyframes = selection.keyframes
+    if continuous_only and not is_continuous(selection):
+        say(f"{len(keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
+            "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
+        return None
     clock.lap("keyframes")
 
     # 2. network
     windows = [range(s, min(S, s + seq.window)) for s in range(0, S, seq.window)]
     if len(windows) > 1 and len(windows[-1]) < seq.window // 2:  # no tiny last window: fold it into the one before
         windows[-2:] = [range(windows[-2].start, S)]
-    maps = _network(model, source, windows, long_side, device, chunk_size, source.aspect(),
+    maps = _network(model, source, windows, network, source.aspect(),
                     StageProgress(say, 2, STAGES, "network", len(windows), "window"))
     focal = np.asarray(maps.focal, np.float64)
     if known is not None:
@@ -546,7 +505,7 @@ def reconstruct_sequence(
     errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, apply(to_first, kmap.points), obs)
     registered_count = sources.count("sfm")
     recon.meta.update(
-        inference_s=maps.inference_s, device=device, network_size=maps.network_size, dropped=[],
+        inference_s=maps.inference_s, device=network.device, network_size=maps.network_size, dropped=[],
         sfm={"registered_views": registered_count, "views": S, "points3D": len(kmap.points),
              "observations": int(errors.size),
              "reprojection_px_mean": float(errors.mean()) if errors.size else float("nan"),
@@ -568,10 +527,10 @@ def reconstruct_sequence(
 def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
            K_all: np.ndarray, source: ViewSource, options: PipelineOptions, progress: StageProgress):
     """Each window's network depth fitted to its frames' observations and cross-checked between its frames
-    (:func:`app.engine.geometric_reconstruction._fit_dense` at the network's grid); frames without a registered camera
+    (:func:`app.engine.dense_geometry.add_dense_geometry` at the network's grid); frames without a registered camera
     get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
-    from app.engine.geometric_reconstruction import _fit_dense
+    from app.engine.dense_geometry import add_dense_geometry
 
     dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
     S = len(sources)
@@ -600,7 +559,8 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
         observed = [kmap.points_seen_by(f) if registered[k] else (np.zeros((0, 2)), np.zeros((0, 3)))
                     for k, f in enumerate(idx)]
         window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
-        _fit_dense(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options, lambda _m: None)
+        add_dense_geometry(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options,
+                           lambda _m: None)
         depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
                                                                           recon.colors)
         disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])

@@ -45,8 +45,9 @@ log = logging.getLogger("mum.web")
 OOM_MESSAGE = "out of memory: use fewer views or a smaller resolution"
 INTERNAL_MESSAGE = "the server failed on this request (an internal error, recorded in its log)"
 
-# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.engine.pipeline,
-# app.engine.sfm, app.engine.geometric_reconstruction). Roughly proportional to the time each stage takes on a CPU.
+# Progress fraction at which each pipeline stage starts, by the start of its progress line (app.engine.network,
+# app.engine.sfm, app.engine.cameras, app.engine.dense_geometry). Roughly proportional to the time each stage takes
+# on a CPU.
 STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"reading uploads", 0.02),
     (r"loading model", 0.05),
@@ -62,6 +63,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: \d+ view\(s\) not registered, placed", 0.63),
     (r"sfm: nothing registered to the given poses", 0.63),
     (r"warning:", 0.63),
+    (r"sfm: \d+/\d+ views registered", 0.645),
     (r"dense: depth fitted", 0.66),
     (r"dense: depth upsampled", 0.72),
     (r"dense: views agree", 0.86),
@@ -69,7 +71,6 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"dense: no stereo", 0.67),
     (r"dense: stereo on", 0.7),
     (r"dense: stereo kept", 0.86),
-    (r"sfm: \d+/\d+ views registered", 0.87),
     (r"writing", 0.9),
     (r"colour-mapping", 0.96),
 )
@@ -297,7 +298,7 @@ def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool,
 
 def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_frames: int | None = None):
     """Checked uploads → a :class:`app.engine.view_source.ViewSource` (decoded chunk by chunk; a video's frames go to
-    ``scratch``): what :func:`app.engine.chunked.reconstruct_views` takes, so a long video runs in joined chunks."""
+    ``scratch``): what :func:`app.engine.pipeline.reconstruct_views` takes, so a long video runs in joined chunks."""
     from app.engine.view_source import open_views
 
     paths = check_uploads(files, cfg)
@@ -362,7 +363,7 @@ class Handlers:
 
     def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
                      cameras: Any = None, fix_poses: bool = False) -> WebScene:
-        from app.engine.chunked import reconstruct_views
+        from app.engine.pipeline import reconstruct_views
         from app.engine.options import PipelineOptions
 
         source = open_inputs(files, self.cfg, scratch, stride, max_frames)

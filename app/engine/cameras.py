@@ -1,52 +1,70 @@
-"""Steps 2–4 of the default path (see :mod:`app.engine.pipeline`): SfM cameras, placement of the views SfM missed,
-dense depth fitted to the SfM points, upsampled and cross-checked between views.
+"""The cameras stage: each view's camera and intrinsics, in place on the network's
+:class:`~app.engine.reconstruction.Reconstruction`.
 
-Everything happens in place on a feedforward :class:`~app.engine.reconstruction.Reconstruction`; afterwards its
-cameras are the exported ones and ``recon.meta["sfm"]`` / ``recon.meta["consistency"]`` describe exactly them.
+Given and EXIF intrinsics replace the network's (:mod:`app.engine.known_cameras`); SfM from scratch
+(:mod:`app.engine.sfm`: SIFT, all pairs up to ``exhaustive_up_to`` views and network-guided pairs beyond,
+:mod:`app.engine.pair_selection`; the network's focal length as the initial one); views SfM did not register get
+the network's camera placed by a similarity fitted on the registered ones (:mod:`app.engine.camera_fusion`);
+with fewer than two registered views the network's cameras are used alone (one warning line). Given poses
+(``--fix-poses``) are kept exactly. World frame: the first camera (the cameras file's with given poses).
+``--fast`` keeps the network's cameras (:func:`keep_network_cameras`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from app.engine.camera_fusion import apply, fill_unregistered, fit_similarity
-from app.engine.dense_fit import (
-    depth_agreement,
-    fit_correction_field,
-    fit_depth,
-    fuse_depths,
-    overlap_neighbours,
-    upsample_depth,
-)
+from app.engine.dense_fit import overlap_neighbours
 from app.engine.known_cameras import KnownCameras
+from app.engine.options import PipelineOptions
 from app.engine.pair_selection import select_pairs
 from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult, reprojection_errors, run_sfm
-from mum.io import ViewTransform, warp_view
+from mum.geometry import transform_points
 from mum.native_stderr import native_stderr_to
 
-if TYPE_CHECKING:
-    from app.engine.options import PipelineOptions
+
+@dataclass
+class CameraFit:
+    """What the dense stage takes from the cameras stage: the SfM result (``None`` where the cameras are the
+    network's alone), its points ``[N, 3]`` in the exported world frame, and the factor from network depth to
+    world units for views no SfM point fits."""
+
+    sfm: SfmResult | None
+    points: np.ndarray
+    depth_scale: float
 
 
-def add_geometry(
+def keep_network_cameras(recon: Reconstruction, known: KnownCameras | None, say: Callable[[str], None]) -> None:
+    """``--fast``: the network's cameras, with given and EXIF intrinsics and (``--fix-poses``) given poses."""
+    if known is None:
+        return
+    apply_known_intrinsics(recon, known)
+    if known.posed.any():
+        place_on_given_poses(recon, known, say)
+
+
+def add_cameras(
     recon: Reconstruction,
     arrays: Sequence[np.ndarray],
-    transforms: Sequence[ViewTransform],
     descriptors: np.ndarray,
     options: PipelineOptions,
     say: Callable[[str], None],
     warn: Callable[[str], None],
     known: KnownCameras | None = None,
-) -> None:
-    """Replace ``recon``'s cameras by SfM's (network-placed where SfM has none) and its dense maps by the
-    network depth fitted to them; see the module docstring of :mod:`app.engine.pipeline`. ``known``: given or EXIF
-    intrinsics (already in ``recon.intrinsics``) and the poses to keep (:func:`_cameras_with_given_poses`)."""
+) -> CameraFit:
+    """Replace ``recon``'s cameras (network's, in place) by SfM's, network-placed where SfM has none; record
+    ``recon.meta["sfm"]`` and the SfM points (``recon.sfm_points``). ``arrays``: the views (``uint8`` RGB, original
+    size); ``descriptors``: the network's retrieval descriptors ``[S, C]``; ``known``: given or EXIF intrinsics
+    and the poses to keep (:func:`_cameras_with_given_poses`)."""
     S = recon.num_views
+    if known is not None:
+        apply_known_intrinsics(recon, known)
     known = known if known is not None else KnownCameras.empty(S)
     pairs = None
     if S > options.exhaustive_up_to:
@@ -84,12 +102,12 @@ def add_geometry(
         cams = cams @ to_first
         points = np.zeros((0, 3))
         if sfm is not None and len(sfm.points):
-            points = _transform_points(np.linalg.inv(to_first), sfm.points)  # old world → first camera's frame
+            old_world_to_first = torch.from_numpy(np.linalg.inv(to_first))
+            points = transform_points(old_world_to_first, torch.from_numpy(sfm.points)).numpy()
     else:
         recon.meta["world"] = "given"  # the cameras file's frame and scale
     recon.cam_from_world, recon.intrinsics, recon.camera_sources = cams, K, sources
     recon.intrinsics_sources = intrinsics_sources
-    _fit_dense(recon, arrays, transforms, sfm, points, depth_scale, options, say)
     if sfm is not None:
         errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, points, sfm.observations)
         recon.sfm_points = _sfm_cloud(points, sfm)
@@ -109,15 +127,31 @@ def add_geometry(
         }
         say(f"sfm: {sfm.num_registered}/{S} views registered, {len(points):,} points, reprojection error "
             f"{recon.meta['sfm']['reprojection_px_mean']:.2f} px (exported cameras)")
+    return CameraFit(sfm, points, depth_scale)
 
 
-def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` points through one ``[4, 4]`` transform (the project's :func:`mum.geometry.transform_points`)."""
-    import torch
+def apply_known_intrinsics(recon: Reconstruction, known: KnownCameras) -> None:
+    """Given and EXIF intrinsics replace the network's (depth is then unprojected with them)."""
+    sources = recon.intrinsics_origins()
+    for i, source in enumerate(known.intrinsics_source):
+        if source:
+            recon.intrinsics[i] = known.K[i]
+            sources[i] = source
+    recon.intrinsics_sources = sources
 
-    from mum.geometry import transform_points
 
-    return transform_points(torch.from_numpy(T), torch.from_numpy(points)).numpy()
+def place_on_given_poses(recon: Reconstruction, known: KnownCameras, say: Callable[[str], None]) -> None:
+    """``fast`` with poses kept: the given poses exactly; the network's cameras of the other views, its depth
+    and its point map brought into the given frame and scale by the similarity that maps the network's cameras
+    of the posed views onto the given ones."""
+    posed = known.posed
+    cams, _, sim = fill_unregistered(recon.cam_from_world, np.nan_to_num(known.cam_from_world), posed)
+    recon.cam_from_world = cams
+    recon.camera_sources = ["given" if p else "network" for p in posed]
+    recon.depth = (recon.depth * sim.scale).astype(np.float32)
+    recon.world_points = apply(sim, recon.world_points.astype(np.float64)).astype(np.float32)
+    recon.meta["world"] = "given"
+    say(f"cameras: {int(posed.sum())} given pose(s) kept; network depth scaled by {sim.scale:.4g} to them")
 
 
 def _intrinsics(sfm: SfmResult | None, recon: Reconstruction, known: KnownCameras) -> tuple[np.ndarray, list[str]]:
@@ -189,104 +223,3 @@ def _sfm_cloud(points: np.ndarray, sfm: SfmResult) -> PointCloud:
     seen = view >= 0
     return PointCloud(points[seen].astype(np.float32), sfm.point_colors[seen], np.ones(int(seen.sum()), np.float32),
                       view[seen], pixel[seen])
-
-
-def _fit_dense(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None, points: np.ndarray,
-               depth_scale: float, options: PipelineOptions, say: Callable[[str], None]) -> None:
-    """The dense stage (in place): fit the network's depth to the SfM points; then ``none``: keep it on the
-    network's grid, out of the cloud; ``fitted``: upsample and cross-check it; ``stereo``: cross-check it on the
-    network's grid and make it the prior of multi-view stereo (:mod:`app.engine.multiview_stereo`)."""
-    dense = options.dense
-    depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, options, say)
-    if dense.mode == "none":
-        recon.depth = depth.astype(np.float32)
-        recon.valid = np.zeros(depth.shape, bool)
-        recon.world_points = recon.depth_points()
-        say("dense: none (--dense none): the cloud holds the SfM points only")
-        return
-    placed = sum(source != "network" for source in recon.pose_origins())
-    if dense.mode == "stereo" and placed >= 2:
-        from app.engine.multiview_stereo import add_stereo
-
-        _cross_check(recon, depth, options, lambda _line: None)  # the prior's figures are not the result's
-        add_stereo(recon, arrays, transforms, sfm, points, dense, say)
-        return
-    if dense.mode == "stereo":
-        say("dense: no stereo without cameras from SfM or a cameras file: the fitted depth")
-        dense = replace(dense, mode="fitted")  # and its size, unless one was given
-    from app.engine.multiview_stereo import dense_factor
-
-    factor = dense_factor(transforms, recon.image_sizes, dense.long_side)
-    if factor > 1:
-        depth = _upsample(recon, depth, arrays, transforms, factor, say)
-    _cross_check(recon, depth, options, say)
-
-
-def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, points: np.ndarray, depth_scale: float,
-                  options: PipelineOptions, say: Callable[[str], None]) -> np.ndarray:
-    """``[S, h, w]`` network depth fitted to the SfM points each view observes (scale, shift, smooth
-    correction); views without enough points take the fitted views' median scale (or ``depth_scale``)."""
-    S = recon.num_views
-    depth = recon.depth.astype(np.float64)
-    observed = [None] * S  # per view: (depth-grid pixels, SfM depths)
-    fits = [None] * S
-    if sfm is not None:
-        for i, (idx, uv) in enumerate(sfm.observations):
-            if len(idx):
-                observed[i] = (transforms[i].points_to_network(uv), _transform_points(recon.cam_from_world[i], points[idx])[:, 2])
-                fits[i] = fit_depth(depth[i], *observed[i])
-    fitted = [f for f in fits if f is not None]
-    default_scale = float(np.median([f.scale for f in fitted])) if fitted else depth_scale
-    for i, f in enumerate(fits):
-        depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
-        if f is not None and options.depth_correction_field:
-            field = fit_correction_field(depth[i], *observed[i])
-            if field is not None:
-                depth[i] *= field
-    if fitted:
-        say(f"dense: depth fitted to SfM points in {len(fitted)}/{S} views (median residual of the scale/shift fit "
-            f"{100 * float(np.median([f.residual for f in fitted])):.1f} %, then a smooth correction)")
-    depth[~(depth > 0)] = np.nan
-    return depth
-
-
-def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, factor: int,
-              say: Callable[[str], None]) -> np.ndarray:
-    """Dense maps on a ``factor``× finer grid of the same crop: colours resampled from the original images,
-    depth upsampled guided by them, confidence bilinear; ``recon``'s view transforms follow."""
-    import cv2
-
-    S, h, w = depth.shape
-    fine = [tf.scaled(factor) for tf in transforms]
-    colors = np.stack([warp_view(a, tf) for a, tf in zip(arrays, fine)])
-    depth = np.stack([upsample_depth(d, c, factor) for d, c in zip(depth, colors)])
-    conf = np.stack([cv2.resize(c.astype(np.float32), (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)
-                     for c in recon.depth_conf])
-    recon.colors, recon.depth_conf = colors, conf
-    recon.transforms = fine
-    say(f"dense: depth upsampled ×{factor} to {w * factor} × {h * factor} px, guided by the images")
-    return depth
-
-
-def _cross_check(recon: Reconstruction, depth: np.ndarray, options: PipelineOptions, say: Callable[[str], None]) -> None:
-    """Fuse each view's depth with its most-overlapping views', keep the pixels another view confirms, and
-    record the multi-view disagreement (all pixels, and the exported cloud's)."""
-    K, cams = recon.network_intrinsics, recon.cam_from_world
-    neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
-    for _ in range(options.fusion_rounds):
-        depth = fuse_depths(depth, K, cams, neighbours)
-    recon.depth = depth.astype(np.float32)
-    agreement = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance)
-    checked = np.array([len(n) > 0 for n in neighbours])  # a view that overlaps no other keeps every pixel
-    recon.valid = ((agreement.agreeing >= 1) | ~checked[:, None, None]) & np.isfinite(depth)
-    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=recon.valid, step=2)
-    recon.world_points = recon.depth_points()
-    recon.world_points_conf = recon.depth_conf.copy()
-    kept = float(recon.valid.mean())
-    recon.meta["consistency"] = {"median_depth_disagreement": agreement.median_disagreement,
-                                 "cloud_median_depth_disagreement": cloud.median_disagreement,
-                                 "view_pairs": agreement.pairs, "pixels_kept": round(kept, 4),
-                                 "tolerance": options.consistency_tolerance}
-    say(f"dense: views agree to {100 * agreement.median_disagreement:.1f} % (median relative depth difference; "
-        f"{100 * cloud.median_disagreement:.1f} % in the cloud, which keeps the {100 * kept:.0f} % of pixels that "
-        "another view confirms)")
