@@ -90,9 +90,19 @@ def dense_figure(scene: str, model) -> Path:
             panels.append(_label(render_reconstruction(r, cloud, *PANEL, point_px=1, camera=camera), label))
         rows.append(np.concatenate(panels, axis=1))
     out = ROOT / "docs" / f"dense_{scene}.png"
-    cv2.imwrite(str(out), np.concatenate(rows, axis=0)[..., ::-1])
+    write_small_png(out, np.concatenate(rows, axis=0))
     print(f"-> {out}")
     return out
+
+
+def write_small_png(path: Path, rgb: np.ndarray, scale: float = 0.75, colours: int = 256) -> None:
+    """``rgb`` ``[H, W, 3]`` uint8 as a PNG of a few hundred KB: resized by ``scale`` (Lanczos) and reduced to a
+    palette of ``colours`` (median cut, no dithering; a point-cloud render of 1-px points compresses badly)."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    image = image.resize((round(scale * image.width), round(scale * image.height)), Image.LANCZOS)
+    image.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def _orbit(cam_from_world: np.ndarray, centre: np.ndarray, degrees: float, back: float) -> np.ndarray:

@@ -190,6 +190,32 @@ def test_fill_modes(scene, stereo_recon):
         DenseOptions(fill="everywhere")
 
 
+def test_fill_refits_the_prior_to_the_views_stereo(scene, monkeypatch):
+    """The fill-in of a view's holes: a prior with the network's usual error (its inverse depth scaled and shifted,
+    and a gentle bend) is refitted to the view's kept stereo depth before it fills. Stereo keeps the left half of
+    the view and a sparse 2 % of the rest; in the holes, the refitted fill-in is within 1.5 % of the truth at the
+    median, and more than twice as close as the same fill without the refit (the prior only scaled locally)."""
+    import app.engine.multiview_stereo as mvs
+
+    truth = scene["depth"][0].astype(np.float32)
+    seen = truth > 0
+    v, u = np.mgrid[0:H, 0:W]
+    bend = np.exp(0.03 * np.sin(3 * u / W + 0.5) * np.cos(2 * v / H))
+    prior = np.where(seen, bend / (0.6 / np.where(seen, truth, 1) + 0.15), np.nan).astype(np.float32)
+    kept = seen & ((u < 0.5 * W) | (np.random.default_rng(1).random((H, W)) < 0.02))
+    stereo = np.where(kept, truth, np.nan).astype(np.float32)
+    holes = seen & ~kept
+
+    def hole_error() -> float:
+        filled = mvs.fill_from_prior(prior, stereo, kept)
+        return float(np.median(np.abs(filled[holes] - truth[holes]) / truth[holes]))
+
+    after = hole_error()
+    monkeypatch.setattr(mvs, "refit_prior", lambda prior, stereo, kept: prior)
+    before = hole_error()
+    assert after < 0.015 and 2 * after < before, (after, before)
+
+
 def test_confidence_is_exported_and_filters_the_cloud(scene, stereo_recon, tmp_path):
     """``depth/NAME.conf.npy`` holds the stereo confidence at the original resolution, and ``--conf-percentile``
     (``point_cloud(conf_percentile=...)``) keeps the more accurate points."""

@@ -37,7 +37,7 @@ class DenseOptions:
     whole multiple of the network's grid, at most the original images' resolution; ``None``: 640 for stereo,
     256 for fitted; 0: the network's grid). Stereo: ``neighbours`` source views per view; the network's fitted
     depth can add hypotheses around it to the plane sweep (``prior_range``; off: measured no better) and fills
-    the pixels stereo leaves out, scaled to the stereo depth around them (``fill``): ``maps``: in the exported
+    the pixels stereo leaves out, refitted to the view's stereo depth and scaled to it locally (``fill``): ``maps``: in the exported
     depth maps only, with confidence 0 (measured: in the cloud, the filled points cost more accuracy than they
     add completeness); ``cloud``: also in the cloud, within ``fill_radius`` (a share of the long side) of a kept
     stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone

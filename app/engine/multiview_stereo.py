@@ -18,7 +18,9 @@ network (:func:`add_stereo`).
    views' (:mod:`app.engine.depth_fusion`).
    A view that no other view overlaps keeps the prior where its cross-check kept it.
 6. **Fill-in.** Where stereo keeps nothing (textureless walls, sky, occlusions, parts no neighbour sees), the
-   prior scaled locally to the kept stereo depth around it (:func:`fill_from_prior`): the exported depth maps
+   prior refitted to the view's own kept stereo depth (affine in inverse depth, then a smooth correction:
+   :func:`refit_prior`) and scaled locally to the kept stereo depth around it (:func:`fill_from_prior`;
+   measured on held-out synthetic scenes, the refit lowers the filled pixels' AbsRel): the exported depth maps
    are complete, the filled pixels with confidence 0 (``fill="maps"``, the default). With ``fill="cloud"`` a
    filled pixel also joins the cloud when it lies within ``fill_radius`` (a share of the long side) of a kept
    stereo pixel — a hole between matched pixels, not a whole region without any (a sky, a backdrop: there the
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from app.engine.dense_fit import overlap_neighbours, upsample_depth
+from app.engine.dense_fit import fit_correction_field, fit_depth, overlap_neighbours, upsample_depth
 from app.engine.depth_fusion import geometric_consistency
 from app.engine.reconstruction import Reconstruction
 from app.engine.stereo import View, match_view
@@ -59,6 +61,9 @@ if TYPE_CHECKING:
 BYTES_PER_DENSE_PIXEL = 64
 MEMORY_FRACTION = 0.5
 FILL_CONFIDENCE = 0.05  # a filled pixel's confidence per confirming neighbour share: below any matched pixel's
+REFIT_SAMPLES = 20_000  # kept stereo pixels per view that the prior is refitted to before it fills (seeded sample)
+REFIT_MIN_PIXELS = 50  # fewer kept pixels in a view: its prior fills as it is, scaled locally
+REFIT_POINTS_PER_NODE = 50  # kept pixels per node of the refit's smooth correction (at most 16 nodes a side)
 
 
 def dense_factor(transforms: Sequence[ViewTransform], original_sizes: Sequence[tuple[int, int]], long_side: int) -> int:
@@ -106,12 +111,42 @@ def _depth_ranges(depth_prior: np.ndarray, cams: np.ndarray, points: np.ndarray,
     return out
 
 
+def refit_prior(prior: np.ndarray, stereo: np.ndarray, kept: np.ndarray, samples: int = REFIT_SAMPLES) -> np.ndarray:
+    """``prior`` ``[H, W]`` refitted to the view's own ``kept`` ``stereo`` depth: a robust affine map of its
+    inverse depth (:func:`~app.engine.dense_fit.fit_depth` on ``1 / prior``; the network's depth is closest to
+    right up to scale and shift in inverse depth), then a smooth multiplicative correction
+    (:func:`~app.engine.dense_fit.fit_correction_field`), both fitted on up to ``samples`` kept pixels (seeded).
+    Unchanged where there are too few of them or a fit fails."""
+    ok = kept & np.isfinite(prior) & (prior > 0) & np.isfinite(stereo) & (stereo > 0)
+    flat = np.flatnonzero(ok)
+    if len(flat) < REFIT_MIN_PIXELS:
+        return prior.astype(np.float32)
+    if len(flat) > samples:
+        flat = np.sort(np.random.default_rng(0).choice(flat, samples, replace=False))
+    W = prior.shape[1]
+    uv = np.stack([flat % W, flat // W], 1).astype(np.float64)
+    z = stereo.reshape(-1)[flat].astype(np.float64)
+    inverse = np.where(np.isfinite(prior) & (prior > 0), 1 / prior.astype(np.float64), np.nan)
+    fit = fit_depth(inverse, uv, 1 / z)
+    refit = prior.astype(np.float64)
+    if fit is not None:
+        refit_inverse = fit.scale * inverse + fit.shift
+        if np.nanmin(refit_inverse) > 0:
+            refit = 1 / refit_inverse
+    correction = fit_correction_field(refit, uv, z, points_per_node=REFIT_POINTS_PER_NODE)
+    if correction is not None:
+        refit = refit * correction
+    return refit.astype(np.float32)
+
+
 def fill_from_prior(prior: np.ndarray, stereo: np.ndarray, kept: np.ndarray, smoothing: float = 0.25) -> np.ndarray:
-    """``prior`` ``[H, W]`` scaled locally to the kept ``stereo`` depth: the log ratio stereo / prior on the
-    ``kept`` pixels, spread over the whole image by push-pull interpolation (area-averaged pyramid of the ratio
-    and its weight, then coarse to fine, each level's own data blended with the upsampled coarser estimate by
-    ``smoothing``), times the prior. Where the network's depth has the right shape but the wrong scale locally (its
-    usual error), the filled depth follows stereo; NaN where the prior is unknown."""
+    """``prior`` ``[H, W]`` refitted to the kept ``stereo`` depth of the view (:func:`refit_prior`), then scaled
+    locally to it: the log ratio stereo / refitted prior on the ``kept`` pixels, spread over the whole image by
+    push-pull interpolation (area-averaged pyramid of the ratio and its weight, then coarse to fine, each level's
+    own data blended with the upsampled coarser estimate by ``smoothing``), times the refitted prior. Where the
+    network's depth has the right shape but the wrong scale and shift (its usual error), the filled depth follows
+    stereo, near the kept pixels and far from them; NaN where the prior is unknown."""
+    prior = refit_prior(prior, stereo, kept)
     ok = kept & np.isfinite(prior) & (prior > 0) & np.isfinite(stereo) & (stereo > 0)
     if not ok.any():
         return prior.astype(np.float32)
