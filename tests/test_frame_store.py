@@ -36,6 +36,21 @@ def test_disk_array_is_an_array_whose_contents_survive_release():
     release_pages(np.ones(3))  # an ordinary array: nothing happens
 
 
+def test_a_full_disk_is_one_error_naming_tmpdir(monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    from mum.errors import UserError
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(UserError, match=f"^{tempfile.gettempdir()}: no room .*TMPDIR"):
+        frames_on_disk((1000, 168, 224), np.float32)
+
+
 @linux_only
 def test_release_drops_the_pages_from_memory():
     a = frames_on_disk((64, 256, 256), np.float32)  # 16 MiB

@@ -255,6 +255,8 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     seq = summary["sequence"]
     assert 3 <= seq["keyframes"] < len(walk.images)
     assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
+    assert list(seq["peak_rss_mib"]) == list(seq["seconds"])  # the process's peak memory after each stage
+    assert all(v > 0 for v in seq["peak_rss_mib"].values())
     recon, = exported
     assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))
     assert 0 < summary["points"] <= 20000

@@ -6,14 +6,15 @@ the views in chunks of ``window`` consecutive views, consecutive chunks sharing 
 
 1. **plan** (:mod:`app.engine.planning`, :func:`~app.engine.planning.plan_chunks`): chunks of equal size
    stepping by ``window - overlap``, the last one ending at the last view; every view lies in one or two chunks
-   and is *owned* by the chunk where it is most central (its camera and dense maps come from there). ``window`` defaults to what the memory allows
-   (:func:`~app.engine.planning.auto_window`); when every view fits, the orchestrator
-   (:mod:`app.engine.pipeline`) makes one pass and this module is not used.
+   and is *owned* by the chunk where it is most central (its camera and dense maps come from there).
+   ``window`` defaults to what the memory allows (:func:`~app.engine.planning.auto_window`); when every view
+   fits, the orchestrator (:mod:`app.engine.pipeline`) makes one pass and this module is not used.
 2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
    geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, depth fitted
-   and cross-checked; :func:`app.engine.cameras.add_cameras`, :func:`app.engine.dense_geometry.add_dense_geometry`). A chunk's frame is its first camera,
-   at its own scale. Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense
-   maps only those of the views it owns are kept, at the network's grid.
+   and cross-checked: the same stages as one pass, :func:`app.engine.cameras.add_cameras` then
+   :func:`app.engine.dense_geometry.add_dense_geometry`). A chunk's frame is its first camera, at its own
+   scale. Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense maps
+   only those of the views it owns are kept, at the network's grid.
 3. **join** (:func:`fit_shared_views`): the similarity between consecutive chunks from their shared views —
    the same pixels of the same image unprojected in both chunks give 3D-3D correspondences, fitted by a
    confidence-weighted Umeyama (:func:`heads.metrics.umeyama_alignment`) with iteratively reweighted
@@ -200,7 +201,6 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
 
     from app.engine.cameras import add_cameras, apply_known_intrinsics
     from app.engine.dense_geometry import add_dense_geometry
-
     from app.engine.network import predict_arrays
 
     arrays = source.load(views)

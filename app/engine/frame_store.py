@@ -13,23 +13,43 @@ memory, though not in this process's resident set.
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import tempfile
 
 import numpy as np
 
+from mum.errors import UserError
+
 
 def frames_on_disk(shape: tuple[int, ...], dtype) -> np.ndarray:
     """A zero-filled, writeable ``shape`` array of ``dtype`` backed by an unlinked temporary file (see the module
-    docstring). An empty shape gives an ordinary empty array."""
+    docstring), its disk space reserved at once (a :class:`UserError` naming ``TMPDIR`` where there is not
+    enough). An empty shape gives an ordinary empty array."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes == 0:
         return np.zeros(shape, dtype)
     with tempfile.TemporaryFile(prefix="mum-frame-maps-") as fh:  # unlinked at once; the mapping keeps it alive
-        fh.truncate(nbytes)  # sparse: blocks are allocated as frames are written
+        _reserve(fh.fileno(), nbytes)
         mapped = mmap.mmap(fh.fileno(), nbytes, access=mmap.ACCESS_WRITE)
     return np.frombuffer(mapped, dtype).reshape(shape)
+
+
+def _reserve(fd: int, nbytes: int) -> None:
+    """The file's blocks reserved now, so that a full disk is one :class:`UserError` here rather than a crash
+    (SIGBUS) when a frame is written into the mapping; sparse where the system cannot reserve."""
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            os.ftruncate(fd, nbytes)
+            return
+        raise UserError(f"{tempfile.gettempdir()}: no room for the frames' dense maps ({nbytes / 1e6:.0f} MB: "
+                        f"{exc.strerror or exc}); set TMPDIR to a folder on a disk with more space") from None
+    except AttributeError:  # no posix_fallocate (macOS)
+        os.ftruncate(fd, nbytes)
 
 
 def _mapping(array: np.ndarray) -> mmap.mmap | None:

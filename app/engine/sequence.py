@@ -297,11 +297,13 @@ def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewS
 
 # ------------------------------------------------------------------------------------------------- the path
 class _Clock:
-    """Wall and CPU seconds per stage (the CPU time of the whole process: a fair measure on a shared machine)."""
+    """Wall and CPU seconds per stage (the CPU time of the whole process: a fair measure on a shared machine) and
+    the process's peak RSS (MiB) so far at the end of each stage (where it grows, that stage raised it)."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.peak_rss: dict[str, float] = {}
         self._t = (time.perf_counter(), time.process_time())
 
     def lap(self, stage: str) -> None:
@@ -309,6 +311,12 @@ class _Clock:
         self.wall[stage] = round(now[0] - self._t[0], 3)
         self.cpu[stage] = round(now[1] - self._t[1], 3)
         self._t = now
+        try:
+            import resource
+
+            self.peak_rss[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+        except ImportError:  # not on Windows
+            pass
 
 
 MAX_KEYFRAME_FRACTION = 0.5  # more keyframes than this share of the frames: photos far apart, not a video
@@ -515,6 +523,7 @@ def reconstruct_sequence(
                   "keyframes_registered": keyframes_registered, "registered_by_pnp": pnp,
                   "network_placed": S - registered_count, "windows": len(windows), "chunks": chunk_info,
                   "loops": loops_info, "bundle_adjustment": ba, "seconds": clock.wall, "cpu_seconds": clock.cpu,
+                  "peak_rss_mib": clock.peak_rss,
                   "seconds_total": round(time.perf_counter() - t_start, 3)},
         consistency={"median_depth_disagreement": disagreement},
     )
