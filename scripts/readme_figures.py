@@ -1,5 +1,5 @@
 """README pictures: input views above the reconstructed point cloud with cameras, per demo scene — the
-default path (SfM cameras, fitted and cross-checked depth) on the left, ``--fast`` (the network alone) on the
+default path (SfM cameras, multi-view stereo depth) on the left, ``--fast`` (the network alone) on the
 right, each with its pose AUC@30 against the reference cameras.
 
 Usage: ``python scripts/readme_figures.py [--model mum-default] [--scenes tum_freiburg buddha]``;
