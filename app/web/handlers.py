@@ -1,5 +1,5 @@
 """What the web app's events do: check uploads, run the reconstruction (the pipeline's default path, network +
-SfM + dense fitting, or the network-only fast preview), re-render from the cached result, and the
+SfM + multi-view stereo, or the network-only fast preview), re-render from the cached result, and the
 ``/reconstruct`` API. Every user error surfaces as a one-line message in the page (``gr.Error``). Every request's
 files (uploads, work folder) are handed to the :class:`~app.web.session.ResultStore`, which deletes them when
 they are no longer needed and keeps the server's temporary disk under its budget."""
@@ -343,7 +343,7 @@ class Handlers:
         cameras: Any = None,
         fix_poses: bool = False,
     ) -> WebScene:
-        """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, dense fitting) or, with
+        """Uploads → a :class:`WebScene`: the pipeline's default path (network, SfM, multi-view stereo) or, with
         ``fast``, the network alone. ``progress_sink(fraction, line)`` gets the progress (a :class:`StageProgress`
         is used as it is); a warning line (SfM failed, the
         cameras come from the network) is also shown as a toast and kept in the scene for the summary.

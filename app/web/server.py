@@ -46,8 +46,8 @@ EXAMPLE_SCENES = {  # demo folder → (label, views used by the example)
 INTRO = """# MuM 3D reconstruction
 Upload **several photos** of one scene (or **one video**), pick a model and press **Reconstruct**. The network
 predicts every camera and per-pixel depth in one forward pass; structure-from-motion (SIFT, matching,
-incremental mapping) then refines the cameras, and each view's depth is fitted to the SfM points and kept where
-another view confirms it. *Fast preview* stops after the network. The filters on the right re-render the result
+incremental mapping) then refines the cameras, and multi-view stereo on those cameras, with the network's depth
+as its prior, gives each view's depth, kept where another view confirms it. *Fast preview* stops after the network. The filters on the right re-render the result
 without running anything again."""
 
 
