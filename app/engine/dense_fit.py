@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 MIN_POINTS_FOR_FIT = 12  # fewer SfM points in a view: it takes the scene's median scale
 
@@ -103,7 +104,9 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
     total = max(1.0, n / points_per_node)
     gw = int(np.clip(round(np.sqrt(total * w / h)), 1, max_nodes))
     gh = int(np.clip(round(total / gw), 1, max_nodes))
-    A = np.einsum("ni,nj->nij", _hat_weights(uv[ok, 1], gh, h), _hat_weights(uv[ok, 0], gw, w)).reshape(n, gh * gw)
+    # each point touches at most 4 nodes: A is kept sparse, so the normal equations cost O(n), not O(n·nodes²)
+    A = sparse.csr_matrix(np.einsum("ni,nj->nij", _hat_weights(uv[ok, 1], gh, h),
+                                    _hat_weights(uv[ok, 0], gw, w)).reshape(n, gh * gw))
     rows = []  # membrane: neighbouring nodes alike
     for r in range(gh):
         for c in range(gw):
@@ -119,7 +122,7 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
         r = A @ coef - y
         c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
         wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
-        H = A.T @ (A * wgt[:, None]) + lam * L.T @ L + 1e-6 * np.eye(gh * gw)
+        H = (A.T @ sparse.diags(wgt) @ A).toarray() + lam * L.T @ L + 1e-6 * np.eye(gh * gw)
         coef = np.linalg.solve(H, A.T @ (wgt * y) + 1e-6 * np.median(y))
     field = _hat_weights(np.arange(h, dtype=float), gh, h) @ coef.reshape(gh, gw) @ _hat_weights(np.arange(w, dtype=float), gw, w).T
     return np.exp(field)
