@@ -48,6 +48,7 @@ from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.planning import owners
 from app.engine.runtime import progress_bar
+from app.engine.stage_clock import StageClock
 
 if TYPE_CHECKING:
     from app.engine.options import NetworkOptions, PipelineOptions
@@ -190,13 +191,15 @@ def chunk_options(options: PipelineOptions) -> PipelineOptions:
 
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
-               history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
+               history: Optional[list[float]] = None, known: Optional[KnownCameras] = None,
+               clock: Optional[StageClock] = None) -> ChunkResult:
     """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
     cameras disagree with the network's far more than the earlier chunks' did (``history``: their median pair
     errors, see :data:`SFM_OUTLIER_FACTOR`) keeps the network's cameras: SfM on a few dozen views without the
     rest of the sequence can settle on a wrong model (a turn on the spot: right rotations, wrong translations)
     that a global SfM would have refused. Relative, not absolute: where the network is poor everywhere (the
-    bundled model on real photos), every chunk disagrees alike and none is overruled."""
+    bundled model on real photos), every chunk disagrees alike and none is overruled. ``clock``: the run's
+    stage clock, lapped after each stage."""
     import copy
 
     from app.engine.cameras import add_cameras, apply_known_intrinsics
@@ -205,7 +208,9 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
+    clock = clock or StageClock()
     recon, transforms, descriptors = predict_arrays(model, names, arrays, network, say, aspect)
+    clock.lap("network")
     if known is not None:
         apply_known_intrinsics(recon, known)
     rejected = None
@@ -215,7 +220,9 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
         geometry_options = chunk_options(options)
         fit = add_cameras(recon, arrays, descriptors, geometry_options, say,
                           lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        clock.lap("cameras")
         add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, geometry_options, say)
+        clock.lap("dense")
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history
@@ -382,6 +389,7 @@ def reconstruct_in_chunks(
         say(f"chunks: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
             "fitted to its SfM points, on the network's grid (memory stays bounded by one chunk)")
     t0 = time.perf_counter()
+    clock = StageClock()
     warnings: list[str] = []
     results: list[ChunkResult] = []
     edges: list[Edge] = []
@@ -391,7 +399,7 @@ def reconstruct_in_chunks(
         say(f"{prefix} views {views.start}–{views.stop - 1}")
         chunk = _run_chunk(model, source, views, k, network, aspect, options,
                            lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
-                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views))
+                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views), clock)
         if results:
             edge = _join(results[-1], chunk)
             edges.append(edge)
@@ -424,8 +432,11 @@ def reconstruct_in_chunks(
                 f"{graph_info['cost_after']:.4g}")
     for message in warnings:
         warn(f"warning: {message}")
+    clock.lap("cameras")  # joins, loop closures, the pose graph
     recon = _assemble(source, results, sims, owner, keep_pointmaps)
+    clock.lap("dense")
     recon.meta.update(
+        stage_seconds=clock.summary(),
         inference_s=sum(r.meta["inference_s"] for r in results), device=network.device,
         network_size=results[0].meta["network_size"],
         chunks={"window": window, "overlap": overlap, "count": n,
