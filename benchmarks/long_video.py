@@ -305,6 +305,12 @@ def synthetic_table(results: dict) -> str:
     return markdown_table(results, first_column="synthetic sequence")
 
 
+def short_table(results: dict) -> str:
+    """The README's table of the short real sequence (``long_video_tum_cpu.json``): :func:`markdown_table` with its
+    own first column's name."""
+    return markdown_table(results, first_column="short sequence")
+
+
 def markdown_table(results: dict, first_column: str = "sequence") -> str:
     """The README's long-video table of ``results`` (a results file of this benchmark)."""
     method_order = {m: k for k, m in enumerate(("plain", "default", "sequence", "previous", "fast"))}
