@@ -163,18 +163,10 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
     from app.exports import project_formats as export
 
-    if "chunks" in recon.meta or "sequence" in recon.meta:  # a long input: built block by block, voxel down-sampled
-        from app.engine.point_budget import voxel_point_cloud
+    from app.engine.point_budget import bounded_point_cloud
 
-        cloud = voxel_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
-                                  mask_background=args.mask_background, source=args.points_from)
-    else:
-        cloud = recon.point_cloud(
-            conf_percentile=conf_percentile(args),
-            mask_background=args.mask_background,
-            source=args.points_from,
-            max_points=args.max_points,
-        )
+    cloud = bounded_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
+                                mask_background=args.mask_background, source=args.points_from)
     suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
         return [export.write_ply(out, cloud, overwrite=args.overwrite)], len(cloud)
@@ -313,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import heads
     from app.engine.pipeline import reconstruct_views
+    from app.engine.stage_clock import StageClock
     from app.engine.options import PipelineOptions
     from app.engine.view_source import open_views
 
@@ -342,10 +335,13 @@ def main(argv: list[str] | None = None) -> int:
                                   on_stage=say, options=options, warn=_warn, window=args.window, overlap=args.overlap,
                                   keep_pointmaps=args.points_from == "pointmap", known=known,
                                   sequence={"auto": None, "on": True, "off": False}[args.sequence])
+    export_clock = StageClock()
     try:
         written, points = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    export_clock.lap("export")
+    stage_seconds = recon.meta.get("stage_seconds") or {}
     summary = {
         "views": recon.num_views,
         "points": points,
@@ -359,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         "inference_s": round(recon.meta["inference_s"], 3),
         **({"compile_s": round(compile_s, 3)} if compile_s is not None else {}),
         "total_s": round(time.perf_counter() - t0, 3),
+        # wall and CPU seconds of the reconstruction's stages and of writing the outputs (the rest of total_s:
+        # listing the inputs, loading the model)
+        "stage_seconds": {kind: {**stage_seconds.get(kind, {}), "export": getattr(export_clock, kind)["export"]}
+                          for kind in ("wall", "cpu")},
         "outputs": [str(p) for p in written],
     }
     for key in ("sfm", "consistency", "chunks", "sequence", "dropped"):

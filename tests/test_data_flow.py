@@ -15,7 +15,8 @@ cameras, stereo dense stage):
   alone is re-entered: it is where each stage returns). A stage module calling the orchestrator, or a module of
   another stage of the trip, breaks the rule as much as a second visit does;
 * ``view_source`` is the input itself: its visit is the orchestrator decoding the views, and any stage may ask
-  it for their names and sizes (the planning does) without breaking the rule.
+  it for their names and sizes (the planning does) without breaking the rule;
+* ``stage_clock`` times the stages: the orchestrator's laps of it between stages are no visit.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ VIEWS = sorted((ROOT / "demo" / "tum_freiburg" / "images").iterdir())[:8:2]  # 4
 # views → (the plan) → the network → cameras → dense geometry; the cloud is the result's, made by the exports
 DATA_FLOW = ["planning", "view_source", "network", "cameras", "dense_geometry"]
 INPUT = {"view_source"}  # the input itself: any stage may ask it for its views' names and sizes
+CLOCK = "stage_clock"  # times the stages (app/engine/stage_clock.py): no stage of the data flow
 
 
 class TripRecorder:
@@ -64,6 +66,8 @@ class TripRecorder:
             stage = None
             if current is not None:
                 self.breaches.append(f"stage {current} calls the orchestrator ({frame.f_code.co_name})")
+        elif from_orchestrator and self._module(filename) == CLOCK:
+            stage = None
         elif from_orchestrator:
             stage = self._module(filename)
             if not self.visits or self.visits[-1] != stage:
