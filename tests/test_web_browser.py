@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from web_support import SFM_VIEWS, CountingModel, start_server, tiny_model
+from web_support import DEMO_IMAGES, SFM_VIEWS, CountingModel, start_server, tiny_model
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -57,18 +57,22 @@ def test_browser_upload_run_inspect_download(browser_page):
     from plyfile import PlyData
 
     page, tmp, model = browser_page
-    upload_and_run(page, SFM_VIEWS)  # 5 TUM views far enough apart for SfM to register them
+    # 5 TUM views far enough apart for SfM to register them; the README picture: 3 consecutive views, whose cloud
+    # headless Chromium's software WebGL draws in the app (5 or more leave its 3D view blank there, while the
+    # same scene.glb draws in a page of its own: a loading race in the viewer under software rendering)
+    views = DEMO_IMAGES[:3] if os.environ.get("MUM_WEB_SCREENSHOT") else SFM_VIEWS
+    upload_and_run(page, views)
     # the camera table lists every image, the 3D view has a canvas, the downloads are offered
     page.locator("#downloads a[download='scene.ply']").wait_for()
     page.get_by_role("tab", name="Cameras").click()
-    for image in SFM_VIEWS:
+    for image in views:
         sync_api.expect(page.locator("#cameras")).to_contain_text(image.name, timeout=TIMEOUT_MS)
     sync_api.expect(page.locator("#cameras")).to_contain_text(re.compile(r"\bsfm\b"))  # camera sources
     # the default path with SfM's cameras: not the fall-back "0/N cameras from SfM (cameras from the network)"
     status = page.locator("#status").inner_text()
     registered = re.search(r"\b(\d+)/(\d+) cameras from SfM", status)
-    assert registered and int(registered.group(2)) == len(SFM_VIEWS), status
-    assert int(registered.group(1)) >= len(SFM_VIEWS) - 1 and "cameras from the network" not in status, status
+    assert registered and int(registered.group(2)) == len(views), status
+    assert int(registered.group(1)) >= len(views) - 1 and "cameras from the network" not in status, status
     assert "reprojection error" in status and "warning" not in status.lower(), status
     page.locator("#viewer canvas").first.wait_for(state="visible")
     ply_link = page.locator("#downloads a[download='scene.ply']")
