@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import heads
     from app.engine.pipeline import reconstruct_views
-    from app.engine.options import PipelineOptions
+    from app.engine.options import CameraOptions, PipelineOptions
     from app.engine.view_source import open_views
 
     scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
     from app.engine.dense_options import DenseOptions
 
-    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull,
+    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, cameras=CameraOptions(native_log=os.devnull),
                               dense=DenseOptions(mode=args.dense or "stereo", size=args.dense_size))
     with scratch:
         recon = reconstruct_views(model, source, long_side=args.size, device=device, chunk_size=args.chunk_size,

@@ -182,12 +182,6 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
     return float(torch.median(torch.maximum(rra, rta)))
 
 
-def chunk_options(options: PipelineOptions) -> PipelineOptions:
-    """A chunk's pipeline options: the fitted depth on the network's grid, whatever ``--dense`` asked for
-    (:meth:`app.engine.dense_options.DenseOptions.fitted_on_network_grid`)."""
-    return replace(options, dense=options.dense.fitted_on_network_grid())
-
-
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
@@ -212,10 +206,11 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
     if not options.fast:
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
-        geometry_options = chunk_options(options)
-        fit = add_cameras(recon, arrays, descriptors, geometry_options, say,
+        fit = add_cameras(recon, arrays, descriptors, options.cameras, say,
                           lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
-        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, geometry_options, say)
+        # the fitted depth on the network's grid, whatever --dense asked for (DenseOptions.fitted_on_network_grid)
+        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale,
+                           options.dense.fitted_on_network_grid(), say)
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history

@@ -114,8 +114,8 @@ def reconstruct_arrays(
     if options.fast:
         keep_network_cameras(recon, known, say)
         if options.fast_consistency:
-            recon.meta["consistency"] = network_consistency(recon, options)
+            recon.meta["consistency"] = network_consistency(recon, options.dense)
         return recon
-    fit = add_cameras(recon, arrays, descriptors, options, say, warn or say, known)
-    add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, options, say)
+    fit = add_cameras(recon, arrays, descriptors, options.cameras, say, warn or say, known)
+    add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, options.dense, say)
     return recon
