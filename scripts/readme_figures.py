@@ -44,7 +44,7 @@ def figure(scene: str, model) -> Path:
     names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])
     panels = []
     for fast in (False, True):
-        recon = reconstruct_arrays(model, names, arrays, device="cpu",
+        recon = reconstruct_arrays(model, names, arrays,
                                    options=PipelineOptions(fast=fast, cameras=CameraOptions(native_log="/dev/null")))
         cloud = recon.point_cloud(conf_percentile=default_conf_percentile(fast), max_points=400_000)
         rra, rta = relative_pose_errors(torch.from_numpy(recon.cam_from_world[:, :3]), torch.from_numpy(ref.extrinsics))

@@ -352,19 +352,18 @@ def reconstruct_in_chunks(
     model: Any,
     source: ViewSource,
     plan: Plan,
-    network: NetworkOptions,
     options: PipelineOptions,
     say: Callable[[str], None],
     warn: Callable[[str], None],
-    loop_closure: bool = True,
-    max_loops: Optional[int] = None,
-    keep_pointmaps: bool = False,
     known: Optional[KnownCameras] = None,
 ) -> Reconstruction:
     """Reconstruct every view of ``source`` in the chunks of ``plan`` (:func:`app.engine.planning.plan_views`:
     ``window`` views each, neighbours sharing ``overlap``), each chunk by the same stages as a short input, joined
     into one scene; see the module docstring. ``known``: given or EXIF intrinsics, used in every chunk (poses
-    are kept in one pass only: the planning refuses them here)."""
+    are kept in one pass only: the planning refuses them here). ``options.network``: every pass's;
+    ``options.long_input``: ``loop_closure``, ``max_loops``, ``keep_pointmaps``."""
+    network, long_input = options.network, options.long_input
+    loop_closure, max_loops, keep_pointmaps = long_input.loop_closure, long_input.max_loops, long_input.keep_pointmaps
     S = len(source)
     window, overlap, aspect, chunks_plan = plan.window, plan.overlap, plan.aspect, plan.chunks
     if plan.note:

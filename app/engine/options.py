@@ -1,8 +1,11 @@
 """The options of a reconstruction, one object per stage, composed into the one object the orchestrator
 (:mod:`app.engine.pipeline`) takes: every engine module imports its options from here (the dense stage's from
-:mod:`app.engine.dense_options`), never from the orchestrator (no circle of imports); each stage's function takes
-its own object, not the whole.
+:mod:`app.engine.dense_options`), never from the orchestrator (no circle of imports). Each stage's function takes its own object; the
+long-input loops, which run every stage, take the whole.
 
+* ``PipelineOptions.long_input`` (:class:`LongInputOptions`): :mod:`app.engine.planning`, then the long-input loops
+  :mod:`app.engine.sequence` and :mod:`app.engine.chunked`;
+* ``PipelineOptions.network`` (:class:`NetworkOptions`): :mod:`app.engine.network`;
 * ``PipelineOptions.cameras`` (:class:`CameraOptions`: ``sfm``, ``matching``): :mod:`app.engine.cameras`, and the
   sequence path's keyframe mapping;
 * ``PipelineOptions.dense`` (:class:`~app.engine.dense_options.DenseOptions`): :mod:`app.engine.dense_geometry`.
@@ -26,6 +29,25 @@ class NetworkOptions:
     long_side: Optional[int] = None
     device: str = "cpu"
     chunk_size: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class LongInputOptions:
+    """How an input is split into network passes (:func:`app.engine.planning.plan_views`) and the long paths run.
+    ``window``: views per network pass (``None``: what the memory holds; on the sequence path frames per pass,
+    ``None``: :class:`app.engine.sequence.SequenceOptions`'), ``overlap``: views shared by neighbouring chunks
+    (``None``: a quarter of the window), ``sequence``: ``True`` the sequence path, ``False`` never, ``None`` for
+    a video or numbered frames that follow each other closely (:func:`app.engine.planning.use_sequence_path`).
+    The chunked path's (:func:`app.engine.chunked.reconstruct_in_chunks`): ``loop_closure`` between chunks, at
+    most ``max_loops`` (``None``: half the chunks), and ``keep_pointmaps``: keep each view's point-head map
+    (``--points-from pointmap``; one pass always keeps it)."""
+
+    window: Optional[int] = None
+    overlap: Optional[int] = None
+    sequence: Optional[bool] = None
+    loop_closure: bool = True
+    max_loops: Optional[int] = None
+    keep_pointmaps: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,12 +75,15 @@ class CameraOptions:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """How a scene is reconstructed, one options object per stage: ``cameras`` (:class:`CameraOptions`),
-    ``dense`` (:class:`~app.engine.dense_options.DenseOptions`: the dense maps, their fusion and cross-check).
+    """How a scene is reconstructed, one options object per stage: ``long_input`` (:class:`LongInputOptions`),
+    ``network`` (:class:`NetworkOptions`), ``cameras`` (:class:`CameraOptions`), ``dense``
+    (:class:`~app.engine.dense_options.DenseOptions`: the dense maps, their fusion and cross-check).
     ``fast``: the network alone (one pass, nothing else); with it ``fast_consistency`` measures the network's
     multi-view disagreement (O(S²) work)."""
 
     fast: bool = False
+    long_input: LongInputOptions = field(default_factory=LongInputOptions)
+    network: NetworkOptions = field(default_factory=NetworkOptions)
     cameras: CameraOptions = field(default_factory=CameraOptions)
     dense: DenseOptions = field(default_factory=DenseOptions)
     fast_consistency: bool = True

@@ -352,7 +352,6 @@ def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
 def reconstruct_sequence(
     model: Any,
     source: ViewSource,
-    network: NetworkOptions,
     options: PipelineOptions,
     on_stage: Optional[Callable[[str], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
@@ -365,8 +364,9 @@ def reconstruct_sequence(
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
     chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line),
     or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
-    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``network``: how
-    the network runs (:class:`~app.engine.options.NetworkOptions`)."""
+    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``options.network``:
+    how the network runs (:class:`~app.engine.options.NetworkOptions`)."""
+    network = options.network
     keyframe_sfm = replace(options.cameras.sfm, sift_first_octave=seq.sift_first_octave,
                            init_min_tri_angle=seq.init_min_tri_angle)
     options = replace(options, cameras=replace(options.cameras, sfm=keyframe_sfm))
