@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import heads
     from app.engine.pipeline import reconstruct_views
+    from app.engine.stage_clock import StageClock
     from app.engine.options import CameraOptions, LongInputOptions, NetworkOptions, PipelineOptions
     from app.engine.view_source import open_views
 
@@ -344,10 +345,13 @@ def main(argv: list[str] | None = None) -> int:
                               dense=DenseOptions(mode=args.dense or "stereo", size=args.dense_size))
     with scratch:
         recon = reconstruct_views(model, source, options, on_stage=say, warn=_warn, known=known)
+    export_clock = StageClock()
     try:
         written, points = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    export_clock.lap("export")
+    stage_seconds = recon.meta.get("stage_seconds") or {}
     summary = {
         "views": recon.num_views,
         "points": points,
@@ -361,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         "inference_s": round(recon.meta["inference_s"], 3),
         **({"compile_s": round(compile_s, 3)} if compile_s is not None else {}),
         "total_s": round(time.perf_counter() - t0, 3),
+        # wall and CPU seconds of the reconstruction's stages and of writing the outputs (the rest of total_s:
+        # listing the inputs, loading the model)
+        "stage_seconds": {kind: {**stage_seconds.get(kind, {}), "export": getattr(export_clock, kind)["export"]}
+                          for kind in ("wall", "cpu")},
         "outputs": [str(p) for p in written],
     }
     for key in ("sfm", "consistency", "chunks", "sequence", "dropped"):

@@ -82,7 +82,8 @@ def run_default(model, scene, names, arrays, **cameras) -> tuple[dict, object]:
     from app.engine.options import CameraOptions, PipelineOptions
 
     t0 = time.perf_counter()
-    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(cameras=CameraOptions(native_log="/dev/null", **cameras)),
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null", **cameras))
+    recon = reconstruct_arrays(model, names, arrays, options=options,
                                warn=lambda m: None)
     seconds = time.perf_counter() - t0
     auc30, auc5 = pose_aucs(recon.cam_from_world, scene.extrinsics)

@@ -29,7 +29,10 @@ cache folder as numbered PNG files (an ordered input); ``--video`` also encodes 
 (``mp4v``: lossy, as a phone's).
 
 Figures per run: wall seconds and CPU seconds (user + system, from GNU ``time``: on a shared machine the CPU
-time says more than the wall time), peak RSS (GNU ``time``), cameras, and the absolute trajectory error: RMSE of
+time says more than the wall time), the same to the cameras (``camera_seconds``, ``camera_cpu_seconds``: the
+whole command's less its dense stage and its writing of the outputs, from the ``stage_seconds`` of its
+``--json`` summary; start-up, decoding, the network and every camera stage stay in; plain pycolmap gives cameras
+only, so its figures are its whole run's), peak RSS (GNU ``time``), cameras, and the absolute trajectory error: RMSE of
 the camera centres after a Sim(3) alignment to the ground truth (over the frames with a camera), in metres or
 scene units and as a percentage of the path's extent (the largest distance between two ground-truth centres)
 and of its length (the sum of the steps); AUC@30 over all view pairs; the scale drift along the path (the
@@ -283,11 +286,13 @@ def _label(method: str, source: str = "images") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'sequence':16s} {'input':6s} {'method':16s} {'wall s':>7s} {'CPU s':>7s} {'RSS MiB':>8s} {'cams':>9s} "
+    head = (f"{'sequence':16s} {'input':6s} {'method':16s} {'wall s':>7s} {'CPU s':>7s} {'cam s':>6s} {'cam CPU':>7s} "
+            f"{'RSS MiB':>8s} {'cams':>9s} "
             f"{'ATE':>8s} {'% ext':>6s} {'% len':>6s} {'AUC@30':>7s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['sequence']:16s} {r['input']:6s} {r['method']:16s} {r['seconds']:7.1f} {r['cpu_seconds']:7.1f} "
+                     f"{r.get('camera_seconds', float('nan')):6.1f} {r.get('camera_cpu_seconds', float('nan')):7.1f} "
                      f"{r['peak_rss_mib']:8.0f} {r['cameras']:>4d}/{r['frames']:<4d} {r.get('ate', float('nan')):8.3f} "
                      f"{r.get('ate_pct_extent', float('nan')):6.2f} {r.get('ate_pct_length', float('nan')):6.2f} "
                      f"{r.get('auc30', float('nan')):7.1f}")
@@ -300,13 +305,21 @@ def synthetic_table(results: dict) -> str:
     return markdown_table(results, first_column="synthetic sequence")
 
 
+def short_table(results: dict) -> str:
+    """The README's table of the short real sequence (``long_video_tum_cpu.json``): :func:`markdown_table` with its
+    own first column's name."""
+    return markdown_table(results, first_column="short sequence")
+
+
 def markdown_table(results: dict, first_column: str = "sequence") -> str:
     """The README's long-video table of ``results`` (a results file of this benchmark)."""
     method_order = {m: k for k, m in enumerate(("plain", "default", "sequence", "previous", "fast"))}
     order = lambda r: (r["frames"], r["sequence"], r["input"] == "video", method_order[r["method"]])  # noqa: E731
-    lines = [f"| {first_column} | frames | input | method | wall s | CPU s | peak RSS MiB | cameras | ATE % of extent | "
-             "ATE % of length | AUC@30 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    timed = any("camera_seconds" in r for r in results["runs"])  # the time to the cameras: results since 2026-12-06
+    lines = [f"| {first_column} | frames | input | method | wall s | CPU s | "
+             + ("wall s to cameras | CPU s to cameras | " if timed else "")
+             + "peak RSS MiB | cameras | ATE % of extent | ATE % of length | AUC@30 |",
+             "|---" * (13 if timed else 11) + "|"]
     def placed(r: dict) -> str:  # cameras that neither SfM nor PnP gave (the network's, placed by its window)
         n = (r.get("sequence_summary") or {}).get("network_placed", 0)
         return f" ({n} by the network)" if n else ""
@@ -316,8 +329,10 @@ def markdown_table(results: dict, first_column: str = "sequence") -> str:
                   "previous": "`--sequence off`",
                   "fast": "`--fast`"}[r["method"]]
         ok = r["exit"] == 0
+        to_cameras = "".join(f"{r[k]:.1f} | " if k in r else "— | " for k in ("camera_seconds", "camera_cpu_seconds")
+                             if timed)
         lines.append(f"| {r['sequence']} | {r['frames']} | {r['input']} | {method} | {r['seconds']:.0f} | "
-                     f"{r['cpu_seconds']:.0f} | {r['peak_rss_mib']:.0f} | {r['cameras']}/{r['frames']}{placed(r)} | "
+                     f"{r['cpu_seconds']:.0f} | {to_cameras}{r['peak_rss_mib']:.0f} | {r['cameras']}/{r['frames']}{placed(r)} | "
                      + (f"{r['ate_pct_extent']:.2f} | {r['ate_pct_length']:.2f} | {r['auc30']:.1f} |" if ok and r['cameras'] >= 3
                         else "— | — | — |"))
     return "\n".join(lines)
@@ -359,13 +374,24 @@ def measure(method: str, inputs: Path, names: list[str], gt: np.ndarray, out: Pa
         metrics.pop("gt_centres")
         row.update(metrics, cameras=int(have.sum()))
         if method == "plain":
-            row["plain"] = summary
+            row.update(plain=summary, camera_seconds=row["seconds"], camera_cpu_seconds=row["cpu_seconds"])
         else:
             row.update(points=summary.get("points"), sfm=summary.get("sfm"), sequence_summary=summary.get("sequence"),
-                       chunks=summary.get("chunks", {}).get("count", 1))
+                       chunks=summary.get("chunks", {}).get("count", 1), stage_seconds=summary.get("stage_seconds"),
+                       **camera_seconds(row["seconds"], row["cpu_seconds"], summary.get("stage_seconds")))
         track = (aligned, {**metrics, "cameras": int(have.sum()), "have": have})
     print(table([row]).splitlines()[-1], flush=True)
     return row, track
+
+
+def camera_seconds(wall: float, cpu: float, stages: dict | None) -> dict:
+    """The command's wall and CPU seconds to its cameras: ``wall`` and ``cpu`` (the whole process's) less the
+    dense stage and the export of ``stages`` (the ``stage_seconds`` of its ``--json`` summary); ``{}`` without
+    them (a results file made before the summary had them)."""
+    if not stages:
+        return {}
+    after = {kind: stages[kind].get("dense", 0.0) + stages[kind].get("export", 0.0) for kind in ("wall", "cpu")}
+    return {"camera_seconds": round(wall - after["wall"], 1), "camera_cpu_seconds": round(cpu - after["cpu"], 1)}
 
 
 def _real_run_folder(cache: Path, label: str, method: str) -> Path:

@@ -71,7 +71,7 @@ def dense_figure(scene: str, model) -> Path:
 
     ref = read_scene(ROOT / "demo" / scene)
     names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])
-    recons = {mode: reconstruct_arrays(model, names, arrays, device="cpu",
+    recons = {mode: reconstruct_arrays(model, names, arrays,
                                        options=PipelineOptions(dense=DenseOptions(mode=mode),
                                                                cameras=CameraOptions(native_log="/dev/null")))
               for mode in ("fitted", "stereo")}

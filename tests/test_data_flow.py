@@ -26,7 +26,8 @@ How the trip is recorded (``sys.setprofile`` over ``mum-reconstruct --json`` on 
 * a stage calling a driver's own function, or a module of another stage of the trip, breaks the rule as much as a
   second visit does (a lambda or method a driver handed the stage, a progress line, is part of the stage);
 * ``view_source`` is the input itself: its visit is a driver decoding views, and any stage may ask it for their
-  names and sizes (the planning does) without breaking the rule.
+  names and sizes (the planning does) without breaking the rule;
+* ``stage_clock`` times the stages: the drivers' laps of it between stages are no visit (:data:`SHARED`).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ VIEWS = sorted((ROOT / "demo" / "tum_freiburg" / "images").iterdir())
 DATA_FLOW = ["planning", "view_source", "network", "cameras", "dense_geometry"]
 STAGES = {"planning", "network", "cameras", "dense_geometry"}
 INPUT = {"view_source"}  # the input itself: any stage may ask it for its views' names and sizes
-# what the stages pass each other (the result, given cameras, options) and the run's tools (progress bars, memory):
-# a driver's call into them is not a visit to a stage
-SHARED = {"reconstruction", "known_cameras", "options", "dense_options", "runtime", "frame_store"}
+# what the stages pass each other (the result, given cameras, options) and the run's tools (progress bars,
+# memory, the stage clock): a driver's call into them is not a visit to a stage
+SHARED = {"reconstruction", "known_cameras", "options", "dense_options", "runtime", "frame_store",
+          "stage_clock"}
 
 
 class TripRecorder:

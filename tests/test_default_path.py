@@ -44,7 +44,8 @@ def tum_default(model):
     paths = sorted((TUM / "images").iterdir())[:12:2]  # 6 views, every other frame
     names, arrays = load_views(paths)
     warnings: list[str] = []
-    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(cameras=CameraOptions(native_log="/dev/null")), warn=warnings.append)
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null"))
+    recon = reconstruct_arrays(model, names, arrays, options=options, warn=warnings.append)
     return names, arrays, recon, warnings
 
 

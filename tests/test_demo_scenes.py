@@ -45,8 +45,8 @@ def test_default_path_on_demo_scene(bundled, scene):
     ref = read_scene(ROOT / "demo" / scene)
     names, arrays = load_views([str(ROOT / "demo" / scene / "images" / n) for n in ref.names])
     warnings: list[str] = []
-    recon = reconstruct_arrays(bundled, names, arrays, options=PipelineOptions(cameras=CameraOptions(native_log="/dev/null")),
-                               warn=warnings.append)
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null"))
+    recon = reconstruct_arrays(bundled, names, arrays, options=options, warn=warnings.append)
     bar = benchmark_row(scene)
     registered = recon.pose_origins().count("sfm")
     assert warnings == []

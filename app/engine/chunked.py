@@ -43,11 +43,13 @@ import torch
 
 from app.engine.camera_fusion import Similarity, apply, compose, fit_similarity, inverse
 from app.engine.dense_fit import _unproject, depth_agreement
+from app.engine.frame_store import frames_on_disk, release_pages
 from app.engine.known_cameras import KnownCameras
 from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.planning import owners
 from app.engine.runtime import progress_bar
+from app.engine.stage_clock import StageClock
 
 if TYPE_CHECKING:
     from app.engine.options import NetworkOptions, PipelineOptions
@@ -184,13 +186,15 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
 
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
-               history: Optional[list[float]] = None, known: Optional[KnownCameras] = None) -> ChunkResult:
+               history: Optional[list[float]] = None, known: Optional[KnownCameras] = None,
+               clock: Optional[StageClock] = None) -> ChunkResult:
     """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
     cameras disagree with the network's far more than the earlier chunks' did (``history``: their median pair
     errors, see :data:`SFM_OUTLIER_FACTOR`) keeps the network's cameras: SfM on a few dozen views without the
     rest of the sequence can settle on a wrong model (a turn on the spot: right rotations, wrong translations)
     that a global SfM would have refused. Relative, not absolute: where the network is poor everywhere (the
-    bundled model on real photos), every chunk disagrees alike and none is overruled."""
+    bundled model on real photos), every chunk disagrees alike and none is overruled. ``clock``: the run's
+    stage clock, lapped after each stage."""
     import copy
 
     from app.engine.cameras import add_cameras, apply_known_intrinsics
@@ -199,7 +203,9 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
 
     arrays = source.load(views)
     names = [source.names[v] for v in views]
+    clock = clock or StageClock()
     recon, transforms, descriptors = predict_arrays(model, names, arrays, network, say, aspect)
+    clock.lap("network")
     if known is not None:
         apply_known_intrinsics(recon, known)
     rejected = None
@@ -208,9 +214,11 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
         chunk_warnings: list[str] = []
         fit = add_cameras(recon, arrays, descriptors, options.cameras, say,
                           lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
+        clock.lap("cameras")
         # the fitted depth on the network's grid, whatever --dense asked for (DenseOptions.fitted_on_network_grid)
         add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale,
                            options.dense.fitted_on_network_grid(), say)
+        clock.lap("dense")
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history
@@ -225,6 +233,13 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
         history.append(disagreement)
         warnings.extend(chunk_warnings)
     del arrays
+    return chunk_result(k, views, recon, descriptors, keep_pointmaps, rejected)
+
+
+def chunk_result(k: int, views: Sequence[int], recon: Reconstruction, descriptors: np.ndarray, keep_pointmaps: bool,
+                 rejected: Optional[float] = None) -> ChunkResult:
+    """What is kept of chunk ``k`` (its ``views``) from its reconstruction ``recon`` and the network's retrieval
+    ``descriptors`` ``[len(views), C]``: every view's maps, in memory until :func:`store_owned` moves them."""
     depth = recon.depth.astype(np.float32)
     if recon.valid is not None:
         depth = np.where(recon.valid, depth, np.nan).astype(np.float32)
@@ -246,6 +261,44 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
                               "network_size": recon.meta.get("network_size"), "sfm_rejected": rejected},
         length=float(np.median(finite)) if finite.size else 1.0,
     )
+
+
+@dataclass
+class ViewStore:
+    """Every view's dense maps from the chunk that owns it, ``[S, h, w]`` (colours ``[S, h, w, 3]``) on disk
+    (:func:`app.engine.frame_store.frames_on_disk`): depth (in the owning chunk's frame until
+    :func:`_assemble` scales it into the first chunk's), confidence, validity and colours."""
+
+    depth: np.ndarray
+    conf: np.ndarray
+    valid: np.ndarray
+    colors: np.ndarray
+
+    @classmethod
+    def for_views(cls, S: int, h: int, w: int) -> "ViewStore":
+        return cls(frames_on_disk((S, h, w), np.float32), frames_on_disk((S, h, w), np.float32),
+                   frames_on_disk((S, h, w), bool), frames_on_disk((S, h, w, 3), np.uint8))
+
+    def release(self) -> None:
+        release_pages(self.depth, self.conf, self.valid, self.colors)
+
+
+def store_owned(chunk: ChunkResult, owner: np.ndarray, store: ViewStore) -> None:
+    """Move the maps of the views ``chunk`` owns into ``store`` (its maps then view the store's rows, out of
+    memory) and copy the others' (the next join needs them; :func:`_keep_only` drops them after it), so that
+    nothing keeps the chunk's own arrays alive: memory holds one chunk's maps and its neighbours' shared views,
+    whatever the number of views."""
+    for v in chunk.views:
+        maps = chunk.maps[v]
+        if owner[v] == chunk.index:
+            store.depth[v], store.conf[v] = maps.depth, maps.conf
+            store.valid[v], store.colors[v] = chunk.valid[v], chunk.colors[v]
+            chunk.maps[v] = ViewMaps(store.depth[v], store.conf[v], maps.K, maps.cam)
+            chunk.valid[v], chunk.colors[v] = store.valid[v], store.colors[v]
+        else:
+            chunk.maps[v] = ViewMaps(maps.depth.copy(), maps.conf.copy(), maps.K, maps.cam)
+            chunk.valid[v], chunk.colors[v] = chunk.valid[v].copy(), chunk.colors[v].copy()
+    store.release()
 
 
 def _keep_only(chunk: ChunkResult, views: set[int]) -> None:
@@ -376,6 +429,8 @@ def reconstruct_in_chunks(
         say(f"chunks: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
             "fitted to its SfM points, on the network's grid (memory stays bounded by one chunk)")
     t0 = time.perf_counter()
+    clock = StageClock()
+    store: Optional[ViewStore] = None  # every view's maps from its owner, on disk (made with the first chunk)
     warnings: list[str] = []
     results: list[ChunkResult] = []
     edges: list[Edge] = []
@@ -385,7 +440,11 @@ def reconstruct_in_chunks(
         say(f"{prefix} views {views.start}–{views.stop - 1}")
         chunk = _run_chunk(model, source, views, k, network, aspect, options,
                            lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
-                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views))
+                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views), clock)
+        if store is None:
+            h, w = chunk.maps[chunk.views[0]].depth.shape
+            store = ViewStore.for_views(S, h, w)
+        store_owned(chunk, owner, store)
         if results:
             edge = _join(results[-1], chunk)
             edges.append(edge)
@@ -418,8 +477,11 @@ def reconstruct_in_chunks(
                 f"{graph_info['cost_after']:.4g}")
     for message in warnings:
         warn(f"warning: {message}")
-    recon = _assemble(source, results, sims, owner, keep_pointmaps)
+    clock.lap("cameras")  # joins, loop closures, the pose graph
+    recon = _assemble(source, results, sims, owner, keep_pointmaps, store)
+    clock.lap("dense")
     recon.meta.update(
+        stage_seconds=clock.summary(),
         inference_s=sum(r.meta["inference_s"] for r in results), device=network.device,
         network_size=results[0].meta["network_size"],
         chunks={"window": window, "overlap": overlap, "count": n,
@@ -452,20 +514,17 @@ def _sfm_summary(results: Sequence[ChunkResult], owner: np.ndarray, S: int) -> d
 
 
 def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence[Similarity], owner: np.ndarray,
-              keep_pointmaps: bool) -> Reconstruction:
-    """One :class:`Reconstruction` in the first chunk's frame: each view from the chunk that owns it."""
+              keep_pointmaps: bool, store: ViewStore) -> Reconstruction:
+    """One :class:`Reconstruction` in the first chunk's frame: each view from the chunk that owns it, its maps
+    those of ``store`` (on disk; depth scaled into the first chunk's frame in place, a chunk at a time)."""
     S = len(source)
-    first = results[0].maps[next(iter(results[0].maps))]
-    h, w = first.depth.shape
+    h, w = store.depth.shape[1:]
     cams = np.zeros((S, 4, 4))
     K = np.zeros((S, 3, 3))
     transforms: list = [None] * S
     intrinsics_sources = [""] * S
-    depth = np.empty((S, h, w), np.float32)
-    conf = np.empty((S, h, w), np.float32)
-    colors = np.empty((S, h, w, 3), np.uint8)
-    valid = np.empty((S, h, w), bool)
     points = np.empty((S, h, w, 3), np.float32) if keep_pointmaps else None
+    all_valid = True
     sources = [""] * S
     sfm_clouds = []
     for r, sim in zip(results, sims):
@@ -475,10 +534,8 @@ def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence
                 continue
             cams[v], K[v], transforms[v], sources[v] = placed[i], r.intrinsics[i], r.transforms[i], r.sources[i]
             intrinsics_sources[v] = r.intrinsics_sources[i]
-            depth[v] = r.maps[v].depth * sim.scale
-            conf[v] = r.maps[v].conf
-            colors[v] = r.colors[v]
-            valid[v] = r.valid[v]
+            store.depth[v] *= np.float32(sim.scale)
+            all_valid = all_valid and bool(store.valid[v].all())
             if points is not None:
                 points[v] = apply(sim, r.pointmaps[v].reshape(-1, 3).astype(np.float64)).reshape(h, w, 3)
         if r.sfm_points is not None and len(r.sfm_points):
@@ -486,7 +543,8 @@ def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence
             c = r.sfm_points
             sfm_clouds.append(PointCloud(apply(sim, c.xyz[mine].astype(np.float64)).astype(np.float32), c.rgb[mine],
                                          c.conf[mine], c.view[mine], c.pixel[mine]))
-        _keep_only(r, set())  # moved into the result: the chunk's copies go
+        _keep_only(r, set())  # the result holds the store's maps now
+        store.release()
     sfm_points = None
     if sfm_clouds:
         sfm_points = PointCloud(*(np.concatenate([getattr(c, f) for c in sfm_clouds])
@@ -503,8 +561,9 @@ def _assemble(source: ViewSource, results: Sequence[ChunkResult], sims: Sequence
         for v in range(S):
             points[v] = apply(to_first, points[v].reshape(-1, 3).astype(np.float64)).reshape(h, w, 3)
     recon = Reconstruction(
-        names=list(source.names), image_sizes=list(source.sizes), cam_from_world=cams, intrinsics=K, depth=depth,
-        depth_conf=conf, world_points=points, world_points_conf=conf, colors=colors, transforms=transforms,
-        camera_sources=sources, intrinsics_sources=intrinsics_sources, valid=None if valid.all() else valid, sfm_points=sfm_points,
+        names=list(source.names), image_sizes=list(source.sizes), cam_from_world=cams, intrinsics=K, depth=store.depth,
+        depth_conf=store.conf, world_points=points, world_points_conf=store.conf, colors=store.colors,
+        transforms=transforms, camera_sources=sources, intrinsics_sources=intrinsics_sources,
+        valid=None if all_valid else store.valid, sfm_points=sfm_points,
     )
     return recon

@@ -1,7 +1,7 @@
 """The options of a reconstruction, one object per stage, composed into the one object the orchestrator
 (:mod:`app.engine.pipeline`) takes: every engine module imports its options from here (the dense stage's from
-:mod:`app.engine.dense_options`), never from the orchestrator (no circle of imports). Each stage's function takes its own object; the
-long-input loops, which run every stage, take the whole.
+:mod:`app.engine.dense_options`), never from the orchestrator (no circle of imports). Each stage's function takes
+its own object; the long-input loops, which run every stage, take the whole.
 
 * ``PipelineOptions.long_input`` (:class:`LongInputOptions`): :mod:`app.engine.planning`, then the long-input loops
   :mod:`app.engine.sequence` and :mod:`app.engine.chunked`;

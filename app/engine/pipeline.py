@@ -47,6 +47,7 @@ from app.engine.options import PipelineOptions
 from app.engine.planning import plan_views
 from app.engine.reconstruction import Reconstruction
 from app.engine.sequence import SequenceOptions, reconstruct_sequence
+from app.engine.stage_clock import StageClock
 from app.engine.view_source import ViewSource
 
 
@@ -92,12 +93,20 @@ def reconstruct_arrays(
     ``on_stage``: progress lines; ``warn``: the one warning line when the cameras fall back to the network alone;
     ``known``: given or EXIF intrinsics and poses to keep (:mod:`app.engine.known_cameras`)."""
     say = on_stage or (lambda _msg: None)
+    clock = StageClock()
     recon, transforms, descriptors = predict_arrays(model, names, arrays, options.network, say)
+    clock.lap("network")
     if options.fast:
         keep_network_cameras(recon, known, say)
+        clock.lap("cameras")
         if options.fast_consistency:
             recon.meta["consistency"] = network_consistency(recon, options.dense)
+        clock.lap("dense")
+        recon.meta["stage_seconds"] = clock.summary()
         return recon
     fit = add_cameras(recon, arrays, descriptors, options.cameras, say, warn or say, known)
+    clock.lap("cameras")
     add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, options.dense, say)
+    clock.lap("dense")
+    recon.meta["stage_seconds"] = clock.summary()
     return recon

@@ -45,6 +45,7 @@ from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyf
 from app.engine.known_cameras import KnownCameras
 from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult
+from app.engine.stage_clock import StageClock
 
 if TYPE_CHECKING:
     from app.engine.options import NetworkOptions, PipelineOptions
@@ -296,29 +297,6 @@ def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewS
 
 
 # ------------------------------------------------------------------------------------------------- the path
-class _Clock:
-    """Wall and CPU seconds per stage (the CPU time of the whole process: a fair measure on a shared machine) and
-    the process's peak RSS (MiB) so far at the end of each stage (where it grows, that stage raised it)."""
-
-    def __init__(self) -> None:
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-        self.peak_rss: dict[str, float] = {}
-        self._t = (time.perf_counter(), time.process_time())
-
-    def lap(self, stage: str) -> None:
-        now = (time.perf_counter(), time.process_time())
-        self.wall[stage] = round(now[0] - self._t[0], 3)
-        self.cpu[stage] = round(now[1] - self._t[1], 3)
-        self._t = now
-        try:
-            import resource
-
-            self.peak_rss[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-        except ImportError:  # not on Windows
-            pass
-
-
 MAX_KEYFRAME_FRACTION = 0.5  # more keyframes than this share of the frames: photos far apart, not a video
 
 
@@ -377,7 +355,7 @@ def reconstruct_sequence(
         raise ValueError("a sequence has frames of one size")
     size = source.sizes[0]
     t_start = time.perf_counter()
-    clock = _Clock()
+    clock = StageClock()
 
     # 1. keyframes
     if selection is None:
@@ -526,6 +504,9 @@ def reconstruct_sequence(
                   "loops": loops_info, "bundle_adjustment": ba, "seconds": clock.wall, "cpu_seconds": clock.cpu,
                   "peak_rss_mib": clock.peak_rss,
                   "seconds_total": round(time.perf_counter() - t_start, 3)},
+        stage_seconds=clock.summary({"network": ("network",), "dense": ("dense",),
+                                     "cameras": ("keyframes", "keyframe_sfm", "loops", "registration",
+                                                 "bundle_adjustment")}),
         consistency={"median_depth_disagreement": disagreement},
     )
     if S - registered_count:

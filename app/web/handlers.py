@@ -382,7 +382,8 @@ class Handlers:
         # COLMAP's own log lines are not for users (mum.native_stderr: safe for runs overlapping in threads)
         options = PipelineOptions(
             fast=bool(fast), long_input=LongInputOptions(window=self.cfg.window, keep_pointmaps=True),
-            network=NetworkOptions(long_side=self.cfg.long_side, device=self.models.device, chunk_size=self.cfg.chunk_size),
+            network=NetworkOptions(long_side=self.cfg.long_side, device=self.models.device,
+                                   chunk_size=self.cfg.chunk_size),
             cameras=CameraOptions(native_log=os.devnull))
         recon = reconstruct_views(model, source, options, on_stage=progress, warn=warn, known=known)
         recon.meta["total_s"] = time.perf_counter() - t0
