@@ -1,21 +1,23 @@
 """The orchestrator: from the user's views to a :class:`~app.engine.reconstruction.Reconstruction`, one call
 into each stage's module, in the order the data flows.
 
-Shared by the command-line tool, the web app and the benchmarks (one implementation for all).
+Shared by the command-line tool, the web app and the benchmarks (one implementation for all). They hand it one
+:class:`~app.engine.options.PipelineOptions`, one options object per stage; each stage gets its own.
 
 :func:`reconstruct_views` (every input):
 
-1. **plan** (:mod:`app.engine.planning`): the sequence path for a video or numbered frames, one pass when every
-   view fits in memory, else chunks;
-2. a long input is a loop around the same stages: :mod:`app.engine.sequence` (keyframes mapped, the other frames
-   registered to them; it may hand the frames back as unordered views) or :mod:`app.engine.chunked` (chunks joined
-   by Sim(3), loop closures and a pose graph);
+1. **plan** (:mod:`app.engine.planning`, ``options.long_input``): the sequence path for a video or numbered
+   frames, one pass when every view fits in memory, else chunks;
+2. a long input is a loop around the stages (docs/architecture.md says what each calls):
+   :mod:`app.engine.sequence` (keyframes mapped, the other frames registered to them; it may hand the frames back
+   as unordered views) or :mod:`app.engine.chunked` (each chunk the one pass's stages; chunks joined by Sim(3),
+   loop closures and a pose graph);
 3. one pass: :func:`reconstruct_arrays`.
 
 :func:`reconstruct_arrays` (one pass over decoded views):
 
-1. **network** (:mod:`app.engine.network`): cameras, depth, confidence and a retrieval descriptor per view;
-2. **cameras** (:mod:`app.engine.cameras`): given and EXIF intrinsics, SfM from scratch (:mod:`app.engine.sfm`,
+1. **network** (:mod:`app.engine.network`, ``options.network``): cameras, depth, confidence and a retrieval descriptor per view;
+2. **cameras** (:mod:`app.engine.cameras`, ``options.cameras``): given and EXIF intrinsics, SfM from scratch (:mod:`app.engine.sfm`,
    pairs by :mod:`app.engine.pair_selection`), views SfM missed placed by a similarity
    (:mod:`app.engine.camera_fusion`), given poses kept; with fewer than two registered views the network's
    cameras alone (one warning line);
