@@ -163,18 +163,10 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
     from app.exports import project_formats as export
 
-    if "chunks" in recon.meta or "sequence" in recon.meta:  # a long input: built block by block, voxel down-sampled
-        from app.engine.point_budget import voxel_point_cloud
+    from app.engine.point_budget import bounded_point_cloud
 
-        cloud = voxel_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
-                                  mask_background=args.mask_background, source=args.points_from)
-    else:
-        cloud = recon.point_cloud(
-            conf_percentile=conf_percentile(args),
-            mask_background=args.mask_background,
-            source=args.points_from,
-            max_points=args.max_points,
-        )
+    cloud = bounded_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
+                                mask_background=args.mask_background, source=args.points_from)
     suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
         return [export.write_ply(out, cloud, overwrite=args.overwrite)], len(cloud)

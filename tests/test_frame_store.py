@@ -108,6 +108,29 @@ def test_voxel_cloud_and_depth_export_hold_one_block_of_maps(tmp_path):
 
 
 @linux_only
+def test_web_viewer_cloud_of_a_long_input_holds_one_block_of_maps(tmp_path):
+    """The web app's cloud (what its viewer and downloads show) of a long input (a sequence result, maps on
+    disk) is the command line's: built a block of views at a time within its point budget, so the peak memory
+    grows by much less than the maps (every view unprojected at once, :meth:`Reconstruction.point_cloud`, made it
+    grow by 566 MiB)."""
+    from app.web.session import RenderOptions, WebScene
+
+    small = _disk_reconstruction(2, 16, 16)
+    small.meta["sequence"] = {}
+    WebScene.create(small, tmp_path).cloud(RenderOptions(max_points=100))  # imports: not what is measured
+    recon = _disk_reconstruction(384, 160, 160)
+    recon.meta["sequence"] = {}
+    scene = WebScene.create(recon, tmp_path)
+    maps_mib = sum(a.nbytes for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors)) / MiB
+    base = _status("VmRSS")
+    _reset_peak()
+    cloud = scene.cloud(RenderOptions(conf_percentile=10.0, frames=list(range(0, 384, 2)), max_points=20_000))
+    grew = _status("VmHWM") - base
+    assert 0 < len(cloud) <= 20_000 and set(np.unique(cloud.view)) <= set(range(0, 384, 2))
+    assert grew < 0.25 * maps_mib, f"peak grew by {grew:.0f} MiB for {maps_mib:.0f} MiB of maps"
+
+
+@linux_only
 def test_chunked_path_keeps_each_views_maps_on_disk(monkeypatch):
     """The chunked path (app/engine/chunked.py) on 384 views in chunks of 32 sharing 8, each chunk's
     reconstruction made up here (random maps at 160 × 160, the same for a view in either chunk that holds it,

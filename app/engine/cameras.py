@@ -124,6 +124,8 @@ def add_cameras(
             "matching": "exhaustive" if pairs is None else "network-guided",
             "relaxed_mapping": sfm.relaxed,
             "initial_focal": sfm.initial_focal,
+            "corner_distortion": round(sfm.corner_distortion, 4),
+            "distortion_dropped": sfm.distortion_dropped,
             "seconds": {k: round(v, 3) for k, v in sfm.seconds.items()},
         }
         say(f"sfm: {sfm.num_registered}/{S} views registered, {len(points):,} points, reprojection error "

@@ -14,6 +14,20 @@ from app.engine.frame_store import release_pages
 from app.engine.reconstruction import PointCloud, Reconstruction, not_background
 
 
+def bounded_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
+                        mask_background: bool = False, source: str = "depth",
+                        frames: Optional[Sequence[int]] = None) -> PointCloud:
+    """The cloud the exports and the web viewer take, at most ``max_points`` points, filtered as
+    :meth:`Reconstruction.point_cloud`: a long input's (``recon.meta`` has ``chunks`` or ``sequence``: its maps
+    may be on disk) by :func:`voxel_point_cloud`, a block of views at a time; one pass's by
+    :meth:`Reconstruction.point_cloud` (a seeded random sample of the points)."""
+    if "chunks" in recon.meta or "sequence" in recon.meta:
+        return voxel_point_cloud(recon, max_points, conf_percentile=conf_percentile, mask_background=mask_background,
+                                 source=source, frames=frames)
+    return recon.point_cloud(conf_percentile=conf_percentile, frames=frames, mask_background=mask_background,
+                             source=source, max_points=max_points)  # type: ignore[arg-type]
+
+
 def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
                       mask_background: bool = False, source: str = "depth", frames: Optional[Sequence[int]] = None,
                       block: int = 32) -> PointCloud:

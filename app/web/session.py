@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from app.exports import project_formats as export
+from app.engine.point_budget import bounded_point_cloud
 from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.errors import UserError
 from mum.files import atomic_path
@@ -99,13 +100,11 @@ class WebScene:
         return cls(recon=recon, workdir=Path(tempfile.mkdtemp(prefix="mum-web-", dir=root)), model=model)
 
     def cloud(self, options: RenderOptions) -> PointCloud:
-        return self.recon.point_cloud(
-            conf_percentile=options.conf_percentile,
-            frames=options.frames,
-            mask_background=options.mask_background,
-            source=options.source,  # type: ignore[arg-type]
-            max_points=options.max_points,
-        )
+        """The cloud ``options`` asks for, as the command line makes it (a long input's a block of views at a
+        time: its maps stay on disk)."""
+        return bounded_point_cloud(self.recon, options.max_points, conf_percentile=options.conf_percentile,
+                                   mask_background=options.mask_background, source=options.source,
+                                   frames=options.frames)
 
     def render(self, options: RenderOptions, full_exports: bool = True) -> Rendered:
         """Write GLB, PLY and cameras.json (and with ``full_exports`` transforms.json and a COLMAP zip) for
