@@ -9,7 +9,7 @@ import torch
 import heads
 from app.engine.pipeline import reconstruct_arrays
 from app.engine.network import predict_with_oom_fallback
-from app.engine.options import PipelineOptions
+from app.engine.options import NetworkOptions, PipelineOptions
 from mum.errors import UserError
 
 
@@ -63,8 +63,8 @@ def test_other_errors_are_not_swallowed(tiny):
 def test_reconstruct_arrays_reports_original_pixels(tiny):
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(3)]
-    recon = reconstruct_arrays(tiny, ["a.png", "b.png", "c.png"], arrays, long_side=128, device="cpu",
-                               options=PipelineOptions(fast=True))
+    recon = reconstruct_arrays(tiny, ["a.png", "b.png", "c.png"], arrays,
+                               options=PipelineOptions(fast=True, network=NetworkOptions(long_side=128)))
     assert recon.image_sizes == [(400, 300)] * 3 and recon.depth_size == (128, 96)
     # square pixels: one focal length per camera, even though the network predicts equal fields of view
     np.testing.assert_allclose(recon.intrinsics[:, 0, 0], recon.intrinsics[:, 1, 1])
