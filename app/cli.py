@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     import heads
     from app.engine.pipeline import reconstruct_views
     from app.engine.stage_clock import StageClock
-    from app.engine.options import PipelineOptions
+    from app.engine.options import CameraOptions, LongInputOptions, NetworkOptions, PipelineOptions
     from app.engine.view_source import open_views
 
     scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit
@@ -328,13 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     # COLMAP's own log is not for users; --fast measures its disagreement only for the --json summary
     from app.engine.dense_options import DenseOptions
 
-    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, native_log=os.devnull,
+    long_input = LongInputOptions(window=args.window, overlap=args.overlap,
+                                  sequence={"auto": None, "on": True, "off": False}[args.sequence],
+                                  keep_pointmaps=args.points_from == "pointmap")
+    options = PipelineOptions(fast=args.fast, fast_consistency=args.json, long_input=long_input,
+                              network=NetworkOptions(long_side=args.size, device=device, chunk_size=args.chunk_size),
+                              cameras=CameraOptions(native_log=os.devnull),
                               dense=DenseOptions(mode=args.dense or "stereo", size=args.dense_size))
     with scratch:
-        recon = reconstruct_views(model, source, long_side=args.size, device=device, chunk_size=args.chunk_size,
-                                  on_stage=say, options=options, warn=_warn, window=args.window, overlap=args.overlap,
-                                  keep_pointmaps=args.points_from == "pointmap", known=known,
-                                  sequence={"auto": None, "on": True, "off": False}[args.sequence])
+        recon = reconstruct_views(model, source, options, on_stage=say, warn=_warn, known=known)
     export_clock = StageClock()
     try:
         written, points = write_exports(out, recon, args, say, kind=kind, inputs=inputs)

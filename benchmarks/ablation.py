@@ -9,7 +9,7 @@ one network contribution off:
 
 * **focal prior** off: every camera starts from COLMAP's own guess ``1.2 × max(w, h)``
   (``SfmOptions(network_focal_prior=False)``);
-* **guided pairs** off: every pair is matched (``PipelineOptions(exhaustive_up_to=10**9)``). Up to 30 views the
+* **guided pairs** off: every pair is matched (``MatchingOptions(exhaustive_up_to=10**9)``). Up to 30 views the
   default path matches every pair anyway, so there the run would be the one with everything on (the path is
   deterministic): it is run only on larger scenes;
 * **placement** off: views SfM did not register get no camera (they count as failures, as in plain SfM) instead
@@ -75,12 +75,15 @@ def sfm_depth_figures(recon, scene) -> dict:
             "pixels_evaluated": round(len(gt) / float((gt_all > 0).sum()), 6)}
 
 
-def run_default(model, scene, names, arrays, **options) -> tuple[dict, object]:
+def run_default(model, scene, names, arrays, **cameras) -> tuple[dict, object]:
+    """The default path on ``scene``'s views; ``cameras``: fields of :class:`app.engine.options.CameraOptions`
+    to change (``sfm``, ``matching``)."""
     from app.engine.pipeline import reconstruct_arrays
-    from app.engine.options import PipelineOptions
+    from app.engine.options import CameraOptions, PipelineOptions
 
     t0 = time.perf_counter()
-    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(native_log="/dev/null", **options),
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null", **cameras))
+    recon = reconstruct_arrays(model, names, arrays, options=options,
                                warn=lambda m: None)
     seconds = time.perf_counter() - t0
     auc30, auc5 = pose_aucs(recon.cam_from_world, scene.extrinsics)
@@ -103,7 +106,7 @@ def without_placement(recon, scene) -> dict:
 
 
 def measure_scene(model, path: Path, label: str, synthetic: bool, run: dict) -> dict:
-    from app.engine.options import PipelineOptions
+    from app.engine.options import MatchingOptions
     from app.engine.sfm import SfmOptions
     from benchmarks.known_cameras import depth_figures
     from mum.io import load_views
@@ -120,8 +123,9 @@ def measure_scene(model, path: Path, label: str, synthetic: bool, run: dict) -> 
         row["no_dense_depth"]["depth"] = sfm_depth_figures(recon, scene)
     del recon
     row["no_focal_prior"], _ = run_default(model, scene, names, arrays, sfm=SfmOptions(network_focal_prior=False))
-    if len(names) > PipelineOptions().exhaustive_up_to:
-        row["no_guided_pairs"], _ = run_default(model, scene, names, arrays, exhaustive_up_to=10**9)
+    if len(names) > MatchingOptions().exhaustive_up_to:
+        row["no_guided_pairs"], _ = run_default(model, scene, names, arrays,
+                                                matching=MatchingOptions(exhaustive_up_to=10**9))
     else:
         row["no_guided_pairs"] = {"same_as": "all_on"}  # every pair is matched up to exhaustive_up_to views
     row["plain_sfm"] = plain_sfm_repeats(scene)  # seeds 0 1 2: mean, min, max

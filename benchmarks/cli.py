@@ -49,7 +49,7 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     from app.exports import project_formats as export# noqa: F401
     from mum.io import load_views
     from app.engine.pipeline import reconstruct_arrays
-    from app.engine.options import PipelineOptions
+    from app.engine.options import NetworkOptions, PipelineOptions
     import plyfile  # noqa: F401
 
     t["imports"] = time.time()
@@ -59,8 +59,8 @@ def stages_child(spawned_at: float, argv: list[str]) -> dict:
     t["load_images"] = time.time()
     model = heads.load_model(args.model, weights=args.weights, device=device)
     t["model_load"] = time.time()
-    recon = reconstruct_arrays(model, names, arrays, long_side=args.size, device=device, chunk_size=args.chunk_size,
-                               options=PipelineOptions(fast=args.fast))
+    network = NetworkOptions(long_side=args.size, device=device, chunk_size=args.chunk_size)
+    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=args.fast, network=network))
     t["inference"] = time.time()
     written, points = cli.write_exports(Path(args.output), recon, args, lambda _m: None)
     t["export"] = time.time()

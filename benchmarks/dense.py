@@ -69,7 +69,7 @@ GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are rig
 
 def pipeline_options(method: str):
     from app.engine.dense_options import DenseOptions
-    from app.engine.options import PipelineOptions
+    from app.engine.options import CameraOptions, PipelineOptions
     from app.engine.stereo import StereoOptions
 
     dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),
@@ -78,8 +78,8 @@ def pipeline_options(method: str):
              "stereo_prior_only": DenseOptions(prior_range=True, stereo=StereoOptions(sweep_planes=0)),
              "stereo_no_prior": DenseOptions(prior_range=False, fill="none")}
     if method == "fast":
-        return PipelineOptions(fast=True, native_log=os.devnull)
-    return PipelineOptions(dense=dense[method], native_log=os.devnull)
+        return PipelineOptions(fast=True, cameras=CameraOptions(native_log=os.devnull))
+    return PipelineOptions(dense=dense[method], cameras=CameraOptions(native_log=os.devnull))
 
 
 class SfmOnce:

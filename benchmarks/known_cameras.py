@@ -102,7 +102,7 @@ def run(model, scene, mode: str, folder: Path) -> dict:
     from mum.io import load_views
     from app.engine.known_cameras import known_cameras
     from app.engine.pipeline import reconstruct_arrays
-    from app.engine.options import PipelineOptions
+    from app.engine.options import CameraOptions, PipelineOptions
 
     paths = [str(scene.root / "images" / n) for n in scene.names]
     names, arrays = load_views(paths)
@@ -117,8 +117,8 @@ def run(model, scene, mode: str, folder: Path) -> dict:
     if mode != "default":
         known = known_cameras(names, [(a.shape[1], a.shape[0]) for a in arrays], paths,
                               cameras_file(scene, folder, posed), fix_poses=posed is not None)
-    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(native_log="/dev/null"),
-                               warn=lambda m: None, known=known)
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null"))
+    recon = reconstruct_arrays(model, names, arrays, options=options, warn=lambda m: None, known=known)
     seconds = time.perf_counter() - t0
     ref = scene.cam_from_world_4x4()
     auc30, auc5 = pose_aucs(recon.cam_from_world, ref)

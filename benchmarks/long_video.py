@@ -439,8 +439,10 @@ def main_synthetic(args, run: dict) -> None:
     out_json = Path(args.out or SYNTHETIC_OUT)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    flags = ["--max-points", "500000"] + (["--size", str(args.size)] if args.size else [])
-    results = {"settings": {"width": args.width, "height": args.height, "size": args.size, "methods": args.methods,
+    flags = (["--max-points", "500000"] + (["--size", str(args.size)] if args.size else [])
+             + (["--window", str(args.window)] if args.window else []))
+    results = {"settings": {"width": args.width, "height": args.height, "size": args.size, "window": args.window,
+                            "methods": args.methods,
                             "plain_up_to": args.plain_up_to, "model": "mum-default (bundled)"}, "runs": []}
     panels = {}
     for n in args.frames:
@@ -483,6 +485,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--size", type=int, default=None, help="network input size (px, longer side; default the model's)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="synthetic sequences: views per network pass (the command's --window; default its own)")
     parser.add_argument("--plain-up-to", type=int, default=300, help="run plain pycolmap up to this many frames")
     parser.add_argument("--video", action="store_true", help="also the longest synthetic sequence as an MPEG-4 video")
     parser.add_argument("--cache", default="/tmp/mum-long-video-cache")

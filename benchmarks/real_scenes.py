@@ -65,15 +65,18 @@ def pose_aucs(cam_from_world: np.ndarray, reference: np.ndarray) -> tuple[float,
     return 100 * float(pose_auc(rra, rta, 30)), 100 * float(pose_auc(rra, rta, 5))
 
 
-def run_pipeline(model, scene, fast: bool, **options) -> dict:
+def run_pipeline(model, scene, fast: bool, **matching) -> dict:
+    """The default path (``fast``: the network alone) on ``scene``; ``matching``: fields of
+    :class:`app.engine.options.MatchingOptions` to change."""
     from mum.io import load_views
     from app.engine.pipeline import reconstruct_arrays
-    from app.engine.options import PipelineOptions
+    from app.engine.options import CameraOptions, MatchingOptions, PipelineOptions
 
     t0 = time.perf_counter()
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
     t1 = time.perf_counter()
-    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=fast, native_log="/dev/null", **options),
+    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(fast=fast, cameras=CameraOptions(
+                                   matching=MatchingOptions(**matching), native_log="/dev/null")),
                                warn=lambda m: None)
     seconds = time.perf_counter() - t0
     sfm_s = sum(recon.meta.get("sfm", {}).get("seconds", {}).values())

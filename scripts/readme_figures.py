@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from mum.io import load_views  # noqa: E402
 from app.engine.pipeline import reconstruct_arrays  # noqa: E402
-from app.engine.options import PipelineOptions
+from app.engine.options import CameraOptions, PipelineOptions  # noqa: E402
 from app.engine.reconstruction import default_conf_percentile  # noqa: E402
 from app.exports.snapshot import input_strip, render_reconstruction  # noqa: E402
 from heads.metrics import pose_auc, relative_pose_errors  # noqa: E402
@@ -44,8 +44,8 @@ def figure(scene: str, model) -> Path:
     names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])
     panels = []
     for fast in (False, True):
-        recon = reconstruct_arrays(model, names, arrays, device="cpu",
-                                   options=PipelineOptions(fast=fast, native_log="/dev/null"))
+        recon = reconstruct_arrays(model, names, arrays,
+                                   options=PipelineOptions(fast=fast, cameras=CameraOptions(native_log="/dev/null")))
         cloud = recon.point_cloud(conf_percentile=default_conf_percentile(fast), max_points=400_000)
         rra, rta = relative_pose_errors(torch.from_numpy(recon.cam_from_world[:, :3]), torch.from_numpy(ref.extrinsics))
         auc = 100 * float(pose_auc(rra, rta, 30))
@@ -71,8 +71,9 @@ def dense_figure(scene: str, model) -> Path:
 
     ref = read_scene(ROOT / "demo" / scene)
     names, arrays = load_views([ROOT / "demo" / scene / "images" / n for n in ref.names])
-    recons = {mode: reconstruct_arrays(model, names, arrays, device="cpu",
-                                       options=PipelineOptions(dense=DenseOptions(mode=mode), native_log="/dev/null"))
+    recons = {mode: reconstruct_arrays(model, names, arrays,
+                                       options=PipelineOptions(dense=DenseOptions(mode=mode),
+                                                               cameras=CameraOptions(native_log="/dev/null")))
               for mode in ("fitted", "stereo")}
     clouds = {mode: r.point_cloud(max_points=1_500_000) for mode, r in recons.items()}
     overview = virtual_camera(recons["stereo"], clouds["stereo"], *PANEL)

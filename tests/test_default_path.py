@@ -16,7 +16,7 @@ import torch
 import heads
 from mum.io import load_views
 from app.engine.pipeline import reconstruct_arrays
-from app.engine.options import PipelineOptions
+from app.engine.options import CameraOptions, MatchingOptions, PipelineOptions
 from app.engine.sfm import reprojection_errors
 from heads.metrics import pose_auc, relative_pose_errors
 
@@ -44,7 +44,8 @@ def tum_default(model):
     paths = sorted((TUM / "images").iterdir())[:12:2]  # 6 views, every other frame
     names, arrays = load_views(paths)
     warnings: list[str] = []
-    recon = reconstruct_arrays(model, names, arrays, options=PipelineOptions(native_log="/dev/null"), warn=warnings.append)
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null"))
+    recon = reconstruct_arrays(model, names, arrays, options=options, warn=warnings.append)
     return names, arrays, recon, warnings
 
 
@@ -98,11 +99,11 @@ def test_dense_maps_agree_across_views_and_are_fine(tum_default, model):
 
 
 def test_network_guided_matching_path(model):
-    """Beyond ``exhaustive_up_to`` views only retrieval/overlap/sequential pairs are matched; the cameras
+    """Beyond ``MatchingOptions.exhaustive_up_to`` views only retrieval/overlap/sequential pairs are matched; the cameras
     still come from SfM."""
     names, arrays = load_views(sorted((TUM / "images").iterdir())[:8])
-    options = PipelineOptions(native_log="/dev/null", exhaustive_up_to=4, retrieval_neighbours=2,
-                              overlap_neighbours=2, sequential_window=1)
+    matching = MatchingOptions(exhaustive_up_to=4, retrieval_neighbours=2, overlap_neighbours=2, sequential_window=1)
+    options = PipelineOptions(cameras=CameraOptions(matching=matching, native_log="/dev/null"))
     recon = reconstruct_arrays(model, names, arrays, options=options)
     sfm = recon.meta["sfm"]
     assert sfm["matching"] == "network-guided" and sfm["pairs_matched"] < 8 * 7 // 2

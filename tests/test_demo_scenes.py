@@ -16,7 +16,7 @@ import torch
 
 import heads
 from app.engine.pipeline import reconstruct_arrays
-from app.engine.options import PipelineOptions
+from app.engine.options import CameraOptions, PipelineOptions
 from heads.metrics import pose_auc, relative_pose_errors
 from mum.data.readers import read_scene
 from mum.io import load_views
@@ -45,8 +45,8 @@ def test_default_path_on_demo_scene(bundled, scene):
     ref = read_scene(ROOT / "demo" / scene)
     names, arrays = load_views([str(ROOT / "demo" / scene / "images" / n) for n in ref.names])
     warnings: list[str] = []
-    recon = reconstruct_arrays(bundled, names, arrays, options=PipelineOptions(native_log="/dev/null"),
-                               warn=warnings.append)
+    options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null"))
+    recon = reconstruct_arrays(bundled, names, arrays, options=options, warn=warnings.append)
     bar = benchmark_row(scene)
     registered = recon.pose_origins().count("sfm")
     assert warnings == []

@@ -138,7 +138,7 @@ def test_chunked_path_keeps_each_views_maps_on_disk(monkeypatch):
     memory grows by much less than the 112 MiB of maps (one chunk's maps, its shared views and the made-up
     chunk's temporaries: 36 MiB measured; with the store in memory instead, 138 MiB)."""
     from app.engine import chunked
-    from app.engine.options import NetworkOptions, PipelineOptions
+    from app.engine.options import LongInputOptions, PipelineOptions
     from app.engine.planning import Plan, plan_chunks
     from app.engine.reconstruction import Reconstruction
     from app.engine.view_source import ViewSource
@@ -175,14 +175,12 @@ def test_chunked_path_keeps_each_views_maps_on_disk(monkeypatch):
     source = Views(S)
     plan = Plan(sequence=False, chunks=plan_chunks(S, 32, 8), window=32, overlap=8, aspect=1.0)
     say = lambda _m: None  # noqa: E731
-    network = NetworkOptions(None, "cpu", None)
+    options = PipelineOptions(fast=True, long_input=LongInputOptions(loop_closure=False))
     # a first run imports what the path needs: not what is measured
-    chunked.reconstruct_in_chunks(None, Views(12), Plan(False, plan_chunks(12, 8, 3), 8, 3, 1.0), network,
-                                  PipelineOptions(fast=True), say, say, loop_closure=False)
+    chunked.reconstruct_in_chunks(None, Views(12), Plan(False, plan_chunks(12, 8, 3), 8, 3, 1.0), options, say, say)
     base = _status("VmRSS")
     _reset_peak()
-    recon = chunked.reconstruct_in_chunks(None, source, plan, network, PipelineOptions(fast=True), say, say,
-                                          loop_closure=False)
+    recon = chunked.reconstruct_in_chunks(None, source, plan, options, say, say)
     grew = _status("VmHWM") - base
     maps_mib = S * h * w * 12 / MiB
     assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))

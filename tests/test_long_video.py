@@ -4,6 +4,7 @@ and `mum-reconstruct --window` end to end (tiny random model at 64 px: these tes
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from app.engine.point_budget import voxel_point_cloud
 from app.engine.pose_graph import Edge, chain, optimise_pose_graph
 from app.cli import main
 from app.engine.pipeline import reconstruct_arrays
-from app.engine.options import PipelineOptions
+from app.engine.options import LongInputOptions, NetworkOptions, PipelineOptions
 from app.engine.view_source import ArrayViews
 from mum.geometry import look_at
 
@@ -183,8 +184,9 @@ def scene():
 @pytest.fixture(scope="module")
 def chunked_fast(tiny, scene):
     stages = []
-    recon = reconstruct_views(tiny, ArrayViews(scene.names, scene.images), long_side=SIZE, on_stage=stages.append,
-                              options=PipelineOptions(fast=True, fast_consistency=False), window=8, overlap=3)
+    options = PipelineOptions(fast=True, fast_consistency=False, network=NetworkOptions(long_side=SIZE),
+                              long_input=LongInputOptions(window=8, overlap=3))
+    recon = reconstruct_views(tiny, ArrayViews(scene.names, scene.images), options, on_stage=stages.append)
     return recon, stages
 
 
@@ -253,8 +255,9 @@ def _chunked_oracle(scene, monkeypatch=None, corrupt_chunk: int | None = None, l
 
         monkeypatch.setattr(chunked, "_join", bad_join)
     oracle = OracleModel(scene)
-    recon = reconstruct_views(oracle, ArrayViews(scene.names, scene.images), long_side=64, window=8, overlap=3,
-                              options=PipelineOptions(fast=True, fast_consistency=False), loop_closure=loop_closure)
+    options = PipelineOptions(fast=True, fast_consistency=False, network=NetworkOptions(long_side=64),
+                              long_input=LongInputOptions(window=8, overlap=3, loop_closure=loop_closure))
+    recon = reconstruct_views(oracle, ArrayViews(scene.names, scene.images), options)
     return recon, oracle
 
 
@@ -294,9 +297,9 @@ def test_loop_closure_is_found_verified_and_repairs_a_bad_join(turning_walk, mon
 
 def test_one_pass_result_is_unchanged_when_every_view_fits(tiny, scene):
     names, arrays = scene.names[:6], scene.images[:6]
-    options = PipelineOptions(fast=True, fast_consistency=False)
-    a = reconstruct_arrays(tiny, names, arrays, long_side=SIZE, options=options)
-    b = reconstruct_views(tiny, ArrayViews(names, arrays), long_side=SIZE, options=options, window=6)
+    options = PipelineOptions(fast=True, fast_consistency=False, network=NetworkOptions(long_side=SIZE))
+    a = reconstruct_arrays(tiny, names, arrays, options)
+    b = reconstruct_views(tiny, ArrayViews(names, arrays), replace(options, long_input=LongInputOptions(window=6)))
     assert "chunks" not in b.meta
     np.testing.assert_array_equal(a.cam_from_world, b.cam_from_world)
     np.testing.assert_array_equal(a.depth, b.depth)

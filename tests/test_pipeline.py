@@ -1,6 +1,9 @@
-"""The shared reconstruction pipeline: out-of-memory fallback to smaller chunks."""
+"""The shared reconstruction pipeline: out-of-memory fallback to smaller chunks; the options the command line
+composes for it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import torch
 import heads
 from app.engine.pipeline import reconstruct_arrays
 from app.engine.network import predict_with_oom_fallback
-from app.engine.options import PipelineOptions
+from app.engine.options import NetworkOptions, PipelineOptions
 from mum.errors import UserError
 
 
@@ -63,8 +66,8 @@ def test_other_errors_are_not_swallowed(tiny):
 def test_reconstruct_arrays_reports_original_pixels(tiny):
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(3)]
-    recon = reconstruct_arrays(tiny, ["a.png", "b.png", "c.png"], arrays, long_side=128, device="cpu",
-                               options=PipelineOptions(fast=True))
+    recon = reconstruct_arrays(tiny, ["a.png", "b.png", "c.png"], arrays,
+                               options=PipelineOptions(fast=True, network=NetworkOptions(long_side=128)))
     assert recon.image_sizes == [(400, 300)] * 3 and recon.depth_size == (128, 96)
     # square pixels: one focal length per camera, even though the network predicts equal fields of view
     np.testing.assert_allclose(recon.intrinsics[:, 0, 0], recon.intrinsics[:, 1, 1])
@@ -96,3 +99,52 @@ def test_cpu_allocator_failure_counts_as_out_of_memory(tiny):
         raise cpu_oom
 
     assert command() == EXIT_OUT_OF_MEMORY
+
+
+class Captured(Exception):
+    """Stops ``mum-reconstruct`` where the engine starts: the options it was handed."""
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {"fast": False, "fast_consistency": False, "long_input.window": None, "long_input.overlap": None,
+          "long_input.sequence": None, "long_input.keep_pointmaps": False, "long_input.loop_closure": True,
+          "network.long_side": None, "network.chunk_size": None, "dense.mode": "stereo", "dense.size": None,
+          "cameras.native_log": "/dev/null"}),
+    (["--window", "5", "--overlap", "2", "--sequence", "off", "--points-from", "pointmap", "--size", "96",
+      "--chunk-size", "3", "--dense", "fitted", "--dense-size", "0"],
+     {"fast": False, "long_input.window": 5, "long_input.overlap": 2, "long_input.sequence": False,
+      "long_input.keep_pointmaps": True, "network.long_side": 96, "network.chunk_size": 3, "dense.mode": "fitted",
+      "dense.size": 0}),
+    (["--sequence", "on"], {"long_input.sequence": True}),
+    (["--fast", "--json"], {"fast": True, "fast_consistency": True}),
+])
+def test_the_command_line_composes_one_options_object_per_stage(tmp_path, monkeypatch, args, expected):
+    """Every ``mum-reconstruct`` flag that shapes the reconstruction lands in its stage's options object of the one
+    :class:`~app.engine.options.PipelineOptions` handed to the orchestrator (docs/architecture.md, the options
+    table); the device is the one the command chose."""
+    import operator
+
+    import app.engine.pipeline as pipeline
+    from app.cli import main
+    from app.engine.options import CameraOptions, LongInputOptions, NetworkOptions
+    from app.engine.dense_options import DenseOptions
+
+    seen = {}
+
+    def capture(model, source, options, on_stage=None, warn=None, known=None):
+        seen["options"] = options
+        raise Captured
+
+    monkeypatch.setattr(pipeline, "reconstruct_views", capture)
+    views = [str(p) for p in sorted((Path(__file__).resolve().parents[1] / "demo" / "tum_freiburg" / "images")
+                                    .iterdir())[:2]]
+    with pytest.raises(Captured):
+        main([*views, "-o", str(tmp_path / "scene.ply"), "--device", "cpu", *args])
+    options = seen["options"]
+    assert isinstance(options, PipelineOptions)
+    for name, kind in (("long_input", LongInputOptions), ("network", NetworkOptions), ("cameras", CameraOptions),
+                       ("dense", DenseOptions)):
+        assert isinstance(getattr(options, name), kind)
+    assert options.network.device == "cpu"
+    got = {key: operator.attrgetter(key)(options) for key in expected}
+    assert got == expected

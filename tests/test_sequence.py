@@ -274,6 +274,7 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
     numbered photos far apart (most frames would be keyframes) go the unordered path; --sequence on insists."""
     import app.engine.pipeline
     import app.engine.sequence
+    from app.engine.options import LongInputOptions, PipelineOptions
     from app.engine.pipeline import reconstruct_views
     from app.engine.sequence import choose_keyframes, is_continuous, SequenceOptions
 
@@ -298,12 +299,15 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
         cfg = type("cfg", (), {"image_size": 64})
         patch_size = 16
 
+    def options(sequence=None):
+        return PipelineOptions(long_input=LongInputOptions(window=100, sequence=sequence))
+
     with pytest.raises(SequencePath):
-        reconstruct_views(Model(), frames, window=100)
-    assert reconstruct_views(Model(), photos, window=100) == "unordered path"
+        reconstruct_views(Model(), frames, options())
+    assert reconstruct_views(Model(), photos, options()) == "unordered path"
     with pytest.raises(SequencePath):
-        reconstruct_views(Model(), photos, window=100, sequence=True)
-    assert reconstruct_views(Model(), frames, window=100, sequence=False) == "unordered path"
+        reconstruct_views(Model(), photos, options(sequence=True))
+    assert reconstruct_views(Model(), frames, options(sequence=False)) == "unordered path"
 
 
 def test_sequence_on_where_it_cannot_run_is_one_error_line(walk, tmp_path, capsys):
@@ -326,6 +330,7 @@ def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
     import heads
     import app.engine.pipeline
     import app.engine.sequence
+    from app.engine.options import LongInputOptions, NetworkOptions, PipelineOptions
     from app.engine.pipeline import reconstruct_views
 
     def nothing(kmap, frames, *args, **kwargs):
@@ -339,5 +344,6 @@ def test_a_sequence_sfm_cannot_map_goes_the_unordered_path(walk, monkeypatch):
     frames.photos = None
     warnings = []
     tiny = heads.load_model("mum-tiny", device="cpu")
-    assert reconstruct_views(tiny, frames, long_side=64, window=100, warn=warnings.append) == "unordered path"
+    options = PipelineOptions(network=NetworkOptions(long_side=64), long_input=LongInputOptions(window=100))
+    assert reconstruct_views(tiny, frames, options, warn=warnings.append) == "unordered path"
     assert len(warnings) == 1 and "registered 0 of the" in warnings[0]

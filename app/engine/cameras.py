@@ -2,7 +2,7 @@
 :class:`~app.engine.reconstruction.Reconstruction`.
 
 Given and EXIF intrinsics replace the network's (:mod:`app.engine.known_cameras`); SfM from scratch
-(:mod:`app.engine.sfm`: SIFT, all pairs up to ``exhaustive_up_to`` views and network-guided pairs beyond,
+(:mod:`app.engine.sfm`: SIFT, all pairs up to ``matching.exhaustive_up_to`` views and network-guided pairs beyond,
 :mod:`app.engine.pair_selection`; the network's focal length as the initial one); views SfM did not register get
 the network's camera placed by a similarity fitted on the registered ones (:mod:`app.engine.camera_fusion`);
 with fewer than two registered views the network's cameras are used alone (one warning line). Given poses
@@ -21,7 +21,7 @@ import torch
 from app.engine.camera_fusion import apply, fill_unregistered, fit_similarity
 from app.engine.dense_fit import overlap_neighbours
 from app.engine.known_cameras import KnownCameras
-from app.engine.options import PipelineOptions
+from app.engine.options import CameraOptions
 from app.engine.pair_selection import select_pairs
 from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult, reprojection_errors, run_sfm
@@ -53,7 +53,7 @@ def add_cameras(
     recon: Reconstruction,
     arrays: Sequence[np.ndarray],
     descriptors: np.ndarray,
-    options: PipelineOptions,
+    options: CameraOptions,
     say: Callable[[str], None],
     warn: Callable[[str], None],
     known: KnownCameras | None = None,
@@ -67,10 +67,11 @@ def add_cameras(
         apply_known_intrinsics(recon, known)
     known = known if known is not None else KnownCameras.empty(S)
     pairs = None
-    if S > options.exhaustive_up_to:
+    matching = options.matching
+    if S > matching.exhaustive_up_to:
         overlap = overlap_neighbours(recon.depth.astype(np.float64), recon.network_intrinsics, recon.cam_from_world,
-                                     options.overlap_neighbours)
-        pairs = select_pairs(descriptors, overlap, options.retrieval_neighbours, options.sequential_window)
+                                     matching.overlap_neighbours)
+        pairs = select_pairs(descriptors, overlap, matching.retrieval_neighbours, matching.sequential_window)
     if S >= 2:
         with native_stderr_to(options.native_log):
             sfm = run_sfm(arrays, recon.intrinsics[:, 0, 0], pairs, options.sfm, say, known=known)

@@ -184,12 +184,6 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
     return float(torch.median(torch.maximum(rra, rta)))
 
 
-def chunk_options(options: PipelineOptions) -> PipelineOptions:
-    """A chunk's pipeline options: the fitted depth on the network's grid, whatever ``--dense`` asked for
-    (:meth:`app.engine.dense_options.DenseOptions.fitted_on_network_grid`)."""
-    return replace(options, dense=options.dense.fitted_on_network_grid())
-
-
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None,
@@ -218,11 +212,12 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
     if not options.fast:
         network_only = copy.deepcopy(recon)
         chunk_warnings: list[str] = []
-        geometry_options = chunk_options(options)
-        fit = add_cameras(recon, arrays, descriptors, geometry_options, say,
+        fit = add_cameras(recon, arrays, descriptors, options.cameras, say,
                           lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
         clock.lap("cameras")
-        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, geometry_options, say)
+        # the fitted depth on the network's grid, whatever --dense asked for (DenseOptions.fitted_on_network_grid)
+        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale,
+                           options.dense.fitted_on_network_grid(), say)
         clock.lap("dense")
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
@@ -410,19 +405,18 @@ def reconstruct_in_chunks(
     model: Any,
     source: ViewSource,
     plan: Plan,
-    network: NetworkOptions,
     options: PipelineOptions,
     say: Callable[[str], None],
     warn: Callable[[str], None],
-    loop_closure: bool = True,
-    max_loops: Optional[int] = None,
-    keep_pointmaps: bool = False,
     known: Optional[KnownCameras] = None,
 ) -> Reconstruction:
     """Reconstruct every view of ``source`` in the chunks of ``plan`` (:func:`app.engine.planning.plan_views`:
     ``window`` views each, neighbours sharing ``overlap``), each chunk by the same stages as a short input, joined
     into one scene; see the module docstring. ``known``: given or EXIF intrinsics, used in every chunk (poses
-    are kept in one pass only: the planning refuses them here)."""
+    are kept in one pass only: the planning refuses them here). ``options.network``: every pass's;
+    ``options.long_input``: ``loop_closure``, ``max_loops``, ``keep_pointmaps``."""
+    network, long_input = options.network, options.long_input
+    loop_closure, max_loops, keep_pointmaps = long_input.loop_closure, long_input.max_loops, long_input.keep_pointmaps
     S = len(source)
     window, overlap, aspect, chunks_plan = plan.window, plan.overlap, plan.aspect, plan.chunks
     if plan.note:

@@ -22,7 +22,7 @@ from app.engine.dense_fit import (
     overlap_neighbours,
     upsample_depth,
 )
-from app.engine.options import PipelineOptions
+from app.engine.dense_options import DenseOptions
 from app.engine.reconstruction import FAST_CONF_PERCENTILE, Reconstruction
 from app.engine.sfm import SfmResult
 from mum.io import warp_view
@@ -38,12 +38,11 @@ def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def add_dense_geometry(recon: Reconstruction, arrays, transforms, sfm: SfmResult | None, points: np.ndarray,
-                       depth_scale: float, options: PipelineOptions, say: Callable[[str], None]) -> None:
+                       depth_scale: float, dense: DenseOptions, say: Callable[[str], None]) -> None:
     """The dense stage (in place): fit the network's depth to the SfM points; then ``none``: keep it on the
     network's grid, out of the cloud; ``fitted``: upsample and cross-check it; ``stereo``: cross-check it on the
     network's grid and make it the prior of multi-view stereo (:mod:`app.engine.multiview_stereo`)."""
-    dense = options.dense
-    depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, options, say)
+    depth = _fitted_depth(recon, transforms, sfm, points, depth_scale, dense, say)
     if dense.mode == "none":
         recon.depth = depth.astype(np.float32)
         recon.valid = np.zeros(depth.shape, bool)
@@ -54,7 +53,7 @@ def add_dense_geometry(recon: Reconstruction, arrays, transforms, sfm: SfmResult
     if dense.mode == "stereo" and placed >= 2:
         from app.engine.multiview_stereo import add_stereo
 
-        _cross_check(recon, depth, options, lambda _line: None)  # the prior's figures are not the result's
+        _cross_check(recon, depth, dense, lambda _line: None)  # the prior's figures are not the result's
         add_stereo(recon, arrays, transforms, sfm, points, dense, say)
         return
     if dense.mode == "stereo":
@@ -65,11 +64,11 @@ def add_dense_geometry(recon: Reconstruction, arrays, transforms, sfm: SfmResult
     factor = dense_factor(transforms, recon.image_sizes, dense.long_side)
     if factor > 1:
         depth = _upsample(recon, depth, arrays, transforms, factor, say)
-    _cross_check(recon, depth, options, say)
+    _cross_check(recon, depth, dense, say)
 
 
 def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, points: np.ndarray, depth_scale: float,
-                  options: PipelineOptions, say: Callable[[str], None]) -> np.ndarray:
+                  dense: DenseOptions, say: Callable[[str], None]) -> np.ndarray:
     """``[S, h, w]`` network depth fitted to the SfM points each view observes (scale, shift, smooth
     correction); views without enough points take the fitted views' median scale (or ``depth_scale``)."""
     S = recon.num_views
@@ -85,7 +84,7 @@ def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, poin
     default_scale = float(np.median([f.scale for f in fitted])) if fitted else depth_scale
     for i, f in enumerate(fits):
         depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
-        if f is not None and options.depth_correction_field:
+        if f is not None and dense.depth_correction_field:
             field = fit_correction_field(depth[i], *observed[i])
             if field is not None:
                 depth[i] *= field
@@ -114,39 +113,39 @@ def _upsample(recon: Reconstruction, depth: np.ndarray, arrays, transforms, fact
     return depth
 
 
-def _cross_check(recon: Reconstruction, depth: np.ndarray, options: PipelineOptions, say: Callable[[str], None]) -> None:
+def _cross_check(recon: Reconstruction, depth: np.ndarray, dense: DenseOptions, say: Callable[[str], None]) -> None:
     """Fuse each view's depth with its most-overlapping views', keep the pixels another view confirms, and
     record the multi-view disagreement (all pixels, and the exported cloud's)."""
     K, cams = recon.network_intrinsics, recon.cam_from_world
-    neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
-    for _ in range(options.fusion_rounds):
+    neighbours = overlap_neighbours(depth, K, cams, dense.consistency_neighbours)
+    for _ in range(dense.fusion_rounds):
         depth = fuse_depths(depth, K, cams, neighbours)
     recon.depth = depth.astype(np.float32)
-    agreement = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance)
+    agreement = depth_agreement(depth, K, cams, neighbours, dense.consistency_tolerance)
     checked = np.array([len(n) > 0 for n in neighbours])  # a view that overlaps no other keeps every pixel
     recon.valid = ((agreement.agreeing >= 1) | ~checked[:, None, None]) & np.isfinite(depth)
-    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=recon.valid, step=2)
+    cloud = depth_agreement(depth, K, cams, neighbours, dense.consistency_tolerance, mask=recon.valid, step=2)
     recon.world_points = recon.depth_points()
     recon.world_points_conf = recon.depth_conf.copy()
     kept = float(recon.valid.mean())
     recon.meta["consistency"] = {"median_depth_disagreement": agreement.median_disagreement,
                                  "cloud_median_depth_disagreement": cloud.median_disagreement,
                                  "view_pairs": agreement.pairs, "pixels_kept": round(kept, 4),
-                                 "tolerance": options.consistency_tolerance}
+                                 "tolerance": dense.consistency_tolerance}
     say(f"dense: views agree to {100 * agreement.median_disagreement:.1f} % (median relative depth difference; "
         f"{100 * cloud.median_disagreement:.1f} % in the cloud, which keeps the {100 * kept:.0f} % of pixels that "
         "another view confirms)")
 
 
-def network_consistency(recon: Reconstruction, options: PipelineOptions) -> dict:
+def network_consistency(recon: Reconstruction, dense: DenseOptions) -> dict:
     """The multi-view disagreement of the network's own depth and cameras: over all pixels, and over the
     pixels that ``--fast``'s cloud keeps (confidence at or above its ``FAST_CONF_PERCENTILE`` percentile)."""
     depth = recon.depth.astype(np.float64)
     K, cams = recon.network_intrinsics, recon.cam_from_world
-    neighbours = overlap_neighbours(depth, K, cams, options.consistency_neighbours)
-    every = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, step=2)
+    neighbours = overlap_neighbours(depth, K, cams, dense.consistency_neighbours)
+    every = depth_agreement(depth, K, cams, neighbours, dense.consistency_tolerance, step=2)
     kept = recon.depth_conf >= np.percentile(recon.depth_conf, FAST_CONF_PERCENTILE)
-    cloud = depth_agreement(depth, K, cams, neighbours, options.consistency_tolerance, mask=kept, step=2)
+    cloud = depth_agreement(depth, K, cams, neighbours, dense.consistency_tolerance, mask=kept, step=2)
     return {"median_depth_disagreement": every.median_disagreement,
             "cloud_median_depth_disagreement": cloud.median_disagreement, "view_pairs": every.pairs,
             "pixels_kept": round(float(kept.mean()), 4)}

@@ -43,7 +43,12 @@ class DenseOptions:
     stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone
     (NaN where it keeps nothing). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
     within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle`` degrees or more,
-    :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``."""
+    :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``.
+    The fitted depth (every mode's, and ``fitted``'s result): each view's network depth scaled to the SfM points
+    it sees, then multiplied by a smooth correction field (``depth_correction_field``); fused ``fusion_rounds``
+    times with its ``consistency_neighbours`` most-overlapping views, a pixel kept when at least one of them has
+    a depth within ``consistency_tolerance`` (relative) of it (``--fast`` measures its disagreement with the same
+    neighbours and tolerance)."""
 
     mode: str = "stereo"
     size: Optional[int] = None
@@ -58,6 +63,10 @@ class DenseOptions:
     fill_radius: float = 0.025
     min_angle: float = 2.0
     stereo: StereoOptions = field(default_factory=_stereo_options)
+    depth_correction_field: bool = True
+    fusion_rounds: int = 2
+    consistency_neighbours: int = 4
+    consistency_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         if self.fill not in FILL_MODES:

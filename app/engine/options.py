@@ -1,6 +1,15 @@
 """The options of a reconstruction, one object per stage, composed into the one object the orchestrator
-(:mod:`app.engine.pipeline`) takes: every engine module imports its options from here, never from the
-orchestrator (no circle of imports)."""
+(:mod:`app.engine.pipeline`) takes: every engine module imports its options from here (the dense stage's from
+:mod:`app.engine.dense_options`), never from the orchestrator (no circle of imports). Each stage's function takes
+its own object; the long-input loops, which run every stage, take the whole.
+
+* ``PipelineOptions.long_input`` (:class:`LongInputOptions`): :mod:`app.engine.planning`, then the long-input loops
+  :mod:`app.engine.sequence` and :mod:`app.engine.chunked`;
+* ``PipelineOptions.network`` (:class:`NetworkOptions`): :mod:`app.engine.network`;
+* ``PipelineOptions.cameras`` (:class:`CameraOptions`: ``sfm``, ``matching``): :mod:`app.engine.cameras`, and the
+  sequence path's keyframe mapping;
+* ``PipelineOptions.dense`` (:class:`~app.engine.dense_options.DenseOptions`): :mod:`app.engine.dense_geometry`.
+"""
 
 from __future__ import annotations
 
@@ -23,23 +32,58 @@ class NetworkOptions:
 
 
 @dataclass(frozen=True)
-class PipelineOptions:
-    """How a scene is reconstructed. ``fast``: the network alone (one pass, nothing else).
-    Matching: every pair up to ``exhaustive_up_to`` views, else ``retrieval_neighbours`` +
-    ``overlap_neighbours`` + ``sequential_window`` per view. ``dense``: the dense stage (mode, size, stereo).
-    Fitted depth: a pixel is kept when at least one of its ``consistency_neighbours`` most-overlapping views
-    has a depth within ``consistency_tolerance`` (relative) of it."""
+class LongInputOptions:
+    """How an input is split into network passes (:func:`app.engine.planning.plan_views`) and the long paths run.
+    ``window``: views per network pass (``None``: what the memory holds; on the sequence path frames per pass,
+    ``None``: :class:`app.engine.sequence.SequenceOptions`'), ``overlap``: views shared by neighbouring chunks
+    (``None``: a quarter of the window), ``sequence``: ``True`` the sequence path, ``False`` never, ``None`` for
+    a video or numbered frames that follow each other closely (:func:`app.engine.planning.use_sequence_path`).
+    The chunked path's (:func:`app.engine.chunked.reconstruct_in_chunks`): ``loop_closure`` between chunks, at
+    most ``max_loops`` (``None``: half the chunks), and ``keep_pointmaps``: keep each view's point-head map
+    (``--points-from pointmap``; one pass always keeps it)."""
 
-    fast: bool = False
-    sfm: SfmOptions = field(default_factory=SfmOptions)
+    window: Optional[int] = None
+    overlap: Optional[int] = None
+    sequence: Optional[bool] = None
+    loop_closure: bool = True
+    max_loops: Optional[int] = None
+    keep_pointmaps: bool = False
+
+
+@dataclass(frozen=True)
+class MatchingOptions:
+    """Which view pairs SfM matches (:mod:`app.engine.pair_selection`): every pair up to ``exhaustive_up_to``
+    views, else per view its ``retrieval_neighbours`` nearest by the network's descriptor, its
+    ``overlap_neighbours`` whose network depth overlaps it most and its ``sequential_window`` neighbours in input
+    order."""
+
     exhaustive_up_to: int = 30
     retrieval_neighbours: int = 8
     overlap_neighbours: int = 8
     sequential_window: int = 2
+
+
+@dataclass(frozen=True)
+class CameraOptions:
+    """The cameras stage (:mod:`app.engine.cameras`): ``sfm`` how SfM runs, ``matching`` which pairs it
+    matches, ``native_log`` where COLMAP's C++ log lines go (``None``: the process's stderr)."""
+
+    sfm: SfmOptions = field(default_factory=SfmOptions)
+    matching: MatchingOptions = field(default_factory=MatchingOptions)
+    native_log: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a scene is reconstructed, one options object per stage: ``long_input`` (:class:`LongInputOptions`),
+    ``network`` (:class:`NetworkOptions`), ``cameras`` (:class:`CameraOptions`), ``dense``
+    (:class:`~app.engine.dense_options.DenseOptions`: the dense maps, their fusion and cross-check).
+    ``fast``: the network alone (one pass, nothing else); with it ``fast_consistency`` measures the network's
+    multi-view disagreement (O(S²) work)."""
+
+    fast: bool = False
+    long_input: LongInputOptions = field(default_factory=LongInputOptions)
+    network: NetworkOptions = field(default_factory=NetworkOptions)
+    cameras: CameraOptions = field(default_factory=CameraOptions)
     dense: DenseOptions = field(default_factory=DenseOptions)
-    depth_correction_field: bool = True
-    fusion_rounds: int = 2
-    consistency_neighbours: int = 4
-    consistency_tolerance: float = 0.05
-    native_log: Optional[str] = None  # where COLMAP's C++ log lines go (None: the process's stderr)
-    fast_consistency: bool = True  # with ``fast``: measure the network's multi-view disagreement (O(S²) work)
+    fast_consistency: bool = True

@@ -1,21 +1,23 @@
 """The orchestrator: from the user's views to a :class:`~app.engine.reconstruction.Reconstruction`, one call
 into each stage's module, in the order the data flows.
 
-Shared by the command-line tool, the web app and the benchmarks (one implementation for all).
+Shared by the command-line tool, the web app and the benchmarks (one implementation for all). They hand it one
+:class:`~app.engine.options.PipelineOptions`, one options object per stage; each stage gets its own.
 
 :func:`reconstruct_views` (every input):
 
-1. **plan** (:mod:`app.engine.planning`): the sequence path for a video or numbered frames, one pass when every
-   view fits in memory, else chunks;
-2. a long input is a loop around the same stages: :mod:`app.engine.sequence` (keyframes mapped, the other frames
-   registered to them; it may hand the frames back as unordered views) or :mod:`app.engine.chunked` (chunks joined
-   by Sim(3), loop closures and a pose graph);
+1. **plan** (:mod:`app.engine.planning`, ``options.long_input``): the sequence path for a video or numbered
+   frames, one pass when every view fits in memory, else chunks;
+2. a long input is a loop around the stages (docs/architecture.md says what each calls):
+   :mod:`app.engine.sequence` (keyframes mapped, the other frames registered to them; it may hand the frames back
+   as unordered views) or :mod:`app.engine.chunked` (each chunk the one pass's stages; chunks joined by Sim(3),
+   loop closures and a pose graph);
 3. one pass: :func:`reconstruct_arrays`.
 
 :func:`reconstruct_arrays` (one pass over decoded views):
 
-1. **network** (:mod:`app.engine.network`): cameras, depth, confidence and a retrieval descriptor per view;
-2. **cameras** (:mod:`app.engine.cameras`): given and EXIF intrinsics, SfM from scratch (:mod:`app.engine.sfm`,
+1. **network** (:mod:`app.engine.network`, ``options.network``): cameras, depth, confidence and a retrieval descriptor per view;
+2. **cameras** (:mod:`app.engine.cameras`, ``options.cameras``): given and EXIF intrinsics, SfM from scratch (:mod:`app.engine.sfm`,
    pairs by :mod:`app.engine.pair_selection`), views SfM missed placed by a similarity
    (:mod:`app.engine.camera_fusion`), given poses kept; with fewer than two registered views the network's
    cameras alone (one warning line);
@@ -43,7 +45,7 @@ from app.engine.chunked import reconstruct_in_chunks
 from app.engine.dense_geometry import add_dense_geometry, network_consistency
 from app.engine.known_cameras import KnownCameras
 from app.engine.network import predict_arrays
-from app.engine.options import NetworkOptions, PipelineOptions
+from app.engine.options import PipelineOptions
 from app.engine.planning import plan_views
 from app.engine.reconstruction import Reconstruction
 from app.engine.sequence import SequenceOptions, reconstruct_sequence
@@ -54,77 +56,59 @@ from app.engine.view_source import ViewSource
 def reconstruct_views(
     model: Any,
     source: ViewSource,
-    long_side: Optional[int] = None,
-    device: str = "cpu",
-    chunk_size: Optional[int] = None,
-    on_stage: Optional[Callable[[str], None]] = None,
     options: Optional[PipelineOptions] = None,
+    on_stage: Optional[Callable[[str], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
-    window: Optional[int] = None,
-    overlap: Optional[int] = None,
-    loop_closure: bool = True,
-    max_loops: Optional[int] = None,
-    keep_pointmaps: bool = False,
     known: Optional[KnownCameras] = None,
-    sequence: Optional[bool] = None,
 ) -> Reconstruction:
     """Reconstruct every view of ``source`` with ``model`` (a ``heads.Reconstructor``); see the module docstring.
-    ``window`` views per network pass (default: what the memory holds), neighbours sharing ``overlap``
-    (:mod:`app.engine.planning`); ``loop_closure``, ``max_loops``, ``keep_pointmaps``: the chunked path's
-    (:func:`app.engine.chunked.reconstruct_in_chunks`). ``known``: given or EXIF intrinsics and poses to keep
-    (one pass only). ``sequence``: ``True`` the sequence path, ``False`` never, ``None`` for a video or numbered
-    frames (:func:`app.engine.planning.use_sequence_path`) that follow each other closely, as a video's do
-    (:func:`app.engine.sequence.is_continuous`). ``on_stage``: progress lines; ``warn``: warning lines."""
+    ``options.long_input`` (:class:`~app.engine.options.LongInputOptions`) picks the path: the sequence path,
+    one pass, or chunks. ``known``: given or EXIF intrinsics and poses to keep (one pass only). ``on_stage``:
+    progress lines; ``warn``: warning lines."""
     options = options or PipelineOptions()
-    network = NetworkOptions(long_side, device, chunk_size)
     say = on_stage or (lambda _msg: None)
     warn = warn or say
-    plan = plan_views(model, source, options, known, long_side, device, window, overlap, sequence)
+    plan = plan_views(model, source, options, known)
     if plan.sequence:
-        seq = SequenceOptions() if window is None else replace(SequenceOptions(), window=window)
-        recon = reconstruct_sequence(model, source, network, options, say, warn, seq, known,
-                                     continuous_only=not sequence)
+        long_input = options.long_input
+        seq = SequenceOptions() if long_input.window is None else replace(SequenceOptions(), window=long_input.window)
+        recon = reconstruct_sequence(model, source, options, say, warn, seq, known,
+                                     continuous_only=not long_input.sequence)
         if recon is not None:
             return recon
     if plan.one_pass:
-        return reconstruct_arrays(model, source.names, source.load(range(len(source))), long_side, device, chunk_size,
-                                  say, options, warn, known=known)
-    return reconstruct_in_chunks(model, source, plan, network, options, say, warn, loop_closure, max_loops,
-                                 keep_pointmaps, known)
+        return reconstruct_arrays(model, source.names, source.load(range(len(source))), options, say, warn, known)
+    return reconstruct_in_chunks(model, source, plan, options, say, warn, known)
 
 
 def reconstruct_arrays(
     model: Any,
     names: Sequence[str],
     arrays: Sequence[np.ndarray],
-    long_side: Optional[int] = None,
-    device: str = "cpu",
-    chunk_size: Optional[int] = None,
-    on_stage: Optional[Callable[[str], None]] = None,
     options: PipelineOptions = PipelineOptions(),
+    on_stage: Optional[Callable[[str], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
     known: Optional[KnownCameras] = None,
 ) -> Reconstruction:
-    """Reconstruct ``uint8`` RGB views (original size) with ``model`` (a ``heads.Reconstructor``) and, unless
-    ``options.fast``, SfM and dense fitting; returns the scene in user conventions. ``on_stage``: progress
-    lines; ``warn``: the one warning line when the cameras fall back to the network alone; ``known``: given or
-    EXIF intrinsics and poses to keep (:mod:`app.engine.known_cameras`)."""
+    """Reconstruct ``uint8`` RGB views (original size) with ``model`` (a ``heads.Reconstructor``) in one network
+    pass and, unless ``options.fast``, SfM and the dense stage; returns the scene in user conventions.
+    ``on_stage``: progress lines; ``warn``: the one warning line when the cameras fall back to the network alone;
+    ``known``: given or EXIF intrinsics and poses to keep (:mod:`app.engine.known_cameras`)."""
     say = on_stage or (lambda _msg: None)
     clock = StageClock()
-    recon, transforms, descriptors = predict_arrays(model, names, arrays, NetworkOptions(long_side, device, chunk_size),
-                                                    say)
+    recon, transforms, descriptors = predict_arrays(model, names, arrays, options.network, say)
     clock.lap("network")
     if options.fast:
         keep_network_cameras(recon, known, say)
         clock.lap("cameras")
         if options.fast_consistency:
-            recon.meta["consistency"] = network_consistency(recon, options)
+            recon.meta["consistency"] = network_consistency(recon, options.dense)
         clock.lap("dense")
         recon.meta["stage_seconds"] = clock.summary()
         return recon
-    fit = add_cameras(recon, arrays, descriptors, options, say, warn or say, known)
+    fit = add_cameras(recon, arrays, descriptors, options.cameras, say, warn or say, known)
     clock.lap("cameras")
-    add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, options, say)
+    add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, options.dense, say)
     clock.lap("dense")
     recon.meta["stage_seconds"] = clock.summary()
     return recon

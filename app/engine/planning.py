@@ -133,24 +133,24 @@ class Plan:
         return len(self.chunks) == 1
 
 
-def plan_views(model: Any, source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras],
-               long_side: Optional[int], device: str, window: Optional[int], overlap: Optional[int],
-               sequence: Optional[bool]) -> Plan:
-    """The plan for ``source`` with ``model`` (a ``heads.Reconstructor``; its input size and patch size):
-    ``window`` default :func:`auto_window`, ``overlap`` default :func:`default_overlap`, ``sequence`` as
-    :func:`use_sequence_path` takes it. Given poses (``known.posed``) need every view in one pass: a
-    :class:`UserError` otherwise."""
+def plan_views(model: Any, source: ViewSource, options: PipelineOptions, known: Optional[KnownCameras]) -> Plan:
+    """The plan for ``source`` with ``model`` (a ``heads.Reconstructor``; its input size and patch size) and
+    ``options.long_input`` (:class:`~app.engine.options.LongInputOptions`): ``window`` default
+    :func:`auto_window` (for ``options.network``'s size and device), ``overlap`` default :func:`default_overlap`,
+    ``sequence`` as :func:`use_sequence_path` takes it. Given poses (``known.posed``) need every view in one
+    pass: a :class:`UserError` otherwise."""
     from mum.io import network_size
 
     S = len(source)
-    use_sequence = use_sequence_path(source, options, known, sequence)
-    size = long_side or model.cfg.image_size
+    window, overlap = options.long_input.window, options.long_input.overlap
+    use_sequence = use_sequence_path(source, options, known, options.long_input.sequence)
+    size = options.network.long_side or model.cfg.image_size
     aspect = source.aspect()
     W, H = network_size(round(1_000_000 * aspect), 1_000_000, size, model.patch_size)
     note = None
     if window is None:
         largest = max(w * h for w, h in source.sizes)
-        window = auto_window(W * H, largest, device)
+        window = auto_window(W * H, largest, options.network.device)
         if S > window:
             note = f"{S} views: {window} views per pass fit in memory ({W} × {H} px each; --window to change)"
     if S > window and known is not None and known.posed.any():

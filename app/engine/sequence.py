@@ -193,9 +193,9 @@ def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, 
     arrays = source.load(frames)
     pairs = _sequential_pairs(len(frames), seq.sequential_pairs, seq.quadratic_pairs)
     base = KnownCameras.empty(len(frames)) if known is None else known.subset(frames)
-    with native_stderr_to(options.native_log):
+    with native_stderr_to(options.cameras.native_log):
         if kmap is None:
-            return run_sfm(arrays, focal, pairs, options.sfm, say, known=base)
+            return run_sfm(arrays, focal, pairs, options.cameras.sfm, say, known=base)
         held = [i for i, f in enumerate(frames) if f in kmap.poses]
         given = replace(base, K=np.where(base.known_intrinsics[:, None, None], base.K, kmap.K[None]),
                         intrinsics_source=[s or "given" for s in base.intrinsics_source],
@@ -203,11 +203,11 @@ def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, 
                         fix_poses=True)
         sfm = None
         if len(held) >= 2:
-            sfm = run_sfm(arrays, focal, pairs, options.sfm, say, known=given)
+            sfm = run_sfm(arrays, focal, pairs, options.cameras.sfm, say, known=given)
             new = [i for i in range(len(frames)) if i not in held]
             if sum(sfm.registered[i] for i in new) * 2 >= len(new):
                 return sfm
-        free = run_sfm(arrays, focal, pairs, options.sfm, say, known=replace(given, fix_poses=False))
+        free = run_sfm(arrays, focal, pairs, options.cameras.sfm, say, known=replace(given, fix_poses=False))
         both = [i for i in held if free.registered[i]]
         if len(both) < 3:
             return sfm if sfm is not None else free
@@ -292,8 +292,8 @@ def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewS
 
     known = KnownCameras(np.repeat(kmap.K[None], len(frames), 0), ["given"] * len(frames),
                          np.full((len(frames), 4, 4), np.nan))
-    with native_stderr_to(options.native_log):
-        return run_sfm(source.load(frames), focal[frames], None, options.sfm, lambda _m: None, known=known)
+    with native_stderr_to(options.cameras.native_log):
+        return run_sfm(source.load(frames), focal[frames], None, options.cameras.sfm, lambda _m: None, known=known)
 
 
 # ------------------------------------------------------------------------------------------------- the path
@@ -330,7 +330,6 @@ def plan_keyframe_chunks(count: int, size: int, shared: int) -> list[range]:
 def reconstruct_sequence(
     model: Any,
     source: ViewSource,
-    network: NetworkOptions,
     options: PipelineOptions,
     on_stage: Optional[Callable[[str], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
@@ -343,10 +342,12 @@ def reconstruct_sequence(
     given or EXIF intrinsics (poses are not kept on this path); ``selection``: the keyframes when already
     chosen (:func:`choose_keyframes`). ``None`` when SfM registers fewer than two keyframes (one warning line),
     or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
-    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``network``: how
-    the network runs (:class:`~app.engine.options.NetworkOptions`)."""
-    options = replace(options, sfm=replace(options.sfm, sift_first_octave=seq.sift_first_octave,
-                                           init_min_tri_angle=seq.init_min_tri_angle))
+    (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``options.network``:
+    how the network runs (:class:`~app.engine.options.NetworkOptions`)."""
+    network = options.network
+    keyframe_sfm = replace(options.cameras.sfm, sift_first_octave=seq.sift_first_octave,
+                           init_min_tri_angle=seq.init_min_tri_angle)
+    options = replace(options, cameras=replace(options.cameras, sfm=keyframe_sfm))
     say = on_stage or (lambda _msg: None)
     warn = warn or say
     S = len(source)
@@ -522,7 +523,7 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
     place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
     from app.engine.dense_geometry import add_dense_geometry
 
-    dense_options = replace(options, dense=options.dense.fitted_on_network_grid())  # one window's maps at a time
+    dense_options = options.dense.fitted_on_network_grid()  # one window's maps at a time
     S = len(sources)
     h, w = maps.depth.shape[1:]
     depth_all = frames_on_disk((S, h, w), np.float32)  # on disk, filled window by window: memory holds one window

@@ -17,7 +17,8 @@ STAGES = ("network", "cameras", "dense")
 class StageClock:
     """Wall and CPU seconds per stage (the CPU time of the whole process: a fair measure on a shared machine) and
     the process's peak RSS (MiB) so far at the end of each stage (where it grows, that stage raised it).
-    :meth:`lap` closes the stage that ran since the previous lap (or since the clock was made)."""
+    :meth:`lap` closes the stage that ran since the previous lap (or since the clock was made); a stage lapped
+    again adds up (the chunked path laps each stage once per chunk)."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = {}
@@ -44,13 +45,3 @@ class StageClock:
         return {kind: {stage: round(sum(laps.get(lap, 0.0) for lap in groups[stage]), 3) for stage in STAGES}
                 for kind, laps in (("wall", self.wall), ("cpu", self.cpu))}
 
-
-def add_stage_seconds(total: dict[str, dict[str, float]] | None, part: dict[str, dict[str, float]] | None
-                      ) -> dict[str, dict[str, float]]:
-    """``total`` + ``part`` stage by stage (summaries of :meth:`StageClock.summary`; ``None`` counts as zero)."""
-    out = {kind: {stage: 0.0 for stage in STAGES} for kind in ("wall", "cpu")}
-    for summary in (total, part):
-        for kind in out:
-            for stage, seconds in ((summary or {}).get(kind) or {}).items():
-                out[kind][stage] = round(out[kind].get(stage, 0.0) + seconds, 3)
-    return out

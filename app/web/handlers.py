@@ -60,6 +60,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: \d+ view\(s\) not registered: guided", 0.54),
     (r"sfm: views still missing", 0.6),
     (r"sfm: mapping refused", 0.6),
+    (r"sfm: the lens distortion moves", 0.61),
     (r"sfm: \d+ view\(s\) not registered, placed", 0.63),
     (r"sfm: nothing registered to the given poses", 0.63),
     (r"warning:", 0.63),
@@ -364,7 +365,7 @@ class Handlers:
     def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
                      cameras: Any = None, fix_poses: bool = False) -> WebScene:
         from app.engine.pipeline import reconstruct_views
-        from app.engine.options import PipelineOptions
+        from app.engine.options import CameraOptions, LongInputOptions, NetworkOptions, PipelineOptions
 
         source = open_inputs(files, self.cfg, scratch, stride, max_frames)
         with cameras_upload(cameras) as cameras_file:
@@ -380,12 +381,12 @@ class Handlers:
             progress(message)
 
         # COLMAP's own log lines are not for users (mum.native_stderr: safe for runs overlapping in threads)
-        options = PipelineOptions(fast=bool(fast), native_log=os.devnull)
-        recon = reconstruct_views(
-            model, source, long_side=self.cfg.long_side, device=self.models.device,
-            chunk_size=self.cfg.chunk_size, on_stage=progress, options=options, warn=warn, window=self.cfg.window,
-            keep_pointmaps=True, known=known,
-        )
+        options = PipelineOptions(
+            fast=bool(fast), long_input=LongInputOptions(window=self.cfg.window, keep_pointmaps=True),
+            network=NetworkOptions(long_side=self.cfg.long_side, device=self.models.device,
+                                   chunk_size=self.cfg.chunk_size),
+            cameras=CameraOptions(native_log=os.devnull))
+        recon = reconstruct_views(model, source, options, on_stage=progress, warn=warn, known=known)
         recon.meta["total_s"] = time.perf_counter() - t0
         scene = WebScene.create(recon, self.store.root, model=getattr(model, "name", str(model_label)))
         scene.fast, scene.warnings = bool(fast), warnings
