@@ -163,10 +163,11 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
     from app.exports import project_formats as export
 
+    from app.engine.options import CloudOptions
     from app.engine.point_budget import bounded_point_cloud
 
-    cloud = bounded_point_cloud(recon, args.max_points, conf_percentile=conf_percentile(args),
-                                mask_background=args.mask_background, source=args.points_from)
+    cloud = bounded_point_cloud(recon, CloudOptions(args.max_points, conf_percentile(args), args.mask_background,
+                                                    args.points_from))
     suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
         return [export.write_ply(out, cloud, overwrite=args.overwrite)], len(cloud)

@@ -148,3 +148,45 @@ def test_the_command_line_composes_one_options_object_per_stage(tmp_path, monkey
     assert options.network.device == "cpu"
     got = {key: operator.attrgetter(key)(options) for key in expected}
     assert got == expected
+
+
+DEFAULT_CLOUD = {"max_points": 2_000_000, "conf_percentile": 0.0, "mask_background": False, "source": "depth",
+                 "frames": None}
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], DEFAULT_CLOUD),
+    (["--fast"], {**DEFAULT_CLOUD, "conf_percentile": 50.0}),
+    (["--max-points", "1234", "--conf-percentile", "20", "--mask-background", "--points-from", "pointmap"],
+     {"max_points": 1234, "conf_percentile": 20.0, "mask_background": True, "source": "pointmap", "frames": None}),
+])
+def test_the_command_line_composes_the_clouds_options(tmp_path, monkeypatch, args, expected):
+    """The cloud's flags land in the one :class:`~app.engine.options.CloudOptions` handed to
+    :func:`~app.engine.point_budget.bounded_point_cloud` (the web app's viewer filters make the same object)."""
+    import dataclasses
+
+    import app.engine.point_budget as point_budget
+    from app.cli import build_parser, write_exports
+    from app.engine.options import CloudOptions
+
+    seen = {}
+
+    def capture(recon, options):
+        seen["options"] = options
+        raise Captured
+
+    monkeypatch.setattr(point_budget, "bounded_point_cloud", capture)
+    parsed = build_parser().parse_args(["in", "-o", str(tmp_path / "scene.ply"), *args])
+    with pytest.raises(Captured):
+        write_exports(tmp_path / "scene.ply", object(), parsed, lambda _m: None)
+    assert isinstance(seen["options"], CloudOptions)
+    assert dataclasses.asdict(seen["options"]) == expected
+
+
+def test_the_web_viewers_filters_make_the_same_cloud_options():
+    from app.engine.options import CloudOptions
+    from app.web.session import RenderOptions
+
+    render = RenderOptions(conf_percentile=30.0, frames=[0, 2], show_cameras=False, mask_background=True,
+                           source="pointmap", max_points=500)
+    assert render.cloud == CloudOptions(500, 30.0, True, "pointmap", [0, 2])

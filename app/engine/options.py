@@ -9,12 +9,16 @@ its own object; the long-input loops, which run every stage, take the whole.
 * ``PipelineOptions.cameras`` (:class:`CameraOptions`: ``sfm``, ``matching``): :mod:`app.engine.cameras`, and the
   sequence path's keyframe mapping;
 * ``PipelineOptions.dense`` (:class:`~app.engine.dense_options.DenseOptions`): :mod:`app.engine.dense_geometry`.
+
+The cloud is made from the result on demand, after the reconstruction: its options (:class:`CloudOptions`) are
+the front end's to choose per cloud (:func:`app.engine.point_budget.bounded_point_cloud`), not a field of
+``PipelineOptions``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from app.engine.dense_options import DenseOptions
 from app.engine.sfm import SfmOptions
@@ -87,3 +91,19 @@ class PipelineOptions:
     cameras: CameraOptions = field(default_factory=CameraOptions)
     dense: DenseOptions = field(default_factory=DenseOptions)
     fast_consistency: bool = True
+
+
+@dataclass(frozen=True)
+class CloudOptions:
+    """The cloud made from a result (:func:`app.engine.point_budget.bounded_point_cloud`): at most ``max_points``
+    points, the pixels below the ``conf_percentile``-th percentile of confidence dropped (0: none), with
+    ``mask_background`` the near-black / near-white pixels too, points from each view's ``source`` (``"depth"``:
+    depth unprojected with the cameras; ``"pointmap"``: the point head's map, where kept) of the views in
+    ``frames`` (``None``: every view). ``mum-reconstruct``: ``--max-points``, ``--conf-percentile``,
+    ``--mask-background``, ``--points-from``; the web app's viewer filters."""
+
+    max_points: int = 2_000_000
+    conf_percentile: float = 0.0
+    mask_background: bool = False
+    source: str = "depth"
+    frames: Optional[Sequence[int]] = None

@@ -11,21 +11,21 @@ import numpy as np
 
 from app.engine.dense_fit import _unproject
 from app.engine.frame_store import release_pages
+from app.engine.options import CloudOptions
 from app.engine.reconstruction import PointCloud, Reconstruction, not_background
 
 
-def bounded_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,
-                        mask_background: bool = False, source: str = "depth",
-                        frames: Optional[Sequence[int]] = None) -> PointCloud:
-    """The cloud the exports and the web viewer take, at most ``max_points`` points, filtered as
-    :meth:`Reconstruction.point_cloud`: a long input's (``recon.meta`` has ``chunks`` or ``sequence``: its maps
-    may be on disk) by :func:`voxel_point_cloud`, a block of views at a time; one pass's by
-    :meth:`Reconstruction.point_cloud` (a seeded random sample of the points)."""
+def bounded_point_cloud(recon: Reconstruction, options: CloudOptions = CloudOptions()) -> PointCloud:
+    """The cloud the exports and the web viewer take (:class:`~app.engine.options.CloudOptions`: at most
+    ``options.max_points`` points, filtered as :meth:`Reconstruction.point_cloud`): a long input's
+    (``recon.meta`` has ``chunks`` or ``sequence``: its maps may be on disk) by :func:`voxel_point_cloud`, a block
+    of views at a time; one pass's by :meth:`Reconstruction.point_cloud` (a seeded random sample of the points)."""
+    o = options
     if "chunks" in recon.meta or "sequence" in recon.meta:
-        return voxel_point_cloud(recon, max_points, conf_percentile=conf_percentile, mask_background=mask_background,
-                                 source=source, frames=frames)
-    return recon.point_cloud(conf_percentile=conf_percentile, frames=frames, mask_background=mask_background,
-                             source=source, max_points=max_points)  # type: ignore[arg-type]
+        return voxel_point_cloud(recon, o.max_points, conf_percentile=o.conf_percentile,
+                                 mask_background=o.mask_background, source=o.source, frames=o.frames)
+    return recon.point_cloud(conf_percentile=o.conf_percentile, frames=o.frames, mask_background=o.mask_background,
+                             source=o.source, max_points=o.max_points)  # type: ignore[arg-type]
 
 
 def voxel_point_cloud(recon: Reconstruction, max_points: int, conf_percentile: float = 0.0,

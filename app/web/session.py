@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from app.exports import project_formats as export
+from app.engine.options import CloudOptions
 from app.engine.point_budget import bounded_point_cloud
 from app.engine.reconstruction import PointCloud, Reconstruction
 from mum.errors import UserError
@@ -61,6 +62,11 @@ class RenderOptions:
     mask_background: bool = False
     source: str = "depth"
     max_points: int = VIEWER_MAX_POINTS
+
+    @property
+    def cloud(self) -> CloudOptions:
+        """The cloud's part (the engine's options object of :func:`~app.engine.point_budget.bounded_point_cloud`)."""
+        return CloudOptions(self.max_points, self.conf_percentile, self.mask_background, self.source, self.frames)
 
 
 @dataclass
@@ -102,9 +108,7 @@ class WebScene:
     def cloud(self, options: RenderOptions) -> PointCloud:
         """The cloud ``options`` asks for, as the command line makes it (a long input's a block of views at a
         time: its maps stay on disk)."""
-        return bounded_point_cloud(self.recon, options.max_points, conf_percentile=options.conf_percentile,
-                                   mask_background=options.mask_background, source=options.source,
-                                   frames=options.frames)
+        return bounded_point_cloud(self.recon, options.cloud)
 
     def render(self, options: RenderOptions, full_exports: bool = True) -> Rendered:
         """Write GLB, PLY and cameras.json (and with ``full_exports`` transforms.json and a COLMAP zip) for
