@@ -575,8 +575,8 @@ def run_sfm(
             if _better(again, best):
                 best, relaxed = again, True
         dropped = False
-        if best is not None and corner_distortion(best) > options.max_corner_distortion:
-            say(f"sfm: the lens distortion moves the image corners by {100 * corner_distortion(best):.0f} %; "
+        if best is not None and (distortion := corner_distortion(best)) > options.max_corner_distortion:
+            say(f"sfm: the lens distortion moves the image corners by {100 * distortion:.0f} %; "
                 "mapping again without it")
             pinhole_database = tmp / "database_pinhole.db"
             _without_distortion(pycolmap, database, pinhole_database)
