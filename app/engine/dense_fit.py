@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 MIN_POINTS_FOR_FIT = 12  # fewer SfM points in a view: it takes the scene's median scale
 
@@ -118,12 +119,15 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
     L = np.array(rows).reshape(-1, gh * gw)
     lam = smoothness * n / (gh * gw)
     coef = np.full(gh * gw, np.median(y))
-    for _ in range(8):
-        r = A @ coef - y
-        c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
-        wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
-        H = (A.T @ sparse.diags(wgt) @ A).toarray() + lam * L.T @ L + 1e-6 * np.eye(gh * gw)
-        coef = np.linalg.solve(H, A.T @ (wgt * y) + 1e-6 * np.median(y))
+    # at most 256 × 256: one BLAS thread solves it in ~2 ms; two (OpenBLAS's pthreads beside torch's OpenMP ones)
+    # took 10–90 ms a solve on the shared 2-core machine, most of the stereo stage's time on small images
+    with threadpool_limits(1, user_api="blas"):
+        for _ in range(8):
+            r = A @ coef - y
+            c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
+            wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
+            H = (A.T @ sparse.diags(wgt) @ A).toarray() + lam * L.T @ L + 1e-6 * np.eye(gh * gw)
+            coef = np.linalg.solve(H, A.T @ (wgt * y) + 1e-6 * np.median(y))
     field = _hat_weights(np.arange(h, dtype=float), gh, h) @ coef.reshape(gh, gw) @ _hat_weights(np.arange(w, dtype=float), gw, w).T
     return np.exp(field)
 
