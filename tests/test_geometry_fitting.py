@@ -215,7 +215,7 @@ def test_another_sfm_model_is_joined_by_the_network_link_and_keeps_its_own_geome
     """Two parts of a scene: SfM maps views 0-3 (the kept model) and 4-6 (another model, its own frame and
     scale). Network cameras exact up to a similarity: the joined part lands on the true cameras, its points move
     with it (they reproject as before) and their observations index the appended points."""
-    from app.engine.camera_fusion import join_other_models
+    from app.engine.cameras import join_other_models
     from app.engine.sfm import OtherModel, SfmResult, reprojection_errors
 
     rng = np.random.default_rng(7)

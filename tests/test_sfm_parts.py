@@ -1,6 +1,6 @@
 """A scene in parts: photos of two places that share no match. SfM maps each part as its own model; the kept
 (largest) model's frame is the scene's, and the other part is joined to it through the network
-(:func:`app.engine.camera_fusion.join_other_models`), keeping SfM's cameras within the part."""
+(:func:`app.engine.cameras.join_other_models`), keeping SfM's cameras within the part."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class OtherModel:
     parts share too few matches to join): ``views`` ``[n]`` indices into the input, their ``cam_from_world``
     ``[n, 4, 4]`` and ``intrinsics`` ``[n, 3, 3]`` in this model's own frame and scale, its ``points`` ``[P, 3]``,
     ``point_colors`` and ``observations`` per view (as :class:`SfmResult`'s). Joined to the kept model by
-    :func:`app.engine.camera_fusion.join_other_models`."""
+    :func:`app.engine.cameras.join_other_models`."""
 
     views: np.ndarray
     cam_from_world: np.ndarray
