@@ -4,8 +4,16 @@ and the whole command's time on a demo scene.
 
 Run: ``python benchmarks/dense.py`` (``--scenes 6 --views 12``: held-out 640 × 480 scenes of the test split;
 ``--methods``; ``--timing-scene demo/tum_freiburg --repeats 3``; ``--baseline DIR``: also time the command of
-another checkout, e.g. the commit before stereo; ``--no-timing``; ``--scenes 0``: the timing alone). Writes
-``benchmarks/results/dense_cpu.json`` (``--out``); ``--table`` prints the README's tables from it.
+another checkout, e.g. the commit before stereo; ``--no-timing``; ``--scenes 0``: the timing alone; ``--paths
+one,chunked,sequence --window 6 --overlap 3``: the same scenes also through the long-input paths, see below).
+Writes ``benchmarks/results/dense_cpu.json`` (``--out``); ``--table`` prints the README's tables from it.
+
+**Paths** (``--paths``): ``one``, the one-pass default path (every method); ``chunked``, the chunked path forced
+by ``--window`` views per chunk sharing ``--overlap`` (``--sequence off``); ``sequence``, the sequence path
+forced (``--sequence on``) in windows of ``--window`` frames. The long paths run ``fitted`` and ``stereo`` only
+(rows ``chunked_fitted``, ``chunked_stereo``, ``sequence_fitted``, ``sequence_stereo``); their ``seconds`` are the
+whole reconstruction, SfM included (each chunk's and the keyframes' SfM run anew: :class:`SfmOnce` reuses one
+result per image list).
 
 **Methods** (the same SfM cameras for every method of a scene: SfM runs once per scene, seeded):
 
@@ -97,9 +105,7 @@ class SfmOnce:
         if self.key is not arrays:
             t0 = time.perf_counter()
             self.key, self.result = arrays, self.run_sfm(arrays, *args, **kwargs)
-            self.seconds = time.perf_counter() - t0
-        else:
-            self.seconds = 0.0
+            self.seconds += time.perf_counter() - t0
         return copy.deepcopy(self.result)
 
 
@@ -221,6 +227,21 @@ def evaluate(recon, scene, fast: bool) -> dict:
     if scene.masks is not None:
         gt_valid &= np.stack(scene.masks)
     out = depth_figures(pred, kept_o, gt, gt_valid)
+    parts = [m["view_indices"] for m in recon.meta.get("sfm", {}).get("other_models", []) if m.get("joined")]
+    if parts:  # a scene SfM mapped in parts: the maps again, with one scale per part (the link between parts is
+        # the network's guess; this is how right each part is in itself)
+        label = np.zeros(S, int)
+        for k, views in enumerate(parts, 1):
+            label[views] = k
+        scaled = pred.copy()
+        for k in range(len(parts) + 1):
+            figures = depth_figures(pred[label == k], kept_o[label == k], gt[label == k], gt_valid[label == k])
+            scaled[label == k] *= figures["scale"] if np.isfinite(figures["scale"]) else out["scale"]
+        per_part = depth_figures(scaled, kept_o, gt, gt_valid)
+        out["parts"] = len(parts) + 1
+        out["abs_rel_maps_per_part"], out["delta_maps_per_part"] = per_part.get("abs_rel_maps"), per_part.get("delta_maps")
+    elif "abs_rel_maps" in out:  # one part: the same figures
+        out["parts"], out["abs_rel_maps_per_part"], out["delta_maps_per_part"] = 1, out["abs_rel_maps"], out["delta_maps"]
     unproject = lambda d, cams, K: depth_to_world_points(  # noqa: E731
         torch.from_numpy(d), torch.from_numpy(cams[:, :3]), torch.from_numpy(np.asarray(K, np.float64))).numpy()
     gt_world = unproject(gt, scene.cam_from_world_4x4(), np.stack(scene.intrinsics))
@@ -235,28 +256,58 @@ def evaluate(recon, scene, fast: bool) -> dict:
     return out
 
 
-def run_scene(model, scene, methods, sfm: SfmOnce, matches: MatchOnce) -> dict:
-    from app.engine.pipeline import reconstruct_arrays
+LONG_PATH_METHODS = ("fitted", "stereo")  # what the long-input paths run
+
+
+def long_path_options(method: str, path: str, window: int, overlap: int):
+    """``method``'s options on the chunked path (``window`` views a chunk, ``overlap`` shared) or the sequence
+    path (windows of ``window`` frames)."""
+    from dataclasses import replace
+
+    from app.engine.options import LongInputOptions
+
+    long_input = (LongInputOptions(window=window, overlap=overlap, sequence=False) if path == "chunked"
+                  else LongInputOptions(window=window, sequence=True))
+    return replace(pipeline_options(method), long_input=long_input)
+
+
+def run_scene(model, scene, methods, sfm: SfmOnce, matches: MatchOnce, paths=("one",), window: int = 6,
+              overlap: int = 3) -> dict:
+    from app.engine.pipeline import reconstruct_arrays, reconstruct_views
+    from app.engine.view_source import ArrayViews
     from mum.io import load_views
 
     names, arrays = load_views([str(scene.root / "images" / n) for n in scene.names])
     row = {"views": len(names), "size": list(arrays[0].shape[1::-1])}
-    for method in methods:
+    runs = [("one", m, m) for m in methods] if "one" in paths else []
+    runs += [(p, m, f"{p}_{m}") for p in paths if p != "one" for m in methods if m in LONG_PATH_METHODS]
+    for path, method, key in runs:
         matches.reset(scene)
+        sfm.seconds = 0.0
         t0 = time.perf_counter()
-        recon = reconstruct_arrays(model, names, arrays, options=pipeline_options(method), warn=lambda m: None)
-        seconds = time.perf_counter() - t0 - (0.0 if method == "fast" else sfm.seconds)
+        if path == "one":
+            recon = reconstruct_arrays(model, names, arrays, options=pipeline_options(method), warn=lambda m: None)
+            seconds = time.perf_counter() - t0 - (0.0 if method == "fast" else sfm.seconds)
+        else:
+            recon = reconstruct_views(model, ArrayViews(names, arrays), long_path_options(method, path, window, overlap),
+                                      warn=lambda m: None)
+            seconds = time.perf_counter() - t0
         figures = evaluate(recon, scene, method == "fast")
         figures.update(seconds=seconds, load_average=load_average()[0], depth_size=list(recon.depth_size))
+        if path != "one":
+            figures.update(registered=recon.pose_origins().count("sfm"),
+                           parts=(recon.meta.get("chunks", {}).get("count") if path == "chunked"
+                                  else recon.meta.get("sequence", {}).get("windows")))
         if "stereo" in recon.meta:
             figures["stereo"] = recon.meta["stereo"]
             if matches.hits:  # matched by an earlier variant: its times are not this variant's
                 figures["stereo"].update(matching_reused_views=matches.hits, seconds_per_view=None)
                 figures["seconds"] = None
-        row[method] = figures
-        print(f"  {method:16s} AbsRel cloud {100 * figures.get('abs_rel_cloud', np.nan):5.1f} %  δ<1.25 "
+        row[key] = figures
+        print(f"  {key:16s} AbsRel cloud {100 * figures.get('abs_rel_cloud', np.nan):5.1f} %  δ<1.25 "
               f"{figures.get('delta_cloud', np.nan):5.1f} %  coverage {100 * figures['coverage']:5.1f} %  | maps "
-              f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} %  | "
+              f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} % "
+              f"(per part {100 * figures.get('abs_rel_maps_per_part', np.nan):4.1f} %)  | "
               f"acc/comp@2% {100 * figures.get('accuracy_0.02', np.nan):5.1f} / "
               f"{100 * figures.get('completeness_0.02', np.nan):5.1f} %  AUC@5 {figures['auc5']:5.1f}  "
               + (f"{seconds:6.1f} s" if figures["seconds"] is not None else "matching reused"),
@@ -273,6 +324,8 @@ def summarise(results: dict, methods, good_cameras: bool = False) -> dict:
     out = {"scenes": len(scenes)}
     for method in methods:
         rows = [s[method] for s in scenes if method in s]
+        if not rows:
+            continue
         keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float))})
         out[method] = {k: float(np.nanmean([np.nan if r.get(k) is None else r[k] for r in rows])) for k in keys}
         per_view = [r["stereo"]["seconds_per_view"] for r in rows
@@ -320,6 +373,9 @@ def table(results: dict, key: str = "summary") -> str:
              "stereo_prior_range": "stereo, + hypotheses around the network's depth",
              "stereo_prior_only": "stereo, hypotheses around the network's depth only",
              "stereo_no_prior": "stereo alone (no network)"}
+    for path in ("chunked", "sequence"):
+        for method in LONG_PATH_METHODS:
+            names[f"{path}_{method}"] = f"{path} path: " + ("`--dense fitted`" if method == "fitted" else "**stereo**")
     lines = ["| method | AbsRel % (cloud) | δ<1.25 % (cloud) | coverage % | AbsRel % (all maps) | accuracy % @2% | "
              "completeness % @2% | F @2% | s / view (stereo) |", "|---|---|---|---|---|---|---|---|---|"]
     for method, m in results[key].items():
@@ -353,6 +409,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", default=None, metavar="DIR", help="a checkout whose command to time as well")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--paths", default="one", help="one,chunked,sequence: the paths the scenes run through")
+    parser.add_argument("--window", type=int, default=6, help="the long paths' views a chunk / frames a window")
+    parser.add_argument("--overlap", type=int, default=3, help="views shared by consecutive chunks")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="print the README table of the results file and exit")
     args = parser.parse_args()
@@ -366,17 +425,25 @@ def main() -> None:
 
     run = start_run()
     methods = [m for m in args.methods.split(",") if m]
+    paths = [p for p in args.paths.split(",") if p]
+    if not set(paths) <= {"one", "chunked", "sequence"}:
+        parser.error("--paths takes one, chunked, sequence")
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
     sfm, matches = SfmOnce(), MatchOnce()
-    results = {"methods": methods, "thresholds": list(THRESHOLDS), "synthetic": {}}
+    results = {"methods": methods, "thresholds": list(THRESHOLDS), "synthetic": {}, "paths": paths}
+    if set(paths) - {"one"}:
+        results.update(window=args.window, overlap=args.overlap)
+    methods_run = [m for m in methods if "one" in paths] + [f"{p}_{m}" for p in paths if p != "one"
+                                                            for m in methods if m in LONG_PATH_METHODS]
     with tempfile.TemporaryDirectory() as tmp:
         for path in make_synthetic(Path(tmp), args.scenes, args.views, kinds=args.kinds, start=args.start) if args.scenes else []:
             scene = load_scene(path)
             print(f"{path.name} ({len(scene.names)} views)", flush=True)
-            results["synthetic"][path.name] = run_scene(model, scene, methods, sfm, matches)
+            results["synthetic"][path.name] = run_scene(model, scene, methods, sfm, matches, paths, args.window,
+                                                        args.overlap)
     if results["synthetic"]:
-        results["summary"] = summarise(results, methods)
-        results["summary_good_cameras"] = summarise(results, methods, good_cameras=True)
+        results["summary"] = summarise(results, methods_run)
+        results["summary_good_cameras"] = summarise(results, methods_run, good_cameras=True)
         results["good_cameras_auc5"] = GOOD_CAMERAS_AUC5
     if not args.no_timing:
         results["timing"] = timing(args.timing_scene, args.repeats, args.baseline)

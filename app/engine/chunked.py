@@ -10,11 +10,13 @@ the views in chunks of ``window`` consecutive views, consecutive chunks sharing 
    ``window`` defaults to what the memory allows (:func:`~app.engine.planning.auto_window`); when every view
    fits, the orchestrator (:mod:`app.engine.pipeline`) makes one pass and this module is not used.
 2. **each chunk** is reconstructed like a short input: the network (``--fast``), or the network then the
-   geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, depth fitted
-   and cross-checked: the same stages as one pass, :func:`app.engine.cameras.add_cameras` then
-   :func:`app.engine.dense_geometry.add_dense_geometry`). A chunk's frame is its first camera, at its own
-   scale. Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense maps
-   only those of the views it owns are kept, at the network's grid.
+   geometry path (SfM with sequential + network-guided pairs, guided matching, bundle adjustment, then the dense
+   stage with the user's ``--dense``: multi-view stereo on the chunk's views by default; the same stages as one
+   pass, :func:`app.engine.cameras.add_cameras` then :func:`app.engine.dense_geometry.add_dense_geometry`, at one
+   grid for every chunk: :func:`chunk_dense_options`). A chunk's frame is its first camera, at its own scale.
+   Only the chunk's decoded images are in memory (:mod:`app.engine.view_source`), and of its dense maps only
+   those of the views it owns are kept (a view in two chunks: the maps of the chunk where it is most central,
+   with partners on both sides), on disk (:class:`ViewStore`).
 3. **join** (:func:`fit_shared_views`): the similarity between consecutive chunks from their shared views —
    the same pixels of the same image unprojected in both chunks give 3D-3D correspondences, fitted by a
    confidence-weighted Umeyama (:func:`heads.metrics.umeyama_alignment`) with iteratively reweighted
@@ -52,6 +54,7 @@ from app.engine.runtime import progress_bar
 from app.engine.stage_clock import StageClock
 
 if TYPE_CHECKING:
+    from app.engine.dense_options import DenseOptions
     from app.engine.options import NetworkOptions, PipelineOptions
     from app.engine.planning import Plan
     from app.engine.view_source import ViewSource
@@ -69,6 +72,7 @@ class ViewMaps:
     conf: np.ndarray  # [h, w]
     K: np.ndarray  # [3, 3] grid pixels
     cam: np.ndarray  # [4, 4] camera-from-chunk-world
+    valid: Optional[np.ndarray] = None  # [h, w] bool: the pixels the cloud keeps, the only ones joins fit (None: all)
 
 
 @dataclass
@@ -82,7 +86,8 @@ class Fit:
 
 
 def _points(maps: ViewMaps, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    pts, pix = _unproject(maps.depth, maps.K, maps.cam, step)
+    depth = maps.depth if maps.valid is None else np.where(maps.valid, maps.depth, np.nan)
+    pts, pix = _unproject(depth, maps.K, maps.cam, step)
     conf = maps.conf[pix[:, 0], pix[:, 1]].astype(np.float64)
     depth = maps.depth[pix[:, 0], pix[:, 1]].astype(np.float64)
     return pts.astype(np.float64), conf, depth
@@ -187,14 +192,15 @@ def sfm_network_disagreement(sfm_cams: np.ndarray, network_cams: np.ndarray, reg
 def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network: NetworkOptions, aspect,
                options: PipelineOptions, say, warnings: list[str], keep_pointmaps: bool,
                history: Optional[list[float]] = None, known: Optional[KnownCameras] = None,
-               clock: Optional[StageClock] = None) -> ChunkResult:
+               clock: Optional[StageClock] = None, dense_parts: Optional[DenseOptions] = None) -> ChunkResult:
     """One chunk: the network, then unless ``options.fast`` the geometry path on its views. A chunk whose SfM
     cameras disagree with the network's far more than the earlier chunks' did (``history``: their median pair
     errors, see :data:`SFM_OUTLIER_FACTOR`) keeps the network's cameras: SfM on a few dozen views without the
     rest of the sequence can settle on a wrong model (a turn on the spot: right rotations, wrong translations)
     that a global SfM would have refused. Relative, not absolute: where the network is poor everywhere (the
     bundled model on real photos), every chunk disagrees alike and none is overruled. ``clock``: the run's
-    stage clock, lapped after each stage."""
+    stage clock, lapped after each stage. ``dense_parts``: the dense stage's options with the grid every chunk
+    shares (:func:`chunk_dense_options`; default: from ``options.dense``)."""
     import copy
 
     from app.engine.cameras import add_cameras, apply_known_intrinsics
@@ -204,6 +210,7 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
     arrays = source.load(views)
     names = [source.names[v] for v in views]
     clock = clock or StageClock()
+    dense_parts = dense_parts or chunk_dense_options(options.dense, source)
     recon, transforms, descriptors = predict_arrays(model, names, arrays, network, say, aspect)
     clock.lap("network")
     if known is not None:
@@ -215,10 +222,6 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
         fit = add_cameras(recon, arrays, descriptors, options.cameras, say,
                           lambda msg: chunk_warnings.append(f"chunk {k + 1}: {msg.removeprefix('warning: ')}"), known=known)
         clock.lap("cameras")
-        # the fitted depth on the network's grid, whatever --dense asked for (DenseOptions.fitted_on_network_grid)
-        add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale,
-                           options.dense.fitted_on_network_grid(), say)
-        clock.lap("dense")
         registered = np.array([s == "sfm" for s in recon.pose_origins()])
         disagreement = sfm_network_disagreement(recon.cam_from_world, network_only.cam_from_world, registered)
         history = [] if history is None else history
@@ -231,34 +234,54 @@ def _run_chunk(model, source: ViewSource, views: Sequence[int], k: int, network:
                                   f"(median pair error; the earlier chunks' {reference:.0f}°): it keeps the network's cameras"]
                 recon = network_only
         history.append(disagreement)
+        # the dense stage as on one pass (options.dense, stereo by default) on the chunk's views, at the grid every
+        # chunk shares (dense_parts: DenseOptions.for_parts); a chunk that keeps the network's cameras gets the
+        # network's depth at that grid (no SfM points: scale 1, cross-checked, no stereo)
+        if rejected is None:
+            add_dense_geometry(recon, arrays, transforms, fit.sfm, fit.points, fit.depth_scale, dense_parts, say)
+        else:
+            add_dense_geometry(recon, arrays, transforms, None, np.zeros((0, 3)), 1.0, dense_parts, say)
+        clock.lap("dense")
         warnings.extend(chunk_warnings)
     del arrays
     return chunk_result(k, views, recon, descriptors, keep_pointmaps, rejected)
 
 
+def chunk_dense_options(dense: DenseOptions, source: ViewSource) -> DenseOptions:
+    """The dense stage's options for every chunk: ``dense`` at one grid for all of them
+    (:meth:`~app.engine.dense_options.DenseOptions.for_parts`, no finer than the smallest image); ``--dense none``:
+    the fitted depth on the network's grid (the joins and loop closures fit chunks on their depth;
+    :func:`reconstruct_in_chunks` then leaves every dense pixel out of the cloud, as one pass does)."""
+    if dense.mode == "none":
+        return replace(dense, mode="fitted", size=0)
+    return dense.for_parts(min(max(size) for size in source.sizes))
+
+
 def chunk_result(k: int, views: Sequence[int], recon: Reconstruction, descriptors: np.ndarray, keep_pointmaps: bool,
                  rejected: Optional[float] = None) -> ChunkResult:
     """What is kept of chunk ``k`` (its ``views``) from its reconstruction ``recon`` and the network's retrieval
-    ``descriptors`` ``[len(views), C]``: every view's maps, in memory until :func:`store_owned` moves them."""
+    ``descriptors`` ``[len(views), C]``: every view's maps, in memory until :func:`store_owned` moves them. The depth
+    is kept whole (stereo's maps are completed by the fitted depth, out of the cloud: ``recon.valid``); the joins
+    fit only the valid pixels."""
     depth = recon.depth.astype(np.float32)
-    if recon.valid is not None:
-        depth = np.where(recon.valid, depth, np.nan).astype(np.float32)
+    valid = np.isfinite(depth) if recon.valid is None else (recon.valid & np.isfinite(depth))
     K_grid = recon.network_intrinsics  # derived from the transforms on each access: once
-    maps = {v: ViewMaps(depth[i], recon.depth_conf[i].astype(np.float32), K_grid[i], recon.cam_from_world[i])
+    maps = {v: ViewMaps(depth[i], recon.depth_conf[i].astype(np.float32), K_grid[i], recon.cam_from_world[i], valid[i])
             for i, v in enumerate(views)}
     sfm = recon.sfm_points
     if sfm is not None:
         sfm = replace(sfm, view=np.asarray(views)[sfm.view])  # global view indices
-    finite = depth[np.isfinite(depth)]
+    finite = depth[valid]
     return ChunkResult(
         index=k, views=list(views), cams=recon.cam_from_world.copy(), intrinsics=recon.intrinsics.copy(),
         transforms=list(recon.transforms), sources=recon.pose_origins(), intrinsics_sources=recon.intrinsics_origins(),
         descriptors=descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12),
         maps=maps, colors={v: recon.colors[i] for i, v in enumerate(views)},
-        valid={v: np.isfinite(depth[i]) for i, v in enumerate(views)},
+        valid={v: valid[i] for i, v in enumerate(views)},
         pointmaps={v: recon.world_points[i].astype(np.float32) for i, v in enumerate(views)} if keep_pointmaps else {},
         sfm_points=sfm, meta={"inference_s": recon.meta.get("inference_s", 0.0), "sfm": recon.meta.get("sfm"),
-                              "network_size": recon.meta.get("network_size"), "sfm_rejected": rejected},
+                              "network_size": recon.meta.get("network_size"), "sfm_rejected": rejected,
+                              "stereo": recon.meta.get("stereo")},
         length=float(np.median(finite)) if finite.size else 1.0,
     )
 
@@ -293,11 +316,11 @@ def store_owned(chunk: ChunkResult, owner: np.ndarray, store: ViewStore) -> None
         if owner[v] == chunk.index:
             store.depth[v], store.conf[v] = maps.depth, maps.conf
             store.valid[v], store.colors[v] = chunk.valid[v], chunk.colors[v]
-            chunk.maps[v] = ViewMaps(store.depth[v], store.conf[v], maps.K, maps.cam)
+            chunk.maps[v] = ViewMaps(store.depth[v], store.conf[v], maps.K, maps.cam, store.valid[v])
             chunk.valid[v], chunk.colors[v] = store.valid[v], store.colors[v]
         else:
-            chunk.maps[v] = ViewMaps(maps.depth.copy(), maps.conf.copy(), maps.K, maps.cam)
             chunk.valid[v], chunk.colors[v] = chunk.valid[v].copy(), chunk.colors[v].copy()
+            chunk.maps[v] = ViewMaps(maps.depth.copy(), maps.conf.copy(), maps.K, maps.cam, chunk.valid[v])
     store.release()
 
 
@@ -364,6 +387,26 @@ def loop_candidates(chunks: Sequence[ChunkResult], per_side: int, threshold: flo
     return found[:max_loops] if max_loops is not None else found
 
 
+def on_grid(maps: ViewMaps, transform, K: np.ndarray, shape: tuple[int, int]) -> ViewMaps:
+    """``maps`` (on the network's grid of ``transform``, a :class:`mum.io.ViewTransform`; ``K`` the view's
+    intrinsics in original pixels) resampled to the finer grid ``shape`` ``(h, w)`` a whole factor finer (the same
+    crop, :meth:`~mum.io.ViewTransform.scaled`: bilinear, pixel centres aligned); unchanged when already there."""
+    import cv2
+
+    h, w = maps.depth.shape
+    if (h, w) == tuple(shape):
+        return maps
+    factor = shape[0] // h
+    if factor * h != shape[0] or factor * w != shape[1]:
+        raise ValueError(f"dense maps of {shape[1]} × {shape[0]} px are not a whole multiple of {w} × {h}")
+    size = (shape[1], shape[0])
+    return ViewMaps(cv2.resize(maps.depth, size, interpolation=cv2.INTER_LINEAR),
+                    cv2.resize(maps.conf.astype(np.float32), size, interpolation=cv2.INTER_LINEAR),
+                    transform.scaled(factor).intrinsics_to_network(K), maps.cam,
+                    None if maps.valid is None else cv2.resize(maps.valid.astype(np.uint8), size,
+                                                               interpolation=cv2.INTER_NEAREST) > 0)
+
+
 def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Sequence[ChunkResult],
                 network: NetworkOptions, aspect, say) -> tuple[Optional[Edge], dict]:
     """One network pass over the candidate's views of both chunks; the edge ``a → b`` when the pass fits both
@@ -372,15 +415,19 @@ def verify_loop(model, source: ViewSource, candidate: LoopCandidate, chunks: Seq
 
     views = candidate.views_a + candidate.views_b
     arrays = source.load(views)
-    recon, _, _ = predict_arrays(model, [source.names[v] for v in views], arrays, network,
-                                 lambda _m: None, aspect)
+    recon, transforms, _ = predict_arrays(model, [source.names[v] for v in views], arrays, network,
+                                          lambda _m: None, aspect)
     del arrays
     depth = recon.depth.astype(np.float32)
     K_grid = recon.network_intrinsics  # derived from the transforms on each access: once
     loop_maps = {v: ViewMaps(depth[i], recon.depth_conf[i], K_grid[i], recon.cam_from_world[i])
                  for i, v in enumerate(views)}
-    fit_a = fit_shared_views([loop_maps[v] for v in candidate.views_a], [chunks[candidate.a].maps[v] for v in candidate.views_a])
-    fit_b = fit_shared_views([loop_maps[v] for v in candidate.views_b], [chunks[candidate.b].maps[v] for v in candidate.views_b])
+    chunk_maps = {v: chunks[candidate.a].maps[v] for v in candidate.views_a}
+    chunk_maps.update({v: chunks[candidate.b].maps[v] for v in candidate.views_b})
+    for i, v in enumerate(views):  # the chunks' dense maps can be finer (stereo): the pass's maps on their grid
+        loop_maps[v] = on_grid(loop_maps[v], transforms[i], recon.intrinsics[i], chunk_maps[v].depth.shape)
+    fit_a = fit_shared_views([loop_maps[v] for v in candidate.views_a], [chunk_maps[v] for v in candidate.views_a])
+    fit_b = fit_shared_views([loop_maps[v] for v in candidate.views_b], [chunk_maps[v] for v in candidate.views_b])
     na = len(candidate.views_a)
     neighbours = [list(range(na, len(views))) if i < na else list(range(na)) for i in range(len(views))]
     cross = depth_agreement(depth, K_grid, recon.cam_from_world, neighbours, step=2)
@@ -424,10 +471,8 @@ def reconstruct_in_chunks(
     owner = owners(chunks_plan, S)
     n = len(chunks_plan)
     say(f"{S} views in {n} chunks of {window} views, {overlap}+ shared between neighbours"
-        + ("" if options.fast else " (each: network, SfM, dense fit)"))
-    if not options.fast and options.dense.mode != "fitted":
-        say(f"chunks: --dense {options.dense.mode} does not apply to chunked inputs: each chunk's depth is the network's "
-            "fitted to its SfM points, on the network's grid (memory stays bounded by one chunk)")
+        + ("" if options.fast else f" (each: network, SfM, dense {options.dense.mode})"))
+    dense_parts = chunk_dense_options(options.dense, source)
     t0 = time.perf_counter()
     clock = StageClock()
     store: Optional[ViewStore] = None  # every view's maps from its owner, on disk (made with the first chunk)
@@ -440,7 +485,8 @@ def reconstruct_in_chunks(
         say(f"{prefix} views {views.start}–{views.stop - 1}")
         chunk = _run_chunk(model, source, views, k, network, aspect, options,
                            lambda m, p=prefix: say(f"{p} {m}") if m.startswith("sfm: ") and "registered" in m else None,
-                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views), clock)
+                           warnings, keep_pointmaps, disagreements, None if known is None else known.subset(views), clock,
+                           dense_parts)
         if store is None:
             h, w = chunk.maps[chunk.views[0]].depth.shape
             store = ViewStore.for_views(S, h, w)
@@ -493,7 +539,15 @@ def reconstruct_in_chunks(
         dropped=[],
     )
     if not options.fast:
+        from app.engine.multiview_stereo import combine_stereo_meta
+
         recon.meta["sfm"] = _sfm_summary(results, owner, S)
+        stereo = combine_stereo_meta([r.meta.get("stereo") for r in results],
+                                     sum(1 for r in results for v in r.views if owner[v] == r.index and r.meta.get("stereo")))
+        if stereo is not None:
+            recon.meta["stereo"] = stereo
+        if options.dense.mode == "none":  # the cloud holds the SfM points only, as on one pass
+            recon.valid = np.zeros(recon.depth.shape, bool)
     return recon
 
 

@@ -43,7 +43,9 @@ class DenseOptions:
     stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone
     (NaN where it keeps nothing). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
     within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle`` degrees or more,
-    :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``.
+    :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``. ``match_network_cameras``: views
+    whose cameras are the network's (not SfM's or given) are matched too (the one-pass path); off (the sequence
+    path: frames that could not be registered), they keep the fitted depth and are no other view's neighbour.
     The fitted depth (every mode's, and ``fitted``'s result): each view's network depth scaled to the SfM points
     it sees, then multiplied by a smooth correction field (``depth_correction_field``); fused ``fusion_rounds``
     times with its ``consistency_neighbours`` most-overlapping views, a pixel kept when at least one of them has
@@ -62,6 +64,7 @@ class DenseOptions:
     fill_tolerance: float = 0.015
     fill_radius: float = 0.025
     min_angle: float = 2.0
+    match_network_cameras: bool = True
     stereo: StereoOptions = field(default_factory=_stereo_options)
     depth_correction_field: bool = True
     fusion_rounds: int = 2
@@ -83,11 +86,15 @@ class DenseOptions:
                              "in [0, 90)")
         self.stereo.check()
 
-    def fitted_on_network_grid(self) -> "DenseOptions":
-        """These options for a part of a long input (a chunk, a sequence's window): the fitted depth on the
-        network's grid, whatever was asked for — such a part keeps only its own views' maps, and stereo needs
-        every view's image at the dense size at once."""
-        return replace(self, mode="fitted", size=0)
+    def for_parts(self, smallest_image: int | None = None) -> "DenseOptions":
+        """These options for the parts of a long input (a chunk, a sequence's window), each made on its own: the
+        maps' long side fixed now (this mode's default unless a size was given; at most ``smallest_image``, the
+        long side of the smallest input image) so that every part's maps share one grid, also a part whose stereo
+        falls back to the fitted depth (too few cameras from SfM) or whose images are larger than the others'."""
+        size = self.long_side
+        if size and smallest_image:
+            size = min(size, smallest_image)
+        return replace(self, size=size)
 
     @property
     def long_side(self) -> int:

@@ -173,14 +173,21 @@ def _distance_to(mask: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
 
 
-def choose_neighbours(recon: Reconstruction, sfm: SfmResult | None, points: np.ndarray, count: int) -> list[list[int]]:
-    """Each view's source views: by SfM covisibility, else by the overlap of its (fitted) depth."""
+def choose_neighbours(recon: Reconstruction, sfm: SfmResult | None, points: np.ndarray, count: int,
+                      matched: np.ndarray | None = None) -> list[list[int]]:
+    """Each view's source views: by SfM covisibility, else by the overlap of its (fitted) depth. ``matched``
+    ``[S]`` bool: the views to match (default every view); the others get none and are no view's source."""
     K_grid = recon.network_intrinsics
-    overlap = overlap_neighbours(recon.depth.astype(np.float64), K_grid, recon.cam_from_world, count)
+    left_out = 0 if matched is None else int((~matched).sum())
+    overlap = overlap_neighbours(recon.depth.astype(np.float64), K_grid, recon.cam_from_world, count + left_out)
+    if matched is not None:
+        overlap = [[j for j in n if matched[j]][:count] if matched[i] else [] for i, n in enumerate(overlap)]
     if sfm is None or len(points) == 0:
         return overlap
     observed = [idx for idx, _ in sfm.observations]
     scores = covisibility_scores(recon.cam_from_world, points, observed)
+    if matched is not None:
+        scores = scores * np.outer(matched, matched)
     return select_neighbours(scores, count, fallback=overlap)
 
 
@@ -195,7 +202,9 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     fine = [tf.scaled(factor) for tf in transforms]
     W, H = fine[0].grid_size
     check_memory(S, W, H)
-    neighbours = choose_neighbours(recon, sfm, points, options.neighbours)
+    matched = None if options.match_network_cameras else np.array([o != "network" for o in recon.pose_origins()])
+    neighbours = choose_neighbours(recon, sfm, points, options.neighbours, matched)
+    to_match = sum(bool(n) for n in neighbours)
     ranges = _depth_ranges(recon.depth, recon.cam_from_world, points,
                            None if sfm is None else [idx for idx, _ in sfm.observations])
     colors = np.stack([warp_view(a, tf) for a, tf in zip(arrays, fine)])
@@ -204,7 +213,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     checked_prior = np.repeat(np.repeat(checked_prior, factor, 1), factor, 2) & np.isfinite(prior)
     K = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
     views = [View(_grey(c), K[i], recon.cam_from_world[i]) for i, c in enumerate(colors)]
-    say(f"dense: stereo on {S} views at {W} × {H} px, {options.neighbours} neighbours each"
+    say(f"dense: stereo on {S if to_match == S else f'{to_match} of {S}'} views at {W} × {H} px, {options.neighbours} neighbours each"
         + (", hypotheses around the fitted depth" if options.prior_range else ""))
     depth = np.full((S, H, W), np.nan, np.float32)
     score = np.zeros((S, H, W), np.float32)
@@ -258,7 +267,22 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
                             "fill": options.fill, "pixels_matched": round(stereo_kept, 4),
                             "pixels_filled": round(float((valid & ~kept).mean()), 4),
                             "seconds": round(seconds, 3), "matching_seconds": round(match_s, 3),
-                            "seconds_per_view": round(match_s / max(S, 1), 3)}
+                            "seconds_per_view": round(match_s / max(to_match, 1), 3), "views_matched": to_match}
     say(f"dense: stereo kept {100 * stereo_kept:.0f} % of pixels (confirmed by another view)"
         + (f", {100 * float((valid & ~kept).mean()):.0f} % filled from the fitted depth" if options.fill == "cloud" else "")
-        + f"; {match_s / max(S, 1):.2f} s a view")
+        + f"; {match_s / max(to_match, 1):.2f} s a view")
+
+
+def combine_stereo_meta(parts: Sequence[dict | None], views: int) -> dict | None:
+    """The ``meta["stereo"]`` of the parts of a long input (chunks, windows; ``None`` for a part without stereo)
+    in one: the grid, how many parts ran stereo, the views matched, the seconds; ``views``: the result's views
+    whose maps come from stereo. ``None`` when no part ran it."""
+    runs = [m for m in parts if m]
+    if not runs:
+        return None
+    matched = sum(m["views_matched"] for m in runs)
+    match_s = sum(m["matching_seconds"] for m in runs)
+    return {"size": runs[0]["size"], "parts": len(runs), "of_parts": len(parts), "views": int(views),
+            "views_matched": int(matched), "seconds": round(sum(m["seconds"] for m in runs), 3),
+            "matching_seconds": round(match_s, 3), "seconds_per_view": round(match_s / max(matched, 1), 3),
+            **{k: runs[0][k] for k in ("neighbours", "prior_range", "fill")}}

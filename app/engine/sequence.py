@@ -17,14 +17,16 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
    into them, PnP against the map;
 6. **bundle adjustment** of every registered frame, every point and the intrinsics at once (the principal point
    too with 50 frames or more): no seams between chunks;
-7. **dense**: each window's depth fitted to the observations of its frames (keyframes: SfM's; the others: their
-   PnP inliers) and cross-checked between the window's frames, as on the default path.
+7. **dense**: each window's dense stage as on the default path (``--dense``: multi-view stereo by default):
+   the depth fitted to the observations of its frames (keyframes: SfM's; the others: their PnP inliers) and
+   cross-checked between the window's frames, then stereo among the window's registered frames (partners by the
+   map points they share at useful angles); frames nothing registered keep the fitted depth.
 
 Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sfm"``), else the network's
 camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
-one window's network pass and one chunk's SfM: every frame's dense maps (the network's, then the fitted ones
-the exports read) are on disk (:mod:`app.engine.frame_store`, 12 bytes a pixel of the network's grid per frame)
-and in memory a window at a time; the map's points, observations and cameras grow with the frames (small).
+one window's network pass, one chunk's SfM and one window's dense stage: every frame's dense maps (the
+network's, then the dense ones the exports read) are on disk (:mod:`app.engine.frame_store`, 12 bytes a pixel
+of each grid per frame) and in memory a window at a time; the map's points, observations and cameras grow with the frames (small).
 Work grows linearly with the frames, except the final bundle adjustment.
 """
 
@@ -480,11 +482,11 @@ def reconstruct_sequence(
     first = cams[0].copy()
     cams = cams @ np.linalg.inv(first)
     to_first = Similarity(1.0, first[:3, :3], first[:3, 3])
-    depth, conf, valid, colors, disagreement = dense
+    depth, conf, valid, colors, transforms, disagreement, stereo = dense
     recon = Reconstruction(
         names=list(source.names), image_sizes=list(source.sizes), cam_from_world=cams, intrinsics=K_all,
         depth=depth, depth_conf=conf, world_points=np.broadcast_to(np.float32(np.nan), depth.shape + (3,)),
-        world_points_conf=conf, colors=colors, transforms=list(maps.transforms), camera_sources=sources,
+        world_points_conf=conf, colors=colors, transforms=transforms, camera_sources=sources,
         intrinsics_sources=[("given" if known is not None and known.intrinsics_source[f] == "given" else "sfm")
                             for f in range(S)],
         valid=valid, sfm_points=_map_cloud(kmap, to_first))
@@ -511,6 +513,8 @@ def reconstruct_sequence(
                                                  "bundle_adjustment")}),
         consistency={"median_depth_disagreement": disagreement},
     )
+    if stereo is not None:
+        recon.meta["stereo"] = stereo
     if S - registered_count:
         warn(f"warning: {S - registered_count} of {S} frames could not be registered to the map; their cameras are "
              "the network's, placed by a similarity on their window's registered frames")
@@ -519,20 +523,30 @@ def reconstruct_sequence(
 
 def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
            K_all: np.ndarray, source: ViewSource, options: PipelineOptions, progress: StageProgress):
-    """Each window's network depth fitted to its frames' observations and cross-checked between its frames
-    (:func:`app.engine.dense_geometry.add_dense_geometry` at the network's grid); frames without a registered camera
-    get the network's, placed by a similarity fitted on the window's registered frames (``cams`` is filled in
-    place). Returns depth, confidence, validity, colours ``[S, h, w(, 3)]`` and the median disagreement."""
+    """Each window's dense stage (:func:`app.engine.dense_geometry.add_dense_geometry`, ``options.dense`` at the
+    grid every window shares: :meth:`~app.engine.dense_options.DenseOptions.for_parts`): the network depth fitted
+    to its frames' observations (keyframes: SfM's; the others: their PnP inliers) and cross-checked between the
+    window's frames; then (``--dense stereo``, the default) multi-view stereo among the window's registered
+    frames, each matched with those that share the most map points at a useful angle
+    (:mod:`app.engine.view_selection`); a frame without a registered camera keeps the fitted depth
+    (``match_network_cameras`` off). Frames without a registered camera get the network's, placed by a similarity
+    fitted on the window's registered frames (``cams`` is filled in place). Returns depth, confidence, validity,
+    colours ``[S, H, W(, 3)]`` (on disk), the frames' view transforms to that grid, the median disagreement and
+    the windows' stereo figures combined (:func:`app.engine.multiview_stereo.combine_stereo_meta`; ``None``
+    without stereo)."""
     from app.engine.dense_geometry import add_dense_geometry
+    from app.engine.multiview_stereo import combine_stereo_meta, dense_factor
 
-    dense_options = options.dense.fitted_on_network_grid()  # one window's maps at a time
+    dense_options = replace(options.dense.for_parts(max(source.sizes[0])), match_network_cameras=False)
     S = len(sources)
-    h, w = maps.depth.shape[1:]
+    factor = dense_factor(maps.transforms[:1], source.sizes[:1], dense_options.long_side)
+    w, h = maps.transforms[0].scaled(factor).grid_size
     depth_all = frames_on_disk((S, h, w), np.float32)  # on disk, filled window by window: memory holds one window
     conf_all = frames_on_disk((S, h, w), np.float32)
     valid_all = frames_on_disk((S, h, w), bool)
     colors_all = frames_on_disk((S, h, w, 3), np.uint8)
-    disagreements = []
+    transforms: list = [None] * S
+    disagreements, stereo = [], []
     for w_index, frames in enumerate(windows):
         idx = list(frames)
         registered = np.array([sources[f] == "sfm" for f in idx])
@@ -548,19 +562,24 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
             cam_from_world=window_cams, intrinsics=K_all[idx].copy(),
             depth=maps.depth[idx], depth_conf=maps.conf[idx],  # copies (a list index)
             world_points=np.zeros((len(idx), 1, 1, 3), np.float32), world_points_conf=np.zeros((len(idx), 1, 1)),
-            colors=maps.colors[idx], transforms=[maps.transforms[f] for f in idx])
-        observed = [kmap.points_seen_by(f) if registered[k] else (np.zeros((0, 2)), np.zeros((0, 3)))
-                    for k, f in enumerate(idx)]
-        window_sfm, window_points = _window_observations(observed, registered, K_all[idx])
-        add_dense_geometry(recon, None, recon.transforms, window_sfm, window_points, depth_scale, dense_options,
+            colors=maps.colors[idx], transforms=[maps.transforms[f] for f in idx],
+            camera_sources=["sfm" if ok else "network" for ok in registered])
+        window_sfm, window_points = _window_observations(kmap, idx, registered, K_all[idx])
+        arrays = source.load(idx) if factor > 1 or dense_options.mode == "stereo" else None
+        add_dense_geometry(recon, arrays, recon.transforms, window_sfm, window_points, depth_scale, dense_options,
                            lambda _m: None)
+        del arrays
         depth_all[idx], conf_all[idx], valid_all[idx], colors_all[idx] = (recon.depth, recon.depth_conf, recon.valid,
                                                                           recon.colors)
+        for k, f in enumerate(idx):
+            transforms[f] = recon.transforms[k]
         disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
+        stereo.append(recon.meta.get("stereo"))
         release_pages(maps.depth, maps.conf, maps.colors, depth_all, conf_all, valid_all, colors_all)
         progress.update(w_index + 1)
-    return (depth_all, conf_all, valid_all, colors_all,
-            float(np.nanmedian(disagreements)) if disagreements else float("nan"))
+    matched = sum(m["views_matched"] for m in stereo if m)  # each frame is in one window
+    return (depth_all, conf_all, valid_all, colors_all, transforms,
+            float(np.nanmedian(disagreements)) if disagreements else float("nan"), combine_stereo_meta(stereo, matched))
 
 
 def _nearest_cameras(cams: np.ndarray, idx: list[int]) -> np.ndarray:
@@ -578,22 +597,21 @@ def _nearest_cameras(cams: np.ndarray, idx: list[int]) -> np.ndarray:
     return np.stack(out)
 
 
-def _window_observations(observations, registered, K) -> tuple[SfmResult, np.ndarray]:
-    """The observations of a window's frames as an :class:`SfmResult` (what the dense fit reads) and its points."""
-    points, obs, start = [], [], 0
-    for (pixels, pts), ok in zip(observations, registered):
-        if not ok or not len(pixels):
-            obs.append((np.zeros(0, np.int64), np.zeros((0, 2))))
-            continue
-        points.append(pts)
-        obs.append((np.arange(start, start + len(pts)), pixels))
-        start += len(pts)
-    allpoints = np.concatenate(points) if points else np.zeros((0, 3))
-    n = len(observations)
+def _window_observations(kmap: KeyframeMap, idx: Sequence[int], registered: np.ndarray,
+                         K: np.ndarray) -> tuple[SfmResult, np.ndarray]:
+    """The map's observations of a window's registered frames ``idx`` as an :class:`SfmResult` (what the dense
+    stage reads: the fit, the stereo's view selection and depth ranges) over the map points they see, which
+    keep their identity across frames (shared points make the covisibility), and those points."""
+    empty = (np.zeros(0, np.int64), np.zeros((0, 2)))
+    observed = [kmap.observations.get(f, empty) if ok else empty for f, ok in zip(idx, registered)]
+    ids = np.unique(np.concatenate([np.asarray(i, np.int64) for i, _ in observed]))
+    obs = [(np.searchsorted(ids, np.asarray(i, np.int64)), np.asarray(uv, np.float64).reshape(-1, 2)) for i, uv in observed]
+    points = kmap.points[ids] if len(ids) else np.zeros((0, 3))
+    n = len(idx)
     sfm = SfmResult(registered=np.asarray(registered), cam_from_world=np.full((n, 4, 4), np.nan), intrinsics=K,
-                    points=allpoints, point_colors=np.zeros((len(allpoints), 3), np.uint8), observations=obs,
+                    points=points, point_colors=np.zeros((len(points), 3), np.uint8), observations=obs,
                     pairs_matched=0, pairs_verified=0)
-    return sfm, allpoints
+    return sfm, points
 
 
 def _map_cloud(kmap: KeyframeMap, to_first: Similarity) -> PointCloud:
