@@ -227,6 +227,21 @@ def evaluate(recon, scene, fast: bool) -> dict:
     if scene.masks is not None:
         gt_valid &= np.stack(scene.masks)
     out = depth_figures(pred, kept_o, gt, gt_valid)
+    parts = [m["view_indices"] for m in recon.meta.get("sfm", {}).get("other_models", []) if m.get("joined")]
+    if parts:  # a scene SfM mapped in parts: the maps again, with one scale per part (the link between parts is
+        # the network's guess; this is how right each part is in itself)
+        label = np.zeros(S, int)
+        for k, views in enumerate(parts, 1):
+            label[views] = k
+        scaled = pred.copy()
+        for k in range(len(parts) + 1):
+            figures = depth_figures(pred[label == k], kept_o[label == k], gt[label == k], gt_valid[label == k])
+            scaled[label == k] *= figures["scale"] if np.isfinite(figures["scale"]) else out["scale"]
+        per_part = depth_figures(scaled, kept_o, gt, gt_valid)
+        out["parts"] = len(parts) + 1
+        out["abs_rel_maps_per_part"], out["delta_maps_per_part"] = per_part.get("abs_rel_maps"), per_part.get("delta_maps")
+    elif "abs_rel_maps" in out:  # one part: the same figures
+        out["parts"], out["abs_rel_maps_per_part"], out["delta_maps_per_part"] = 1, out["abs_rel_maps"], out["delta_maps"]
     unproject = lambda d, cams, K: depth_to_world_points(  # noqa: E731
         torch.from_numpy(d), torch.from_numpy(cams[:, :3]), torch.from_numpy(np.asarray(K, np.float64))).numpy()
     gt_world = unproject(gt, scene.cam_from_world_4x4(), np.stack(scene.intrinsics))
@@ -291,7 +306,8 @@ def run_scene(model, scene, methods, sfm: SfmOnce, matches: MatchOnce, paths=("o
         row[key] = figures
         print(f"  {key:16s} AbsRel cloud {100 * figures.get('abs_rel_cloud', np.nan):5.1f} %  δ<1.25 "
               f"{figures.get('delta_cloud', np.nan):5.1f} %  coverage {100 * figures['coverage']:5.1f} %  | maps "
-              f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} %  | "
+              f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} % "
+              f"(per part {100 * figures.get('abs_rel_maps_per_part', np.nan):4.1f} %)  | "
               f"acc/comp@2% {100 * figures.get('accuracy_0.02', np.nan):5.1f} / "
               f"{100 * figures.get('completeness_0.02', np.nan):5.1f} %  AUC@5 {figures['auc5']:5.1f}  "
               + (f"{seconds:6.1f} s" if figures["seconds"] is not None else "matching reused"),

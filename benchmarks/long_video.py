@@ -24,7 +24,9 @@ Methods (``--methods``), each the whole command in a fresh process:
   seed 0); the largest model; frames it does not register have no camera.
 
 Synthetic sequences come from the data engine (:mod:`mum.data.synthetic`, non-periodic textures): a room walked
-through (``walk``) or swept around from inside (``orbit``), at ``--width`` × ``--height`` px, rendered once into a
+through (``walk``; it turns around at the room's bounds along an arc, as a filmed walk does, unless
+``--walk-turns on_the_spot``: from one frame to the next, a cut) or swept around from inside (``orbit``), at
+``--width`` × ``--height`` px, rendered once into a
 cache folder as numbered PNG files (an ordered input); ``--video`` also encodes the longest as an MPEG-4 video
 (``mp4v``: lossy, as a phone's).
 
@@ -75,18 +77,20 @@ def plot_path(out_json: Path) -> Path:
     return out_json.with_suffix(".png")
 
 
-def render(kind: str, frames: int, width: int, height: int, cache: Path) -> Path:
-    """The sequence's frames as PNG files plus ``cameras.npz`` (ground truth), rendered once."""
+def render(kind: str, frames: int, width: int, height: int, cache: Path, walk_turns: str = "arc") -> Path:
+    """The sequence's frames as PNG files plus ``cameras.npz`` (ground truth), rendered once; a walk turns
+    around at the room's bounds as ``walk_turns`` says (:class:`mum.data.synthetic.SyntheticConfig`)."""
     import cv2
 
     from mum.data.render import render_views
     from mum.data.synthetic import SyntheticConfig, build_world, plan_cameras
 
-    folder = cache / f"{kind}_{frames}_{width}x{height}"
+    folder = cache / (f"{kind}_{frames}_{width}x{height}" + ("" if walk_turns == "on_the_spot" else f"_{walk_turns}"))
     if (folder / "cameras.npz").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = SyntheticConfig(kinds=("room",), camera_paths=(kind,), overlap=(0.9, 0.95), fov_deg=(60.0, 70.0))
+    cfg = SyntheticConfig(kinds=("room",), camera_paths=(kind,), overlap=(0.9, 0.95), fov_deg=(60.0, 70.0),
+                          walk_turns=walk_turns)
     # generate_scene's steps, the views rendered 50 at a time (1000 views at once need tens of GB)
     world = build_world(SEEDS[kind], cfg)
     plan = plan_cameras(world, SEEDS[kind], frames, width, height, cfg)
@@ -442,19 +446,19 @@ def main_synthetic(args, run: dict) -> None:
     flags = (["--max-points", "500000"] + (["--size", str(args.size)] if args.size else [])
              + (["--window", str(args.window)] if args.window else []))
     results = {"settings": {"width": args.width, "height": args.height, "size": args.size, "window": args.window,
-                            "methods": args.methods,
+                            "methods": args.methods, "walk_turns": args.walk_turns,
                             "plain_up_to": args.plain_up_to, "model": "mum-default (bundled)"}, "runs": []}
     panels = {}
     for n in args.frames:
         for kind in args.kinds:
-            folder = render(kind, n, args.width, args.height, cache)
+            folder = render(kind, n, args.width, args.height, cache, args.walk_turns)
             gt = np.load(folder / "cameras.npz")["extrinsics"]
             names = [p.name for p in sorted(folder.glob("*.png"))]
             tracks = {}
             for method in args.methods:
                 if method == "plain" and n > args.plain_up_to:
                     continue
-                out = cache / "runs" / f"{kind}_{n}_{args.width}x{args.height}_images_{method}"
+                out = cache / "runs" / f"{folder.name}_images_{method}"
                 row, track = measure(method, folder, names, gt, out, flags, run, sequence=f"{kind}-{n}", input="images")
                 results["runs"].append(row)
                 if track is not None:
@@ -463,7 +467,7 @@ def main_synthetic(args, run: dict) -> None:
             if args.video and n == max(args.frames):
                 video = encode_video(folder)
                 video_names = [f"frame_{i:06d}.png" for i in range(n)]
-                out = cache / "runs" / f"{kind}_{n}_{args.width}x{args.height}_video_default"
+                out = cache / "runs" / f"{folder.name}_video_default"
                 row, track = measure("default", video, video_names, gt, out, flags, run, sequence=f"{kind}-{n}",
                                      input="video")
                 results["runs"].append(row)
@@ -487,6 +491,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="network input size (px, longer side; default the model's)")
     parser.add_argument("--window", type=int, default=None,
                         help="synthetic sequences: views per network pass (the command's --window; default its own)")
+    parser.add_argument("--walk-turns", default="arc", choices=("arc", "on_the_spot"),
+                        help="how the walk turns around at the room's bounds: along an arc, as a filmed walk does "
+                             "(default), or on the spot between two frames (a cut; the walks measured before "
+                             "2026-12-06's results)")
     parser.add_argument("--plain-up-to", type=int, default=300, help="run plain pycolmap up to this many frames")
     parser.add_argument("--video", action="store_true", help="also the longest synthetic sequence as an MPEG-4 video")
     parser.add_argument("--cache", default="/tmp/mum-long-video-cache")

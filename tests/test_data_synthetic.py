@@ -154,6 +154,31 @@ def test_overlap_parameter_controls_shared_content():
     assert _mean_overlap(0.9) > _mean_overlap(0.3) + 0.15
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_video_walk_turns_at_the_bounds_along_an_arc_not_in_one_frame(seed):
+    """A walk with ``walk_turns="arc"`` that meets its bounds again and again (a 2 m square, 600 views) stays
+    inside them and turns as a filmed walk does: consecutive views never differ by more than a few degrees (an
+    instant turn-around between two frames is a cut that no video has), and the walker keeps moving."""
+    from mum.data.cameras import walk
+    from mum.geometry import camera_centers
+
+    turn = SyntheticConfig(walk_turns="arc").walk_turns
+
+    fov, overlap = np.radians(65.0), 0.9
+    bounds = np.array([[-1.0, -1.0], [1.0, 1.0]])
+    E = walk(np.array([0.0, 0.0, 1.5]), 0.3, 600, 0.35, fov, overlap, np.random.default_rng(seed), bounds=bounds,
+             turn=turn)
+    E4 = np.concatenate([E, np.tile([[[0, 0, 0, 1.0]]], (len(E), 1, 1))], 1)
+    centres = camera_centers(E4)[:, :2]
+    assert np.all(centres >= bounds[0] - 1e-9) and np.all(centres <= bounds[1] + 1e-9)
+    cos = (np.einsum("nij,nij->n", E[1:, :, :3], E[:-1, :, :3]) - 1) / 2
+    turn = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    assert turn.max() < np.degrees(3 * (1 - overlap) * fov)  # ~20 degrees; a turn-around in one frame is 108-180
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    assert np.mean(steps < 1e-9) < 0.1  # standing to turn: rare
+    assert np.ptp(centres, axis=0).min() > 1.0  # it walks through the square, not in a corner
+
+
 def test_world_has_textures_from_photos_when_asked():
     world = build_world(5, SyntheticConfig(photo_fraction=1.0))
     assert len(world.textures) >= 3

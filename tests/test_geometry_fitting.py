@@ -209,3 +209,45 @@ def test_guided_filter_matches_kornia_and_upsampling_keeps_edges():
     fine = upsample_depth(depth, image, 4)
     assert fine.shape == (48, 64)
     assert fine[24, 30] < 2.3 and fine[24, 33] > 3.5  # two pixels either side of the edge
+
+
+def test_another_sfm_model_is_joined_by_the_network_link_and_keeps_its_own_geometry():
+    """Two parts of a scene: SfM maps views 0-3 (the kept model) and 4-6 (another model, its own frame and
+    scale). Network cameras exact up to a similarity: the joined part lands on the true cameras, its points move
+    with it (they reproject as before) and their observations index the appended points."""
+    from app.engine.cameras import join_other_models
+    from app.engine.sfm import OtherModel, SfmResult, reprojection_errors
+
+    rng = np.random.default_rng(7)
+    truth = _cameras_looking_at_origin(7, rng)
+    K = np.tile(np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]), (7, 1, 1))
+    points = rng.uniform(-1, 1, (40, 3))
+    network = Similarity(0.3, _rotation(rng), np.array([0.2, 0.1, -0.4])).apply_to_cameras(truth)
+    own = Similarity(4.0, _rotation(rng), np.array([3.0, -1.0, 2.0]))  # the other model's frame
+    part = np.arange(4, 7)
+
+    def observe(cams, pts, views):
+        obs = []
+        for i in views:
+            x = pts @ cams[i, :3, :3].T + cams[i, :3, 3]
+            obs.append((np.arange(len(pts)), x[:, :2] / x[:, 2:] * 500 + [320, 240]))
+        return obs
+
+    kept_obs = observe(truth, points, range(4)) + [(np.zeros(0, np.int64), np.zeros((0, 2)))] * 3
+    sfm_cams = truth.copy()
+    sfm_cams[part] = np.nan
+    other_cams = own.apply_to_cameras(truth[part])
+    other_points = (points + 0.5) @ own.rotation.T * own.scale + own.translation  # points of its own part
+    other = OtherModel(part, other_cams, K[part], other_points, np.zeros((40, 3), np.uint8),
+                       observe(np.concatenate([np.zeros((4, 4, 4)), other_cams]), other_points, range(4, 7)))
+    sfm = SfmResult(np.arange(7) < 4, sfm_cams, K.copy(), points, np.zeros((40, 3), np.uint8), kept_obs, 0, 0,
+                    other_models=[other])
+    _, _, to_sfm = fill_unregistered(network, sfm.cam_from_world, sfm.registered)
+    joined, records = join_other_models(network, sfm, to_sfm, [1 / own.scale])
+    assert records[0]["joined"] and records[0]["view_indices"] == [4, 5, 6]
+    assert records[0]["rotation_disagreement_deg"] == pytest.approx(0.0, abs=1e-4)
+    assert joined.registered.all() and not joined.other_models
+    np.testing.assert_allclose(joined.cam_from_world, truth, atol=1e-6)
+    assert len(joined.points) == 80
+    errors = reprojection_errors(joined.cam_from_world, joined.intrinsics, joined.points, joined.observations)
+    assert errors.size == 7 * 40 and errors.max() < 1e-6

@@ -203,6 +203,31 @@ def test_pose_from_correspondences():
     assert estimate_pose(uv[:10], ids[:10], points, K, (192, 144)) is None  # too few to trust
 
 
+def test_keyframe_sfm_also_matches_keyframes_far_apart_on_the_path(monkeypatch):
+    """A chunk's keyframes are matched with their next five and, as COLMAP's sequential matching does by
+    default, with the ones 10, 20, 40 … keyframes further on: a camera that turns back to what it saw a while
+    ago stays in one model (the data engine's room walk: benchmarks/results/long_video_quadratic_cpu.json)."""
+    import app.engine.sfm as sfm_module
+    from app.engine.options import PipelineOptions
+    from app.engine.sequence import SequenceOptions, _map_chunk
+
+    class Matched(Exception):
+        pass
+
+    def matched_pairs(arrays, focal, pairs, options, say, known=None):
+        raise Matched(set(pairs))
+
+    monkeypatch.setattr(sfm_module, "run_sfm", matched_pairs)
+    frames = list(range(0, 150, 3))  # 50 keyframes of 150 frames
+    source = ArrayViews([f"{i:05d}.png" for i in range(150)], [np.zeros((8, 8, 3), np.uint8)] * 150)
+    with pytest.raises(Matched) as caught:
+        _map_chunk(None, frames, source, np.full(len(frames), 10.0), PipelineOptions(), SequenceOptions(), None, print)
+    pairs = caught.value.args[0]
+    assert {(i, j) for i in range(50) for j in range(i + 1, min(50, i + 6))} <= pairs  # the next five
+    assert {(0, 10), (39, 49), (0, 20), (29, 49), (0, 40), (9, 49)} <= pairs  # 10, 20, 40 further on
+    assert (0, 6) not in pairs and (0, 30) not in pairs and len(pairs) == 235 + 40 + 30 + 10
+
+
 def test_frames_between_keyframes_registered_by_tracks(walk):
     """Keyframes 0 and 6 with exact observations (ground-truth depth): the frames between get their poses by
     optical flow + PnP within a small fraction of the step between frames."""

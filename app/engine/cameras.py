@@ -13,19 +13,19 @@ with fewer than two registered views the network's cameras are used alone (one w
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from app.engine.camera_fusion import apply, fill_unregistered, fit_similarity
-from app.engine.dense_fit import overlap_neighbours
+from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
+from app.engine.dense_fit import overlap_neighbours, sample_bilinear
 from app.engine.known_cameras import KnownCameras
 from app.engine.options import CameraOptions
 from app.engine.pair_selection import select_pairs
 from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult, reprojection_errors, run_sfm
-from mum.geometry import transform_points
+from mum.geometry import camera_centers, rotation_angle_deg, transform_points
 from mum.native_stderr import native_stderr_to
 
 
@@ -79,12 +79,27 @@ def add_cameras(
         sfm = None
     network_cams = recon.cam_from_world.copy()
     depth_scale = 1.0  # network depth units → world units when no view can be fitted
+    main_model_views, joins = (0 if sfm is None else sfm.num_registered), []
     if known.posed.any():
         cams, sources, depth_scale, sfm, points = _cameras_with_given_poses(network_cams, sfm, known, say)
         K, intrinsics_sources = _intrinsics(sfm, recon, known)
     elif sfm is not None and sfm.num_registered >= 2:
         cams, sources, similarity = fill_unregistered(network_cams, sfm.cam_from_world, sfm.registered)
         depth_scale = similarity.scale
+        if sfm.other_models:
+            kept = np.nonzero(sfm.registered)[0]
+            kept_units = _units_per_network_depth(recon, kept, sfm.cam_from_world[kept], sfm.points,
+                                                  [sfm.observations[i] for i in kept])
+            ratios = [kept_units / _units_per_network_depth(recon, m.views, m.cam_from_world, m.points, m.observations)
+                      for m in sfm.other_models]
+            sfm, joins = join_other_models(network_cams, sfm, similarity, ratios)
+            cams = np.where(sfm.registered[:, None, None], sfm.cam_from_world, cams)
+            sources = ["sfm" if r else "network" for r in sfm.registered]
+            for record in joins:
+                say(f"sfm: another part of the scene ({record['views']} views, no match with the rest) "
+                    + ("joined through the network's depth and cameras" if record["joined"] else "left out")
+                    + (f" (rotations within {record['rotation_disagreement_deg']:.1f}° of the network's)"
+                       if "rotation_disagreement_deg" in record else ""))
         K, intrinsics_sources = _intrinsics(sfm, recon, known)
         if sources.count("network"):
             missing = [recon.names[i] for i, s in enumerate(sources) if s == "network"]
@@ -113,7 +128,9 @@ def add_cameras(
         errors = reprojection_errors(recon.cam_from_world, recon.intrinsics, points, sfm.observations)
         recon.sfm_points = _sfm_cloud(points, sfm)
         recon.meta["sfm"] = {
-            "registered_views": sfm.num_registered,
+            "registered_views": main_model_views,  # by the kept model
+            "joined_views": sfm.num_registered - main_model_views,  # by other models, joined through the network
+            "other_models": joins,
             "views": S,
             "points3D": len(points),
             "observations": int(errors.size),
@@ -131,6 +148,63 @@ def add_cameras(
         say(f"sfm: {sfm.num_registered}/{S} views registered, {len(points):,} points, reprojection error "
             f"{recon.meta['sfm']['reprojection_px_mean']:.2f} px (exported cameras)")
     return CameraFit(sfm, points, depth_scale)
+
+
+def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, scale_ratios: list[float]
+                      ) -> tuple[SfmResult, list[dict]]:
+    """SfM's other models (``sfm.other_models``: parts of the scene that share no verified match with the kept
+    model) joined to the kept model through the network: each part keeps SfM's cameras and points relative to
+    each other, and only the link between the parts is the network's. Model ``k``'s link ``x → s·R·x + t``:
+    ``R`` from the network's rotations (``to_sfm`` and the model's own similarity from the network frame,
+    fitted alike), ``s = scale_ratios[k]`` (kept-model units per model-``k`` unit, measured by the caller from the
+    network's depth, which holds one scale across views better than its camera positions do), ``t`` placing the
+    centroid of the model's camera centres where the network's cameras put it. Within a part SfM's cameras
+    are kept even where the network's rotations disagree with them (``rotation_disagreement_deg``, the median
+    over its views, is recorded: it says how far the link can be trusted); a model without a scale is left
+    out and its views stay the network's. Returns the result with the joined views registered and their
+    points and observations appended (``other_models`` emptied), and one record per model."""
+    registered, cams, K = sfm.registered.copy(), sfm.cam_from_world.copy(), sfm.intrinsics.copy()
+    points, colors, observations = [sfm.points], [sfm.point_colors], list(sfm.observations)
+    offset, records = len(sfm.points), []
+    for model, ratio in zip(sfm.other_models, scale_ratios):
+        if not (np.isfinite(ratio) and ratio > 0):
+            records.append({"views": len(model.views), "view_indices": model.views.tolist(), "joined": False})
+            continue
+        rotation = to_sfm.rotation @ fit_similarity(network[model.views], model.cam_from_world).rotation.T
+        placed = to_sfm.apply_to_cameras(network[model.views])
+        centre = camera_centers(model.cam_from_world).mean(0)
+        join = Similarity(ratio, rotation, camera_centers(placed).mean(0) - ratio * rotation @ centre)
+        joined = join.apply_to_cameras(model.cam_from_world)
+        angles = rotation_angle_deg(torch.from_numpy(joined[:, :3, :3]), torch.from_numpy(placed[:, :3, :3])).numpy()
+        records.append({"views": len(model.views), "view_indices": model.views.tolist(),
+                        "rotation_disagreement_deg": round(float(np.median(angles)), 2), "scale": round(float(ratio), 6),
+                        "joined": True})
+        registered[model.views] = True
+        cams[model.views] = joined
+        K[model.views] = model.intrinsics
+        points.append(apply(join, model.points))
+        colors.append(model.point_colors)
+        for i, (idx, uv) in zip(model.views, model.observations):
+            observations[i] = (idx + offset, uv)
+        offset += len(model.points)
+    merged = replace(sfm, registered=registered, cam_from_world=cams, intrinsics=K, points=np.concatenate(points),
+                     point_colors=np.concatenate(colors), observations=observations, other_models=[])
+    return merged, records
+
+
+def _units_per_network_depth(recon: Reconstruction, views: np.ndarray, cam_from_world: np.ndarray, points: np.ndarray,
+                             observations: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """A model's length units per unit of the network's depth: the median over ``views`` of each view's median
+    ratio of its observed points' depth (``cam_from_world`` ``[n, 4, 4]``, ``points`` ``[P, 3]``) to the network's
+    depth at their pixels; NaN when no view has a valid ratio."""
+    ratios = []
+    for i, cam, (idx, uv) in zip(views, cam_from_world, observations):
+        z = (points[idx] @ cam[:3, :3].T + cam[:3, 3])[:, 2]
+        d = sample_bilinear(recon.depth[i].astype(np.float64), recon.transforms[i].points_to_network(uv))
+        ok = np.isfinite(d) & (d > 0) & (z > 0)
+        if ok.any():
+            ratios.append(float(np.median(z[ok] / d[ok])))
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def apply_known_intrinsics(recon: Reconstruction, known: KnownCameras) -> None:

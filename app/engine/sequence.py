@@ -59,10 +59,12 @@ if TYPE_CHECKING:
 class SequenceOptions:
     """How a sequence is reconstructed. ``window``: frames per network pass; ``chunk_keyframes`` keyframes
     per SfM chunk, consecutive chunks sharing ``shared_keyframes``; each keyframe matched with its next
-    ``sequential_pairs``; loop candidates: keyframes at least ``loop_min_gap`` keyframes apart whose
-    descriptors' cosine similarity reaches ``loop_similarity`` (at most ``max_loops``), verified by SfM of
-    ``loop_neighbours`` keyframes on each side, accepted when at least ``loop_min_points`` points are seen from
-    both sides."""
+    ``sequential_pairs`` and (``quadratic_pairs``, COLMAP's sequential default) with the ones ``2^k ×
+    sequential_pairs`` keyframes further on: longer tracks, and a camera that turns back to what it saw a while
+    ago stays in one model (``benchmarks/results/long_video_quadratic_cpu.json``); loop candidates: keyframes
+    at least ``loop_min_gap`` keyframes apart whose descriptors' cosine similarity reaches ``loop_similarity``
+    (at most ``max_loops``), verified by SfM of ``loop_neighbours`` keyframes on each side, accepted when at
+    least ``loop_min_points`` points are seen from both sides."""
 
     keyframes: KeyframeOptions = field(default_factory=KeyframeOptions)
     registration: RegistrationOptions = field(default_factory=RegistrationOptions)
@@ -72,7 +74,7 @@ class SequenceOptions:
     chunk_keyframes: int = 48
     shared_keyframes: int = 8
     sequential_pairs: int = 5
-    quadratic_pairs: bool = False
+    quadratic_pairs: bool = True
     loop_closure: bool = True
     loop_similarity: float = 0.95
     loop_min_gap: int = 30

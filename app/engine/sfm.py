@@ -81,6 +81,22 @@ class SfmOptions:
 
 
 @dataclass
+class OtherModel:
+    """A model COLMAP's mapper built beside the kept one, on views the kept one does not hold (a scene whose
+    parts share too few matches to join): ``views`` ``[n]`` indices into the input, their ``cam_from_world``
+    ``[n, 4, 4]`` and ``intrinsics`` ``[n, 3, 3]`` in this model's own frame and scale, its ``points`` ``[P, 3]``,
+    ``point_colors`` and ``observations`` per view (as :class:`SfmResult`'s). Joined to the kept model by
+    :func:`app.engine.cameras.join_other_models`."""
+
+    views: np.ndarray
+    cam_from_world: np.ndarray
+    intrinsics: np.ndarray
+    points: np.ndarray
+    point_colors: np.ndarray
+    observations: list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
 class SfmResult:
     """``S`` views, ``P`` 3D points. ``cam_from_world`` ``[S, 4, 4]`` (NaN rows for views not registered),
     ``intrinsics`` ``[S, 3, 3]`` original pixels (the initial prior for views not registered), ``points``
@@ -100,6 +116,7 @@ class SfmResult:
     initial_focal: str = "network"  # where the kept model's initial focal lengths came from: "network" or "colmap"
     corner_distortion: float = 0.0  # the kept model's (see :func:`corner_distortion`)
     distortion_dropped: bool = False  # the kept model was mapped again without distortion (``max_corner_distortion``)
+    other_models: list[OtherModel] = field(default_factory=list)  # the mapper's other models, on other views
 
     @property
     def num_registered(self) -> int:
@@ -399,10 +416,13 @@ def _mapping_options(pycolmap, options: SfmOptions, relaxed: bool, constant: set
 
 def _map(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool,
          constant: set[int] = frozenset()):
+    """Incremental mapping: the model that registers the most views, and the mapper's other models (a scene in
+    parts gives one model per part)."""
     out.mkdir()
     mapping = _mapping_options(pycolmap, options, relaxed, constant)
     models = pycolmap.incremental_mapping(database, image_dir, out, mapping)
-    return max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    ranked = sorted(models.values(), key=lambda r: -r.num_reg_images())  # stable: the mapper's order on ties
+    return (ranked[0] if ranked else None), ranked[1:]
 
 
 def _map_from_poses(pycolmap, database: Path, image_dir: Path, out: Path, options: SfmOptions, relaxed: bool,
@@ -522,10 +542,15 @@ def run_sfm(
         seconds["matching"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say(f"sfm: incremental mapping ({pairs_verified} verified pairs)")
+        siblings: dict[int, tuple] = {}  # id(model) → (model, the other models of its mapping)
+
         def mapping(database: Path, out: Path, relaxed: bool):
             if fixed:
                 return _map_from_poses(pycolmap, database, image_dir, out, options, relaxed, S, fixed, constant)
-            return _map(pycolmap, database, image_dir, out, options, relaxed=relaxed, constant=constant)
+            model, others = _map(pycolmap, database, image_dir, out, options, relaxed=relaxed, constant=constant)
+            if model is not None:
+                siblings[id(model)] = (model, others)
+            return model
 
         best = mapping(database, tmp / "mapping", relaxed=False)
         seconds["mapping"] = time.perf_counter() - t0
@@ -587,8 +612,12 @@ def run_sfm(
             say("sfm: mapping refused the two views; relative pose from their two-view geometry")
             best, relaxed = _two_view_model(pycolmap, database, image_dir, tmp / "two_view", options), True
         seconds["mapping"] += time.perf_counter() - t0
-    result = _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
-                     pairs_matched, pairs_verified, seconds, relaxed)
+        kept, others = siblings.get(id(best), (None, []))
+        others = others if kept is best else []
+        result = _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
+                         pairs_matched, pairs_verified, seconds, relaxed)
+        result.other_models = _other_models(others, result.registered, names, transforms,
+                                            np.asarray(focal_prior, dtype=np.float64))
     result.initial_focal = initial_focal
     result.corner_distortion = 0.0 if best is None else corner_distortion(best)
     result.distortion_dropped = dropped
@@ -597,18 +626,25 @@ def run_sfm(
 
 def _result(rec, names, transforms, focal_prior, options, pairs_matched, pairs_verified, seconds, relaxed) -> SfmResult:
     S = len(names)
-    registered = np.zeros(S, bool)
-    cams = np.full((S, 4, 4), np.nan)
     K = np.stack([centred_intrinsics(f, *tf.original_size) for f, tf in zip(focal_prior, transforms)])
+    registered, cams, K, points, colors, observations = _model_arrays(rec, names, transforms, K)
+    return SfmResult(registered, cams, K, points, colors, observations, pairs_matched, pairs_verified, seconds, relaxed)
+
+
+def _model_arrays(rec, names: list[str], transforms: list[ViewTransform], K: np.ndarray):
+    """``rec``'s views as arrays over all ``S`` inputs: registered ``[S]``, cam_from_world ``[S, 4, 4]`` (NaN where
+    not registered), intrinsics ``[S, 3, 3]`` (``K``'s where not registered), points ``[P, 3]``, colours and
+    observations (original pixels, centre-based)."""
+    S = len(names)
+    registered, cams, K = np.zeros(S, bool), np.full((S, 4, 4), np.nan), K.copy()
     empty = (np.zeros(0, np.int64), np.zeros((0, 2)))
+    observations = [empty] * S
     if rec is None:
-        return SfmResult(registered, cams, K, np.zeros((0, 3)), np.zeros((0, 3), np.uint8), [empty] * S,
-                         pairs_matched, pairs_verified, seconds, relaxed)
+        return registered, cams, K, np.zeros((0, 3)), np.zeros((0, 3), np.uint8), observations
     point_ids = list(rec.points3D.keys())
     index = {pid: k for k, pid in enumerate(point_ids)}
     points = np.array([rec.points3D[p].xyz for p in point_ids], dtype=np.float64).reshape(-1, 3)
     colors = np.array([rec.points3D[p].color for p in point_ids], dtype=np.uint8).reshape(-1, 3)
-    observations = [empty] * S
     for image in rec.images.values():
         if not image.has_pose:
             continue
@@ -623,7 +659,25 @@ def _result(rec, names, transforms, focal_prior, options, pairs_matched, pairs_v
             idx = np.array([o[0] for o in obs], dtype=np.int64)
             uv = transforms[i].points_to_original(np.array([o[1] for o in obs], dtype=np.float64) - 0.5)
             observations[i] = (idx, uv)
-    return SfmResult(registered, cams, K, points, colors, observations, pairs_matched, pairs_verified, seconds, relaxed)
+    return registered, cams, K, points, colors, observations
+
+
+def _other_models(models, taken: np.ndarray, names: list[str], transforms: list[ViewTransform],
+                  focal_prior: np.ndarray) -> list[OtherModel]:
+    """The mapper's other ``models`` (largest first) as :class:`OtherModel`, each kept only when none of its views
+    is ``taken`` ``[S]`` (by the kept model or a larger other model): a model that shares views with the kept one
+    yet was not merged into it disagrees with it."""
+    taken = taken.copy()
+    K0 = np.stack([centred_intrinsics(f, *tf.original_size) for f, tf in zip(focal_prior, transforms)])
+    out = []
+    for rec in models:
+        registered, cams, K, points, colors, observations = _model_arrays(rec, names, transforms, K0)
+        if registered.sum() < 2 or (registered & taken).any():
+            continue
+        views = np.nonzero(registered)[0]
+        out.append(OtherModel(views, cams[views], K[views], points, colors, [observations[i] for i in views]))
+        taken |= registered
+    return out
 
 
 def reprojection_errors(cam_from_world: np.ndarray, K: np.ndarray, points: np.ndarray,

@@ -61,6 +61,7 @@ STAGE_FRACTIONS: tuple[tuple[str, float], ...] = (
     (r"sfm: views still missing", 0.6),
     (r"sfm: mapping refused", 0.6),
     (r"sfm: the lens distortion moves", 0.61),
+    (r"sfm: another part of the scene", 0.62),
     (r"sfm: \d+ view\(s\) not registered, placed", 0.63),
     (r"sfm: nothing registered to the given poses", 0.63),
     (r"warning:", 0.63),

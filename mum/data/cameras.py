@@ -37,25 +37,51 @@ def orbit(center: np.ndarray, radius: float, height: float, n: int, fov: float, 
     return np.stack(out)
 
 
+WALK_TURNS = ("on_the_spot", "arc")
+
+
 def walk(start: np.ndarray, heading: float, n: int, step: float, fov: float, overlap: float,
-         rng: np.random.Generator, bounds: np.ndarray | None = None, pitch: float = 0.0) -> np.ndarray:
+         rng: np.random.Generator, bounds: np.ndarray | None = None, pitch: float = 0.0,
+         turn: str = "on_the_spot") -> np.ndarray:
     """Forward walk-through: ``n`` positions ``step`` apart (scaled by ``1 - overlap``) along a path that turns
     smoothly (heading changes by ≲ ``(1 - overlap) · fov / 2`` per view), looking ahead with slight pitch and
-    roll noise; the path bounces off ``bounds = [[xmin, ymin], [xmax, ymax]]``."""
+    roll noise, within ``bounds = [[xmin, ymin], [xmax, ymax]]``. At the bounds the walker turns around
+    (``turn``):
+
+    * ``"on_the_spot"``: where the next step would leave them, the heading turns by 108–180° between two views
+      (the training and held-out scenes' walks; as a video, a cut);
+    * ``"arc"``: as someone filming turns: when the point one turning radius ahead leaves them, the heading
+      turns towards the middle by a further ``(1 - overlap) · fov`` per view (the tightest arc); the walker
+      stands while turning only where even the next step would leave them, so consecutive views always share
+      most of their content, as a video's frames do."""
+    if turn not in WALK_TURNS:
+        raise ValueError(f"turn must be one of {WALK_TURNS}, not {turn!r}")
     pos = np.asarray(start, np.float64).copy()
     turn_rate = rng.normal(0, 0.5) * (1 - overlap) * fov * 0.5
+    stride = step * (1 - overlap) * 2
+    max_turn = (1 - overlap) * fov
+    radius = stride / max(max_turn, 1e-9)  # of the tightest arc
     out = []
     for _ in range(n):
         d = np.array([np.cos(heading), np.sin(heading), np.tan(pitch + rng.normal(0, 0.03))])
         out.append(look_at(pos, pos + d, UP, roll=rng.normal(0, 0.02)))
         heading += turn_rate + rng.normal(0, 0.05) * (1 - overlap)
-        move = step * (1 - overlap) * 2 * np.array([np.cos(heading), np.sin(heading), 0.0])
-        nxt = pos + move
-        if bounds is not None and not (np.all(nxt[:2] >= bounds[0]) and np.all(nxt[:2] <= bounds[1])):
-            heading += np.pi * rng.uniform(0.6, 1.0)  # turn around at the boundary
-            nxt = pos
-        pos = nxt
+        if bounds is not None and turn == "arc":
+            ahead = pos[:2] + radius * np.array([np.cos(heading), np.sin(heading)])
+            if not _inside(ahead, bounds):
+                to_middle = bounds.mean(axis=0) - pos[:2]
+                side = 1.0 if np.cos(heading) * to_middle[1] - np.sin(heading) * to_middle[0] >= 0 else -1.0
+                heading += side * max_turn
+        move = stride * np.array([np.cos(heading), np.sin(heading), 0.0])
+        if bounds is None or _inside(pos[:2] + move[:2], bounds):
+            pos = pos + move
+        elif turn == "on_the_spot":
+            heading += np.pi * rng.uniform(0.6, 1.0)
     return np.stack(out)
+
+
+def _inside(xy: np.ndarray, bounds: np.ndarray) -> bool:
+    return bool(np.all(xy >= bounds[0]) and np.all(xy <= bounds[1]))
 
 
 def random_look_at(target: np.ndarray, target_radius: float, distance: tuple[float, float],

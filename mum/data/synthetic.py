@@ -46,7 +46,10 @@ class SyntheticConfig:
     ``kinds``/``camera_paths``: allowed scene kinds and paths (a path a kind does not support is skipped);
     ``fov_deg``: horizontal field of view; ``overlap``: see :mod:`mum.data.cameras`; ``focal_jitter``: relative
     per-view change of focal length (0 = one camera for the whole sequence); ``principal_jitter``: principal
-    point offset as a fraction of the image size; ``photo_fraction``: share of textures cut from photographs.
+    point offset as a fraction of the image size; ``photo_fraction``: share of textures cut from photographs;
+    ``walk_turns``: how a walk turns around at the bounds of its room or terrain (:func:`mum.data.cameras.walk`:
+    ``"on_the_spot"`` between two views, the training and held-out scenes' walks; ``"arc"``, as a filmed walk
+    turns, for video sequences).
     """
 
     kinds: tuple[str, ...] = KINDS
@@ -60,11 +63,14 @@ class SyntheticConfig:
     photo_dirs: tuple[str, ...] | None = None
     nthreads: int = 0
     probe_tries: int = 8
+    walk_turns: str = "on_the_spot"
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in BUILDERS]
         if bad:
             raise ValueError(f"unknown scene kind(s) {bad}; choose from {list(BUILDERS)}")
+        if self.walk_turns not in paths.WALK_TURNS:
+            raise ValueError(f"walk_turns must be one of {paths.WALK_TURNS}, not {self.walk_turns!r}")
 
 
 @dataclass
@@ -105,7 +111,8 @@ def build_world(seed: int, config: SyntheticConfig | None = None) -> World:
     return BUILDERS[kind](rng, photos, config.photo_fraction)
 
 
-def _path_cameras(world: World, path: str, n: int, fov: float, overlap: float, rng: np.random.Generator) -> np.ndarray:
+def _path_cameras(world: World, path: str, n: int, fov: float, overlap: float, rng: np.random.Generator,
+                  walk_turns: str = "on_the_spot") -> np.ndarray:
     info, kind = world.info, world.info["kind"]
     if kind == "room":
         Lx, Ly, Hz = info["size"]
@@ -114,7 +121,7 @@ def _path_cameras(world: World, path: str, n: int, fov: float, overlap: float, r
         base = np.array([rr * np.cos(a), rr * np.sin(a), rng.uniform(1.1, min(1.8, Hz - 0.4))])
         if path == "walk":
             return paths.walk(base, rng.uniform(0, 2 * np.pi), n, 0.35, fov, overlap, rng,
-                              bounds=np.array([[-fr, -fr], [fr, fr]]), pitch=rng.uniform(-0.3, 0.05))
+                              bounds=np.array([[-fr, -fr], [fr, fr]]), pitch=rng.uniform(-0.3, 0.05), turn=walk_turns)
         if path == "orbit":
             return paths.orbit(base - [0, 0, base[2]], rng.uniform(0.1, 0.5) * fr, base[2], n, fov, overlap, rng, inward=False)
         # random: eyes spread around a base point, all looking at a common target (a solid or a wall point)
@@ -142,7 +149,8 @@ def _path_cameras(world: World, path: str, n: int, fov: float, overlap: float, r
         x, y = rng.uniform(-0.15, 0.15, 2) * L
         start = np.array([x, y, float(gh(x, y)) + rng.uniform(1.5, 2.5)])
         return paths.walk(start, rng.uniform(0, 2 * np.pi), n, 2.0, fov, overlap, rng,
-                          bounds=np.array([[-0.25 * L, -0.25 * L], [0.25 * L, 0.25 * L]]), pitch=rng.uniform(-0.15, 0.1))
+                          bounds=np.array([[-0.25 * L, -0.25 * L], [0.25 * L, 0.25 * L]]), pitch=rng.uniform(-0.15, 0.1),
+                          turn=walk_turns)
     if path == "orbit":
         return paths.orbit(np.array([0.0, 0.0, 0.0]), rng.uniform(0.3, 0.7) * L, rng.uniform(5, 30), n, fov, overlap, rng)
     return paths.random_look_at(np.array([0.0, 0.0, 3.0]), 10.0, (0.25 * L, 0.7 * L), (0.05, 0.6), n, fov, overlap, rng)
@@ -184,7 +192,7 @@ def plan_cameras(world: World, seed: int, num_views: int, width: int, height: in
         path = str(rng.choice(allowed))
         fov = np.deg2rad(rng.uniform(*config.fov_deg))
         overlap = float(rng.uniform(*config.overlap))
-        E = _path_cameras(world, path, num_views, fov, overlap, rng)
+        E = _path_cameras(world, path, num_views, fov, overlap, rng, config.walk_turns)
         Ks = []
         for _k in range(num_views):
             f = fov * (1 + rng.uniform(-1, 1) * config.focal_jitter)
