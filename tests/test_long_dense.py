@@ -104,3 +104,35 @@ def test_long_paths_export_the_one_pass_stereo(model, arc, one_pass, path):
     assert _abs_rel(depth, reference, kept & reference_kept) < TOLERANCE
     assert _abs_rel(depth, arc["depth"], kept) < TOLERANCE
     assert np.isfinite(depth).all()  # the maps are completed by the fitted depth, as on one pass (fill="maps")
+
+
+def test_frames_without_registered_cameras_keep_the_fitted_depth():
+    """The sequence path's stereo (``DenseOptions.match_network_cameras`` off): a view whose camera is the
+    network's is not matched and is no other view's partner; it keeps its fitted depth (the prior, upsampled)
+    with the fitted path's validity, while the views with SfM cameras get stereo on the same grid."""
+    from test_stereo import _reconstruction, scene as stereo_scene
+
+    from app.engine.multiview_stereo import FILL_CONFIDENCE, add_stereo, choose_neighbours
+
+    scene = stereo_scene.__wrapped__()
+    for match_network in (True, False):
+        recon = _reconstruction(scene)
+        recon.camera_sources = ["sfm", "sfm", "network"]
+        options = DenseOptions(size=W, neighbours=2, match_network_cameras=match_network)
+        neighbours = choose_neighbours(recon, None, np.zeros((0, 3)), 2, None if match_network else np.array([1, 1, 0], bool))
+        prior = recon.depth.copy()
+        add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)), options, lambda _m: None)
+        if match_network:
+            assert 2 in neighbours[0] and neighbours[2] and recon.meta["stereo"]["views_matched"] == 3
+            continue
+        assert neighbours == [[1], [0], []]
+        assert recon.meta["stereo"]["views_matched"] == 2
+        assert np.all(recon.depth_conf[2][recon.valid[2]] == FILL_CONFIDENCE)  # the fitted depth's confidence
+        up = cv2.resize(prior[2], (W, H), interpolation=cv2.INTER_NEAREST)
+        ok = np.isfinite(up) & np.isfinite(recon.depth[2])
+        assert np.median(np.abs(recon.depth[2][ok] / up[ok] - 1)) < 0.02  # the prior (guided upsampling), not stereo
+        truth = scene["depth"][2]
+        err = lambda d: np.median(np.abs(d[ok & (truth > 0)] - truth[ok & (truth > 0)]) / truth[ok & (truth > 0)])  # noqa: E731
+        assert err(recon.depth[2]) > 0.05  # the distorted prior's error stays: view 2 was not matched
+        matched = recon.valid[0] & (recon.depth_conf[0] > FILL_CONFIDENCE) & (scene["depth"][0] > 0)
+        assert np.median(np.abs(recon.depth[0][matched] - scene["depth"][0][matched]) / scene["depth"][0][matched]) < 0.01
