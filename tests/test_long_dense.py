@@ -17,7 +17,7 @@ from app.engine.view_source import ArrayViews
 from app.exports.project_formats import depth_to_original
 
 W, H, N = 192, 144, 8
-TOLERANCE = 0.05  # AbsRel against the one-pass stereo; measured: chunked 1.7 %, sequence 1.1 %, fitted 11 %
+TOLERANCE = 0.05  # AbsRel against the one-pass stereo; with the fitted depth forced on these paths: 11.1 % (chunked), 14.8 % (sequence)
 
 
 @pytest.fixture(scope="module")
