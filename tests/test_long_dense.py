@@ -17,7 +17,8 @@ from app.engine.view_source import ArrayViews
 from app.exports.project_formats import depth_to_original
 
 W, H, N = 192, 144, 8
-TOLERANCE = 0.05  # AbsRel against the one-pass stereo; with the fitted depth forced on these paths: 11.1 % (chunked), 14.8 % (sequence)
+# AbsRel against the one-pass stereo; with the fitted depth forced on these paths: 11.1 % (chunked), 14.8 % (sequence)
+TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def _abs_rel(depth: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> floa
 @pytest.fixture(scope="module")
 def one_pass(model, arc):
     runs = {mode: _run(model, arc, mode) for mode in ("stereo", "fitted")}
-    return {**{mode: _on_original(recon) for mode, recon in runs.items()}, "size": runs["stereo"].meta["stereo"]["size"]}
+    return {**{mode: _on_original(recon) for mode, recon in runs.items()},
+            "size": runs["stereo"].meta["stereo"]["size"]}
 
 
 def test_the_tolerance_separates_stereo_from_the_fitted_depth(one_pass, arc):
@@ -119,7 +121,8 @@ def test_frames_without_registered_cameras_keep_the_fitted_depth():
         recon = _reconstruction(scene)
         recon.camera_sources = ["sfm", "sfm", "network"]
         options = DenseOptions(size=W, neighbours=2, match_network_cameras=match_network)
-        neighbours = choose_neighbours(recon, None, np.zeros((0, 3)), 2, None if match_network else np.array([1, 1, 0], bool))
+        matched = None if match_network else np.array([1, 1, 0], bool)
+        neighbours = choose_neighbours(recon, None, np.zeros((0, 3)), 2, matched)
         prior = recon.depth.copy()
         add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)), options, lambda _m: None)
         if match_network:
@@ -131,8 +134,8 @@ def test_frames_without_registered_cameras_keep_the_fitted_depth():
         up = cv2.resize(prior[2], (W, H), interpolation=cv2.INTER_NEAREST)
         ok = np.isfinite(up) & np.isfinite(recon.depth[2])
         assert np.median(np.abs(recon.depth[2][ok] / up[ok] - 1)) < 0.02  # the prior (guided upsampling), not stereo
-        truth = scene["depth"][2]
-        err = lambda d: np.median(np.abs(d[ok & (truth > 0)] - truth[ok & (truth > 0)]) / truth[ok & (truth > 0)])  # noqa: E731
-        assert err(recon.depth[2]) > 0.05  # the distorted prior's error stays: view 2 was not matched
-        matched = recon.valid[0] & (recon.depth_conf[0] > FILL_CONFIDENCE) & (scene["depth"][0] > 0)
-        assert np.median(np.abs(recon.depth[0][matched] - scene["depth"][0][matched]) / scene["depth"][0][matched]) < 0.01
+        truth, seen = scene["depth"][2], ok & (scene["depth"][2] > 0)
+        assert np.median(np.abs(recon.depth[2][seen] - truth[seen]) / truth[seen]) > 0.05  # the prior's error stays
+        stereo, truth = recon.valid[0] & (recon.depth_conf[0] > FILL_CONFIDENCE), scene["depth"][0]
+        stereo &= truth > 0
+        assert np.median(np.abs(recon.depth[0][stereo] - truth[stereo]) / truth[stereo]) < 0.01

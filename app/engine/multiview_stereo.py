@@ -213,7 +213,8 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     checked_prior = np.repeat(np.repeat(checked_prior, factor, 1), factor, 2) & np.isfinite(prior)
     K = np.stack([tf.intrinsics_to_network(k) for tf, k in zip(fine, recon.intrinsics)])
     views = [View(_grey(c), K[i], recon.cam_from_world[i]) for i, c in enumerate(colors)]
-    say(f"dense: stereo on {S if to_match == S else f'{to_match} of {S}'} views at {W} × {H} px, {options.neighbours} neighbours each"
+    views_line = S if to_match == S else f"{to_match} of {S}"
+    say(f"dense: stereo on {views_line} views at {W} × {H} px, {options.neighbours} neighbours each"
         + (", hypotheses around the fitted depth" if options.prior_range else ""))
     depth = np.full((S, H, W), np.nan, np.float32)
     score = np.zeros((S, H, W), np.float32)

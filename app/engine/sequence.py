@@ -26,7 +26,8 @@ Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sf
 camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
 one window's network pass, one chunk's SfM and one window's dense stage: every frame's dense maps (the
 network's, then the dense ones the exports read) are on disk (:mod:`app.engine.frame_store`, 12 bytes a pixel
-of each grid per frame) and in memory a window at a time; the map's points, observations and cameras grow with the frames (small).
+of each grid per frame) and in memory a window at a time; the map's points, observations and cameras grow
+with the frames (small).
 Work grows linearly with the frames, except the final bundle adjustment.
 """
 
@@ -605,7 +606,8 @@ def _window_observations(kmap: KeyframeMap, idx: Sequence[int], registered: np.n
     empty = (np.zeros(0, np.int64), np.zeros((0, 2)))
     observed = [kmap.observations.get(f, empty) if ok else empty for f, ok in zip(idx, registered)]
     ids = np.unique(np.concatenate([np.asarray(i, np.int64) for i, _ in observed]))
-    obs = [(np.searchsorted(ids, np.asarray(i, np.int64)), np.asarray(uv, np.float64).reshape(-1, 2)) for i, uv in observed]
+    obs = [(np.searchsorted(ids, np.asarray(i, np.int64)), np.asarray(uv, np.float64).reshape(-1, 2))
+           for i, uv in observed]
     points = kmap.points[ids] if len(ids) else np.zeros((0, 3))
     n = len(idx)
     sfm = SfmResult(registered=np.asarray(registered), cam_from_world=np.full((n, 4, 4), np.nan), intrinsics=K,
