@@ -34,7 +34,9 @@ def test_a_second_part_of_the_scene_keeps_its_sfm_cameras():
     arrays_b = [cv2.resize(a, (1600, 900), interpolation=cv2.INTER_AREA) for a in arrays_b]
     model = heads.load_model(heads.DEFAULT_MODEL, device="cpu")
     options = PipelineOptions(cameras=CameraOptions(native_log="/dev/null"), dense=DenseOptions(mode="fitted"))
-    recon = reconstruct_arrays(model, names_t + names_b, arrays_t + arrays_b, options=options, warn=lambda m: None)
+    warnings: list[str] = []
+    recon = reconstruct_arrays(model, names_t + names_b, arrays_t + arrays_b, options=options, warn=warnings.append)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: the views fall into 2 parts")
     sfm = recon.meta["sfm"]
     assert sfm["registered_views"] == 4 and sfm["joined_views"] == 3
     (part,) = sfm["other_models"]

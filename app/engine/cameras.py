@@ -100,6 +100,9 @@ def add_cameras(
                     + ("joined through the network's depth and cameras" if record["joined"] else "left out")
                     + (f" (rotations within {record['rotation_disagreement_deg']:.1f}° of the network's)"
                        if "rotation_disagreement_deg" in record else ""))
+            if any(record["joined"] for record in joins):
+                warn(f"warning: the views fall into {1 + sum(r['joined'] for r in joins)} parts that share no match: "
+                     "each part's cameras and depth are SfM's, their placement relative to each other is the network's guess")
         K, intrinsics_sources = _intrinsics(sfm, recon, known)
         if sources.count("network"):
             missing = [recon.names[i] for i, s in enumerate(sources) if s == "network"]
