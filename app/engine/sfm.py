@@ -9,7 +9,9 @@ wrong network focal length cannot cost views; then the pairs are matched again w
 again; when views are still missing, mapping runs once more with relaxed thresholds (15 inliers for the initial
 pair and for registration: two photos, few matches). When the kept model's lens distortion is implausibly large
 (``max_corner_distortion``), mapping runs once more without distortion. Of two models the one that registers
-more views is kept, of two that register as many the one with the lower mean reprojection error.
+more views is kept, of two that register as many the one with the lower mean reprojection error. The kept
+model's mapping also returns the mapper's other models on views the kept one lacks (``SfmResult.other_models``:
+a scene whose parts share no match); the cameras stage joins them (:func:`app.engine.cameras.join_other_models`).
 
 Same photos and options, same cameras: every random choice is seeded (``random_seed``), the images are
 numbered in input order, and mapping and bundle adjustment run on one thread (see :func:`_mapping_options`);
