@@ -618,8 +618,7 @@ def run_sfm(
         others = others if kept is best else []
         result = _result(best, names, transforms, np.asarray(focal_prior, dtype=np.float64), options,
                          pairs_matched, pairs_verified, seconds, relaxed)
-        result.other_models = _other_models(others, result.registered, names, transforms,
-                                            np.asarray(focal_prior, dtype=np.float64))
+        result.other_models = _other_models(others, result.registered, names, transforms, result.intrinsics)
     result.initial_focal = initial_focal
     result.corner_distortion = 0.0 if best is None else corner_distortion(best)
     result.distortion_dropped = dropped
@@ -665,19 +664,19 @@ def _model_arrays(rec, names: list[str], transforms: list[ViewTransform], K: np.
 
 
 def _other_models(models, taken: np.ndarray, names: list[str], transforms: list[ViewTransform],
-                  focal_prior: np.ndarray) -> list[OtherModel]:
+                  K: np.ndarray) -> list[OtherModel]:
     """The mapper's other ``models`` (largest first) as :class:`OtherModel`, each kept only when none of its views
     is ``taken`` ``[S]`` (by the kept model or a larger other model): a model that shares views with the kept one
-    yet was not merged into it disagrees with it."""
+    yet was not merged into it disagrees with it. ``K`` ``[S, 3, 3]``: any intrinsics of the right shape (a
+    model's own replace them on the views it keeps)."""
     taken = taken.copy()
-    K0 = np.stack([centred_intrinsics(f, *tf.original_size) for f, tf in zip(focal_prior, transforms)])
     out = []
     for rec in models:
-        registered, cams, K, points, colors, observations = _model_arrays(rec, names, transforms, K0)
+        registered, cams, K_model, points, colors, observations = _model_arrays(rec, names, transforms, K)
         if registered.sum() < 2 or (registered & taken).any():
             continue
         views = np.nonzero(registered)[0]
-        out.append(OtherModel(views, cams[views], K[views], points, colors, [observations[i] for i in views]))
+        out.append(OtherModel(views, cams[views], K_model[views], points, colors, [observations[i] for i in views]))
         taken |= registered
     return out
 
