@@ -265,7 +265,12 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     from heads.metrics import umeyama_alignment
     import torch
 
-    exported = []
+    import app.engine.sequence
+
+    exported, allocated = [], []
+    on_disk_maps = app.engine.sequence.frames_on_disk
+    monkeypatch.setattr(app.engine.sequence, "frames_on_disk", lambda shape, dtype: allocated.append(
+        int(np.prod(shape)) * np.dtype(dtype).itemsize) or on_disk_maps(shape, dtype))
     write_exports = app.cli.write_exports
     monkeypatch.setattr(app.cli, "write_exports", lambda out, recon, *a, **k: exported.append(recon)
                         or write_exports(out, recon, *a, **k))
@@ -282,6 +287,7 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
     assert list(seq["peak_rss_mib"]) == list(seq["seconds"])  # the process's peak memory after each stage
     assert all(v > 0 for v in seq["peak_rss_mib"].values())
+    assert len(allocated) == 7 and abs(seq["maps_on_disk_mb"] - sum(allocated) / 2**20) < 0.05  # checked up front
     recon, = exported
     assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))
     assert 0 < summary["points"] <= 20000
@@ -292,6 +298,31 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
     extent = max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
     assert ate < 0.05 * extent
+
+
+def test_a_disk_too_small_for_the_maps_is_one_error_line_before_the_long_work(walk, tmp_path, capsys, monkeypatch):
+    """TMPDIR's disk cannot hold every frame's maps: the command refuses with one line naming TMPDIR once the
+    keyframes are chosen, before the network runs (the maps' files are made later, the dense ones at the end)."""
+    import collections
+
+    import cv2
+
+    import app.engine.frame_store
+    import app.engine.sequence
+    from app.cli import main
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(walk.images):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(app.engine.frame_store.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    monkeypatch.setattr(app.engine.sequence, "_network", lambda *a, **k: pytest.fail("the network ran"))
+    assert main([str(folder), "-o", str(tmp_path / "out"), "--sequence", "on"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if "error" in line]
+    assert errors == err[-1:] and err[-1].startswith("error: ") and "the maps of 48 frames need about" in err[-1]
+    assert "1 MB are free; set TMPDIR" in err[-1] and not (tmp_path / "out").exists()
 
 
 def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(walk, monkeypatch):

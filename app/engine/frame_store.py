@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -35,6 +36,21 @@ def frames_on_disk(shape: tuple[int, ...], dtype) -> np.ndarray:
         _reserve(fh.fileno(), nbytes)
         mapped = mmap.mmap(fh.fileno(), nbytes, access=mmap.ACCESS_WRITE)
     return np.frombuffer(mapped, dtype).reshape(shape)
+
+
+def check_room(nbytes: int, what: str) -> None:
+    """Refuse (one :class:`UserError` line naming ``TMPDIR``) a run whose maps will need ``nbytes`` on the disk of
+    ``TMPDIR`` when it has less free space, before the run's long work starts (:func:`frames_on_disk` reserves
+    each array's space only when the array is made, late in a long run). ``what``: what needs the space."""
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise UserError(f"{folder}: {what} need about {_size(nbytes)} on disk and {_size(free)} are free; set TMPDIR "
+                        "to a folder on a disk with more space (or give fewer frames: --max-frames)")
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
 
 
 def _reserve(fd: int, nbytes: int) -> None:

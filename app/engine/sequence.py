@@ -25,9 +25,10 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
 Every frame gets a camera: SfM (keyframes) or PnP (others) where possible (``"sfm"``), else the network's
 camera placed by a similarity fitted on its window's registered frames (``"network"``). Memory is bounded by
 one window's network pass, one chunk's SfM and one window's dense stage: every frame's dense maps (the
-network's, then the dense ones the exports read) are on disk (:mod:`app.engine.frame_store`, 12 bytes a pixel
-of each grid per frame) and in memory a window at a time; the map's points, observations and cameras grow
-with the frames (small).
+network's, then the dense ones the exports read) are on disk (:mod:`app.engine.frame_store`, 11 and 12 bytes a
+pixel of each grid per frame: :func:`disk_needed`, checked against ``TMPDIR``'s free space once the keyframes
+are chosen) and in memory a window at a time; the map's points, observations and cameras grow with the frames
+(small).
 Work grows linearly with the frames, except the final bundle adjustment.
 """
 
@@ -42,7 +43,7 @@ import numpy as np
 
 from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
 from app.engine.frame_registration import RegistrationOptions, register_between
-from app.engine.frame_store import frames_on_disk, release_pages
+from app.engine.frame_store import check_room, frames_on_disk, release_pages
 from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.engine.known_cameras import KnownCameras
@@ -302,6 +303,24 @@ def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewS
 
 
 # ------------------------------------------------------------------------------------------------- the path
+NETWORK_BYTES_PER_PIXEL = 11  # the network's maps of a frame: depth and confidence (float32), colours (3 × uint8)
+DENSE_BYTES_PER_PIXEL = 12  # the dense maps: the same and validity (bool)
+
+
+def disk_needed(model: Any, source: ViewSource, options: PipelineOptions) -> int:
+    """Bytes the sequence's maps take on the disk of ``TMPDIR`` until the run ends (:mod:`app.engine.frame_store`):
+    every frame's network maps (:data:`NETWORK_BYTES_PER_PIXEL` a pixel of the network's grid) and its dense maps
+    (:data:`DENSE_BYTES_PER_PIXEL` a pixel of the dense grid, as :func:`_dense` makes it)."""
+    from app.engine.multiview_stereo import dense_factor
+    from mum.io import ViewTransform, network_size
+
+    width, height = source.sizes[0]
+    grid = network_size(width, height, options.network.long_side or model.cfg.image_size, model.patch_size)
+    factor = dense_factor([ViewTransform.crop((width, height), grid, 0, 0, width, height)], source.sizes[:1],
+                          options.dense.for_parts(max(width, height)).long_side)
+    return len(source) * grid[0] * grid[1] * (NETWORK_BYTES_PER_PIXEL + DENSE_BYTES_PER_PIXEL * factor ** 2)
+
+
 MAX_KEYFRAME_FRACTION = 0.5  # more keyframes than this share of the frames: photos far apart, not a video
 
 
@@ -370,6 +389,8 @@ def reconstruct_sequence(
         say(f"{len(keyframes)} of {S} frames are keyframes: frames this far apart are photos, not a "
             "video; they are reconstructed as unordered views (--sequence on to keep them a sequence)")
         return None
+    maps_bytes = disk_needed(model, source, options)
+    check_room(maps_bytes, f"the maps of {S} frames")  # before the long work, not when the dense stage starts
     clock.lap("keyframes")
 
     # 2. network
@@ -506,6 +527,7 @@ def reconstruct_sequence(
         sequence={"keyframes": len(keyframes), "keyframe_frames": keyframes,
                   "keyframes_registered": keyframes_registered, "registered_by_pnp": pnp,
                   "network_placed": S - registered_count, "windows": len(windows), "chunks": chunk_info,
+                  "maps_on_disk_mb": round(maps_bytes / 2**20, 1),
                   "loops": loops_info, "bundle_adjustment": ba, "seconds": clock.wall, "cpu_seconds": clock.cpu,
                   "peak_rss_mib": clock.peak_rss,
                   "seconds_total": round(time.perf_counter() - t_start, 3)},
