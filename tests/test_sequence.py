@@ -228,6 +228,25 @@ def test_keyframe_sfm_also_matches_keyframes_far_apart_on_the_path(monkeypatch):
     assert (0, 6) not in pairs and (0, 30) not in pairs and len(pairs) == 235 + 40 + 30 + 10
 
 
+def test_stage_progress_says_the_time_left_from_the_units_done(monkeypatch):
+    """Progress of a long stage: the stage, the bar, the units done and the time left in the stage from the time
+    the finished units took (units 2 of 5 in 10 s: about 15 s left); at most one line per ``every`` seconds
+    unless forced; the last line says how long the stage took."""
+    import app.engine.sequence
+    from app.engine.sequence import StageProgress
+
+    now = [100.0]
+    monkeypatch.setattr(app.engine.sequence.time, "perf_counter", lambda: now[0])
+    lines: list[str] = []
+    progress = StageProgress(lines.append, 7, 7, "dense", 5, "window")
+    for done, t in ((1, 101.0), (2, 110.0), (3, 112.0), (4, 130.0), (5, 190.0)):
+        now[0] = t
+        progress.update(done, "frames 0–31")
+    assert len(lines) == 3  # units 1 and 3 came within 5 s of the line before: no line
+    assert lines[0].startswith("stage 7/7 dense |") and "window 2/5, about 15 s left; frames 0–31" in lines[0]
+    assert "window 4/5, about 8 s left" in lines[1] and "window 5/5, done in 1 min 30 s" in lines[2]
+
+
 def test_frames_between_keyframes_registered_by_tracks(walk):
     """Keyframes 0 and 6 with exact observations (ground-truth depth): the frames between get their poses by
     optical flow + PnP within a small fraction of the step between frames."""
