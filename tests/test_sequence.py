@@ -247,6 +247,42 @@ def test_stage_progress_says_the_time_left_from_the_units_done(monkeypatch):
     assert "window 4/5, about 8 s left" in lines[1] and "window 5/5, done in 1 min 30 s" in lines[2]
 
 
+def test_a_long_gap_between_keyframes_is_registered_a_frame_at_a_time():
+    """Frames between two keyframes (here 120 frames of 640 × 480, a still camera) are decoded when indexed and
+    at most two are held at once, each decoded at most twice (forwards from one keyframe, backwards from the
+    other): peak memory of a few frames (before, every frame's grey image: 42 MB here, after the sequence path
+    had decoded the whole gap at once), and the same poses as from frames already in memory."""
+    import tracemalloc
+    from collections.abc import Sequence
+
+    base = np.repeat(_texture(480, 640, seed=5)[..., None], 3, axis=2)
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    pixels = corners(grey(base), 300, 8).astype(np.float64)
+    rays = np.column_stack([(pixels - [320, 240]) / 500, np.ones(len(pixels))])
+    points = rays * np.random.default_rng(0).uniform(4, 6, (len(pixels), 1))  # seen from the identity pose
+    ids = np.arange(len(pixels))
+    decoded: list[int] = []
+
+    class Decoded(Sequence):
+        def __len__(self):
+            return 122
+
+        def __getitem__(self, k):
+            if not 0 <= k < 122:
+                raise IndexError(k)
+            decoded.append(k)
+            return base.copy()
+
+    tracemalloc.start()
+    found = register_between(Decoded(), 0, (ids, pixels), (ids, pixels), points, K)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert sorted(found) == list(range(1, 121))
+    assert all(np.allclose(r.cam_from_world, np.eye(4), atol=1e-6) for r in found.values())
+    assert peak < 10 * base.nbytes and max(np.bincount(decoded)) <= 2
+    assert register_between([base] * 122, 0, (ids, pixels), (ids, pixels), points, K).keys() == found.keys()
+
+
 def test_frames_between_keyframes_registered_by_tracks(walk):
     """Keyframes 0 and 6 with exact observations (ground-truth depth): the frames between get their poses by
     optical flow + PnP within a small fraction of the step between frames."""

@@ -12,7 +12,7 @@ Conventions: camera-from-world ``[4, 4]``; pixels in the original frames with ce
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,16 +52,20 @@ def _scale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return g, s
 
 
-def _follow(images: Sequence[np.ndarray], pixels: np.ndarray, ids: np.ndarray, s: float
-            ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The pixels of ``images[0]`` followed through ``images[1:]``: per later image (pixels, their point ids)."""
-    out = []
+def _follow(images: Iterator[tuple[int, np.ndarray, float]], pixels: np.ndarray, ids: np.ndarray
+            ) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
+    """The pixels (original pixels) of the first of ``images`` (``(frame, grey image, scale)``, one at a time)
+    followed through the later ones: per later frame, (pixels, their point ids). Stops once no point is left,
+    so the frames after that are not decoded."""
+    k, previous, s = next(images)
     at = ((pixels + 0.5) * s - 0.5).astype(np.float32)
-    for previous, current in zip(images[:-1], images[1:]):
+    for k, current, _ in images:
         t = track(previous, current, at)
         at, ids = t.points[t.ok], ids[t.ok]
-        out.append(((at.astype(np.float64) + 0.5) / s - 0.5, ids))
-    return out
+        if not len(ids):
+            return
+        yield k, ((at.astype(np.float64) + 0.5) / s - 0.5, ids)
+        previous = current
 
 
 def estimate_pose(pixels: np.ndarray, ids: np.ndarray, points: np.ndarray, K: np.ndarray, size: tuple[int, int],
@@ -96,21 +100,28 @@ def register_between(frames: Sequence[np.ndarray], first: int, start: tuple[np.n
     keyframes of the map: ``start``/``end`` are the observations (point ids ``[n]``, pixels ``[n, 2]``) of the
     first/last frame when it is a keyframe of the map, else ``None`` (the run of frames before the first or
     after the last keyframe: that end is registered too); ``points`` ``[P, 3]`` the map's points. Returns the
-    frames registered."""
+    frames registered. ``frames`` is indexed one frame at a time, forwards then backwards, and no image is kept
+    beyond the next one: a sequence that decodes a frame when indexed bounds the memory to two frames, however
+    long the gap between keyframes."""
     n = len(frames)
     lo, hi = (0 if start is None else 1), (n - 1 if end is None else n - 2)  # the frames to register
     if hi < lo or (start is None and end is None):
         return {}
-    scaled = [_scale(f, options.max_side) for f in frames]
-    images, s = [g for g, _ in scaled], scaled[0][1]
+    size: list[tuple[int, int]] = []
+
+    def greys(order: Iterable[int]) -> Iterator[tuple[int, np.ndarray, float]]:
+        for k in order:
+            image = frames[k]
+            size[:] = [(image.shape[1], image.shape[0])]
+            yield (k, *_scale(image, options.max_side))
+
     found: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in range(lo, hi + 1)}
     if start is not None and len(start[0]):
-        for k, pair in enumerate(_follow(images[: hi + 1], start[1], start[0], s)):
-            found[1 + k].append(pair)
+        for k, pair in _follow(greys(range(hi + 1)), start[1], start[0]):
+            found[k].append(pair)
     if end is not None and len(end[0]):
-        for k, pair in enumerate(_follow(images[lo:][::-1], end[1], end[0], s)):
-            found[n - 2 - k].append(pair)
-    size = (frames[0].shape[1], frames[0].shape[0])
+        for k, pair in _follow(greys(range(n - 1, lo - 1, -1)), end[1], end[0]):
+            found[k].append(pair)
     out = {}
     for k, pairs in found.items():
         if not pairs:
@@ -119,7 +130,7 @@ def register_between(frames: Sequence[np.ndarray], first: int, start: tuple[np.n
         ids = np.concatenate([i for _, i in pairs])
         _, first_seen = np.unique(ids, return_index=True)  # a point followed from both keyframes: once
         first_seen.sort()
-        registered = estimate_pose(pixels[first_seen], ids[first_seen], points, K, size, options)
+        registered = estimate_pose(pixels[first_seen], ids[first_seen], points, K, size[0], options)
         if registered is not None:
             out[first + k] = registered
     return out

@@ -460,7 +460,7 @@ def reconstruct_sequence(
     for n, (a, b) in enumerate(segments):
         lo, hi = (0 if a is None else a), (S - 1 if b is None else b)
         if hi - lo >= 2 or (hi - lo == 1 and (a is None or b is None)):
-            found = register_between(source.load(range(lo, hi + 1)), lo,
+            found = register_between(_FramesOf(source, range(lo, hi + 1)), lo,
                                      None if a is None else kmap.observations[a],
                                      None if b is None else kmap.observations[b], kmap.points, kmap.K,
                                      seq.registration)
@@ -542,6 +542,20 @@ def reconstruct_sequence(
         warn(f"warning: {S - registered_count} of {S} frames could not be registered to the map; their cameras are "
              "the network's, placed by a similarity on their window's registered frames")
     return recon
+
+
+class _FramesOf(Sequence):
+    """Frames ``frames`` of ``source`` as a sequence that decodes a frame when it is indexed: the frames between
+    two keyframes can be hundreds (the map lost for a while), and :func:`register_between` holds two at a time."""
+
+    def __init__(self, source: ViewSource, frames: range) -> None:
+        self.source, self.frames = source, frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, k):  # one frame, uint8 RGB [H, W, 3]
+        return self.source.load([self.frames[k]])[0]
 
 
 def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: np.ndarray, sources: list[str],
