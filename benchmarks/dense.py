@@ -21,8 +21,9 @@ result per image list).
 * ``fitted``: the network's depth fitted to the SfM points, upsampled to 256 px, fused, kept where another view
   agrees (the default path before stereo);
 * ``stereo``: the default: stereo at 640 px, a plane sweep over the SfM points' depths; the cloud holds what
-  other views confirm, the exported depth maps are completed by the fitted depth scaled to the stereo around
-  it (``fill="maps"``);
+  other views confirm, the exported depth maps are completed (``fill="maps"``): holes that the kept pixels around
+  them place on one of the scene's dominant planes by that plane, the others by the fitted depth scaled to the
+  stereo around it; ``stereo_no_plane_fill``: the same without the planes (the fitted depth fills every hole);
 * ``stereo_fill_cloud``: the filled pixels also in the cloud, near matched pixels and confirmed by another
   view; ``stereo_prior_range``: also hypotheses around the fitted depth (±30 %) beside the plane sweep;
   ``stereo_prior_only``: hypotheses around the fitted depth only (the range narrowed, no plane sweep);
@@ -71,7 +72,8 @@ from benchmarks.real_scenes import load_scene, make_synthetic, pose_aucs  # noqa
 
 RESULTS = ROOT / "benchmarks" / "results" / "dense_cpu.json"
 THRESHOLDS = (0.01, 0.02, 0.05)
-METHODS = ("fast", "fitted", "stereo", "stereo_fill_cloud", "stereo_prior_range", "stereo_prior_only", "stereo_no_prior")
+METHODS = ("fast", "fitted", "stereo", "stereo_no_plane_fill", "stereo_fill_cloud", "stereo_prior_range",
+           "stereo_prior_only", "stereo_no_prior")
 GOOD_CAMERAS_AUC5 = 90.0  # the second summary: scenes whose SfM cameras are right (default path's AUC@5 at least this)
 
 
@@ -81,6 +83,7 @@ def pipeline_options(method: str):
     from app.engine.stereo import StereoOptions
 
     dense = {"fitted": DenseOptions(mode="fitted"), "stereo": DenseOptions(),
+             "stereo_no_plane_fill": DenseOptions(plane_fill=False),
              "stereo_fill_cloud": DenseOptions(fill="cloud"),
              "stereo_prior_range": DenseOptions(prior_range=True),
              "stereo_prior_only": DenseOptions(prior_range=True, stereo=StereoOptions(sweep_planes=0)),
@@ -111,8 +114,8 @@ class SfmOnce:
 
 class MatchOnce:
     """Matches each view once per scene for the stereo variants that match alike (without the prior's
-    hypotheses: ``stereo``, ``stereo_fill_cloud``, ``stereo_no_prior`` differ only after matching): the same
-    cameras (:class:`SfmOnce`) and images give the same depth, so a later variant reuses it. ``hits``: views
+    hypotheses: ``stereo``, ``stereo_no_plane_fill``, ``stereo_fill_cloud``, ``stereo_no_prior`` differ only after
+    matching): the same cameras (:class:`SfmOnce`) and images give the same depth, so a later variant reuses it. ``hits``: views
     reused since the last :meth:`reset` (that variant's matching time is then not a measurement)."""
 
     def __init__(self) -> None:
@@ -150,6 +153,43 @@ def _kept_mask(recon, fast: bool) -> np.ndarray:
     if percentile > 0 and keep.any():
         keep &= recon.depth_conf >= np.percentile(recon.depth_conf[keep], percentile)
     return keep
+
+
+def view_groups(scene, min_overlap: float = 0.01, step: int = 4) -> np.ndarray:
+    """``[S]`` int: the groups of a scene's views that see a common surface, from its exact depth and cameras:
+    two views are linked when at least ``min_overlap`` of one's pixels (every ``step``-th of each row and column)
+    land in the other in front of it, within 2 % of its exact depth there; the groups are the connected components
+    (numbered by their first view). A scene's views in two groups share nothing that images could tie their
+    scales by (the data engine's walk that turns on the spot between two views: scene_1100000004)."""
+    from scipy.sparse.csgraph import connected_components
+
+    from mum.geometry import depth_to_world_points
+
+    import torch
+
+    depth = np.stack(scene.depths).astype(np.float64)
+    cams, K = scene.cam_from_world_4x4(), np.stack(scene.intrinsics).astype(np.float64)
+    S, H, W = depth.shape
+    linked = np.eye(S, dtype=bool)
+    for i in range(S):
+        d = depth[i, ::step, ::step]
+        sub = K[i].copy()
+        sub[:2] /= step
+        sub[:2, 2] += (1 - step) / (2 * step)  # pixel centres of the sub-sampled grid
+        points = depth_to_world_points(torch.from_numpy(d), torch.from_numpy(cams[i, :3]), torch.from_numpy(sub)).numpy()
+        points = points[d > 0]
+        for j in range(S):
+            if j == i or not len(points):
+                continue
+            cam = points @ cams[j, :3, :3].T + cams[j, :3, 3]
+            z = cam[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u, v = ((cam[:, :2] / z[:, None]) @ K[j, :2, :2].T + K[j, :2, 2]).T
+            inside = (z > 0) & (u >= -0.5) & (v >= -0.5) & (u < W - 0.5) & (v < H - 0.5)
+            there = depth[j][np.clip(np.round(v[inside]).astype(int), 0, H - 1), np.clip(np.round(u[inside]).astype(int), 0, W - 1)]
+            seen = np.abs(there - z[inside]) < 0.02 * z[inside]
+            linked[i, j] = seen.sum() >= min_overlap * len(points)
+    return connected_components(linked | linked.T, directed=False)[1]
 
 
 def depth_figures(pred: np.ndarray, kept: np.ndarray, gt: np.ndarray, gt_valid: np.ndarray) -> dict:
@@ -227,21 +267,18 @@ def evaluate(recon, scene, fast: bool) -> dict:
     if scene.masks is not None:
         gt_valid &= np.stack(scene.masks)
     out = depth_figures(pred, kept_o, gt, gt_valid)
-    parts = [m["view_indices"] for m in recon.meta.get("sfm", {}).get("other_models", []) if m.get("joined")]
-    if parts:  # a scene SfM mapped in parts: the maps again, with one scale per part (the link between parts is
-        # the network's guess; this is how right each part is in itself)
-        label = np.zeros(S, int)
-        for k, views in enumerate(parts, 1):
-            label[views] = k
+    groups = view_groups(scene)
+    out["view_groups"] = int(groups.max()) + 1
+    if out["view_groups"] > 1:  # views that see nothing in common: the maps and cloud again, one scale per group
         scaled = pred.copy()
-        for k in range(len(parts) + 1):
-            figures = depth_figures(pred[label == k], kept_o[label == k], gt[label == k], gt_valid[label == k])
-            scaled[label == k] *= figures["scale"] if np.isfinite(figures["scale"]) else out["scale"]
-        per_part = depth_figures(scaled, kept_o, gt, gt_valid)
-        out["parts"] = len(parts) + 1
-        out["abs_rel_maps_per_part"], out["delta_maps_per_part"] = per_part.get("abs_rel_maps"), per_part.get("delta_maps")
-    elif "abs_rel_maps" in out:  # one part: the same figures
-        out["parts"], out["abs_rel_maps_per_part"], out["delta_maps_per_part"] = 1, out["abs_rel_maps"], out["delta_maps"]
+        for k in range(out["view_groups"]):
+            figures = depth_figures(pred[groups == k], kept_o[groups == k], gt[groups == k], gt_valid[groups == k])
+            scaled[groups == k] *= figures["scale"] if np.isfinite(figures["scale"]) else out["scale"]
+        per_group = depth_figures(scaled, kept_o, gt, gt_valid)
+    else:  # one group: the same figures
+        per_group = out
+    for key in ("abs_rel_maps", "delta_maps", "abs_rel_cloud", "delta_cloud"):
+        out[f"{key}_per_group"] = per_group.get(key)
     unproject = lambda d, cams, K: depth_to_world_points(  # noqa: E731
         torch.from_numpy(d), torch.from_numpy(cams[:, :3]), torch.from_numpy(np.asarray(K, np.float64))).numpy()
     gt_world = unproject(gt, scene.cam_from_world_4x4(), np.stack(scene.intrinsics))
@@ -307,7 +344,7 @@ def run_scene(model, scene, methods, sfm: SfmOnce, matches: MatchOnce, paths=("o
         print(f"  {key:16s} AbsRel cloud {100 * figures.get('abs_rel_cloud', np.nan):5.1f} %  δ<1.25 "
               f"{figures.get('delta_cloud', np.nan):5.1f} %  coverage {100 * figures['coverage']:5.1f} %  | maps "
               f"{100 * figures.get('abs_rel_maps', np.nan):5.1f} % / {figures.get('delta_maps', np.nan):5.1f} % "
-              f"(per part {100 * figures.get('abs_rel_maps_per_part', np.nan):4.1f} %)  | "
+              f"(per group {100 * figures.get('abs_rel_maps_per_group', np.nan):4.1f} %)  | "
               f"acc/comp@2% {100 * figures.get('accuracy_0.02', np.nan):5.1f} / "
               f"{100 * figures.get('completeness_0.02', np.nan):5.1f} %  AUC@5 {figures['auc5']:5.1f}  "
               + (f"{seconds:6.1f} s" if figures["seconds"] is not None else "matching reused"),
@@ -369,6 +406,7 @@ def table(results: dict, key: str = "summary") -> str:
     ``summary_good_cameras``), per method."""
     names = {"fast": "`--fast`", "fitted": "`--dense fitted`",
              "stereo": "**stereo (default)**: sweep, maps filled by the network",
+             "stereo_no_plane_fill": "stereo, maps filled by the network only (no planes)",
              "stereo_fill_cloud": "stereo, filled points also in the cloud",
              "stereo_prior_range": "stereo, + hypotheses around the network's depth",
              "stereo_prior_only": "stereo, hypotheses around the network's depth only",

@@ -71,3 +71,36 @@ def test_synthetic_sfm_runs_once_per_seed(tmp_path):
         assert r["mean_auc30_min"] <= r["mean_auc30"] <= r["mean_auc30_max"] and 0 <= r["registered_min"] <= 4
         (scene,) = r["scenes"].values()
         assert [x["seed"] for x in scene["runs"]] == [0, 1]
+
+
+def test_dense_benchmark_groups_views_that_see_a_common_surface():
+    """``benchmarks/dense.py`` scales each group of views that see a common surface on its own: two views of a
+    wall are one group, a third turned around to face the opposite wall is another (what a walk that turns on the
+    spot between two views gives); the same third view facing the first wall joins them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from benchmarks.dense import view_groups
+    from mum.geometry import intrinsics_from_fov, look_at
+
+    W, H = 64, 48
+    K = intrinsics_from_fov(np.deg2rad(60), W, H)
+
+    def view(eye, target, wall_y):  # depth of a wall y = wall_y seen from eye towards target
+        cam = np.eye(4)
+        cam[:3] = look_at(np.array(eye, float), np.array(target, float))
+        v, u = np.mgrid[0:H, 0:W]
+        rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T @ cam[:3, :3]  # world, per unit z
+        centre = -cam[:3, :3].T @ cam[:3, 3]
+        return cam, (wall_y - centre[1]) / rays[..., 1]
+
+    def scene(views):
+        cams, depths = zip(*views)
+        return SimpleNamespace(depths=list(depths), intrinsics=[K] * len(views),
+                               cam_from_world_4x4=lambda: np.stack(cams))
+
+    a, b = view([0, 0, 1], [0, 5, 1], 5.0), view([0.3, 0, 1], [0.3, 5, 1], 5.0)
+    behind = view([0.3, 0, 1], [0.3, -5, 1], -5.0)
+    assert list(view_groups(scene([a, b, behind]))) == [0, 0, 1]
+    assert list(view_groups(scene([a, b, view([0.6, 0, 1], [0.6, 5, 1], 5.0)]))) == [0, 0, 0]

@@ -132,13 +132,35 @@ def _reconstruction(scene, prior_scale: float = 1.0):
 
 @pytest.fixture(scope="module")
 def stereo_recon(scene):
-    """The stereo stage run on :func:`_reconstruction` at the images' size."""
+    """The stereo stage run on :func:`_reconstruction` at the images' size, holes filled by the network's prior
+    only (the planes' fill: :func:`test_planes_fill_the_holes_on_the_wall_and_the_floor`; its pixels, accurate
+    but outside the cloud, have confidence 0 like the prior's)."""
     from app.engine.multiview_stereo import add_stereo
 
     recon = _reconstruction(scene)
-    add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)), DenseOptions(size=W, neighbours=2),
-               lambda line: None)
+    add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)),
+               DenseOptions(size=W, neighbours=2, plane_fill=False), lambda line: None)
     return recon
+
+
+def test_planes_fill_the_holes_on_the_wall_and_the_floor(scene, stereo_recon):
+    """The default fill-in: the holes stereo leaves on the wall and the floor take those planes' depth (found
+    from the kept points): the filled pixels' median error falls below 1 %, from over 2 % with the prior alone;
+    the cloud (stereo's pixels) is the same."""
+    from app.engine.multiview_stereo import add_stereo
+
+    recon = _reconstruction(scene)
+    lines = []
+    add_stereo(recon, list(scene["images"]), recon.transforms, None, np.zeros((0, 3)), DenseOptions(size=W, neighbours=2),
+               lines.append)
+    np.testing.assert_array_equal(recon.valid, stereo_recon.valid)
+    truth = scene["depth"]
+    filled = (truth > 0) & ~recon.valid & np.isfinite(recon.depth) & np.isfinite(stereo_recon.depth)
+    with_planes = np.median(np.abs(recon.depth - truth)[filled] / truth[filled])
+    prior_only = np.median(np.abs(stereo_recon.depth - truth)[filled] / truth[filled])
+    assert with_planes < 0.01 and prior_only > 0.02, (with_planes, prior_only)
+    assert recon.meta["stereo"]["planes"] == 2 and recon.meta["stereo"]["pixels_plane_filled"] > 0.05
+    assert "filled by 2 planes" in lines[-1]
 
 
 def test_dense_stage_keeps_accurate_depth_and_confidence_ranks_it(scene, stereo_recon):

@@ -41,7 +41,9 @@ class DenseOptions:
     depth maps only, with confidence 0 (measured: in the cloud, the filled points cost more accuracy than they
     add completeness); ``cloud``: also in the cloud, within ``fill_radius`` (a share of the long side) of a kept
     stereo pixel where another view confirms the filled depth within ``fill_tolerance``; ``none``: stereo alone
-    (NaN where it keeps nothing). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
+    (NaN where it keeps nothing). ``plane_fill``: before that, a hole that stereo's kept pixels around it place on
+    one of the scene's dominant planes takes that plane's depth (:mod:`app.engine.plane_fill`; ``fill`` other
+    than ``none``). A stereo depth is kept when ``min_confirmed`` neighbours confirm it (round trip
     within ``pixel_tolerance`` px and ``depth_tolerance``, viewing rays meeting at ``min_angle`` degrees or more,
     :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``. ``match_network_cameras``: views
     whose cameras are the network's (not SfM's or given) are matched too (the one-pass path); off (the sequence
@@ -63,6 +65,7 @@ class DenseOptions:
     depth_tolerance: float = 0.01
     fill_tolerance: float = 0.015
     fill_radius: float = 0.025
+    plane_fill: bool = True
     min_angle: float = 2.0
     match_network_cameras: bool = True
     stereo: StereoOptions = field(default_factory=_stereo_options)

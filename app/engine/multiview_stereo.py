@@ -17,7 +17,9 @@ network (:func:`add_stereo`).
    by a geometric round trip and its NCC is at least ``min_score``; its depth becomes the mean of the confirming
    views' (:mod:`app.engine.depth_fusion`).
    A view that no other view overlaps keeps the prior where its cross-check kept it.
-6. **Fill-in.** Where stereo keeps nothing (textureless walls, sky, occlusions, parts no neighbour sees), the
+6. **Fill-in.** Where stereo keeps nothing (textureless walls, sky, occlusions, parts no neighbour sees): a hole
+   whose surrounding kept pixels lie mostly on one of the scene's dominant planes (RANSAC on the kept points)
+   takes that plane's depth (``plane_fill``; :mod:`app.engine.plane_fill`); elsewhere the
    prior refitted to the view's own kept stereo depth (affine in inverse depth, then a smooth correction:
    :func:`refit_prior`) and scaled locally to the kept stereo depth around it (:func:`fill_from_prior`;
    measured on held-out synthetic scenes, the refit lowers the filled pixels' AbsRel): the exported depth maps
@@ -29,7 +31,7 @@ network (:func:`add_stereo`).
    more accuracy than they add completeness.
 7. **Confidence** per pixel in [0, 1]: the NCC (clipped at 0) times the fraction of neighbours that confirm
    the depth; for filled pixels in the cloud ``FILL_CONFIDENCE`` times that fraction (below matched pixels); 0
-   outside the cloud. It is what ``--conf-percentile`` ranks and ``depth/NAME.conf.npy`` holds.
+   outside the cloud (pixels a plane filled too). It is what ``--conf-percentile`` ranks and ``depth/NAME.conf.npy`` holds.
 
 Depth is camera z; dense maps ``[S, H, W]``; cameras camera-from-world (OpenCV).
 """
@@ -46,6 +48,7 @@ import numpy as np
 
 from app.engine.dense_fit import fit_correction_field, fit_depth, overlap_neighbours, upsample_depth
 from app.engine.depth_fusion import geometric_consistency
+from app.engine.plane_fill import PlaneFillOptions, dominant_planes, fill_planes, kept_points
 from app.engine.reconstruction import Reconstruction
 from app.engine.stereo import View, match_view
 from app.engine.view_selection import covisibility_scores, select_neighbours
@@ -234,6 +237,14 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     confidence = np.where(kept, np.clip(score, 0, 1) * consistency.confirmed / checked, 0).astype(np.float32)
     stereo_kept = float(kept.mean())
     filled = np.stack([fill_from_prior(p, d, k) for p, d, k in zip(prior, consistency.depth, kept)])
+    planes, plane_filled = [], np.zeros_like(kept)
+    if options.plane_fill and options.fill != "none":
+        plane_options = PlaneFillOptions()
+        planes = dominant_planes(kept_points(consistency.depth, kept, K, recon.cam_from_world, plane_options.samples),
+                                 plane_options)
+        for i in range(S):
+            filled[i], plane_filled[i] = fill_planes(filled[i], prior[i], consistency.depth[i], kept[i], planes, K[i],
+                                                     recon.cam_from_world[i], plane_options)
     out = np.where(kept, consistency.depth, filled if options.fill != "none" else np.nan).astype(np.float32)
     valid = kept.copy()
     if options.fill == "cloud":  # filled pixels near stereo join the cloud where another view's completed depth confirms them
@@ -266,11 +277,14 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
                                  "pixels_kept": round(float(valid.mean()), 4), "tolerance": options.depth_tolerance}
     recon.meta["stereo"] = {"size": [W, H], "neighbours": options.neighbours, "prior_range": options.prior_range,
                             "fill": options.fill, "pixels_matched": round(stereo_kept, 4),
-                            "pixels_filled": round(float((valid & ~kept).mean()), 4),
+                            "pixels_filled": round(float((valid & ~kept).mean()), 4), "planes": len(planes),
+                            "pixels_plane_filled": round(float(plane_filled.mean()), 4),
                             "seconds": round(seconds, 3), "matching_seconds": round(match_s, 3),
                             "seconds_per_view": round(match_s / max(to_match, 1), 3), "views_matched": to_match}
     say(f"dense: stereo kept {100 * stereo_kept:.0f} % of pixels (confirmed by another view)"
         + (f", {100 * float((valid & ~kept).mean()):.0f} % filled from the fitted depth" if options.fill == "cloud" else "")
+        + (f"; {100 * float(plane_filled.mean()):.0f} % of the maps filled by {len(planes)} plane"
+           + ("s" if len(planes) != 1 else "") if planes else "")
         + f"; {match_s / max(to_match, 1):.2f} s a view")
 
 
