@@ -88,9 +88,10 @@ def add_cameras(
         depth_scale = similarity.scale
         if sfm.other_models:
             kept = np.nonzero(sfm.registered)[0]
-            kept_units = _units_per_network_depth(recon, kept, sfm.cam_from_world[kept], sfm.points,
-                                                  [sfm.observations[i] for i in kept])
-            ratios = [kept_units / _units_per_network_depth(recon, m.views, m.cam_from_world, m.points, m.observations)
+            kept_units = units_per_network_depth(recon.depth, recon.transforms, kept, sfm.cam_from_world[kept],
+                                                 sfm.points, [sfm.observations[i] for i in kept])
+            ratios = [kept_units / units_per_network_depth(recon.depth, recon.transforms, m.views, m.cam_from_world,
+                                                           m.points, m.observations)
                       for m in sfm.other_models]
             sfm, joins = join_other_models(network_cams, sfm, similarity, ratios)
             cams = np.where(sfm.registered[:, None, None], sfm.cam_from_world, cams)
@@ -195,15 +196,17 @@ def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, s
     return merged, records
 
 
-def _units_per_network_depth(recon: Reconstruction, views: np.ndarray, cam_from_world: np.ndarray, points: np.ndarray,
-                             observations: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def units_per_network_depth(depth, transforms, views: Sequence[int], cam_from_world: np.ndarray, points: np.ndarray,
+                            observations: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """A model's length units per unit of the network's depth: the median over ``views`` of each view's median
     ratio of its observed points' depth (``cam_from_world`` ``[n, 4, 4]``, ``points`` ``[P, 3]``) to the network's
-    depth at their pixels; NaN when no view has a valid ratio."""
+    depth at their pixels (``depth[i]`` ``[h, w]`` and ``transforms[i]``, the view's
+    :class:`~mum.io.ViewTransform`, for each ``i`` of ``views``: arrays, lists or dicts); NaN when no view has a
+    valid ratio."""
     ratios = []
     for i, cam, (idx, uv) in zip(views, cam_from_world, observations):
         z = (points[idx] @ cam[:3, :3].T + cam[:3, 3])[:, 2]
-        d = sample_bilinear(recon.depth[i].astype(np.float64), recon.transforms[i].points_to_network(uv))
+        d = sample_bilinear(np.asarray(depth[i], np.float64), transforms[i].points_to_network(uv))
         ok = np.isfinite(d) & (d > 0) & (z > 0)
         if ok.any():
             ratios.append(float(np.median(z[ok] / d[ok])))
