@@ -191,51 +191,61 @@ def _join_parts(sfm: SfmResult, frames: list[int], maps: FrameMaps) -> tuple[Sfm
     """A chunk's SfM with the mapper's other models (``sfm.other_models``: keyframes that share no verified match
     with the kept model, as after a cut) joined to it through the network, as the one-pass path joins them
     (:func:`app.engine.cameras.join_other_models`): each part keeps SfM's cameras and points relative to each
-    other; the link is the network's. The network's cameras come per window, each window in its own frame, so
-    every window's network cameras of the chunk's keyframes are first placed in the chunk's frame by the
-    similarity fitted on that window's keyframes of the kept model (at least two); a model with a keyframe in a
-    window without two is left out. A model's scale (kept-model units per model unit) is measured through the
-    network's depth within one window at a time (the median over the windows that hold keyframes of both).
-    Returns the result (``other_models`` emptied) and one record per model (view indices: frames)."""
+    other; the link is the network's. The network's cameras come per window, each window in its own frame, so a
+    window's network cameras of the chunk's keyframes are placed in the chunk's frame by the similarity fitted on
+    that window's registered keyframes (at least two), and a model is linked through its keyframes in such
+    windows; its scale (kept-model units per model unit) is measured through the network's depth within one
+    window at a time (the median over the windows that hold registered keyframes and the model's). Models are
+    joined one at a time, the largest linkable first, and each joined model's keyframes then place their
+    windows too: a part after a second cut is reached through the part after the first. A model no window
+    links is left out. Returns the result (``other_models`` emptied) and one record per model (view indices:
+    frames)."""
     from app.engine.cameras import join_other_models, units_per_network_depth
 
     if not sfm.other_models or sfm.num_registered < 2:
         return replace(sfm, other_models=[]), []
     n = len(frames)
-    chunk = set(frames)
-    window_of = {f: w for w, window in enumerate(maps.windows) for f in window if f in chunk}
-    placed = np.full((n, 4, 4), np.nan)
-    for w in sorted(set(window_of.values())):
-        idx = [i for i in range(n) if window_of[frames[i]] == w]
-        kept = sfm.registered[idx]
-        if kept.sum() >= 2:
-            net = np.stack([maps.network_cams[frames[i]] for i in idx])
-            placed[idx] = fill_unregistered(net, np.nan_to_num(sfm.cam_from_world[idx]), kept)[0]
+    window_of = np.array([w for f in frames for w, window in enumerate(maps.windows) if f in window])  # [n]
     depth = {i: maps.depth[frames[i]] for i in range(n)}  # one chunk's keyframes (read from disk)
     transforms = {i: maps.transforms[frames[i]] for i in range(n)}
-    usable, ratios, records = [], [], []
-    for model in sfm.other_models:
-        if not np.isfinite(placed[model.views]).all():
-            records.append({"views": len(model.views), "view_indices": [frames[i] for i in model.views],
-                            "joined": False})
-            continue
-        per_window = []
-        for w in sorted({window_of[frames[i]] for i in model.views}):
-            kept = [i for i in np.nonzero(sfm.registered)[0] if window_of[frames[i]] == w]
-            mine = [k for k, i in enumerate(model.views) if window_of[frames[i]] == w]
-            if kept and mine:
-                per_window.append(
-                    units_per_network_depth(depth, transforms, kept, sfm.cam_from_world[kept], sfm.points,
-                                            [sfm.observations[i] for i in kept])
-                    / units_per_network_depth(depth, transforms, model.views[mine], model.cam_from_world[mine],
-                                              model.points, [model.observations[k] for k in mine]))
-        finite = [r for r in per_window if np.isfinite(r)]
-        usable.append(model)
-        ratios.append(float(np.median(finite)) if finite else float("nan"))
-    joined, more = join_other_models(placed, replace(sfm, other_models=usable), identity(), ratios)
-    for record in more:
+    network = np.stack([maps.network_cams[f] for f in frames])
+
+    def units(views: np.ndarray, cams: np.ndarray, points: np.ndarray, observations) -> float:
+        return units_per_network_depth(depth, transforms, views, cams, points, observations)
+
+    current, pending, records = replace(sfm, other_models=[]), list(sfm.other_models), []
+    while pending:
+        placed = np.full((n, 4, 4), np.nan)
+        for w in np.unique(window_of):
+            idx = np.nonzero(window_of == w)[0]
+            if current.registered[idx].sum() >= 2:
+                placed[idx] = fill_unregistered(network[idx], np.nan_to_num(current.cam_from_world[idx]),
+                                                current.registered[idx])[0]
+        joined = None
+        for model in pending:
+            ratios = []
+            for w in np.unique(window_of[model.views]):
+                kept = np.nonzero(current.registered & (window_of == w))[0]
+                mine = np.nonzero(window_of[model.views] == w)[0]
+                if len(kept):
+                    ratios.append(units(kept, current.cam_from_world[kept], current.points,
+                                        [current.observations[i] for i in kept])
+                                  / units(model.views[mine], model.cam_from_world[mine], model.points,
+                                          [model.observations[k] for k in mine]))
+            finite = [r for r in ratios if np.isfinite(r)]
+            if finite and np.isfinite(placed[model.views]).all(axis=(1, 2)).any():
+                joined = model
+                current, (record,) = join_other_models(placed, replace(current, other_models=[model]), identity(),
+                                                       [float(np.median(finite))])
+                records.append(record)
+                break
+        if joined is None:
+            break
+        pending = [m for m in pending if m is not joined]
+    records += [{"views": len(m.views), "view_indices": m.views.tolist(), "joined": False} for m in pending]
+    for record in records:
         record["view_indices"] = [frames[i] for i in record["view_indices"]]
-    return joined, records + more
+    return current, records
 
 
 def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, focal: np.ndarray,
