@@ -228,6 +228,78 @@ def test_keyframe_sfm_also_matches_keyframes_far_apart_on_the_path(monkeypatch):
     assert (0, 6) not in pairs and (0, 30) not in pairs and len(pairs) == 235 + 40 + 30 + 10
 
 
+def test_a_chunks_other_models_are_joined_through_each_windows_network_cameras():
+    """Keyframe SfM of a chunk maps frames 0-7 (the kept model) and, after cuts, frames 8-13 and 14-17 as two
+    other models, each in its own frame and scale; frames 18-23 make a fourth model, in a window of its own. The
+    network's cameras and depth come per window of 6 frames, each window in its own frame and scale (exact up to
+    that similarity). The first other model is linked to the kept one through the window they share (frames
+    6-11); once joined, its frames 12-13 place the next window, which links the second; both land on the true
+    cameras with their points. The fourth, which no window links to the rest, is left out."""
+    from app.engine.camera_fusion import Similarity
+    from app.engine.sequence import FrameMaps, _join_parts
+    from app.engine.sfm import OtherModel, reprojection_errors
+    from mum.io import ViewTransform
+
+    rng = np.random.default_rng(3)
+    S, f, size = 24, 500.0, (640, 480)
+    truth = np.stack([_pose(_rotation([0, 1, 0], 0.01 * i), [-0.2 * i, 0.05 * np.sin(i), 0.0]) for i in range(S)])
+    K = np.array([[f, 0, 320], [0, f, 240], [0, 0, 1.0]])
+    windows = [range(0, 6), range(6, 12), range(12, 18), range(18, 24)]
+    parts = {"kept": range(0, 8), "cut": range(8, 14), "second cut": range(14, 18), "far": range(18, 24)}
+    points = {name: np.column_stack([rng.uniform(-2.5, 2.5, 60) + 0.2 * np.mean(fr), rng.uniform(-1.5, 1.5, 60),
+                                     np.full(60, 6.0)]) for name, fr in parts.items()}
+
+    def observe(cams, pts):
+        x = np.einsum("nij,pj->npi", cams[:, :3, :3], pts) + cams[:, None, :3, 3]
+        return [(np.arange(len(pts)), xi[:, :2] / xi[:, 2:] * f + [320, 240]) for xi in x]
+
+    tf = ViewTransform.crop(size, (64, 48), 0, 0, *size)
+    grid = np.stack(np.meshgrid(np.arange(64.0), np.arange(48.0)), -1).reshape(-1, 2)
+    maps = FrameMaps(windows=windows, transforms=[tf] * S, depth=np.zeros((S, 48, 64), np.float32))
+    for w, window in enumerate(windows):  # each window: the network's own frame and scale
+        sim = Similarity(0.2 + 0.3 * w, _rotation(rng.normal(size=3), 0.5 + w), rng.normal(size=3))
+        maps.network_cams += list(sim.apply_to_cameras(truth[list(window)]))
+        for i in window:  # the depth of the plane z = 6 seen from camera i, in the window's units
+            rays = np.column_stack([(tf.points_to_original(grid) - [320, 240]) / f, np.ones(len(grid))])
+            world_dirs = rays @ truth[i, :3, :3]  # Rᵀ r
+            centre = camera_centers(truth[i:i + 1])[0]
+            maps.depth[i] = ((6.0 - centre[2]) / world_dirs[:, 2]).reshape(48, 64) * sim.scale
+    registered = np.isin(np.arange(S), list(parts["kept"]))
+    cams = np.where(registered[:, None, None], truth, np.nan)
+    empty = (np.zeros(0, np.int64), np.zeros((0, 2)))
+    kept_obs = [o if r else empty for o, r in zip(observe(truth, points["kept"]), registered)]
+    others = []
+    for name, scale in (("cut", 3.0), ("second cut", 0.5), ("far", 2.0)):
+        own = Similarity(scale, _rotation(rng.normal(size=3), 1.0), rng.normal(size=3))
+        views = np.array(list(parts[name]))
+        own_cams = own.apply_to_cameras(truth[views])
+        own_points = points[name] @ own.rotation.T * own.scale + own.translation
+        others.append(OtherModel(views, own_cams, np.repeat(K[None], len(views), 0), own_points,
+                                 np.zeros((60, 3), np.uint8), observe(own_cams, own_points)))
+    sfm = SfmResult(registered, cams, np.repeat(K[None], S, 0), points["kept"], np.zeros((60, 3), np.uint8), kept_obs,
+                    0, 0, other_models=others)
+    joined, records = _join_parts(sfm, list(range(100, 100 + S)), _offset_frames(maps, 100))
+    assert [r["joined"] for r in records] == [True, True, False]
+    assert [r["view_indices"] for r in records] == [list(range(108, 114)), list(range(114, 118)),
+                                                    list(range(118, 124))]
+    assert records[0]["scale"] == pytest.approx(1 / 3.0, rel=1e-3) and records[1]["scale"] == pytest.approx(2.0, rel=1e-3)
+    assert joined.registered.tolist() == [True] * 18 + [False] * 6 and not joined.other_models
+    np.testing.assert_allclose(joined.cam_from_world[:18], truth[:18], atol=1e-3)
+    assert len(joined.points) == 180
+    errors = reprojection_errors(joined.cam_from_world, joined.intrinsics, joined.points, joined.observations)
+    assert errors.size == 18 * 60 and errors.max() < 1e-6
+
+
+def _offset_frames(maps, offset: int):
+    """``maps`` of frames ``offset …``: a chunk's keyframes are frame numbers, not positions."""
+    from app.engine.sequence import FrameMaps
+
+    pad = lambda items: [None] * offset + list(items)  # noqa: E731
+    depth = np.concatenate([np.zeros((offset,) + maps.depth.shape[1:], maps.depth.dtype), maps.depth])
+    return FrameMaps(depth=depth, transforms=pad(maps.transforms), network_cams=pad(maps.network_cams),
+                     windows=[range(w.start + offset, w.stop + offset) for w in maps.windows])
+
+
 def test_stage_progress_says_the_time_left_from_the_units_done(monkeypatch):
     """Progress of a long stage: the stage, the bar, the units done and the time left in the stage from the time
     the finished units took (units 2 of 5 in 10 s: about 15 s left); at most one line per ``every`` seconds

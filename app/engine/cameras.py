@@ -88,9 +88,10 @@ def add_cameras(
         depth_scale = similarity.scale
         if sfm.other_models:
             kept = np.nonzero(sfm.registered)[0]
-            kept_units = _units_per_network_depth(recon, kept, sfm.cam_from_world[kept], sfm.points,
-                                                  [sfm.observations[i] for i in kept])
-            ratios = [kept_units / _units_per_network_depth(recon, m.views, m.cam_from_world, m.points, m.observations)
+            kept_units = units_per_network_depth(recon.depth, recon.transforms, kept, sfm.cam_from_world[kept],
+                                                 sfm.points, [sfm.observations[i] for i in kept])
+            ratios = [kept_units / units_per_network_depth(recon.depth, recon.transforms, m.views, m.cam_from_world,
+                                                           m.points, m.observations)
                       for m in sfm.other_models]
             sfm, joins = join_other_models(network_cams, sfm, similarity, ratios)
             cams = np.where(sfm.registered[:, None, None], sfm.cam_from_world, cams)
@@ -161,24 +162,28 @@ def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, s
     ``R`` from the network's rotations (``to_sfm`` and the model's own similarity from the network frame,
     fitted alike), ``s = scale_ratios[k]`` (kept-model units per model-``k`` unit, measured by the caller from the
     network's depth, which holds one scale across views better than its camera positions do), ``t`` placing the
-    centroid of the model's camera centres where the network's cameras put it. Within a part SfM's cameras
+    centroid of the model's camera centres where the network's cameras put it. Views whose network camera is
+    unknown (NaN rows of ``network``: the sequence path places the network's cameras window by window) do not
+    enter the link; the link's similarity moves all of the model's views. Within a part SfM's cameras
     are kept even where the network's rotations disagree with them (``rotation_disagreement_deg``, the median
-    over its views, is recorded: it says how far the link can be trusted); a model without a scale is left
-    out and its views stay the network's. Returns the result with the joined views registered and their
+    over its linked views, is recorded: it says how far the link can be trusted); a model without a scale or
+    without a view with a network camera is left out and its views stay the network's. Returns the result with the joined views registered and their
     points and observations appended (``other_models`` emptied), and one record per model."""
     registered, cams, K = sfm.registered.copy(), sfm.cam_from_world.copy(), sfm.intrinsics.copy()
     points, colors, observations = [sfm.points], [sfm.point_colors], list(sfm.observations)
     offset, records = len(sfm.points), []
     for model, ratio in zip(sfm.other_models, scale_ratios):
-        if not (np.isfinite(ratio) and ratio > 0):
+        linked = np.isfinite(network[model.views]).all(axis=(1, 2))
+        if not (np.isfinite(ratio) and ratio > 0) or not linked.any():
             records.append({"views": len(model.views), "view_indices": model.views.tolist(), "joined": False})
             continue
-        rotation = to_sfm.rotation @ fit_similarity(network[model.views], model.cam_from_world).rotation.T
-        placed = to_sfm.apply_to_cameras(network[model.views])
-        centre = camera_centers(model.cam_from_world).mean(0)
+        own = model.cam_from_world[linked]
+        rotation = to_sfm.rotation @ fit_similarity(network[model.views[linked]], own).rotation.T
+        placed = to_sfm.apply_to_cameras(network[model.views[linked]])
+        centre = camera_centers(own).mean(0)
         join = Similarity(ratio, rotation, camera_centers(placed).mean(0) - ratio * rotation @ centre)
         joined = join.apply_to_cameras(model.cam_from_world)
-        angles = rotation_angle_deg(torch.from_numpy(joined[:, :3, :3]), torch.from_numpy(placed[:, :3, :3])).numpy()
+        angles = rotation_angle_deg(torch.from_numpy(joined[linked, :3, :3]), torch.from_numpy(placed[:, :3, :3])).numpy()
         records.append({"views": len(model.views), "view_indices": model.views.tolist(),
                         "rotation_disagreement_deg": round(float(np.median(angles)), 2), "scale": round(float(ratio), 6),
                         "joined": True})
@@ -195,15 +200,17 @@ def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, s
     return merged, records
 
 
-def _units_per_network_depth(recon: Reconstruction, views: np.ndarray, cam_from_world: np.ndarray, points: np.ndarray,
-                             observations: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def units_per_network_depth(depth, transforms, views: Sequence[int], cam_from_world: np.ndarray, points: np.ndarray,
+                            observations: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """A model's length units per unit of the network's depth: the median over ``views`` of each view's median
     ratio of its observed points' depth (``cam_from_world`` ``[n, 4, 4]``, ``points`` ``[P, 3]``) to the network's
-    depth at their pixels; NaN when no view has a valid ratio."""
+    depth at their pixels (``depth[i]`` ``[h, w]`` and ``transforms[i]``, the view's
+    :class:`~mum.io.ViewTransform`, for each ``i`` of ``views``: arrays, lists or dicts); NaN when no view has a
+    valid ratio."""
     ratios = []
     for i, cam, (idx, uv) in zip(views, cam_from_world, observations):
         z = (points[idx] @ cam[:3, :3].T + cam[:3, 3])[:, 2]
-        d = sample_bilinear(recon.depth[i].astype(np.float64), recon.transforms[i].points_to_network(uv))
+        d = sample_bilinear(np.asarray(depth[i], np.float64), transforms[i].points_to_network(uv))
         ok = np.isfinite(d) & (d > 0) & (z > 0)
         if ok.any():
             ratios.append(float(np.median(z[ok] / d[ok])))

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity
+from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity, identity
 from app.engine.frame_registration import RegistrationOptions, register_between
 from app.engine.frame_store import check_room, frames_on_disk, release_pages
 from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
@@ -185,6 +185,67 @@ def _moved(sfm: SfmResult, sim: Similarity) -> SfmResult:
     """``sfm`` in another frame: cameras and points through ``sim``."""
     cams = np.where(sfm.registered[:, None, None], sim.apply_to_cameras(np.nan_to_num(sfm.cam_from_world)), np.nan)
     return replace(sfm, cam_from_world=cams, points=apply(sim, sfm.points))
+
+
+def _join_parts(sfm: SfmResult, frames: list[int], maps: FrameMaps) -> tuple[SfmResult, list[dict]]:
+    """A chunk's SfM with the mapper's other models (``sfm.other_models``: keyframes that share no verified match
+    with the kept model, as after a cut) joined to it through the network, as the one-pass path joins them
+    (:func:`app.engine.cameras.join_other_models`): each part keeps SfM's cameras and points relative to each
+    other; the link is the network's. The network's cameras come per window, each window in its own frame, so a
+    window's network cameras of the chunk's keyframes are placed in the chunk's frame by the similarity fitted on
+    that window's registered keyframes (at least two), and a model is linked through its keyframes in such
+    windows; its scale (kept-model units per model unit) is measured through the network's depth within one
+    window at a time (the median over the windows that hold registered keyframes and the model's). Models are
+    joined one at a time, the largest linkable first, and each joined model's keyframes then place their
+    windows too: a part after a second cut is reached through the part after the first. A model no window
+    links is left out. Returns the result (``other_models`` emptied) and one record per model (view indices:
+    frames)."""
+    from app.engine.cameras import join_other_models, units_per_network_depth
+
+    if not sfm.other_models or sfm.num_registered < 2:
+        return replace(sfm, other_models=[]), []
+    n = len(frames)
+    window_of = np.array([w for f in frames for w, window in enumerate(maps.windows) if f in window])  # [n]
+    depth = {i: maps.depth[frames[i]] for i in range(n)}  # one chunk's keyframes (read from disk)
+    transforms = {i: maps.transforms[frames[i]] for i in range(n)}
+    network = np.stack([maps.network_cams[f] for f in frames])
+
+    def units(views: np.ndarray, cams: np.ndarray, points: np.ndarray, observations) -> float:
+        return units_per_network_depth(depth, transforms, views, cams, points, observations)
+
+    current, pending, records = replace(sfm, other_models=[]), list(sfm.other_models), []
+    while pending:
+        placed = np.full((n, 4, 4), np.nan)
+        for w in np.unique(window_of):
+            idx = np.nonzero(window_of == w)[0]
+            if current.registered[idx].sum() >= 2:
+                placed[idx] = fill_unregistered(network[idx], np.nan_to_num(current.cam_from_world[idx]),
+                                                current.registered[idx])[0]
+        joined = None
+        for model in pending:
+            ratios = []
+            for w in np.unique(window_of[model.views]):
+                kept = np.nonzero(current.registered & (window_of == w))[0]
+                mine = np.nonzero(window_of[model.views] == w)[0]
+                if len(kept):
+                    ratios.append(units(kept, current.cam_from_world[kept], current.points,
+                                        [current.observations[i] for i in kept])
+                                  / units(model.views[mine], model.cam_from_world[mine], model.points,
+                                          [model.observations[k] for k in mine]))
+            finite = [r for r in ratios if np.isfinite(r)]
+            if finite and np.isfinite(placed[model.views]).all(axis=(1, 2)).any():
+                joined = model
+                current, (record,) = join_other_models(placed, replace(current, other_models=[model]), identity(),
+                                                       [float(np.median(finite))])
+                records.append(record)
+                break
+        if joined is None:
+            break
+        pending = [m for m in pending if m is not joined]
+    records += [{"views": len(m.views), "view_indices": m.views.tolist(), "joined": False} for m in pending]
+    for record in records:
+        record["view_indices"] = [frames[i] for i in record["view_indices"]]
+    return current, records
 
 
 def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, focal: np.ndarray,
@@ -409,6 +470,7 @@ def reconstruct_sequence(
     progress = StageProgress(say, 3, STAGES, "keyframe SfM", len(plan), "chunk", every=0.0)
     kmap: KeyframeMap | None = None
     chunk_info = []
+    parts: list[dict] = []  # the mapper's other models, joined or not (:func:`_join_parts`)
     pairs_matched = 0
     for c, positions in enumerate(plan):
         frames = [keyframes[i] for i in positions]
@@ -416,12 +478,19 @@ def reconstruct_sequence(
                          say=lambda m, c=c: say(f"stage 3/{STAGES} keyframe SfM, chunk {c + 1}/{len(plan)}: "
                                                 f"{m.removeprefix('sfm: ')}"))
         pairs_matched += sfm.pairs_matched
+        sfm, joins = _join_parts(sfm, frames, maps)
+        for record in joins:
+            say(f"stage 3/{STAGES} keyframe SfM, chunk {c + 1}/{len(plan)}: another part of the scene "
+                f"({record['views']} keyframes, frames {record['view_indices'][0]}–{record['view_indices'][-1]}, "
+                "no match with the rest) " + ("joined through the network's depth and cameras" if record["joined"]
+                                              else "left out"))
+        parts += joins
         if kmap is None:
             registered = np.nonzero(sfm.registered)[0]
             kmap = KeyframeMap(K=(sfm.intrinsics[registered[0]] if len(registered) else sfm.intrinsics[0]).copy())
         added = kmap.add(frames, sfm)
         chunk_info.append({"keyframes": [frames[0], frames[-1]], "registered": sfm.num_registered,
-                           "of": len(frames), **added})
+                           "of": len(frames), "parts_joined": sum(r["joined"] for r in joins), **added})
         progress.update(c + 1, f"frames {frames[0]}–{frames[-1]}: {sfm.num_registered}/{len(frames)} keyframes "
                                "registered", force=True)
     clock.lap("keyframe_sfm")
@@ -528,7 +597,7 @@ def reconstruct_sequence(
                   "keyframes_registered": keyframes_registered, "registered_by_pnp": pnp,
                   "network_placed": S - registered_count, "windows": len(windows), "chunks": chunk_info,
                   "maps_on_disk_mb": round(maps_bytes / 2**20, 1),
-                  "loops": loops_info, "bundle_adjustment": ba, "seconds": clock.wall, "cpu_seconds": clock.cpu,
+                  "loops": loops_info, "other_models": parts, "bundle_adjustment": ba, "seconds": clock.wall, "cpu_seconds": clock.cpu,
                   "peak_rss_mib": clock.peak_rss,
                   "seconds_total": round(time.perf_counter() - t_start, 3)},
         stage_seconds=clock.summary({"network": ("network",), "dense": ("dense",),
@@ -538,6 +607,9 @@ def reconstruct_sequence(
     )
     if stereo is not None:
         recon.meta["stereo"] = stereo
+    if any(record["joined"] for record in parts):
+        warn(f"warning: the keyframes fall into {1 + sum(r['joined'] for r in parts)} parts that share no match: "
+             "each part's cameras are SfM's, their placement relative to each other is the network's guess")
     if S - registered_count:
         warn(f"warning: {S - registered_count} of {S} frames could not be registered to the map; their cameras are "
              "the network's, placed by a similarity on their window's registered frames")
