@@ -35,7 +35,10 @@ result per image list).
 * depth AbsRel and δ<1.25 (%) after **one scale for the whole scene** (the median ratio of exact to predicted
   depth over the pixels the cloud keeps), over the pixels the exported cloud keeps (``cloud``) and over every
   pixel of the exported depth maps (``maps``); ``coverage``: the share of pixels with exact depth that the cloud
-  keeps;
+  keeps; the same with **one scale per group of views that see a common surface** (``*_per_group``,
+  :func:`view_groups` from the exact depth; ``view_groups``: how many): views of two groups share nothing that
+  could tie their scales, so one scale over both measures a guess (scene_1100000004, a walk that turns on the
+  spot between two views); for a scene of one group they are the same figures;
 * cloud accuracy and completeness: the exported cloud (its dense points at the original pixels, SfM points left
   out) brought into the exact world by the similarity that fits its points to the exact points of the same
   pixels (Umeyama, refitted without the pairs far off), against the exact cloud (every view's exact depth

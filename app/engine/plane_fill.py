@@ -31,6 +31,7 @@ import numpy as np
 from mum.geometry import pixel_rays
 
 EXTENT_MARGIN = 0.1  # a plane's extent: its inliers' rectangle widened by this share of its size on each side
+SCORE_POINTS = 5000  # RANSAC counts each hypothesis' inliers on this many points (a seeded sample), the best on all
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ class Plane:
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """``[...]`` bool: whether ``points`` ``[..., 3]`` (on the plane) fall within its extent."""
-        uv = (points - self.origin) @ self.axes.T
-        return ((uv >= self.low) & (uv <= self.high)).all(-1)
+        uv = points @ self.axes.T.astype(points.dtype) - (self.origin @ self.axes.T).astype(points.dtype)
+        return (uv[..., 0] >= self.low[0]) & (uv[..., 0] <= self.high[0]) & (uv[..., 1] >= self.low[1]) & (
+            uv[..., 1] <= self.high[1])
 
 
 def _fit_plane(points: np.ndarray) -> np.ndarray:
@@ -117,7 +119,8 @@ def dominant_planes(points: np.ndarray, options: PlaneFillOptions = PlaneFillOpt
         if not len(normals):
             break
         offsets = -np.einsum("md,md->m", normals, triples[:, 0])
-        counts = (np.abs(rest @ normals.T + offsets) < distance).sum(0)  # [M]
+        scored = rest if len(rest) <= SCORE_POINTS else rest[np.sort(rng.choice(len(rest), SCORE_POINTS, replace=False))]
+        counts = (np.abs(scored @ normals.T + offsets) < distance).sum(0)  # [M], on a sample of the points
         best = int(np.argmax(counts))
         inliers = np.abs(rest @ normals[best] + offsets[best]) < distance
         if inliers.sum() < need:
@@ -131,18 +134,23 @@ def dominant_planes(points: np.ndarray, options: PlaneFillOptions = PlaneFillOpt
     return planes
 
 
-def plane_depth(plane: Plane, K: np.ndarray, cam_from_world: np.ndarray, shape: tuple[int, int]
-                ) -> tuple[np.ndarray, np.ndarray]:
+def plane_depth(plane: Plane, K: np.ndarray, cam_from_world: np.ndarray, shape: tuple[int, int],
+                rays: np.ndarray | None = None, extent: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """``[H, W]`` float64: the camera z where each pixel's ray meets ``plane`` (NaN where it meets it behind the
-    camera or not at all), and ``[H, W]`` bool: where that point lies within the plane's extent. ``K``
-    ``[3, 3]`` in pixels of ``shape`` (pixel centres at integers)."""
+    camera or not at all), and ``[H, W]`` bool: where that point lies within the plane's extent (``None``
+    unless ``extent``). ``K`` ``[3, 3]`` in pixels of ``shape`` (pixel centres at integers); ``rays``: the view's
+    :func:`~mum.geometry.pixel_rays` ``[H·W, 6]`` when the caller has them."""
     H, W = shape
-    rays = pixel_rays(K, cam_from_world, W, H).reshape(-1, 6).astype(np.float64)  # origin, direction per unit z
+    if rays is None:
+        rays = pixel_rays(K, cam_from_world, W, H).reshape(-1, 6)  # origin, direction per unit z
     normal, offset = plane.coefficients[:3], plane.coefficients[3]
     with np.errstate(divide="ignore", invalid="ignore"):
         z = -(rays[:, :3] @ normal + offset) / (rays[:, 3:] @ normal)
     z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
-    within = plane.contains(rays[:, :3] + np.nan_to_num(z)[:, None] * rays[:, 3:]) & np.isfinite(z)
+    if not extent:
+        return z.reshape(H, W), None
+    z32 = np.nan_to_num(z).astype(rays.dtype)
+    within = plane.contains(rays[:, :3] + z32[:, None] * rays[:, 3:]) & np.isfinite(z)
     return z.reshape(H, W), within.reshape(H, W)
 
 
@@ -177,7 +185,7 @@ def _boundary_counts(label: np.ndarray, count: int, good: np.ndarray, bad: np.nd
 
 
 def fill_planes(filled: np.ndarray, prior: np.ndarray, depth: np.ndarray, kept: np.ndarray,
-                planes: Sequence[np.ndarray], K: np.ndarray, cam_from_world: np.ndarray,
+                planes: Sequence[Plane], K: np.ndarray, cam_from_world: np.ndarray,
                 options: PlaneFillOptions = PlaneFillOptions()) -> tuple[np.ndarray, np.ndarray]:
     """One view's ``filled`` depth ``[H, W]`` (the prior-based fill-in) with the holes that ``planes`` close
     (see the module docstring) set to the plane's depth; ``prior`` the network's (fitted, upsampled) depth,
@@ -185,7 +193,8 @@ def fill_planes(filled: np.ndarray, prior: np.ndarray, depth: np.ndarray, kept: 
     H, W = kept.shape
     out = filled.astype(np.float32)
     taken = np.zeros((H, W), bool)
-    depths = [plane_depth(plane, K, cam_from_world, (H, W)) for plane in planes]
+    rays = pixel_rays(K, cam_from_world, W, H).reshape(-1, 6)
+    depths = [plane_depth(plane, K, cam_from_world, (H, W), rays, extent=len(planes) > 1) for plane in planes]
     for p, (z, _) in enumerate(depths):
         ok = np.isfinite(z) & np.isfinite(prior) & (prior > 0)
         for q, (other, within) in enumerate(depths):  # another plane's patch in front of this one hides it
