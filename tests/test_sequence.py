@@ -282,7 +282,8 @@ def test_a_chunks_other_models_are_joined_through_each_windows_network_cameras()
     assert [r["joined"] for r in records] == [True, True, False]
     assert [r["view_indices"] for r in records] == [list(range(108, 114)), list(range(114, 118)),
                                                     list(range(118, 124))]
-    assert records[0]["scale"] == pytest.approx(1 / 3.0, rel=1e-3) and records[1]["scale"] == pytest.approx(2.0, rel=1e-3)
+    assert records[0]["scale"] == pytest.approx(1 / 3.0, rel=1e-3)
+    assert records[1]["scale"] == pytest.approx(2.0, rel=1e-3)
     assert joined.registered.tolist() == [True] * 18 + [False] * 6 and not joined.other_models
     np.testing.assert_allclose(joined.cam_from_world[:18], truth[:18], atol=1e-3)
     assert len(joined.points) == 180

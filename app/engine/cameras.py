@@ -167,8 +167,9 @@ def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, s
     enter the link; the link's similarity moves all of the model's views. Within a part SfM's cameras
     are kept even where the network's rotations disagree with them (``rotation_disagreement_deg``, the median
     over its linked views, is recorded: it says how far the link can be trusted); a model without a scale or
-    without a view with a network camera is left out and its views stay the network's. Returns the result with the joined views registered and their
-    points and observations appended (``other_models`` emptied), and one record per model."""
+    without a view with a network camera is left out and its views stay the network's. Returns the result with
+    the joined views registered and their points and observations appended (``other_models`` emptied), and one
+    record per model."""
     registered, cams, K = sfm.registered.copy(), sfm.cam_from_world.copy(), sfm.intrinsics.copy()
     points, colors, observations = [sfm.points], [sfm.point_colors], list(sfm.observations)
     offset, records = len(sfm.points), []
@@ -183,7 +184,8 @@ def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, s
         centre = camera_centers(own).mean(0)
         join = Similarity(ratio, rotation, camera_centers(placed).mean(0) - ratio * rotation @ centre)
         joined = join.apply_to_cameras(model.cam_from_world)
-        angles = rotation_angle_deg(torch.from_numpy(joined[linked, :3, :3]), torch.from_numpy(placed[:, :3, :3])).numpy()
+        angles = rotation_angle_deg(torch.from_numpy(joined[linked, :3, :3]),
+                                    torch.from_numpy(placed[:, :3, :3])).numpy()
         records.append({"views": len(model.views), "view_indices": model.views.tolist(),
                         "rotation_disagreement_deg": round(float(np.median(angles)), 2), "scale": round(float(ratio), 6),
                         "joined": True})
