@@ -135,3 +135,26 @@ def test_a_nearer_plane_hides_the_one_behind_it(floor_view):
     _, with_wall = fill_planes(prior.copy(), prior, floor, kept, planes + [wall], v["K"], v["cam"])
     assert alone[hidden].mean() > 0.9
     assert not with_wall[hidden].any()
+
+
+def test_a_plane_that_another_view_sees_through_does_not_fill(floor_view):
+    """The free-space check: another view whose kept stereo depth lies beyond the plane where a hole would be
+    filled (it matched something behind it: the plane is not there) vetoes the hole; one that sees the plane there
+    agrees with it."""
+    v = floor_view
+    floor = v["floor"]
+    kept = _lines() & np.isfinite(floor)
+    planes = _planes(floor, kept, v)
+    prior = floor.astype(np.float32)
+    other_cam = np.eye(4)
+    other_cam[:3] = look_at(np.array([0.4, -3.0, 1.6]), np.array([0.3, 1.0, 0]))
+    seen_floor = plane_depth(planes[0], v["K"], other_cam, (H, W))[0]
+    from app.engine.plane_fill import OtherView
+
+    agrees = OtherView(np.where(_lines(), seen_floor, np.nan), v["K"], other_cam)
+    through = OtherView(np.where(_lines(), 1.5 * seen_floor, np.nan), v["K"], other_cam)
+    holes = np.isfinite(floor) & ~kept
+    _, with_agreeing = fill_planes(prior.copy(), prior, floor, kept, planes, v["K"], v["cam"], others=[agrees])
+    _, seen_through = fill_planes(prior.copy(), prior, floor, kept, planes, v["K"], v["cam"], others=[through])
+    assert with_agreeing[holes].mean() > 0.9
+    assert seen_through[holes].mean() < 0.1

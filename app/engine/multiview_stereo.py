@@ -19,7 +19,8 @@ network (:func:`add_stereo`).
    A view that no other view overlaps keeps the prior where its cross-check kept it.
 6. **Fill-in.** Where stereo keeps nothing (textureless walls, sky, occlusions, parts no neighbour sees): a hole
    whose surrounding kept pixels lie mostly on one of the scene's dominant planes (RANSAC on the kept points)
-   takes that plane's depth (``plane_fill``; :mod:`app.engine.plane_fill`); elsewhere the
+   takes that plane's depth unless the neighbours' stereo sees through it there (``plane_fill``;
+   :mod:`app.engine.plane_fill`); elsewhere the
    prior refitted to the view's own kept stereo depth (affine in inverse depth, then a smooth correction:
    :func:`refit_prior`) and scaled locally to the kept stereo depth around it (:func:`fill_from_prior`;
    measured on held-out synthetic scenes, the refit lowers the filled pixels' AbsRel): the exported depth maps
@@ -48,7 +49,7 @@ import numpy as np
 
 from app.engine.dense_fit import fit_correction_field, fit_depth, overlap_neighbours, upsample_depth
 from app.engine.depth_fusion import geometric_consistency
-from app.engine.plane_fill import PlaneFillOptions, dominant_planes, fill_planes, kept_points
+from app.engine.plane_fill import OtherView, PlaneFillOptions, dominant_planes, fill_planes, kept_points
 from app.engine.reconstruction import Reconstruction
 from app.engine.stereo import View, match_view
 from app.engine.view_selection import covisibility_scores, select_neighbours
@@ -242,9 +243,11 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
         plane_options = PlaneFillOptions()
         planes = dominant_planes(kept_points(consistency.depth, kept, K, recon.cam_from_world, plane_options.samples),
                                  plane_options)
+        seen = [OtherView(np.where(kept[j], consistency.depth[j], np.nan), K[j], recon.cam_from_world[j]) for j in range(S)]
         for i in range(S):
             filled[i], plane_filled[i] = fill_planes(filled[i], prior[i], consistency.depth[i], kept[i], planes, K[i],
-                                                     recon.cam_from_world[i], plane_options)
+                                                     recon.cam_from_world[i], plane_options,
+                                                     [seen[j] for j in neighbours[i]])
     out = np.where(kept, consistency.depth, filled if options.fill != "none" else np.nan).astype(np.float32)
     valid = kept.copy()
     if options.fill == "cloud":  # filled pixels near stereo join the cloud where another view's completed depth confirms them

@@ -14,6 +14,11 @@ maps take that plane's depth instead of the network's prior (:func:`fill_planes`
 4. **Closing**: a hole takes the plane's depth when at least ``min_boundary`` of the pixels around it are the
    plane's inliers (the others: kept pixels off the plane, and the depth edges of step 3); around a textureless
    object standing on a floor, the object's own kept pixels and silhouette outvote the floor.
+5. **Free space**: and when the other views (the view's stereo neighbours) do not see through it: of the hole's
+   points on the plane that land on another view's kept stereo depth, at most ``see_through`` may have that
+   depth beyond them (by more than ``tolerance``: the plane would hide what that view matched); the others agree
+   with it. A facade's plane extended over the sky and the domes behind it (Sacré-Cœur, seen from below: the
+   views from the front match the domes) is not filled.
 
 Planes are taken largest first; a pixel one plane filled is not refilled by another. The plane ``n·X + d = 0``
 for world points ``X`` (``|n| = 1``); cameras camera-from-world (OpenCV); depth is camera z. Measured on the
@@ -41,7 +46,8 @@ class PlaneFillOptions:
     median); ``samples``: points RANSAC sees (seeded); ``hypotheses``: RANSAC draws per plane; ``tolerance``:
     relative depth within which a kept pixel is the plane's; ``max_gradient``: the largest change a pixel of
     log(plane depth / prior) inside a hole; ``min_boundary``: the share of a hole's surrounding pixels that must
-    be the plane's inliers for it to be filled."""
+    be the plane's inliers for it to be filled; ``see_through``: the largest share of a hole's points that other
+    views see through."""
 
     max_planes: int = 3
     min_share: float = 0.1
@@ -51,6 +57,7 @@ class PlaneFillOptions:
     tolerance: float = 0.05
     max_gradient: float = 0.02
     min_boundary: float = 0.5
+    see_through: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -184,9 +191,43 @@ def _boundary_counts(label: np.ndarray, count: int, good: np.ndarray, bad: np.nd
     return good_n, bad_n
 
 
+@dataclass(frozen=True)
+class OtherView:
+    """Another view's kept stereo depth, for the free-space check: ``depth`` ``[H, W]`` (NaN where not kept),
+    ``K`` ``[3, 3]`` in its pixels, ``cam_from_world`` ``[4, 4]``."""
+
+    depth: np.ndarray
+    K: np.ndarray
+    cam_from_world: np.ndarray
+
+
+def _free_space_votes(points: np.ndarray, label: np.ndarray, count: int, others: Sequence[OtherView],
+                      tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per hole (``label`` ``[N]`` of the world ``points`` ``[N, 3]``): how many of its points other views see
+    where they are (their kept depth within ``tolerance``) and how many they see through (their kept depth
+    beyond: the point would hide what they matched)."""
+    agree, through = np.zeros(count, np.int64), np.zeros(count, np.int64)
+    for view in others:
+        H, W = view.depth.shape
+        cam = points @ view.cam_from_world[:3, :3].T + view.cam_from_world[:3, 3]
+        z = cam[:, 2]
+        front = z > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.round(view.K[0, 0] * cam[:, 0] / z + view.K[0, 1] * cam[:, 1] / z + view.K[0, 2])
+            v = np.round(view.K[1, 1] * cam[:, 1] / z + view.K[1, 2])
+        inside = front & (u >= 0) & (v >= 0) & (u < W) & (v < H)
+        seen = np.full(len(points), np.nan)
+        seen[inside] = view.depth[v[inside].astype(int), u[inside].astype(int)]
+        with np.errstate(invalid="ignore"):
+            agree += np.bincount(label[np.abs(seen - z) <= tolerance * z], minlength=count)
+            through += np.bincount(label[seen > (1 + tolerance) * z], minlength=count)
+    return agree, through
+
+
 def fill_planes(filled: np.ndarray, prior: np.ndarray, depth: np.ndarray, kept: np.ndarray,
                 planes: Sequence[Plane], K: np.ndarray, cam_from_world: np.ndarray,
-                options: PlaneFillOptions = PlaneFillOptions()) -> tuple[np.ndarray, np.ndarray]:
+                options: PlaneFillOptions = PlaneFillOptions(), others: Sequence[OtherView] = ()
+                ) -> tuple[np.ndarray, np.ndarray]:
     """One view's ``filled`` depth ``[H, W]`` (the prior-based fill-in) with the holes that ``planes`` close
     (see the module docstring) set to the plane's depth; ``prior`` the network's (fitted, upsampled) depth,
     ``depth`` the kept stereo depth, ``kept`` where stereo kept it. Returns the depth and where planes filled it."""
@@ -216,6 +257,11 @@ def fill_planes(filled: np.ndarray, prior: np.ndarray, depth: np.ndarray, kept: 
         on, off = _boundary_counts(label, count, inliers, (kept & ~inliers) | ridge)
         closed = (on >= options.min_boundary * np.maximum(on + off, 1)) & (on > 0)
         closed[0] = False
+        if others and closed.any():  # other views must not see through the plane where it would fill
+            pixels = np.flatnonzero(closed[label].ravel())
+            world = rays[pixels, :3].astype(np.float64) + z.ravel()[pixels, None] * rays[pixels, 3:]
+            agree, through = _free_space_votes(world, label.ravel()[pixels], count, others, options.tolerance)
+            closed &= through <= options.see_through * (agree + through)
         fill = closed[label]
         out[fill] = z[fill]
         taken |= fill
