@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.engine.dense_fit import _project
 from mum.geometry import pixel_rays
 
 EXTENT_MARGIN = 0.1  # a plane's extent: its inliers' rectangle widened by this share of its size on each side
@@ -208,14 +209,7 @@ def _free_space_votes(points: np.ndarray, label: np.ndarray, count: int, others:
     beyond: the point would hide what they matched)."""
     agree, through = np.zeros(count, np.int64), np.zeros(count, np.int64)
     for view in others:
-        H, W = view.depth.shape
-        cam = points @ view.cam_from_world[:3, :3].T + view.cam_from_world[:3, 3]
-        z = cam[:, 2]
-        front = z > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.round(view.K[0, 0] * cam[:, 0] / z + view.K[0, 1] * cam[:, 1] / z + view.K[0, 2])
-            v = np.round(view.K[1, 1] * cam[:, 1] / z + view.K[1, 2])
-        inside = front & (u >= 0) & (v >= 0) & (u < W) & (v < H)
+        z, u, v, inside = _project(points, view.K, view.cam_from_world, view.depth.shape)
         seen = np.full(len(points), np.nan)
         seen[inside] = view.depth[v[inside].astype(int), u[inside].astype(int)]
         with np.errstate(invalid="ignore"):
