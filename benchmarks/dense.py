@@ -166,32 +166,20 @@ def view_groups(scene, min_overlap: float = 0.01, step: int = 4) -> np.ndarray:
     scales by (the data engine's walk that turns on the spot between two views: scene_1100000004)."""
     from scipy.sparse.csgraph import connected_components
 
-    from mum.geometry import depth_to_world_points
-
-    import torch
+    from app.engine.dense_fit import _project, _unproject
 
     depth = np.stack(scene.depths).astype(np.float64)
     cams, K = scene.cam_from_world_4x4(), np.stack(scene.intrinsics).astype(np.float64)
     S, H, W = depth.shape
     linked = np.eye(S, dtype=bool)
     for i in range(S):
-        d = depth[i, ::step, ::step]
-        sub = K[i].copy()
-        sub[:2] /= step
-        sub[:2, 2] += (1 - step) / (2 * step)  # pixel centres of the sub-sampled grid
-        points = depth_to_world_points(torch.from_numpy(d), torch.from_numpy(cams[i, :3]), torch.from_numpy(sub)).numpy()
-        points = points[d > 0]
+        points = _unproject(depth[i], K[i], cams[i], step)[0][depth[i, ::step, ::step].reshape(-1) > 0]
         for j in range(S):
             if j == i or not len(points):
                 continue
-            cam = points @ cams[j, :3, :3].T + cams[j, :3, 3]
-            z = cam[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u, v = ((cam[:, :2] / z[:, None]) @ K[j, :2, :2].T + K[j, :2, 2]).T
-            inside = (z > 0) & (u >= -0.5) & (v >= -0.5) & (u < W - 0.5) & (v < H - 0.5)
-            there = depth[j][np.clip(np.round(v[inside]).astype(int), 0, H - 1), np.clip(np.round(u[inside]).astype(int), 0, W - 1)]
-            seen = np.abs(there - z[inside]) < 0.02 * z[inside]
-            linked[i, j] = seen.sum() >= min_overlap * len(points)
+            z, u, v, inside = _project(points, K[j], cams[j], (H, W))
+            there = depth[j][v[inside].astype(int), u[inside].astype(int)]
+            linked[i, j] = (np.abs(there - z[inside]) < 0.02 * z[inside]).sum() >= min_overlap * len(points)
     return connected_components(linked | linked.T, directed=False)[1]
 
 
