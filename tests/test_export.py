@@ -80,6 +80,28 @@ def test_point_cloud_filters():
         np.testing.assert_allclose(proj[:2] / proj[2], pix, atol=1e-3)
 
 
+def test_point_cloud_keeps_max_points_with_more_sfm_points_than_that():
+    """``--max-points`` bounds the whole cloud: SfM points beyond the budget are sampled too (they once all
+    joined it: ``--max-points 1`` wrote every SfM point), and with ``frames`` only the chosen views' SfM points
+    count towards it."""
+    from app.engine.reconstruction import PointCloud
+
+    recon = make_recon()
+    rng = np.random.default_rng(1)
+    n = 100
+    recon.sfm_points = PointCloud(rng.random((n, 3)).astype(np.float32), rng.integers(0, 255, (n, 3), dtype=np.uint8),
+                                  np.ones(n, np.float32), np.repeat(np.arange(2), n // 2).astype(np.int32),
+                                  rng.random((n, 2)))
+    dense = 3 * 12 * 16
+    assert len(recon.point_cloud()) == dense + n
+    for budget in (1, 30, n, n + 10):
+        cloud = recon.point_cloud(max_points=budget)
+        assert len(cloud) == budget
+    one = recon.point_cloud(frames=[1], max_points=12 * 16 + n // 2)  # view 1's dense pixels and its SfM points
+    assert len(one) == 12 * 16 + n // 2 and set(one.view.tolist()) == {1}
+    assert recon.point_cloud(max_points=50).xyz.tobytes() == recon.point_cloud(max_points=50).xyz.tobytes()
+
+
 def test_ply_reads_back_in_open3d_and_plyfile(tmp_path):
     from plyfile import PlyData
 

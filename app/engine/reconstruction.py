@@ -139,8 +139,9 @@ class Reconstruction:
         if mask_background:
             keep &= not_background(self.colors)
         view, vy, vx = np.nonzero(keep)
-        if max_points is not None and self.sfm_points is not None:  # SfM points count towards the budget
-            max_points = max(0, max_points - min(max_points, len(self.sfm_points)))
+        extra = self._sfm_points_of(frames, max_points, seed)
+        if max_points is not None and extra is not None:  # SfM points count towards the budget
+            max_points = max_points - len(extra)
         if max_points is not None and view.size > max_points:
             idx = np.sort(np.random.default_rng(seed).choice(view.size, max_points, replace=False))
             view, vy, vx = view[idx], vy[idx], vx[idx]
@@ -156,16 +157,26 @@ class Reconstruction:
             view=view.astype(np.int32),
             pixel=pixel,
         )
-        return self._with_sfm_points(cloud, frames)
+        return self._with_sfm_points(cloud, extra)
 
-    def _with_sfm_points(self, cloud: PointCloud, frames: Optional[Sequence[int]]) -> PointCloud:
-        """``cloud`` plus the SfM points (of the chosen ``frames``), at the cloud's highest confidence."""
+    def _sfm_points_of(self, frames: Optional[Sequence[int]], max_points: Optional[int], seed: int
+                       ) -> Optional[PointCloud]:
+        """The SfM points of the chosen ``frames`` (all: ``None``), at most ``max_points`` of them (a seeded
+        sample); ``None`` without any."""
         extra = self.sfm_points
         if extra is None or len(extra) == 0:
+            return None
+        chosen = np.ones(len(extra), bool) if frames is None else np.isin(extra.view, list(frames))
+        if max_points is not None and chosen.sum() > max_points:
+            chosen = np.flatnonzero(chosen)
+            chosen = np.sort(np.random.default_rng(seed).choice(chosen, max_points, replace=False))
+        return PointCloud(extra.xyz[chosen], extra.rgb[chosen], extra.conf[chosen], extra.view[chosen], extra.pixel[chosen])
+
+    @staticmethod
+    def _with_sfm_points(cloud: PointCloud, extra: Optional[PointCloud]) -> PointCloud:
+        """``cloud`` plus the SfM points ``extra``, at the cloud's highest confidence."""
+        if extra is None or len(extra) == 0:
             return cloud
-        if frames is not None:
-            chosen = np.isin(extra.view, list(frames))
-            extra = PointCloud(extra.xyz[chosen], extra.rgb[chosen], extra.conf[chosen], extra.view[chosen], extra.pixel[chosen])
         top = float(cloud.conf.max()) if len(cloud) else 1.0
         return PointCloud(
             xyz=np.concatenate([cloud.xyz, extra.xyz.astype(np.float32)]),
