@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                           for kind in ("wall", "cpu")},
         "outputs": [str(p) for p in written],
     }
-    for key in ("sfm", "consistency", "chunks", "sequence", "dropped"):
+    for key in ("sfm", "consistency", "stereo", "chunks", "sequence", "dropped"):
         if key in recon.meta:
             summary[key] = recon.meta[key]
     if args.json:

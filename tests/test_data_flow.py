@@ -147,6 +147,7 @@ def run_cli(args: list[str]) -> tuple[TripRecorder, dict]:
 def test_the_cli_runs_each_stage_once_in_data_flow_order(tmp_path):
     recorder, summary = run_cli([*map(str, VIEWS[:8:2]), "-o", str(tmp_path / "scene")])  # 4 views, every other frame
     assert summary["mode"] == "default" and summary["cameras"]["sfm"] >= 2  # the default path ran: SfM cameras
+    assert summary["stereo"]["views_matched"] == 4 and summary["stereo"]["size"] == summary["depth_size"]  # --json reports it
     assert recorder.trips["pipeline"] == DATA_FLOW, f"the orchestrator's visits: {recorder.trips['pipeline']}"
     assert not recorder.breaches, "\n".join(recorder.breaches)
 
