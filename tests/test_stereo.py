@@ -97,6 +97,27 @@ def test_stereo_fails_with_a_wrong_warp_or_cost(scene, monkeypatch):
     assert np.mean(_relative_error(match.depth, truth) < 0.03) < 0.5
 
 
+def test_views_matched_on_threads_give_each_view_its_own_match(scene):
+    """``match_views`` with several workers yields every view's match, in view order, equal to matching the views
+    one after another (a view's result does not depend on the threads); views without neighbours are skipped."""
+    from app.engine.multiview_stereo import match_views
+
+    views = _views(scene)
+    # views 3-5: view 0 upside down, the others again: more views than twice the workers are in flight
+    views = views + [View(views[0].image[::-1].copy(), views[0].K, views[0].cam_from_world), views[1], views[2]]
+    neighbours = [[1, 2], [], [0, 1], [0, 2], [0, 2], [0, 1]]
+    ranges = [(1.0, 12.0)] * 6
+    one = list(match_views(views, neighbours, None, ranges, DenseOptions(workers=1)))
+    two = list(match_views(views, neighbours, None, ranges, DenseOptions(workers=2)))
+    assert [i for i, _ in one] == [i for i, _ in two] == [0, 2, 3, 4, 5]
+    for (_, a), (_, b) in zip(one, two):
+        assert np.array_equal(a.depth, b.depth) and np.array_equal(a.score, b.score)
+    assert not np.allclose(one[0][1].depth, one[2][1].depth)  # the views' matches differ: a mix-up would show
+    assert DenseOptions().stereo_workers >= 1
+    with pytest.raises(ValueError):
+        DenseOptions(workers=-1)
+
+
 def test_geometric_consistency_confirms_exact_depth_and_rejects_errors(scene):
     """Exact depth maps confirm each other (round trip within 1 px and 1 %); a view whose depth is 3 % off
     is confirmed almost nowhere, and the fused depth of exact maps stays exact."""

@@ -97,13 +97,9 @@ def add_cameras(
             cams = np.where(sfm.registered[:, None, None], sfm.cam_from_world, cams)
             sources = ["sfm" if r else "network" for r in sfm.registered]
             for record in joins:
-                say(f"sfm: another part of the scene ({record['views']} views, no match with the rest) "
-                    + ("joined through the network's depth and cameras" if record["joined"] else "left out")
-                    + (f" (rotations within {record['rotation_disagreement_deg']:.1f}° of the network's)"
-                       if "rotation_disagreement_deg" in record else ""))
+                say(f"sfm: another part of the scene {joined_part(record)}")
             if any(record["joined"] for record in joins):
-                warn(f"warning: the views fall into {1 + sum(r['joined'] for r in joins)} parts that share no match: "
-                     "each part's cameras and depth are SfM's, their placement relative to each other is the network's guess")
+                warn(f"warning: the views fall into {joined_parts(joins)}")
         K, intrinsics_sources = _intrinsics(sfm, recon, known)
         if sources.count("network"):
             missing = [recon.names[i] for i, s in enumerate(sources) if s == "network"]
@@ -200,6 +196,24 @@ def join_other_models(network: np.ndarray, sfm: SfmResult, to_sfm: Similarity, s
     merged = replace(sfm, registered=registered, cam_from_world=cams, intrinsics=K, points=np.concatenate(points),
                      point_colors=np.concatenate(colors), observations=observations, other_models=[])
     return merged, records
+
+
+def joined_part(record: dict, unit: str = "views") -> str:
+    """What a progress line says of one record of :func:`join_other_models` after "another part of the scene"
+    (``unit``: what its views are, e.g. ``"keyframes"``, whose frame numbers it then names)."""
+    frames = (f", frames {record['view_indices'][0]}–{record['view_indices'][-1]}"
+              if unit != "views" and record["view_indices"] else "")
+    return (f"({record['views']} {unit}{frames}, no match with the rest) "
+            + ("joined through the network's depth and cameras" if record["joined"] else "left out")
+            + (f" (rotations within {record['rotation_disagreement_deg']:.1f}° of the network's)"
+               if "rotation_disagreement_deg" in record else ""))
+
+
+def joined_parts(records: Sequence[dict]) -> str:
+    """What the one warning line says, after "the views fall into", when :func:`join_other_models` joined
+    parts (its ``records``)."""
+    return (f"{1 + sum(r['joined'] for r in records)} parts that share no match: each part's cameras are SfM's, "
+            "their placement relative to each other is the network's guess")
 
 
 def units_per_network_depth(depth, transforms, views: Sequence[int], cam_from_world: np.ndarray, points: np.ndarray,

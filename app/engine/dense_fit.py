@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 MIN_POINTS_FOR_FIT = 12  # fewer SfM points in a view: it takes the scene's median scale
@@ -76,15 +75,35 @@ def fit_depth(depth: np.ndarray, uv: np.ndarray, z: np.ndarray) -> DepthFit | No
 def _hat_weights(x: np.ndarray, nodes: int, length: int) -> np.ndarray:
     """``[n, nodes]`` linear-interpolation weights of coordinates ``x`` (pixel centres in ``[0, length-1]``) on
     ``nodes`` evenly spaced nodes spanning the same range."""
+    k, f = _hat_nodes(x, nodes, length)
+    W = np.zeros((len(x), nodes))
+    np.add.at(W, (np.arange(len(x)), k), 1 - f)
+    np.add.at(W, (np.arange(len(x)), np.minimum(k + 1, nodes - 1)), f)
+    return W
+
+
+def _hat_nodes(x: np.ndarray, nodes: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lower node ``k`` ``[n]`` of each coordinate ``x`` on ``nodes`` evenly spaced nodes over
+    ``[0, length-1]`` and its weight ``f`` on node ``k + 1`` (``1 - f`` on ``k``; ``f`` is 0 with one node)."""
     if nodes == 1:
-        return np.ones((len(x), 1))
+        return np.zeros(len(x), int), np.zeros(len(x))
     t = np.clip(x / max(length - 1, 1), 0, 1) * (nodes - 1)
     k = np.minimum(np.floor(t).astype(int), nodes - 2)
-    f = t - k
-    W = np.zeros((len(x), nodes))
-    W[np.arange(len(x)), k] = 1 - f
-    W[np.arange(len(x)), k + 1] = f
-    return W
+    return k, t - k
+
+
+def _membrane(gh: int, gw: int) -> np.ndarray:
+    """``LᵀL`` ``[gh·gw, gh·gw]`` of the membrane term on a ``gh`` × ``gw`` node grid: one row of ``L`` per
+    pair of horizontally or vertically neighbouring nodes, ``+1`` on one, ``−1`` on the other."""
+    index = np.arange(gh * gw).reshape(gh, gw)
+    a = np.concatenate([index[:, :-1].ravel(), index[:-1, :].ravel()])
+    b = np.concatenate([index[:, 1:].ravel(), index[1:, :].ravel()])
+    LtL = np.zeros((gh * gw, gh * gw))
+    np.add.at(LtL, (a, a), 1)
+    np.add.at(LtL, (b, b), 1)
+    np.add.at(LtL, (a, b), -1)
+    np.add.at(LtL, (b, a), -1)
+    return LtL
 
 
 def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, points_per_node: int = 10,
@@ -105,29 +124,29 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
     total = max(1.0, n / points_per_node)
     gw = int(np.clip(round(np.sqrt(total * w / h)), 1, max_nodes))
     gh = int(np.clip(round(total / gw), 1, max_nodes))
-    # each point touches at most 4 nodes: A is kept sparse, so the normal equations cost O(n), not O(n·nodes²)
-    A = sparse.csr_matrix(np.einsum("ni,nj->nij", _hat_weights(uv[ok, 1], gh, h),
-                                    _hat_weights(uv[ok, 0], gw, w)).reshape(n, gh * gw))
-    rows = []  # membrane: neighbouring nodes alike
-    for r in range(gh):
-        for c in range(gw):
-            for dr, dc in ((0, 1), (1, 0)):
-                if r + dr < gh and c + dc < gw:
-                    e = np.zeros(gh * gw)
-                    e[r * gw + c], e[(r + dr) * gw + c + dc] = 1, -1
-                    rows.append(e)
-    L = np.array(rows).reshape(-1, gh * gw)
-    lam = smoothness * n / (gh * gw)
-    coef = np.full(gh * gw, np.median(y))
+    nodes = gh * gw
+    # the design matrix A [n, nodes] has 4 entries a row (the bilinear weights of the 4 nodes around a point):
+    # kept as those entries, A·x and the normal equations AᵀWA, AᵀWy are gathers and bincounts, O(n) each
+    kr, fr = _hat_nodes(uv[ok, 1], gh, h)
+    kc, fc = _hat_nodes(uv[ok, 0], gw, w)
+    kr1, kc1 = np.minimum(kr + 1, gh - 1), np.minimum(kc + 1, gw - 1)
+    index = np.stack([kr * gw + kc, kr * gw + kc1, kr1 * gw + kc, kr1 * gw + kc1], 1)  # [n, 4]
+    value = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], 1)  # [n, 4]
+    pairs = (index[:, :, None] * nodes + index[:, None, :]).reshape(n, 16)
+    products = (value[:, :, None] * value[:, None, :]).reshape(n, 16)
+    lam = smoothness * n / nodes
+    regulariser = lam * _membrane(gh, gw) + 1e-6 * np.eye(nodes)
+    coef = np.full(nodes, np.median(y))
     # at most 256 × 256: one BLAS thread solves it in ~2 ms; two (OpenBLAS's pthreads beside torch's OpenMP ones)
     # took 10–90 ms a solve on the shared 2-core machine, most of the stereo stage's time on small images
     with threadpool_limits(1, user_api="blas"):
         for _ in range(8):
-            r = A @ coef - y
+            r = np.sum(value * coef[index], 1) - y
             c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
             wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
-            H = (A.T @ sparse.diags(wgt) @ A).toarray() + lam * L.T @ L + 1e-6 * np.eye(gh * gw)
-            coef = np.linalg.solve(H, A.T @ (wgt * y) + 1e-6 * np.median(y))
+            H = np.bincount(pairs.ravel(), (products * wgt[:, None]).ravel(), nodes * nodes).reshape(nodes, nodes)
+            rhs = np.bincount(index.ravel(), (value * (wgt * y)[:, None]).ravel(), nodes)
+            coef = np.linalg.solve(H + regulariser, rhs + 1e-6 * np.median(y))
     field = _hat_weights(np.arange(h, dtype=float), gh, h) @ coef.reshape(gh, gw) @ _hat_weights(np.arange(w, dtype=float), gw, w).T
     return np.exp(field)
 

@@ -13,6 +13,7 @@ stage, checked when they are made.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 
@@ -23,6 +24,7 @@ DENSE_MODES = ("stereo", "fitted", "none")
 FILL_MODES = ("maps", "cloud", "none")  # where stereo's holes take the fitted depth (see DenseOptions)
 DEFAULT_SIZE = {"stereo": 640, "fitted": 256, "none": 0}  # long side of the dense maps (0: the network's grid)
 MAX_DENSE_SIZE = 8192
+MAX_STEREO_WORKERS = 4  # views matched at once by default: each holds its cost volume (~30 MB at 640 px)
 
 
 def _stereo_options() -> StereoOptions:
@@ -48,6 +50,8 @@ class DenseOptions:
     :mod:`app.engine.depth_fusion`) and its NCC is at least ``min_score``. ``match_network_cameras``: views
     whose cameras are the network's (not SfM's or given) are matched too (the one-pass path); off (the sequence
     path: frames that could not be registered), they keep the fitted depth and are no other view's neighbour.
+    ``workers``: views matched at once, each on a thread of its own (OpenCV and NumPy release the GIL; a view's
+    result does not depend on it); 0: one per usable CPU, at most ``MAX_STEREO_WORKERS``.
     The fitted depth (every mode's, and ``fitted``'s result): each view's network depth scaled to the SfM points
     it sees, then multiplied by a smooth correction field (``depth_correction_field``); fused ``fusion_rounds``
     times with its ``consistency_neighbours`` most-overlapping views, a pixel kept when at least one of them has
@@ -68,6 +72,7 @@ class DenseOptions:
     plane_fill: bool = True
     min_angle: float = 2.0
     match_network_cameras: bool = True
+    workers: int = 0
     stereo: StereoOptions = field(default_factory=_stereo_options)
     depth_correction_field: bool = True
     fusion_rounds: int = 2
@@ -81,8 +86,8 @@ class DenseOptions:
             raise ValueError(f"dense mode must be one of {', '.join(DENSE_MODES)} (got {self.mode!r})")
         if self.size is not None and not 0 <= self.size <= MAX_DENSE_SIZE:
             raise ValueError(f"dense size must be between 0 (the network's grid) and {MAX_DENSE_SIZE} px")
-        if self.neighbours < 1 or self.min_confirmed < 0:
-            raise ValueError("neighbours must be at least 1 and min_confirmed at least 0")
+        if self.neighbours < 1 or self.min_confirmed < 0 or self.workers < 0:
+            raise ValueError("neighbours must be at least 1, min_confirmed and workers at least 0")
         if not (self.pixel_tolerance > 0 and self.depth_tolerance > 0 and self.fill_tolerance > 0 and self.fill_radius >= 0
                 and -1 <= self.min_score <= 1 and 0 <= self.min_angle < 90):
             raise ValueError("tolerances must be positive, fill_radius at least 0, min_score in [-1, 1] and min_angle "
@@ -98,6 +103,17 @@ class DenseOptions:
         if size and smallest_image:
             size = min(size, smallest_image)
         return replace(self, size=size)
+
+    @property
+    def stereo_workers(self) -> int:
+        """How many views stereo matches at once (``workers``, or one per usable CPU up to the maximum)."""
+        if self.workers:
+            return self.workers
+        try:
+            usable = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            usable = os.cpu_count() or 1
+        return max(1, min(MAX_STEREO_WORKERS, usable))
 
     @property
     def long_side(self) -> int:

@@ -98,6 +98,9 @@ def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.n
         v = (flat // W).astype(np.float32)
         total, count = d.copy(), np.zeros(d.shape, np.int16)
         rel_sample, flat_sample = [], []
+        if min_angle > 0:  # the ray from view i's centre to each pixel's point, in view i's frame, and its length²
+            ray = ((u - K[i, 0, 2]) / K[i, 0, 0] * d, (v - K[i, 1, 2]) / K[i, 1, 1] * d, d.astype(np.float64))
+            ray_sq = ray[0] * ray[0] + ray[1] * ray[1] + ray[2] * ray[2]
         for j in neighbours[i]:
             j_from_i = cam_from_world[j] @ np.linalg.inv(cam_from_world[i])
             uj, vj, zj = _transfer(d, u, v, K[i], K[j], j_from_i)
@@ -106,13 +109,14 @@ def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.n
             dj = sample(depth[j], map_u, map_v)
             back_u, back_v, back_z = _transfer(dj, map_u, map_v, K[j], K[i], np.linalg.inv(j_from_i))
             with np.errstate(invalid="ignore"):
-                ok = (inside & (np.hypot(back_u - u, back_v - v) <= pixel_tolerance)
+                du, dv = back_u - u, back_v - v
+                ok = (inside & (du * du + dv * dv <= np.float32(pixel_tolerance) ** 2)
                       & (np.abs(back_z - d) <= depth_tolerance * d))
-            if min_angle > 0:  # the rays from both camera centres to the point, in view i's frame
-                ray = np.stack([(u - K[i, 0, 2]) / K[i, 0, 0], (v - K[i, 1, 2]) / K[i, 1, 1], np.ones_like(u)]) * d
-                other = ray - np.linalg.inv(j_from_i)[:3, 3].astype(np.float32)[:, None]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    cos = np.sum(ray * other, 0) / np.sqrt(np.sum(ray * ray, 0) * np.sum(other * other, 0))
+            if min_angle > 0:  # the rays from both camera centres to the point: r and o = r − c (c: j's centre)
+                c = np.linalg.inv(j_from_i)[:3, 3].astype(np.float32).astype(np.float64)
+                r_dot_c = c[0] * ray[0] + c[1] * ray[1] + c[2] * ray[2]
+                with np.errstate(invalid="ignore", divide="ignore"):  # r·o / (|r| |o|), |o|² = |r|² − 2 r·c + |c|²
+                    cos = (ray_sq - r_dot_c) / np.sqrt(ray_sq * (ray_sq - 2 * r_dot_c + c @ c))
                 ok &= cos <= min_cos
             total += np.where(ok, back_z, 0)
             count += ok

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import cv2
@@ -51,7 +53,7 @@ from app.engine.dense_fit import fit_correction_field, fit_depth, overlap_neighb
 from app.engine.depth_fusion import geometric_consistency
 from app.engine.plane_fill import OtherView, PlaneFillOptions, dominant_planes, fill_planes, kept_points
 from app.engine.reconstruction import Reconstruction
-from app.engine.stereo import View, match_view
+from app.engine.stereo import Match, View, match_view
 from app.engine.view_selection import covisibility_scores, select_neighbours
 from mum.errors import UserError
 from mum.io import ViewTransform, warp_view
@@ -195,6 +197,33 @@ def choose_neighbours(recon: Reconstruction, sfm: SfmResult | None, points: np.n
     return select_neighbours(scores, count, fallback=overlap)
 
 
+def match_views(views: Sequence[View], neighbours: Sequence[Sequence[int]], prior: np.ndarray | None,
+                ranges: Sequence[tuple[float, float]], options: DenseOptions) -> Iterator[tuple[int, Match]]:
+    """:func:`~app.engine.stereo.match_view` for every view with neighbours, ``options.stereo_workers`` views at
+    once on threads; yields ``(view index, match)`` in view order, at most twice as many views in flight as
+    workers (their cost volumes bound the memory). ``prior`` ``[S, H, W]`` or ``None``."""
+    todo = [i for i in range(len(views)) if neighbours[i]]
+    match = lambda i: match_view(views[i], [views[j] for j in neighbours[i]],  # noqa: E731
+                                 None if prior is None else prior[i], ranges[i], options.stereo)
+    workers = options.stereo_workers
+    if workers == 1:
+        yield from ((i, match(i)) for i in todo)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="stereo")
+    try:
+        running: deque = deque()
+        for i in todo:
+            running.append((i, pool.submit(match, i)))
+            if len(running) >= 2 * workers:
+                j, job = running.popleft()
+                yield j, job.result()
+        while running:
+            j, job = running.popleft()
+            yield j, job.result()
+    finally:  # an interrupt or an error: the queued views are dropped, the running ones finish
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: Sequence[ViewTransform],
                sfm: SfmResult | None, points: np.ndarray, options: DenseOptions,
                say: Callable[[str], None]) -> None:
@@ -223,11 +252,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     depth = np.full((S, H, W), np.nan, np.float32)
     score = np.zeros((S, H, W), np.float32)
     t_match = time.perf_counter()
-    for i in range(S):
-        if not neighbours[i]:
-            continue
-        match = match_view(views[i], [views[j] for j in neighbours[i]], prior[i] if options.prior_range else None,
-                           ranges[i], options.stereo)
+    for i, match in match_views(views, neighbours, prior if options.prior_range else None, ranges, options):
         depth[i], score[i] = match.depth, match.score
         say(f"dense: stereo view {i + 1}/{S}")
     match_s = time.perf_counter() - t_match

@@ -429,6 +429,8 @@ def reconstruct_sequence(
     or with ``continuous_only`` when the frames do not follow each other closely, as a video's do
     (:func:`is_continuous`; one line): the caller reconstructs the frames as unordered views. ``options.network``:
     how the network runs (:class:`~app.engine.options.NetworkOptions`)."""
+    from app.engine.cameras import joined_part, joined_parts
+
     network = options.network
     keyframe_sfm = replace(options.cameras.sfm, sift_first_octave=seq.sift_first_octave,
                            init_min_tri_angle=seq.init_min_tri_angle)
@@ -481,9 +483,7 @@ def reconstruct_sequence(
         sfm, joins = _join_parts(sfm, frames, maps)
         for record in joins:
             say(f"stage 3/{STAGES} keyframe SfM, chunk {c + 1}/{len(plan)}: another part of the scene "
-                f"({record['views']} keyframes, frames {record['view_indices'][0]}–{record['view_indices'][-1]}, "
-                "no match with the rest) " + ("joined through the network's depth and cameras" if record["joined"]
-                                              else "left out"))
+                f"{joined_part(record, 'keyframes')}")
         parts += joins
         if kmap is None:
             registered = np.nonzero(sfm.registered)[0]
@@ -609,8 +609,7 @@ def reconstruct_sequence(
     if stereo is not None:
         recon.meta["stereo"] = stereo
     if any(record["joined"] for record in parts):
-        warn(f"warning: the keyframes fall into {1 + sum(r['joined'] for r in parts)} parts that share no match: "
-             "each part's cameras are SfM's, their placement relative to each other is the network's guess")
+        warn(f"warning: the keyframes fall into {joined_parts(parts)}")
     if S - registered_count:
         warn(f"warning: {S - registered_count} of {S} frames could not be registered to the map; their cameras are "
              "the network's, placed by a similarity on their window's registered frames")
