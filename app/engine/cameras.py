@@ -5,7 +5,9 @@ Given and EXIF intrinsics replace the network's (:mod:`app.engine.known_cameras`
 (:mod:`app.engine.sfm`: SIFT, all pairs up to ``matching.exhaustive_up_to`` views and network-guided pairs beyond,
 :mod:`app.engine.pair_selection`; the network's focal length as the initial one); views SfM did not register get
 the network's camera placed by a similarity fitted on the registered ones (:mod:`app.engine.camera_fusion`);
-with fewer than two registered views the network's cameras are used alone (one warning line). Given poses
+with fewer than two registered views, or a model of fewer than :data:`MIN_MODEL_POINTS` points (views turned on
+the spot: no baseline, so nothing to triangulate and SfM's camera positions are arbitrary), the network's cameras
+are used alone (one warning line). Given poses
 (``--fix-poses``) are kept exactly. World frame: the first camera (the cameras file's with given poses).
 ``--fast`` keeps the network's cameras (:func:`keep_network_cameras`).
 """
@@ -27,6 +29,8 @@ from app.engine.reconstruction import PointCloud, Reconstruction
 from app.engine.sfm import SfmResult, reprojection_errors, run_sfm
 from mum.geometry import camera_centers, rotation_angle_deg, transform_points
 from mum.native_stderr import native_stderr_to
+
+MIN_MODEL_POINTS = 15  # an SfM model with fewer points has no baseline to speak of (as sfm._two_view_model refuses)
 
 
 @dataclass
@@ -83,7 +87,7 @@ def add_cameras(
     if known.posed.any():
         cams, sources, depth_scale, sfm, points = _cameras_with_given_poses(network_cams, sfm, known, say)
         K, intrinsics_sources = _intrinsics(sfm, recon, known)
-    elif sfm is not None and sfm.num_registered >= 2:
+    elif sfm is not None and sfm.num_registered >= 2 and len(sfm.points) >= MIN_MODEL_POINTS:
         cams, sources, similarity = fill_unregistered(network_cams, sfm.cam_from_world, sfm.registered)
         depth_scale = similarity.scale
         if sfm.other_models:
@@ -108,6 +112,9 @@ def add_cameras(
     else:
         registered = 0 if sfm is None else sfm.num_registered
         reason = "one view" if S < 2 else f"SfM registered {registered} of {S} views (too few matches)"
+        if registered >= 2:  # and too few points: a stereo on its arbitrary baseline would invent depth
+            reason = (f"SfM registered {registered} of {S} views but triangulated only {len(sfm.points)} points "
+                      "(no baseline: views turned on the spot?)")
         warn(f"warning: {reason}: cameras and depth come from the network alone")
         cams, sources, K = network_cams, ["network"] * S, recon.intrinsics.copy()
         intrinsics_sources = recon.intrinsics_origins()
