@@ -13,7 +13,6 @@ stage, checked when they are made.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 
@@ -106,14 +105,10 @@ class DenseOptions:
 
     @property
     def stereo_workers(self) -> int:
-        """How many views stereo matches at once (``workers``, or one per usable CPU up to the maximum)."""
-        if self.workers:
-            return self.workers
-        try:
-            usable = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            usable = os.cpu_count() or 1
-        return max(1, min(MAX_STEREO_WORKERS, usable))
+        """How many views the dense stage works on at once (``workers``, or one per usable CPU up to the maximum)."""
+        from app.engine.view_threads import usable_cpus
+
+        return self.workers or max(1, min(MAX_STEREO_WORKERS, usable_cpus()))
 
     @property
     def long_side(self) -> int:

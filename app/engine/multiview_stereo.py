@@ -41,19 +41,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from app.engine.dense_fit import fit_correction_field, fit_depth, overlap_neighbours, upsample_depth
 from app.engine.depth_fusion import geometric_consistency
 from app.engine.plane_fill import OtherView, PlaneFillOptions, dominant_planes, fill_planes, kept_points
 from app.engine.reconstruction import Reconstruction
 from app.engine.stereo import Match, View, match_view
+from app.engine.view_threads import ordered_map
 from app.engine.view_selection import covisibility_scores, select_neighbours
 from mum.errors import UserError
 from mum.io import ViewTransform, warp_view
@@ -200,28 +200,15 @@ def choose_neighbours(recon: Reconstruction, sfm: SfmResult | None, points: np.n
 def match_views(views: Sequence[View], neighbours: Sequence[Sequence[int]], prior: np.ndarray | None,
                 ranges: Sequence[tuple[float, float]], options: DenseOptions) -> Iterator[tuple[int, Match]]:
     """:func:`~app.engine.stereo.match_view` for every view with neighbours, ``options.stereo_workers`` views at
-    once on threads; yields ``(view index, match)`` in view order, at most twice as many views in flight as
-    workers (their cost volumes bound the memory). ``prior`` ``[S, H, W]`` or ``None``."""
+    once (:func:`~app.engine.view_threads.ordered_map`); yields ``(view index, match)`` in view order.
+    ``prior`` ``[S, H, W]`` or ``None``."""
     todo = [i for i in range(len(views)) if neighbours[i]]
-    match = lambda i: match_view(views[i], [views[j] for j in neighbours[i]],  # noqa: E731
-                                 None if prior is None else prior[i], ranges[i], options.stereo)
-    workers = options.stereo_workers
-    if workers == 1:
-        yield from ((i, match(i)) for i in todo)
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="stereo")
-    try:
-        running: deque = deque()
-        for i in todo:
-            running.append((i, pool.submit(match, i)))
-            if len(running) >= 2 * workers:
-                j, job = running.popleft()
-                yield j, job.result()
-        while running:
-            j, job = running.popleft()
-            yield j, job.result()
-    finally:  # an interrupt or an error: the queued views are dropped, the running ones finish
-        pool.shutdown(wait=True, cancel_futures=True)
+
+    def match(i: int) -> tuple[int, Match]:
+        return i, match_view(views[i], [views[j] for j in neighbours[i]], None if prior is None else prior[i],
+                             ranges[i], options.stereo)
+
+    return ordered_map(match, todo, options.stereo_workers)
 
 
 def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: Sequence[ViewTransform],
@@ -256,30 +243,33 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
         depth[i], score[i] = match.depth, match.score
         say(f"dense: stereo view {i + 1}/{S}")
     match_s = time.perf_counter() - t_match
+    workers = options.stereo_workers
     consistency = geometric_consistency(depth, K, recon.cam_from_world, neighbours, options.pixel_tolerance,
-                                        options.depth_tolerance, options.min_angle)
+                                        options.depth_tolerance, options.min_angle, workers=workers)
     checked = np.maximum(consistency.checked, 1)[:, None, None]
     kept = (consistency.confirmed >= options.min_confirmed) & (score >= options.min_score) & np.isfinite(depth)
     confidence = np.where(kept, np.clip(score, 0, 1) * consistency.confirmed / checked, 0).astype(np.float32)
     stereo_kept = float(kept.mean())
-    filled = np.stack([fill_from_prior(p, d, k) for p, d, k in zip(prior, consistency.depth, kept)])
+    with threadpool_limits(1, user_api="blas"):  # the refits' small solves: see dense_fit.fit_correction_field
+        filled = np.stack(list(ordered_map(lambda i: fill_from_prior(prior[i], consistency.depth[i], kept[i]),
+                                           range(S), workers)))
     planes, plane_filled = [], np.zeros_like(kept)
     if options.plane_fill and options.fill != "none":
         plane_options = PlaneFillOptions()
         planes = dominant_planes(kept_points(consistency.depth, kept, K, recon.cam_from_world, plane_options.samples),
                                  plane_options)
         seen = [OtherView(np.where(kept[j], consistency.depth[j], np.nan), K[j], recon.cam_from_world[j]) for j in range(S)]
-        for i in range(S):
-            filled[i], plane_filled[i] = fill_planes(filled[i], prior[i], consistency.depth[i], kept[i], planes, K[i],
-                                                     recon.cam_from_world[i], plane_options,
-                                                     [seen[j] for j in neighbours[i]])
+        fill = lambda i: fill_planes(filled[i], prior[i], consistency.depth[i], kept[i], planes, K[i],  # noqa: E731
+                                     recon.cam_from_world[i], plane_options, [seen[j] for j in neighbours[i]])
+        for i, (filled_i, plane_filled_i) in enumerate(ordered_map(fill, range(S), workers)):
+            filled[i], plane_filled[i] = filled_i, plane_filled_i
     out = np.where(kept, consistency.depth, filled if options.fill != "none" else np.nan).astype(np.float32)
     valid = kept.copy()
     if options.fill == "cloud":  # filled pixels near stereo join the cloud where another view's completed depth confirms them
         reach = options.fill_radius * max(W, H)
         candidates = ~kept & np.isfinite(out) & np.stack([_distance_to(k) <= reach for k in kept])
         loose = geometric_consistency(out, K, recon.cam_from_world, neighbours, 2 * options.pixel_tolerance,
-                                      options.fill_tolerance, options.min_angle, mask=candidates)
+                                      options.fill_tolerance, options.min_angle, mask=candidates, workers=workers)
         fill = candidates & (loose.confirmed >= 1)
         valid |= fill
         confidence = np.where(fill, FILL_CONFIDENCE * loose.confirmed / checked, confidence).astype(np.float32)
@@ -297,7 +287,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     sampled = np.zeros(out.shape, bool)
     sampled[:, ::2, ::2] = True
     exported = geometric_consistency(out, K, recon.cam_from_world, neighbours, options.pixel_tolerance,
-                                     options.depth_tolerance, options.min_angle, mask=sampled)
+                                     options.depth_tolerance, options.min_angle, mask=sampled, workers=workers)
     seconds = time.perf_counter() - t0
     recon.meta["consistency"] = {"median_depth_disagreement": exported.median_disagreement(),
                                  "cloud_median_depth_disagreement": exported.median_disagreement(valid),
