@@ -50,7 +50,8 @@ class DenseOptions:
     whose cameras are the network's (not SfM's or given) are matched too (the one-pass path); off (the sequence
     path: frames that could not be registered), they keep the fitted depth and are no other view's neighbour.
     ``workers``: views matched at once, each on a thread of its own (OpenCV and NumPy release the GIL; a view's
-    result does not depend on it); 0: one per usable CPU, at most ``MAX_STEREO_WORKERS``.
+    result does not depend on it); 0: one per usable CPU, at most ``MAX_STEREO_WORKERS``; fewer where memory is
+    short (:func:`app.engine.multiview_stereo.check_memory`).
     The fitted depth (every mode's, and ``fitted``'s result): each view's network depth scaled to the SfM points
     it sees, then multiplied by a smooth correction field (``depth_correction_field``); fused ``fusion_rounds``
     times with its ``consistency_neighbours`` most-overlapping views, a pixel kept when at least one of them has
