@@ -23,7 +23,7 @@ DENSE_MODES = ("stereo", "fitted", "none")
 FILL_MODES = ("maps", "cloud", "none")  # where stereo's holes take the fitted depth (see DenseOptions)
 DEFAULT_SIZE = {"stereo": 640, "fitted": 256, "none": 0}  # long side of the dense maps (0: the network's grid)
 MAX_DENSE_SIZE = 8192
-MAX_STEREO_WORKERS = 4  # views matched at once by default: each holds its cost volume (~30 MB at 640 px)
+MAX_STEREO_WORKERS = 4  # views worked on at once by default (each holds ~47 MB at 640 × 480 px while matched)
 
 
 def _stereo_options() -> StereoOptions:
