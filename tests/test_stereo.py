@@ -107,8 +107,8 @@ def test_views_matched_on_threads_give_each_view_its_own_match(scene):
     views = views + [View(views[0].image[::-1].copy(), views[0].K, views[0].cam_from_world), views[1], views[2]]
     neighbours = [[1, 2], [], [0, 1], [0, 2], [0, 2], [0, 1]]
     ranges = [(1.0, 12.0)] * 6
-    one = list(match_views(views, neighbours, None, ranges, DenseOptions(workers=1)))
-    two = list(match_views(views, neighbours, None, ranges, DenseOptions(workers=2)))
+    one = list(match_views(views, neighbours, None, ranges, StereoOptions(), 1))
+    two = list(match_views(views, neighbours, None, ranges, StereoOptions(), 2))
     assert [i for i, _ in one] == [i for i, _ in two] == [0, 2, 3, 4, 5]
     for (_, a), (_, b) in zip(one, two):
         assert np.array_equal(a.depth, b.depth) and np.array_equal(a.score, b.score)
@@ -116,6 +116,35 @@ def test_views_matched_on_threads_give_each_view_its_own_match(scene):
     assert DenseOptions().stereo_workers >= 1
     with pytest.raises(ValueError):
         DenseOptions(workers=-1)
+
+
+def test_memory_bounds_the_views_worked_on_at_once():
+    """The dense stage works on fewer views at once when memory is short, and refuses in one line when even one
+    does not fit beside the maps."""
+    from app.engine.multiview_stereo import BYTES_PER_DENSE_PIXEL, BYTES_PER_WORKING_PIXEL, check_memory
+    from mum.errors import UserError
+
+    pixels = 640 * 480
+    maps, working = 10 * pixels * BYTES_PER_DENSE_PIXEL, pixels * BYTES_PER_WORKING_PIXEL
+    assert check_memory(10, 640, 480, 4, available=2 * (maps + 4 * working)) == 4
+    assert check_memory(10, 640, 480, 4, available=2 * (maps + 2.5 * working)) == 2
+    assert check_memory(10, 640, 480, 4, available=2 * (maps + working)) == 1
+    with pytest.raises(UserError, match="need about"):
+        check_memory(10, 640, 480, 4, available=2 * (maps + 0.9 * working))
+
+
+def test_geometric_consistency_on_threads_equals_one_thread(scene):
+    """Views checked on two threads give the same confirmations, fused depth and sampled differences (drawn in
+    view order) as one after another."""
+    depth = scene["depth"] * (1 + 0.01 * np.random.default_rng(0).standard_normal(scene["depth"].shape))
+    neighbours = [[1, 2], [0, 2], [0, 1]]
+    one = geometric_consistency(depth, scene["K"], scene["cams"], neighbours, min_angle=1.0)
+    two = geometric_consistency(depth, scene["K"], scene["cams"], neighbours, min_angle=1.0, workers=2)
+    assert np.array_equal(one.confirmed, two.confirmed) and np.array_equal(one.depth, two.depth, equal_nan=True)
+    assert len(one.differences) == len(two.differences) == 3
+    for (rel_a, flat_a), (rel_b, flat_b) in zip(one.differences, two.differences):
+        assert np.array_equal(rel_a, rel_b) and np.array_equal(flat_a, flat_b)
+    assert not np.array_equal(one.confirmed[0], one.confirmed[1])  # views differ: a mix-up would show
 
 
 def test_geometric_consistency_confirms_exact_depth_and_rejects_errors(scene):

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 MIN_POINTS_FOR_FIT = 12  # fewer SfM points in a view: it takes the scene's median scale
 
@@ -113,7 +112,10 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
     points per node, at most ``max_nodes`` a side), membrane-regularised (``smoothness`` relative to the data
     term) and fitted by iteratively reweighted least squares (Cauchy). It absorbs the network depth's
     low-frequency shape error (a tilted or bent floor), which no single scale and shift can. ``None`` with
-    fewer than ``MIN_POINTS_FOR_FIT`` usable points."""
+    fewer than ``MIN_POINTS_FOR_FIT`` usable points. Its solves are at most 256 × 256: one BLAS thread does one in
+    ~2 ms, two (OpenBLAS's pthreads beside torch's OpenMP ones) took 10–90 ms on the shared 2-core machine, so
+    callers that fit many views hold ``threadpool_limits(1, user_api="blas")`` around the loop (once, from their
+    own thread: see :mod:`app.engine.view_threads`)."""
     h, w = depth.shape
     d = sample_bilinear(depth, uv)
     ok = np.isfinite(d) & (d > 0) & np.isfinite(z) & (z > 0)
@@ -137,16 +139,13 @@ def fit_correction_field(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, point
     lam = smoothness * n / nodes
     regulariser = lam * _membrane(gh, gw) + 1e-6 * np.eye(nodes)
     coef = np.full(nodes, np.median(y))
-    # at most 256 × 256: one BLAS thread solves it in ~2 ms; two (OpenBLAS's pthreads beside torch's OpenMP ones)
-    # took 10–90 ms a solve on the shared 2-core machine, most of the stereo stage's time on small images
-    with threadpool_limits(1, user_api="blas"):
-        for _ in range(8):
-            r = np.sum(value * coef[index], 1) - y
-            c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
-            wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
-            H = np.bincount(pairs.ravel(), (products * wgt[:, None]).ravel(), nodes * nodes).reshape(nodes, nodes)
-            rhs = np.bincount(index.ravel(), (value * (wgt * y)[:, None]).ravel(), nodes)
-            coef = np.linalg.solve(H + regulariser, rhs + 1e-6 * np.median(y))
+    for _ in range(8):
+        r = np.sum(value * coef[index], 1) - y
+        c = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
+        wgt = 1.0 / (1.0 + (r / (2.385 * c)) ** 2)
+        H = np.bincount(pairs.ravel(), (products * wgt[:, None]).ravel(), nodes * nodes).reshape(nodes, nodes)
+        rhs = np.bincount(index.ravel(), (value * (wgt * y)[:, None]).ravel(), nodes)
+        coef = np.linalg.solve(H + regulariser, rhs + 1e-6 * np.median(y))
     field = _hat_weights(np.arange(h, dtype=float), gh, h) @ coef.reshape(gh, gw) @ _hat_weights(np.arange(w, dtype=float), gw, w).T
     return np.exp(field)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from app.engine.dense_fit import (
     depth_agreement,
@@ -82,12 +83,13 @@ def _fitted_depth(recon: Reconstruction, transforms, sfm: SfmResult | None, poin
                 fits[i] = fit_depth(depth[i], *observed[i])
     fitted = [f for f in fits if f is not None]
     default_scale = float(np.median([f.scale for f in fitted])) if fitted else depth_scale
-    for i, f in enumerate(fits):
-        depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
-        if f is not None and dense.depth_correction_field:
-            field = fit_correction_field(depth[i], *observed[i])
-            if field is not None:
-                depth[i] *= field
+    with threadpool_limits(1, user_api="blas"):  # the correction fields' small solves (see fit_correction_field)
+        for i, f in enumerate(fits):
+            depth[i] = depth[i] * (f.scale if f else default_scale) + (f.shift if f else 0.0)
+            if f is not None and dense.depth_correction_field:
+                field = fit_correction_field(depth[i], *observed[i])
+                if field is not None:
+                    depth[i] *= field
     if fitted:
         say(f"dense: depth fitted to SfM points in {len(fitted)}/{S} views (median residual of the scale/shift fit "
             f"{100 * float(np.median([f.residual for f in fitted])):.1f} %, then a smooth correction)")

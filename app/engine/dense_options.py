@@ -13,7 +13,6 @@ stage, checked when they are made.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 
@@ -24,7 +23,7 @@ DENSE_MODES = ("stereo", "fitted", "none")
 FILL_MODES = ("maps", "cloud", "none")  # where stereo's holes take the fitted depth (see DenseOptions)
 DEFAULT_SIZE = {"stereo": 640, "fitted": 256, "none": 0}  # long side of the dense maps (0: the network's grid)
 MAX_DENSE_SIZE = 8192
-MAX_STEREO_WORKERS = 4  # views matched at once by default: each holds its cost volume (~30 MB at 640 px)
+MAX_STEREO_WORKERS = 4  # views worked on at once by default (each holds ~47 MB at 640 × 480 px while matched)
 
 
 def _stereo_options() -> StereoOptions:
@@ -51,7 +50,8 @@ class DenseOptions:
     whose cameras are the network's (not SfM's or given) are matched too (the one-pass path); off (the sequence
     path: frames that could not be registered), they keep the fitted depth and are no other view's neighbour.
     ``workers``: views matched at once, each on a thread of its own (OpenCV and NumPy release the GIL; a view's
-    result does not depend on it); 0: one per usable CPU, at most ``MAX_STEREO_WORKERS``.
+    result does not depend on it); 0: one per usable CPU, at most ``MAX_STEREO_WORKERS``; fewer where memory is
+    short (:func:`app.engine.multiview_stereo.check_memory`).
     The fitted depth (every mode's, and ``fitted``'s result): each view's network depth scaled to the SfM points
     it sees, then multiplied by a smooth correction field (``depth_correction_field``); fused ``fusion_rounds``
     times with its ``consistency_neighbours`` most-overlapping views, a pixel kept when at least one of them has
@@ -106,14 +106,10 @@ class DenseOptions:
 
     @property
     def stereo_workers(self) -> int:
-        """How many views stereo matches at once (``workers``, or one per usable CPU up to the maximum)."""
-        if self.workers:
-            return self.workers
-        try:
-            usable = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            usable = os.cpu_count() or 1
-        return max(1, min(MAX_STEREO_WORKERS, usable))
+        """How many views the dense stage works on at once (``workers``, or one per usable CPU up to the maximum)."""
+        from app.engine.view_threads import usable_cpus
+
+        return self.workers or max(1, min(MAX_STEREO_WORKERS, usable_cpus()))
 
     @property
     def long_side(self) -> int:

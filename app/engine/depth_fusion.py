@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from app.engine.view_threads import ordered_map
+
 DIFFERENCE_SAMPLES = 20_000  # relative depth differences kept per view pair for the disagreement figures
 
 
@@ -76,19 +78,22 @@ def _transfer(depth: np.ndarray, u: np.ndarray, v: np.ndarray, K_from: np.ndarra
 def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray,
                           neighbours: Sequence[Sequence[int]], pixel_tolerance: float = 1.0,
                           depth_tolerance: float = 0.01, min_angle: float = 0.0,
-                          mask: Optional[np.ndarray] = None) -> Consistency:
+                          mask: Optional[np.ndarray] = None, workers: int = 1) -> Consistency:
     """Check the pixels of every view (those in ``mask`` ``[S, H, W]``, default every pixel with a depth)
     against its ``neighbours`` (see the module docstring). A neighbour confirms a pixel only where the two
     viewing rays of its point meet at ``min_angle`` degrees or more (COLMAP's minimum triangulation angle: below
-    it the round trip closes for almost any depth, e.g. on a sky or a backdrop at infinity)."""
+    it the round trip closes for almost any depth, e.g. on a sky or a backdrop at infinity). ``workers`` views
+    are checked at once on threads (the result does not depend on it)."""
     S, H, W = depth.shape
     depth = depth.astype(np.float32)
     confirmed = np.zeros((S, H, W), np.int16)
     fused = depth.copy()
     differences = []
     min_cos = np.float32(np.cos(np.radians(min_angle)))
-    rng = np.random.default_rng(0)
-    for i in range(S):
+
+    def check(i: int):
+        """View ``i``: its checked pixels (flat indices), their confirmations and fused depth, and per neighbour
+        the pixels that land on its depth with their relative differences."""
         chosen = np.isfinite(depth[i]) & (depth[i] > 0)
         if mask is not None:
             chosen &= mask[i]
@@ -97,7 +102,7 @@ def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.n
         u = (flat % W).astype(np.float32)
         v = (flat // W).astype(np.float32)
         total, count = d.copy(), np.zeros(d.shape, np.int16)
-        rel_sample, flat_sample = [], []
+        landed = []
         if min_angle > 0:  # the ray from view i's centre to each pixel's point, in view i's frame, and its length²
             ray = ((u - K[i, 0, 2]) / K[i, 0, 0] * d, (v - K[i, 1, 2]) / K[i, 1, 1] * d, d.astype(np.float64))
             ray_sq = ray[0] * ray[0] + ray[1] * ray[1] + ray[2] * ray[2]
@@ -121,12 +126,20 @@ def geometric_consistency(depth: np.ndarray, K: np.ndarray, cam_from_world: np.n
             total += np.where(ok, back_z, 0)
             count += ok
             seen = np.flatnonzero(inside & np.isfinite(dj) & (dj > 0))
-            if len(seen) > DIFFERENCE_SAMPLES:
-                seen = np.sort(rng.choice(seen, DIFFERENCE_SAMPLES, replace=False))
-            rel_sample.append(np.abs(zj[seen] - dj[seen]) / dj[seen])
-            flat_sample.append(flat[seen])
+            landed.append((seen, np.abs(zj[seen] - dj[seen]) / dj[seen]))
+        return flat, count, np.where(count > 0, total / (1 + count), d), landed
+
+    rng = np.random.default_rng(0)  # drawn in view order, here: the samples do not depend on the threads
+    for i, (flat, count, depth_i, landed) in enumerate(ordered_map(check, range(S), workers)):
         confirmed[i].reshape(-1)[flat] = count
-        fused[i].reshape(-1)[flat] = np.where(count > 0, total / (1 + count), d)
+        fused[i].reshape(-1)[flat] = depth_i
+        rel_sample, flat_sample = [], []
+        for seen, rel in landed:
+            if len(seen) > DIFFERENCE_SAMPLES:  # positions in ``seen`` (increasing): the same as sorting the pixels
+                pick = np.sort(rng.choice(len(seen), DIFFERENCE_SAMPLES, replace=False))
+                seen, rel = seen[pick], rel[pick]
+            rel_sample.append(rel)
+            flat_sample.append(flat[seen])
         differences.append((np.concatenate(rel_sample) if rel_sample else np.zeros(0, np.float32),
                             np.concatenate(flat_sample) if flat_sample else np.zeros(0, np.int64)))
     return Consistency(confirmed, fused, np.array([len(n) for n in neighbours]), differences)

@@ -41,19 +41,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from app.engine.dense_fit import fit_correction_field, fit_depth, overlap_neighbours, upsample_depth
 from app.engine.depth_fusion import geometric_consistency
 from app.engine.plane_fill import OtherView, PlaneFillOptions, dominant_planes, fill_planes, kept_points
 from app.engine.reconstruction import Reconstruction
-from app.engine.stereo import Match, View, match_view
+from app.engine.stereo import Match, StereoOptions, View, match_view
+from app.engine.view_threads import ordered_map
 from app.engine.view_selection import covisibility_scores, select_neighbours
 from mum.errors import UserError
 from mum.io import ViewTransform, warp_view
@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 # bytes per dense pixel and view held during the stage (colours, depth, confidence, prior, score, texture,
 # validity, world points, the fused maps) — what the memory check multiplies
 BYTES_PER_DENSE_PIXEL = 64
+# bytes per dense pixel of one view being worked on (its pyramid, cost volumes, warps; tracemalloc: 153 at 640 and
+# 1280 px for 4 neighbours) and of one finished view waiting for its turn (its depth, score and texture: 12)
+BYTES_PER_WORKING_PIXEL = 160 + 12
 MEMORY_FRACTION = 0.5
 FILL_CONFIDENCE = 0.05  # a filled pixel's confidence per confirming neighbour share: below any matched pixel's
 REFIT_SAMPLES = 20_000  # kept stereo pixels per view that the prior is refitted to before it fills (seeded sample)
@@ -82,15 +85,19 @@ def dense_factor(transforms: Sequence[ViewTransform], original_sizes: Sequence[t
     return max(1, min(math.ceil(long_side / grid), math.ceil(largest / grid)))
 
 
-def check_memory(views: int, width: int, height: int, available: int | None = None) -> None:
-    """Refuse (a :class:`UserError`) a dense stage that would not fit in half the available memory."""
+def check_memory(views: int, width: int, height: int, workers: int = 1, available: int | None = None) -> int:
+    """How many views the dense stage may work on at once (at most ``workers``) within half the available memory:
+    the stage's maps of every view plus, per view worked on, its working memory; refuses (a :class:`UserError`)
+    when even one does not fit."""
     from app.engine.runtime import available_memory
 
     available = available_memory("cpu") if available is None else available
-    need = views * width * height * BYTES_PER_DENSE_PIXEL
-    if need > MEMORY_FRACTION * available:
-        raise UserError(f"dense maps of {views} views at {width} x {height} px need about {need / 2**30:.1f} GiB "
-                        f"(available: {available / 2**30:.1f} GiB): use a smaller --dense-size or --dense fitted")
+    maps, working = views * width * height * BYTES_PER_DENSE_PIXEL, width * height * BYTES_PER_WORKING_PIXEL
+    if maps + working > MEMORY_FRACTION * available:
+        raise UserError(f"dense maps of {views} views at {width} x {height} px need about "
+                        f"{(maps + working) / 2**30:.1f} GiB (available: {available / 2**30:.1f} GiB): use a smaller "
+                        "--dense-size or --dense fitted")
+    return int(max(1, min(workers, (MEMORY_FRACTION * available - maps) // working)))
 
 
 def _grey(colors: np.ndarray) -> np.ndarray:
@@ -198,30 +205,18 @@ def choose_neighbours(recon: Reconstruction, sfm: SfmResult | None, points: np.n
 
 
 def match_views(views: Sequence[View], neighbours: Sequence[Sequence[int]], prior: np.ndarray | None,
-                ranges: Sequence[tuple[float, float]], options: DenseOptions) -> Iterator[tuple[int, Match]]:
-    """:func:`~app.engine.stereo.match_view` for every view with neighbours, ``options.stereo_workers`` views at
-    once on threads; yields ``(view index, match)`` in view order, at most twice as many views in flight as
-    workers (their cost volumes bound the memory). ``prior`` ``[S, H, W]`` or ``None``."""
+                ranges: Sequence[tuple[float, float]], options: StereoOptions, workers: int
+                ) -> Iterator[tuple[int, Match]]:
+    """:func:`~app.engine.stereo.match_view` for every view with neighbours, ``workers`` views at once
+    (:func:`~app.engine.view_threads.ordered_map`); yields ``(view index, match)`` in view order. ``prior``
+    ``[S, H, W]`` or ``None``."""
     todo = [i for i in range(len(views)) if neighbours[i]]
-    match = lambda i: match_view(views[i], [views[j] for j in neighbours[i]],  # noqa: E731
-                                 None if prior is None else prior[i], ranges[i], options.stereo)
-    workers = options.stereo_workers
-    if workers == 1:
-        yield from ((i, match(i)) for i in todo)
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="stereo")
-    try:
-        running: deque = deque()
-        for i in todo:
-            running.append((i, pool.submit(match, i)))
-            if len(running) >= 2 * workers:
-                j, job = running.popleft()
-                yield j, job.result()
-        while running:
-            j, job = running.popleft()
-            yield j, job.result()
-    finally:  # an interrupt or an error: the queued views are dropped, the running ones finish
-        pool.shutdown(wait=True, cancel_futures=True)
+
+    def match(i: int) -> tuple[int, Match]:
+        return i, match_view(views[i], [views[j] for j in neighbours[i]], None if prior is None else prior[i],
+                             ranges[i], options)
+
+    return ordered_map(match, todo, workers)
 
 
 def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: Sequence[ViewTransform],
@@ -234,7 +229,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     factor = dense_factor(transforms, recon.image_sizes, options.long_side)
     fine = [tf.scaled(factor) for tf in transforms]
     W, H = fine[0].grid_size
-    check_memory(S, W, H)
+    workers = check_memory(S, W, H, options.stereo_workers)
     matched = None if options.match_network_cameras else np.array([o != "network" for o in recon.pose_origins()])
     neighbours = choose_neighbours(recon, sfm, points, options.neighbours, matched)
     to_match = sum(bool(n) for n in neighbours)
@@ -252,34 +247,37 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     depth = np.full((S, H, W), np.nan, np.float32)
     score = np.zeros((S, H, W), np.float32)
     t_match = time.perf_counter()
-    for i, match in match_views(views, neighbours, prior if options.prior_range else None, ranges, options):
+    for i, match in match_views(views, neighbours, prior if options.prior_range else None, ranges, options.stereo,
+                                workers):
         depth[i], score[i] = match.depth, match.score
         say(f"dense: stereo view {i + 1}/{S}")
     match_s = time.perf_counter() - t_match
     consistency = geometric_consistency(depth, K, recon.cam_from_world, neighbours, options.pixel_tolerance,
-                                        options.depth_tolerance, options.min_angle)
+                                        options.depth_tolerance, options.min_angle, workers=workers)
     checked = np.maximum(consistency.checked, 1)[:, None, None]
     kept = (consistency.confirmed >= options.min_confirmed) & (score >= options.min_score) & np.isfinite(depth)
     confidence = np.where(kept, np.clip(score, 0, 1) * consistency.confirmed / checked, 0).astype(np.float32)
     stereo_kept = float(kept.mean())
-    filled = np.stack([fill_from_prior(p, d, k) for p, d, k in zip(prior, consistency.depth, kept)])
+    with threadpool_limits(1, user_api="blas"):  # the refits' small solves: see dense_fit.fit_correction_field
+        filled = np.stack(list(ordered_map(lambda i: fill_from_prior(prior[i], consistency.depth[i], kept[i]),
+                                           range(S), workers)))
     planes, plane_filled = [], np.zeros_like(kept)
     if options.plane_fill and options.fill != "none":
         plane_options = PlaneFillOptions()
         planes = dominant_planes(kept_points(consistency.depth, kept, K, recon.cam_from_world, plane_options.samples),
                                  plane_options)
         seen = [OtherView(np.where(kept[j], consistency.depth[j], np.nan), K[j], recon.cam_from_world[j]) for j in range(S)]
-        for i in range(S):
-            filled[i], plane_filled[i] = fill_planes(filled[i], prior[i], consistency.depth[i], kept[i], planes, K[i],
-                                                     recon.cam_from_world[i], plane_options,
-                                                     [seen[j] for j in neighbours[i]])
+        fill = lambda i: fill_planes(filled[i], prior[i], consistency.depth[i], kept[i], planes, K[i],  # noqa: E731
+                                     recon.cam_from_world[i], plane_options, [seen[j] for j in neighbours[i]])
+        for i, (filled_i, plane_filled_i) in enumerate(ordered_map(fill, range(S), workers)):
+            filled[i], plane_filled[i] = filled_i, plane_filled_i
     out = np.where(kept, consistency.depth, filled if options.fill != "none" else np.nan).astype(np.float32)
     valid = kept.copy()
     if options.fill == "cloud":  # filled pixels near stereo join the cloud where another view's completed depth confirms them
         reach = options.fill_radius * max(W, H)
         candidates = ~kept & np.isfinite(out) & np.stack([_distance_to(k) <= reach for k in kept])
         loose = geometric_consistency(out, K, recon.cam_from_world, neighbours, 2 * options.pixel_tolerance,
-                                      options.fill_tolerance, options.min_angle, mask=candidates)
+                                      options.fill_tolerance, options.min_angle, mask=candidates, workers=workers)
         fill = candidates & (loose.confirmed >= 1)
         valid |= fill
         confidence = np.where(fill, FILL_CONFIDENCE * loose.confirmed / checked, confidence).astype(np.float32)
@@ -297,7 +295,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     sampled = np.zeros(out.shape, bool)
     sampled[:, ::2, ::2] = True
     exported = geometric_consistency(out, K, recon.cam_from_world, neighbours, options.pixel_tolerance,
-                                     options.depth_tolerance, options.min_angle, mask=sampled)
+                                     options.depth_tolerance, options.min_angle, mask=sampled, workers=workers)
     seconds = time.perf_counter() - t0
     recon.meta["consistency"] = {"median_depth_disagreement": exported.median_disagreement(),
                                  "cloud_median_depth_disagreement": exported.median_disagreement(valid),
