@@ -165,6 +165,23 @@ def test_fallbacks_warn_once_and_succeed(tmp_path, case):
     assert {c["source"] for c in cams} == {"network"}
 
 
+def test_cameras_without_baseline_warn_that_the_cloud_is_empty(tmp_path):
+    """Given poses that all share one position (``--cameras`` with ``--fix-poses``): nothing can be
+    triangulated, stereo confirms no pixel and the cloud is empty; the run still succeeds, and one `warning:` line
+    says so (an empty scene.ply with exit 0 and nothing said looked like success)."""
+    paths = sorted((TUM / "images").iterdir())[4:7]
+    K = [[525.0, 0, 319.5], [0, 525.0, 239.5], [0, 0, 1]]
+    cameras = {"images": [{"name": p.name, "width": 640, "height": 480, "K": K,
+                           "cam_from_world": np.eye(4).tolist()} for p in paths]}
+    (tmp_path / "cameras.json").write_text(json.dumps(cameras))
+    proc = _cli([*map(str, paths), "-o", str(tmp_path / "scene.ply"), "--cameras", str(tmp_path / "cameras.json"),
+                 "--fix-poses"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["points"] == 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: the point cloud is empty"), proc.stderr
+
+
 def test_two_views_get_sfm_cameras(tmp_path):
     paths = sorted((TUM / "images").iterdir())[4:6]
     out = tmp_path / "cameras.json"
