@@ -102,6 +102,22 @@ def test_point_cloud_keeps_max_points_with_more_sfm_points_than_that():
     assert recon.point_cloud(max_points=50).xyz.tobytes() == recon.point_cloud(max_points=50).xyz.tobytes()
 
 
+def test_voxel_cloud_keeps_a_budget_below_eight_points():
+    """A long input's cloud (voxel down-sampling) within ``--max-points`` of 1–7: the voxel grew until its keys
+    overflowed int64 (a RuntimeWarning on the command's stderr, ~1750 sorts); now the most confident points."""
+    import warnings
+
+    from app.engine.point_budget import voxel_point_cloud
+
+    recon = make_recon()  # its points lie on both sides of the world origin: floor() keeps them in 2+ voxels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for budget in (1, 3, 7, 50):
+            assert 0 < len(voxel_point_cloud(recon, budget)) <= budget
+    one = voxel_point_cloud(recon, 1)
+    assert one.conf[0] == recon.depth_conf.max()  # the most confident point
+
+
 def test_ply_reads_back_in_open3d_and_plyfile(tmp_path):
     from plyfile import PlyData
 

@@ -127,6 +127,7 @@ class _VoxelAccumulator:
             lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
             extent = float(np.linalg.norm(hi - lo)) or 1.0
             self.voxel = extent / math.sqrt(target) / 4
+        span = float(np.ptp(xyz, axis=0).max())
         while True:
             keys = np.floor(xyz / self.voxel).astype(np.int64)
             order = np.lexsort((-conf, keys[:, 2], keys[:, 1], keys[:, 0]))  # most confident first in each voxel
@@ -135,6 +136,10 @@ class _VoxelAccumulator:
             first[1:] = (k[1:] != k[:-1]).any(1)
             kept = np.sort(order[first])
             if len(kept) <= target:
+                break
+            if self.voxel > 2 * span:  # at most 8 voxels left (2 a side), more than a budget below 8: the most
+                # confident of them (growing on, the voxel overflowed the keys: ~1750 sorts and a RuntimeWarning)
+                kept = np.sort(kept[np.argsort(-conf[kept], kind="stable")[:target]])
                 break
             self.voxel *= 1.5
         self.parts = [(xyz[kept], rgb[kept], conf[kept], view[kept], pixel[kept])]
