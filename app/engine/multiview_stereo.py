@@ -63,8 +63,9 @@ if TYPE_CHECKING:
     from app.engine.sfm import SfmResult
 
 # bytes per dense pixel and view held during the stage (colours, depth, confidence, prior, score, texture,
-# validity, world points, the fused maps) — what the memory check multiplies
-BYTES_PER_DENSE_PIXEL = 64
+# validity, world points, the fused maps) — what the memory check multiplies; the stage's peak above its start on
+# demo/tum_freiburg (17 views at 640 × 480, 2 threads, VmHWM) was 71 bytes a pixel of every view beyond the threads'
+BYTES_PER_DENSE_PIXEL = 80
 # bytes per dense pixel of one view being worked on (its pyramid, cost volumes, warps; tracemalloc: 153 at 640 and
 # 1280 px for 4 neighbours) and of one finished view waiting for its turn (its depth, score and texture: 12)
 BYTES_PER_WORKING_PIXEL = 160 + 12
