@@ -5,6 +5,7 @@ line, never a traceback."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,13 +141,19 @@ def _turned_on_the_spot(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case", ["one view", "textureless", "unrelated", "turned on the spot"])
+@pytest.mark.parametrize("case", ["one view", "textureless", "unrelated", "turned on the spot", "the same photo twice"])
 def test_fallbacks_warn_once_and_succeed(tmp_path, case):
     """Inputs SfM cannot place: one warning line, the network's cameras. Views turned on the spot: SfM
     registered 3 of them with no point (arbitrary positions), on which stereo kept 1 % of the pixels, 12 %
-    apart between views (depth invented from a baseline that is not there)."""
+    apart between views (depth invented from a baseline that is not there). The same photo twice matches
+    perfectly: the line says that no baseline, not too few matches, is why."""
     if case == "one view":
         inputs = [str(sorted((TUM / "images").iterdir())[0])]
+    elif case == "the same photo twice":
+        (tmp_path / "twice").mkdir()
+        for name in ("a.png", "b.png"):
+            shutil.copy(sorted((TUM / "images").iterdir())[0], tmp_path / "twice" / name)
+        inputs = [str(tmp_path / "twice")]
     elif case == "textureless":
         inputs = [str(_images(tmp_path / "grey", [np.full((240, 320, 3), 128, np.uint8)] * 3))]
     elif case == "turned on the spot":
@@ -159,6 +166,8 @@ def test_fallbacks_warn_once_and_succeed(tmp_path, case):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning:"), proc.stderr
+    if case in ("turned on the spot", "the same photo twice"):
+        assert "baseline" in lines[0] and "too few matches" not in lines[0], lines[0]
     summary = json.loads(proc.stdout)
     assert summary["cameras"]["sfm"] == 0 and summary["points"] > 0
     cams = json.loads(out.read_text())["images"]

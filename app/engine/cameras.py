@@ -115,6 +115,9 @@ def add_cameras(
         if registered >= 2:  # and too few points: a stereo on its arbitrary baseline would invent depth
             reason = (f"SfM registered {registered} of {S} views but triangulated only {len(sfm.points)} points "
                       "(no baseline: views turned on the spot?)")
+        elif S >= 2 and sfm is not None and sfm.pairs_verified:  # views that match but give no map to start from
+            reason = (f"SfM matched {sfm.pairs_verified} pair(s) of views but could not start a map from them "
+                      "(too little baseline: the same photo twice, or views turned on the spot?)")
         warn(f"warning: {reason}: cameras and depth come from the network alone")
         cams, sources, K = network_cams, ["network"] * S, recon.intrinsics.copy()
         intrinsics_sources = recon.intrinsics_origins()
