@@ -12,7 +12,9 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
    from chunk to chunk; all chunks' points make one set of tracks;
 4. **loop closures**: keyframes far apart in time whose retrieval descriptors are alike are matched and mapped
    together (SIFT, geometric verification, SfM of both neighbourhoods); a loop whose model registers both sides
-   with little drift joins their tracks;
+   with little drift joins their tracks; loops with more drift are first closed by a pose graph over the
+   keyframes (:mod:`app.engine.keyframe_loops`: the drift, scale included, spread over the path; a loop whose
+   model disagrees with the map within one side, or with the other loops, is not used), then join their tracks;
 5. **the other frames** (:mod:`app.engine.frame_registration`): the keyframes' observations followed by optical flow
    into them, PnP against the map;
 6. **bundle adjustment** of every registered frame, every point and the intrinsics at once (the principal point
@@ -44,6 +46,7 @@ import numpy as np
 from app.engine.camera_fusion import Similarity, apply, fill_unregistered, fit_similarity, identity
 from app.engine.frame_registration import RegistrationOptions, register_between
 from app.engine.frame_store import check_room, frames_on_disk, release_pages
+from app.engine.keyframe_loops import Loop, PoseGraphOptions, close_drifting_loops
 from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adjust
 from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.engine.known_cameras import KnownCameras
@@ -84,6 +87,7 @@ class SequenceOptions:
     loop_neighbours: int = 2
     loop_min_points: int = 50
     loop_max_drift: tuple[float, float, float] = (3.0, 0.1, 0.05)  # degrees, translation / spread, |log scale|
+    pose_graph: PoseGraphOptions = field(default_factory=PoseGraphOptions)  # loops with more drift than that
 
 
 # ------------------------------------------------------------------------------------------------- progress
@@ -307,17 +311,12 @@ def _loop_candidates(keyframes: list[int], descriptors: np.ndarray, seq: Sequenc
 
 
 def _verify_loop(kmap: KeyframeMap, keyframes: list[int], a: int, b: int, source: ViewSource, focal: np.ndarray,
-                 options: PipelineOptions, seq: SequenceOptions, say) -> tuple[Optional[SfmResult], list[int], dict]:
+                 options: PipelineOptions, seq: SequenceOptions, say) -> tuple[Optional[Loop], list[int], dict]:
     """Geometric verification of a loop candidate: SfM of the two keyframes alone (the map's intrinsics) must
     register both with at least ``loop_min_points`` points; then SfM (every pair matched) of the keyframes
     around positions ``a`` and ``b`` must register two or more of each side and see at least
-    ``loop_min_points`` points from both. The accepted model is moved into the map's frame by the similarity
-    fitted on side ``a``; how far side ``b`` then lies from where the map has it (rotation, translation
-    relative to the side's spread, scale) is the drift the loop measures."""
-    import torch
-
-    from mum.geometry import camera_centers, rotation_angle_deg
-
+    ``loop_min_points`` points from both. The accepted model is moved into the map's frame (:func:`_align_loop`:
+    its drift)."""
     k = seq.loop_neighbours
     info: dict = {"keyframes": [keyframes[a], keyframes[b]], "accepted": False}
     pair = [keyframes[a], keyframes[b]]
@@ -340,15 +339,32 @@ def _verify_loop(kmap: KeyframeMap, keyframes: list[int], a: int, b: int, source
     info.update(registered=[len(ia), len(ib)], points_seen_from_both=both)
     if len(ia) < 2 or len(ib) < 2 or both < seq.loop_min_points:
         return None, frames, info
-    to_map = fit_similarity(sfm.cam_from_world[ia], np.stack([kmap.poses[frames[i]] for i in ia]))
-    moved = _moved(sfm, to_map)
-    drift = fit_similarity(np.stack([kmap.poses[frames[i]] for i in ib]), moved.cam_from_world[ib])
-    centres = camera_centers(np.stack([kmap.poses[frames[i]] for i in ia + ib]))
+    loop = Loop(sfm, frames, ia, ib, info)
+    info.update(accepted=True)
+    _align_loop(kmap, loop, seq)
+    return loop, frames, info
+
+
+def _align_loop(kmap: KeyframeMap, loop: Loop, seq: SequenceOptions) -> None:
+    """Move ``loop``'s model into the map's frame by the similarity fitted on its side a, and record how far its
+    side b then lies from where the map has it (rotation, translation relative to the sides' spread, scale): the
+    drift the loop measures; ``closed`` when within ``seq.loop_max_drift``."""
+    import torch
+
+    from mum.geometry import camera_centers, rotation_angle_deg
+
+    ia, ib = loop.side_a, loop.side_b
+    to_map = fit_similarity(loop.cams(ia), loop.map_cams(kmap, ia))
+    loop.model = _moved(loop.model, to_map)
+    drift = fit_similarity(loop.map_cams(kmap, ib), loop.cams(ib))
+    centres = camera_centers(loop.map_cams(kmap, ia + ib))
     spread = max(float(np.linalg.norm(centres - centres.mean(0), axis=1).max()), 1e-9)
     angle = float(rotation_angle_deg(torch.from_numpy(drift.rotation), torch.from_numpy(np.eye(3))))
-    info.update(accepted=True, drift_rotation_deg=round(angle, 3), drift_scale=round(drift.scale, 4),
-                drift_translation=round(float(np.linalg.norm(drift.translation)) / spread, 3))
-    return moved, frames, info
+    loop.info.update(drift_rotation_deg=round(angle, 3), drift_scale=round(drift.scale, 4),
+                     drift_translation=round(float(np.linalg.norm(drift.translation)) / spread, 3))
+    deg, shift, scale = seq.loop_max_drift
+    loop.info["closed"] = bool(loop.info["drift_rotation_deg"] <= deg and loop.info["drift_translation"] <= shift
+                               and abs(np.log(loop.info["drift_scale"])) <= scale)
 
 
 def _sfm_with_map_intrinsics(kmap: KeyframeMap, frames: list[int], source: ViewSource, focal: np.ndarray,
@@ -497,23 +513,34 @@ def reconstruct_sequence(
 
     # 4. loop closures
     loops_info = []
+    pose_graph: Optional[dict] = None
     if seq.loop_closure:
         candidates = _loop_candidates(keyframes, np.stack([maps.descriptors[f] for f in keyframes]), seq)
         progress = StageProgress(say, 4, STAGES, "loop closures", len(candidates), "candidate", every=0.0)
+        drifting: list[Loop] = []
         for n, (a, b, similarity) in enumerate(candidates):
-            model_ab, frames, info = _verify_loop(kmap, keyframes, a, b, source, focal, options, seq, say)
+            loop, frames, info = _verify_loop(kmap, keyframes, a, b, source, focal, options, seq, say)
             info["similarity"] = round(similarity, 4)
-            if model_ab is not None:
-                deg, shift, scale = seq.loop_max_drift
-                info["closed"] = bool(info["drift_rotation_deg"] <= deg and info["drift_translation"] <= shift
-                                      and abs(np.log(info["drift_scale"])) <= scale)
-                if info["closed"]:  # the loop's tracks join the map's: the bundle adjustment closes it
-                    info.update(kmap.add(frames, model_ab, keep_poses=True))
+            if loop is not None and info["closed"]:  # the loop's tracks join the map's: the bundle adjustment closes it
+                info.update(kmap.add(loop.frames, loop.model, keep_poses=True))
+            elif loop is not None:
+                drifting.append(loop)
             loops_info.append(info)
             progress.update(n + 1, f"frames {keyframes[a]}↔{keyframes[b]} "
                                    + ("accepted" if info["accepted"] else "rejected"), force=True)
         if not candidates:
             say(f"stage 4/{STAGES} loop closures: no candidates")
+        if drifting:  # too far apart for the bundle adjustment: the pose graph spreads their drift first
+            used, pose_graph = close_drifting_loops(kmap, drifting, seq.pose_graph)
+            for loop in used:
+                before = {k: loop.info[k] for k in ("drift_rotation_deg", "drift_translation", "drift_scale")}
+                _align_loop(kmap, loop, seq)
+                loop.info["drift_before_pose_graph"] = before
+                if loop.info["closed"]:
+                    loop.info.update(kmap.add(loop.frames, loop.model, keep_poses=True))
+            say(f"stage 4/{STAGES} loop closures: pose graph over {pose_graph['keyframes']} keyframes, "
+                f"{len(used)} of {len(drifting)} drifting loop(s) closed"
+                + (f" (cost {pose_graph['cost_before']:.4g} → {pose_graph['cost_after']:.4g})" if used else ""))
     clock.lap("loops")
 
     # 5. the other frames, by PnP against the map
@@ -597,7 +624,7 @@ def reconstruct_sequence(
                   "keyframes_registered": keyframes_registered, "registered_by_pnp": pnp,
                   "network_placed": S - registered_count, "windows": len(windows), "chunks": chunk_info,
                   "maps_on_disk_mb": round(maps_bytes / 2**20, 1),
-                  "loops": loops_info, "other_models": parts, "bundle_adjustment": ba, "seconds": clock.wall,
+                  "loops": loops_info, "pose_graph": pose_graph, "other_models": parts, "bundle_adjustment": ba, "seconds": clock.wall,
                   "cpu_seconds": clock.cpu,
                   "peak_rss_mib": clock.peak_rss,
                   "seconds_total": round(time.perf_counter() - t_start, 3)},
