@@ -428,6 +428,67 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     assert ate < 0.05 * extent
 
 
+def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_path, capsys, monkeypatch):
+    """Stage 4's wiring: a verified loop whose drift exceeds ``loop_max_drift`` (lowered here) is closed
+    by the keyframe pose graph, measured again on the corrected map (closer), and its tracks join the map;
+    ``--json`` records it and the pose graph; the cameras stay right (the loop's model: the true cameras)."""
+    import functools
+
+    import cv2
+    import torch
+
+    import app.engine.pipeline
+    import app.engine.sequence as sequence
+    from app.cli import main
+    from app.engine.keyframe_loops import Loop, PoseGraphOptions
+    from heads.metrics import umeyama_alignment
+
+    from mum.data.synthetic import SyntheticConfig, generate_scene
+
+    cfg = SyntheticConfig(kinds=("room",), camera_paths=("walk",), photo_fraction=0.0, overlap=(0.9, 0.95),
+                          fov_deg=(60.0, 65.0))
+    walk = generate_scene(1_100_000_021, num_views=48, width=320, height=240, config=cfg)  # the fixture's, larger
+    truth = np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(walk.images), 1, 1))], 1)
+    # the map's own error at the loop (about 1°) is drift enough; its small frames' map lies up to 7 % of a side's
+    # spread from the truth
+    monkeypatch.setattr(app.engine.pipeline, "SequenceOptions",
+                        functools.partial(sequence.SequenceOptions, loop_max_drift=(0.5, 0.015, 0.01),
+                                          pose_graph=PoseGraphOptions(side_tolerance=0.1)))
+    monkeypatch.setattr(sequence, "_loop_candidates", lambda keyframes, descriptors, seq: [(1, len(keyframes) - 2, 0.99)])
+
+    def verify(kmap, keyframes, a, b, source, focal, options, seq, say):
+        frames = [keyframes[i] for i in (a - 1, a, a + 1, b - 1, b, b + 1)]
+        model = SfmResult(registered=np.ones(6, bool), cam_from_world=truth[frames], intrinsics=np.repeat(kmap.K[None], 6, 0),
+                          points=np.zeros((0, 3)), point_colors=np.zeros((0, 3), np.uint8),
+                          observations=[(np.zeros(0, np.int64), np.zeros((0, 2)))] * 6, pairs_matched=0, pairs_verified=0)
+        loop = Loop(model, frames, [0, 1, 2], [3, 4, 5], {"keyframes": [keyframes[a], keyframes[b]], "accepted": True})
+        sequence._align_loop(kmap, loop, seq)
+        return loop, frames, loop.info
+
+    monkeypatch.setattr(sequence, "_verify_loop", verify)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(walk.images):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert main([str(folder), "-o", str(out), "--json", "--sequence", "on", "--dense", "fitted"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    loop, = summary["sequence"]["loops"]
+    graph = summary["sequence"]["pose_graph"]
+    assert loop["pose_graph"] == "used" and loop["closed"] and graph["loops"] == 1
+    assert graph["cost_after"] < graph["cost_before"]
+    before = loop["drift_before_pose_graph"]
+    assert loop["drift_rotation_deg"] < 0.5 < before["drift_rotation_deg"]
+    assert loop["keyframes_added"] == 0 and "merged" in loop  # joined to the map (this model has no points)
+    assert summary["cameras"]["sfm"] == len(walk.images)
+    cams = json.loads((out / "cameras.json").read_text())["images"]
+    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
+    gt = camera_centers(truth)
+    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
+    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
+    assert ate < 0.05 * max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
+
+
 def test_a_disk_too_small_for_the_maps_is_one_error_line_before_the_long_work(walk, tmp_path, capsys, monkeypatch):
     """TMPDIR's disk cannot hold every frame's maps: the command refuses with one line naming TMPDIR once the
     keyframes are chosen, before the network runs (the maps' files are made later, the dense ones at the end)."""
