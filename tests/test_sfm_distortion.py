@@ -66,6 +66,21 @@ def test_an_implausible_distortion_is_mapped_again_without_it_and_the_better_mod
                                          forced.observations)) < 1.0
 
 
+def test_the_sequence_paths_keyframes_keep_the_pinhole_model_when_the_distortion_is_implausible():
+    """``pinhole_when_implausible`` (the sequence path's keyframe SfM, whose map is one pinhole camera): the
+    pinhole mapping is kept although the distorted model fits these four TUM views better (kept without the
+    option)."""
+    from mum.io import load_views
+    from app.engine.sfm import SfmOptions, run_sfm
+
+    _, arrays = load_views(sorted(TUM.iterdir())[:8:2])
+    fits_better = run_sfm(arrays, np.full(4, 520.0), options=SfmOptions(max_corner_distortion=-1.0))
+    pinhole = run_sfm(arrays, np.full(4, 520.0), options=SfmOptions(max_corner_distortion=-1.0,
+                                                                    pinhole_when_implausible=True))
+    assert not fits_better.distortion_dropped and fits_better.corner_distortion > 0
+    assert pinhole.distortion_dropped and pinhole.corner_distortion == 0.0 and pinhole.registered.all()
+
+
 @pytest.mark.slow
 def test_a_held_out_walk_whose_shared_radial_camera_degenerates_gets_the_right_cameras(tmp_path):
     """The data engine's held-out scene 1100000004 (a room walk, 12 pinhole views in two groups): the shared

@@ -449,7 +449,7 @@ def reconstruct_sequence(
 
     network = options.network
     keyframe_sfm = replace(options.cameras.sfm, sift_first_octave=seq.sift_first_octave,
-                           init_min_tri_angle=seq.init_min_tri_angle)
+                           init_min_tri_angle=seq.init_min_tri_angle, pinhole_when_implausible=True)
     options = replace(options, cameras=replace(options.cameras, sfm=keyframe_sfm))
     say = on_stage or (lambda _msg: None)
     warn = warn or say
