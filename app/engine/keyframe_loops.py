@@ -31,7 +31,7 @@ import numpy as np
 
 from app.engine.camera_fusion import Similarity, compose, fit_similarity, inverse
 from app.engine.keyframe_map import KeyframeMap
-from app.engine.pose_graph import Edge, optimise_pose_graph
+from app.engine.pose_graph import Edge, edge_errors, optimise_pose_graph
 from app.engine.sfm import SfmResult
 
 
@@ -159,18 +159,6 @@ def correct_map(kmap: KeyframeMap, frames: list[int], nodes: list[Similarity]) -
     kmap.points = points
 
 
-def _loop_residuals(nodes: list[Similarity], edges: list[Edge], depths: np.ndarray) -> np.ndarray:
-    """``[m, 3]``: each edge's remaining rotation (degrees), translation / depth, |log scale|."""
-    from scipy.spatial.transform import Rotation
-
-    out = []
-    for e in edges:
-        err = compose(inverse(e.sim), compose(inverse(nodes[e.j]), nodes[e.i]))
-        out.append([np.degrees(np.linalg.norm(Rotation.from_matrix(err.rotation).as_rotvec())),
-                    np.linalg.norm(err.translation) / depths[e.i], abs(np.log(err.scale))])
-    return np.asarray(out).reshape(-1, 3)
-
-
 def close_drifting_loops(kmap: KeyframeMap, loops: list[Loop], options: PoseGraphOptions = PoseGraphOptions()
                          ) -> tuple[list[Loop], dict]:
     """Spread the drift ``loops`` measure over the map's keyframes (in place; see the module docstring).
@@ -194,7 +182,7 @@ def close_drifting_loops(kmap: KeyframeMap, loops: list[Loop], options: PoseGrap
     while candidates:
         edges = odometry + [e for _, loop_edge_list in candidates for e in loop_edge_list]
         nodes, info = optimise_pose_graph(initial, edges, depths)
-        worst = [float((_loop_residuals(nodes, loop_edge_list, depths) / limit).max()) for _, loop_edge_list in candidates]
+        worst = [float((edge_errors(nodes, loop_edge_list, depths) / limit).max()) for _, loop_edge_list in candidates]
         k = int(np.argmax(worst))
         if worst[k] <= 1.0:
             correct_map(kmap, frames, nodes)

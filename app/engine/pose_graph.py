@@ -33,12 +33,6 @@ def _rotvec(R: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(R).as_rotvec()
 
 
-def _matrix(rotvec: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_rotvec(rotvec).as_matrix()
-
-
 def chain(num_chunks: int, edges: Sequence[Edge]) -> list[Similarity]:
     """Every chunk's similarity to the first chunk's frame along the sequential edges ``k → k-1``."""
     out = [identity()]
@@ -48,13 +42,47 @@ def chain(num_chunks: int, edges: Sequence[Edge]) -> list[Similarity]:
     return out
 
 
+def _measured_inverse(edges: Sequence[Edge]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The edges' nodes ``I``, ``J`` and their measurements inverted, ``E⁻¹``: rotations ``[m, 3, 3]``,
+    translations ``[m, 3]``, log scales ``[m]``."""
+    E_inv = [inverse(e.sim) for e in edges]
+    return (np.array([e.i for e in edges]), np.array([e.j for e in edges]), np.stack([e.rotation for e in E_inv]),
+            np.stack([e.translation for e in E_inv]), np.log([e.scale for e in E_inv]))
+
+
+def _edge_residuals(R: np.ndarray, t: np.ndarray, log_s: np.ndarray, measured: tuple) -> np.ndarray:
+    """``[m, 7]``: each edge's ``E⁻¹ ∘ S_j⁻¹ ∘ S_i`` as (rotation vector, translation, log scale), for nodes
+    with rotations ``R`` ``[n, 3, 3]``, translations ``t`` ``[n, 3]`` and log scales ``[n]``."""
+    from scipy.spatial.transform import Rotation
+
+    I, J, Re, te, log_se = measured
+    # S_j⁻¹ ∘ S_i: scale s_i / s_j, rotation R_jᵀ R_i, translation R_jᵀ (t_i − t_j) / s_j
+    RjT = np.transpose(R[J], (0, 2, 1))
+    t_a = np.einsum("mab,mb->ma", RjT, t[I] - t[J]) * np.exp(-log_s[J])[:, None]
+    # E⁻¹ ∘ (S_j⁻¹ ∘ S_i)
+    t_err = np.exp(log_se)[:, None] * np.einsum("mab,mb->ma", Re, t_a) + te
+    return np.c_[Rotation.from_matrix(Re @ RjT @ R[I]).as_rotvec(), t_err, log_se + log_s[I] - log_s[J]]
+
+
+def edge_errors(nodes: Sequence[Similarity], edges: Sequence[Edge], lengths: Sequence[float]) -> np.ndarray:
+    """``[m, 3]``: how far each edge is from what ``nodes`` say: rotation (degrees), translation / ``lengths[i]``,
+    |log scale| (unweighted)."""
+    if not edges:
+        return np.zeros((0, 3))
+    measured = _measured_inverse(edges)
+    r = _edge_residuals(np.stack([s.rotation for s in nodes]), np.stack([s.translation for s in nodes]),
+                        np.log([s.scale for s in nodes]), measured)
+    return np.c_[np.degrees(np.linalg.norm(r[:, :3], axis=1)),
+                 np.linalg.norm(r[:, 3:6], axis=1) / np.asarray(lengths, float)[measured[0]], np.abs(r[:, 6])]
+
+
 def optimise_pose_graph(initial: Sequence[Similarity], edges: Sequence[Edge], lengths: Sequence[float]
                         ) -> tuple[list[Similarity], dict]:
     """Least squares over the nodes' similarities to the first node's frame (held fixed): each edge
     ``i → j`` wants ``S_j ∘ E = S_i``; its residual ``E⁻¹ ∘ S_j⁻¹ ∘ S_i`` is measured as (rotation vector,
     translation / ``lengths[i]`` (the node's typical depth), log scale), times ``√weight``. Vectorised over the
     edges, with the Jacobian's sparsity (an edge's 7 residuals depend on its two nodes only): hundreds of
-    nodes (the keyframes of a sequence, :mod:`app.engine.keyframe_loops`) take well under a second. Returns the
+    nodes (the keyframes of a sequence, :mod:`app.engine.keyframe_loops`) take about a second. Returns the
     similarities and a summary (the cost before and after)."""
     from scipy.optimize import least_squares
     from scipy.sparse import lil_matrix
@@ -63,12 +91,8 @@ def optimise_pose_graph(initial: Sequence[Similarity], edges: Sequence[Edge], le
     n, m = len(initial), len(edges)
     if n <= 1 or not edges:
         return list(initial), {"edges": m, "cost_before": 0.0, "cost_after": 0.0}
-    I = np.array([e.i for e in edges])
-    J = np.array([e.j for e in edges])
-    E_inv = [inverse(e.sim) for e in edges]
-    Re = np.stack([e.rotation for e in E_inv])  # [m, 3, 3] of E⁻¹
-    te = np.stack([e.translation for e in E_inv])
-    log_se = np.log([e.scale for e in E_inv])
+    measured = _measured_inverse(edges)
+    I, J = measured[0], measured[1]
     norm = np.sqrt([e.weight for e in edges])[:, None] / np.c_[np.ones(m), np.asarray(lengths, float)[I],
                                                                np.ones(m)][:, [0, 0, 0, 1, 1, 1, 2]]
 
@@ -77,17 +101,7 @@ def optimise_pose_graph(initial: Sequence[Similarity], edges: Sequence[Edge], le
         return Rotation.from_rotvec(p[:, :3]).as_matrix(), p[:, 3:6], p[:, 6]
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        R, t, log_s = nodes(x)
-        # S_j⁻¹ ∘ S_i: scale s_i / s_j, rotation R_jᵀ R_i, translation R_jᵀ (t_i − t_j) / s_j
-        RjT = np.transpose(R[J], (0, 2, 1))
-        R_a = RjT @ R[I]
-        t_a = np.einsum("mab,mb->ma", RjT, t[I] - t[J]) * np.exp(-log_s[J])[:, None]
-        # E⁻¹ ∘ (S_j⁻¹ ∘ S_i)
-        R_err = Re @ R_a
-        t_err = np.exp(log_se)[:, None] * np.einsum("mab,mb->ma", Re, t_a) + te
-        log_s_err = log_se + log_s[I] - log_s[J]
-        r = np.c_[Rotation.from_matrix(R_err).as_rotvec(), t_err, log_s_err]
-        return (r * norm).ravel()
+        return (_edge_residuals(*nodes(x), measured) * norm).ravel()
 
     sparsity = lil_matrix((7 * m, 7 * (n - 1)), dtype=np.int8)
     for k, (i, j) in enumerate(zip(I, J)):
