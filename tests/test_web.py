@@ -577,3 +577,31 @@ def test_request_pixel_bound_is_checked_from_headers(tmp_path):
     check_request_pixels(paths, 2, WebConfig(max_request_mpx=4.5))  # only 2 views will be used
     with pytest.raises(UserError, match="8 megapixels"):
         check_request_pixels(paths, 4, WebConfig(max_request_mpx=7.5))
+
+
+
+def _dense_memory_refusal() -> None:
+    from app.engine.multiview_stereo import check_memory
+
+    check_memory(100, 640, 480, available=2**20)
+
+
+def _no_pose_to_keep() -> None:
+    from app.engine.known_cameras import known_cameras
+
+    known_cameras(["a.png"], [(64, 48)], fix_poses=True)
+
+
+@pytest.mark.parametrize("refusal", [_dense_memory_refusal, _no_pose_to_keep], ids=["dense memory", "poses to keep"])
+def test_the_page_names_its_own_controls_not_the_commands_options(refusal):
+    """The engine's refusals advise the command's options (--dense-size, --fix-poses ...); the page shows the
+    same refusal with its own controls (the dense stage's size is the server's setting)."""
+    from app.web.handlers import tidy_message
+    from mum.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        refusal()
+    engine = str(err.value)
+    page = tidy_message(engine)
+    assert "--" in engine and "--" not in page, page
+    assert "“" in page  # a control of the page, by its label

@@ -170,14 +170,31 @@ class WebConfig:
         return default_conf_percentile(fast) if self.api_conf_percentile is None else float(self.api_conf_percentile)
 
 
+# The engine's advice names the command's options; the page has its own controls (and no --dense, --dense-size or
+# --size: the server's settings). Each piece of advice a visitor can meet, as the page would give it.
+# (regular expression, replacement), in order.
+WEB_ADVICE: tuple[tuple[str, str], ...] = (
+    (r"use a smaller --dense-size or --dense fitted",
+     "use fewer views (“At most this many views”, “Keep every n-th frame”) or the fast preview"),
+    (r"use fewer views \(--max-frames\) or a smaller (?:--size|resolution \(--size\))",
+     "use fewer views (“At most this many views”)"),
+    (r"give --window \d+ \(memory permitting\) or fewer views", "use fewer views (“At most this many views”)"),
+    (r"--fix-poses", "“Keep the given poses”"),
+    (r"--cameras (?:file|FILE)", "a cameras file"),
+)
+
+
 def tidy_message(message: str) -> str:
     """A message as a visitor sees it: no server paths. A path in Gradio's upload folder or in the temporary
     folder is cut to the file's own name (visitors know their files by name); the cameras upload's staging
-    folder is named as such (:func:`cameras_upload` says which file). One line, at most 500 characters."""
+    folder is named as such (:func:`cameras_upload` says which file); advice that names the command's options
+    names the page's controls instead (:data:`WEB_ADVICE`). One line, at most 500 characters."""
     from gradio.utils import get_upload_folder
 
     from mum.errors import one_line
 
+    for command, page in WEB_ADVICE:
+        message = re.sub(command, page, message)
     roots = {get_upload_folder(), str(Path(get_upload_folder()).resolve()), tempfile.gettempdir(),
              str(Path(tempfile.gettempdir()).resolve())}
     pattern = "|".join(re.escape(r.rstrip("/")) for r in sorted(roots, key=len, reverse=True) if r.strip("/"))
