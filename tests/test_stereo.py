@@ -133,6 +133,23 @@ def test_memory_bounds_the_views_worked_on_at_once():
         check_memory(10, 640, 480, 4, available=2 * (maps + 0.9 * working))
 
 
+def test_a_dense_stage_too_large_for_memory_is_refused_before_the_network(tmp_path, capsys, monkeypatch):
+    """The dense stage's memory check is made when the run is planned: one error line, no output, and neither
+    the network nor SfM ran (they took seconds on the demo, minutes on hundreds of photos)."""
+    import app.engine.multiview_stereo
+    import app.engine.pipeline
+    from app.cli import main
+
+    images = sorted((Path(__file__).resolve().parents[1] / "demo" / "tum_freiburg" / "images").iterdir())[:3]
+    monkeypatch.setattr(app.engine.multiview_stereo, "MEMORY_FRACTION", 1e-9)  # no memory for any dense map
+    monkeypatch.setattr(app.engine.pipeline, "predict_arrays", lambda *a, **k: pytest.fail("the network ran"))
+    out = tmp_path / "scene.ply"
+    assert main([*map(str, images), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: dense maps of 3 views at") and "--dense-size" in err[-1]
+    assert not [line for line in err[:-1] if line.startswith("error")] and not out.exists()
+
+
 def test_geometric_consistency_on_threads_equals_one_thread(scene):
     """Views checked on two threads give the same confirmations, fused depth and sampled differences (drawn in
     view order) as one after another."""

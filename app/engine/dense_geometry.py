@@ -62,7 +62,7 @@ def add_dense_geometry(recon: Reconstruction, arrays, transforms, sfm: SfmResult
         dense = replace(dense, mode="fitted")  # and its size, unless one was given
     from app.engine.multiview_stereo import dense_factor
 
-    factor = dense_factor(transforms, recon.image_sizes, dense.long_side)
+    factor = dense_factor(transforms[0].grid_size, recon.image_sizes, dense.long_side)
     if factor > 1:
         depth = _upsample(recon, depth, arrays, transforms, factor, say)
     _cross_check(recon, depth, dense, say)

@@ -76,14 +76,22 @@ REFIT_MIN_PIXELS = 50  # fewer kept pixels in a view: its prior fills as it is, 
 REFIT_POINTS_PER_NODE = 50  # kept pixels per node of the refit's smooth correction (at most 16 nodes a side)
 
 
-def dense_factor(transforms: Sequence[ViewTransform], original_sizes: Sequence[tuple[int, int]], long_side: int) -> int:
-    """The whole factor from the network's grid to a dense grid whose long side is at least ``long_side`` px,
-    capped so that it is no finer than the largest original image (``(width, height)`` each); 1 for 0."""
+def dense_factor(grid: tuple[int, int], original_sizes: Sequence[tuple[int, int]], long_side: int) -> int:
+    """The whole factor from the network's grid ``(W, H)`` to a dense grid whose long side is at least
+    ``long_side`` px, capped so that it is no finer than the largest original image (``(width, height)`` each);
+    1 for 0."""
     if long_side <= 0:
         return 1
-    grid = max(transforms[0].grid_size)
     largest = max(max(size) for size in original_sizes)
-    return max(1, min(math.ceil(long_side / grid), math.ceil(largest / grid)))
+    return max(1, min(math.ceil(long_side / max(grid)), math.ceil(largest / max(grid))))
+
+
+def check_memory_before_the_network(grid: tuple[int, int], original_sizes: Sequence[tuple[int, int]],
+                                    options: DenseOptions) -> None:
+    """The dense stage's memory check (:func:`check_memory`) for ``original_sizes`` views on the network's grid
+    ``(W, H)``, made when the run is planned: a refusal comes before the network and SfM, not after them."""
+    factor = dense_factor(grid, original_sizes, options.long_side)
+    check_memory(len(original_sizes), grid[0] * factor, grid[1] * factor, options.stereo_workers)
 
 
 def check_memory(views: int, width: int, height: int, workers: int = 1, available: int | None = None) -> int:
@@ -227,7 +235,7 @@ def add_stereo(recon: Reconstruction, arrays: Sequence[np.ndarray], transforms: 
     stereo at the dense size (see the module docstring); ``points``: the SfM points in ``recon``'s world."""
     t0 = time.perf_counter()
     S = recon.num_views
-    factor = dense_factor(transforms, recon.image_sizes, options.long_side)
+    factor = dense_factor(transforms[0].grid_size, recon.image_sizes, options.long_side)
     fine = [tf.scaled(factor) for tf in transforms]
     W, H = fine[0].grid_size
     workers = check_memory(S, W, H, options.stereo_workers)

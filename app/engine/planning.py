@@ -118,7 +118,7 @@ class Plan:
     """How an input's views are reconstructed. ``sequence``: the sequence path first (it may hand the views
     back: :func:`app.engine.sequence.reconstruct_sequence`); ``chunks``: the views of each network pass (one
     range: every view in one pass), ``window`` views each, ``overlap`` shared by neighbours; ``aspect``: the
-    network input's width / height; ``note``: the line that says why the views are chunked (``None``: a window
+    network input's width / height, ``grid`` its size ``(W, H)``; ``note``: the line that says why the views are chunked (``None``: a window
     was given, or every view fits)."""
 
     sequence: bool
@@ -126,6 +126,7 @@ class Plan:
     window: int
     overlap: int
     aspect: float
+    grid: tuple[int, int]
     note: Optional[str] = None
 
     @property
@@ -157,4 +158,4 @@ def plan_views(model: Any, source: ViewSource, options: PipelineOptions, known: 
         raise UserError(f"--fix-poses keeps given poses in one network pass, and {S} views make {window} per pass: "
                         f"give --window {S} (memory permitting) or fewer views")
     overlap = default_overlap(window) if overlap is None else overlap
-    return Plan(use_sequence, plan_chunks(S, window, overlap), window, overlap, aspect, note)
+    return Plan(use_sequence, plan_chunks(S, window, overlap), window, overlap, aspect, (W, H), note)

@@ -389,12 +389,11 @@ def disk_needed(model: Any, source: ViewSource, options: PipelineOptions) -> int
     every frame's network maps (:data:`NETWORK_BYTES_PER_PIXEL` a pixel of the network's grid) and its dense maps
     (:data:`DENSE_BYTES_PER_PIXEL` a pixel of the dense grid, as :func:`_dense` makes it)."""
     from app.engine.multiview_stereo import dense_factor
-    from mum.io import ViewTransform, network_size
+    from mum.io import network_size
 
     width, height = source.sizes[0]
     grid = network_size(width, height, options.network.long_side or model.cfg.image_size, model.patch_size)
-    factor = dense_factor([ViewTransform.crop((width, height), grid, 0, 0, width, height)], source.sizes[:1],
-                          options.dense.for_parts(max(width, height)).long_side)
+    factor = dense_factor(grid, source.sizes[:1], options.dense.for_parts(max(width, height)).long_side)
     return len(source) * grid[0] * grid[1] * (NETWORK_BYTES_PER_PIXEL + DENSE_BYTES_PER_PIXEL * factor ** 2)
 
 
@@ -675,7 +674,7 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
 
     dense_options = replace(options.dense.for_parts(max(source.sizes[0])), match_network_cameras=False)
     S = len(sources)
-    factor = dense_factor(maps.transforms[:1], source.sizes[:1], dense_options.long_side)
+    factor = dense_factor(maps.transforms[0].grid_size, source.sizes[:1], dense_options.long_side)
     w, h = maps.transforms[0].scaled(factor).grid_size
     depth_all = frames_on_disk((S, h, w), np.float32)  # on disk, filled window by window: memory holds one window
     conf_all = frames_on_disk((S, h, w), np.float32)
