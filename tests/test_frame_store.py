@@ -173,11 +173,11 @@ def test_chunked_path_keeps_each_views_maps_on_disk(monkeypatch):
 
     monkeypatch.setattr(chunked, "_run_chunk", fake_chunk)
     source = Views(S)
-    plan = Plan(sequence=False, chunks=plan_chunks(S, 32, 8), window=32, overlap=8, aspect=1.0, grid=(224, 224))
+    plan = Plan(sequence=False, chunks=plan_chunks(S, 32, 8), window=32, overlap=8, aspect=1.0)
     say = lambda _m: None  # noqa: E731
     options = PipelineOptions(fast=True, long_input=LongInputOptions(loop_closure=False))
     # a first run imports what the path needs: not what is measured
-    chunked.reconstruct_in_chunks(None, Views(12), Plan(False, plan_chunks(12, 8, 3), 8, 3, 1.0, (224, 224)), options, say, say)
+    chunked.reconstruct_in_chunks(None, Views(12), Plan(False, plan_chunks(12, 8, 3), 8, 3, 1.0), options, say, say)
     base = _status("VmRSS")
     _reset_peak()
     recon = chunked.reconstruct_in_chunks(None, source, plan, options, say, say)

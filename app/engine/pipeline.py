@@ -77,10 +77,6 @@ def reconstruct_views(
         if recon is not None:
             return recon
     if plan.one_pass:
-        if not options.fast and options.dense.mode == "stereo":
-            from app.engine.multiview_stereo import check_memory_before_the_network
-
-            check_memory_before_the_network(plan.grid, source.sizes, options.dense)
         return reconstruct_arrays(model, source.names, source.load(range(len(source))), options, say, warn, known)
     return reconstruct_in_chunks(model, source, plan, options, say, warn, known)
 

@@ -118,7 +118,7 @@ class Plan:
     """How an input's views are reconstructed. ``sequence``: the sequence path first (it may hand the views
     back: :func:`app.engine.sequence.reconstruct_sequence`); ``chunks``: the views of each network pass (one
     range: every view in one pass), ``window`` views each, ``overlap`` shared by neighbours; ``aspect``: the
-    network input's width / height, ``grid`` its size ``(W, H)``; ``note``: the line that says why the views are chunked (``None``: a window
+    network input's width / height; ``note``: the line that says why the views are chunked (``None``: a window
     was given, or every view fits)."""
 
     sequence: bool
@@ -126,7 +126,6 @@ class Plan:
     window: int
     overlap: int
     aspect: float
-    grid: tuple[int, int]
     note: Optional[str] = None
 
     @property
@@ -139,7 +138,8 @@ def plan_views(model: Any, source: ViewSource, options: PipelineOptions, known: 
     ``options.long_input`` (:class:`~app.engine.options.LongInputOptions`): ``window`` default
     :func:`auto_window` (for ``options.network``'s size and device), ``overlap`` default :func:`default_overlap`,
     ``sequence`` as :func:`use_sequence_path` takes it. Given poses (``known.posed``) need every view in one
-    pass: a :class:`UserError` otherwise."""
+    pass: a :class:`UserError` otherwise; so does a one-pass run whose dense stage would not fit in memory
+    (:func:`app.engine.multiview_stereo.check_memory_before_the_network`, checked here, before the network)."""
     from mum.io import network_size
 
     S = len(source)
@@ -158,4 +158,8 @@ def plan_views(model: Any, source: ViewSource, options: PipelineOptions, known: 
         raise UserError(f"--fix-poses keeps given poses in one network pass, and {S} views make {window} per pass: "
                         f"give --window {S} (memory permitting) or fewer views")
     overlap = default_overlap(window) if overlap is None else overlap
-    return Plan(use_sequence, plan_chunks(S, window, overlap), window, overlap, aspect, (W, H), note)
+    if S <= window and not use_sequence and not options.fast and options.dense.mode == "stereo":
+        from app.engine.multiview_stereo import check_memory_before_the_network
+
+        check_memory_before_the_network((W, H), source.sizes, options.dense)  # a refusal before the network runs
+    return Plan(use_sequence, plan_chunks(S, window, overlap), window, overlap, aspect, note)
