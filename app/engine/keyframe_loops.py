@@ -125,9 +125,9 @@ def typical_depths(kmap: KeyframeMap, frames: list[int]) -> np.ndarray:
     """``[n]`` median depth of the points each keyframe sees (1 where it sees none in front)."""
     out = np.ones(len(frames))
     for k, f in enumerate(frames):
-        idx = kmap.observations.get(f, (np.zeros(0, np.int64), None))[0]
+        _, points = kmap.points_seen_by(f)
         T = kmap.poses[f]
-        z = kmap.points[idx] @ T[2, :3] + T[2, 3]
+        z = points @ T[2, :3] + T[2, 3]
         if (z > 0).any():
             out[k] = float(np.median(z[z > 0]))
     return out
