@@ -54,7 +54,7 @@ def _drifted_map(truth: np.ndarray, rng: np.random.Generator) -> KeyframeMap:
         depth = rng.uniform(2.5, 4.0, 30)
         in_camera = np.c_[(pixels - K[:2, 2]) / K[0, 0], np.ones(30)] * depth[:, None]
         world = (in_camera - T[:3, 3]) @ T[:3, :3]  # x = Rᵀ (x_c − t)
-        ids = np.arange(len(points) * 0 + sum(len(p) for p in points), sum(len(p) for p in points) + 30)
+        ids = 30 * k + np.arange(30)  # keyframe k's own points follow the earlier keyframes' 30 each
         points.append(apply(_drift(k), world))
         for j in (k, k + 1, k + 2):
             if j < len(truth):
