@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense", choices=DENSE_MODES, default=None,
                    help="the default path's depth and cloud: stereo (multi-view stereo on the SfM cameras; the "
                         "depth maps' holes take the network's depth fitted to the SfM points), fitted (that fitted "
-                        "depth alone: faster, coarser), none (the SfM points only) (default: stereo)")
+                        "depth alone: faster, coarser), none (the SfM points only) (default: stereo; none when OUT "
+                        "is a cameras.json file, which holds no depth)")
     p.add_argument("--dense-size", type=int, default=None, metavar="PX",
                    help="long side of the dense depth maps, at least, up to the images' resolution; 0: the network's "
                         "(default: 640 with stereo, 256 with fitted)")
@@ -154,6 +155,13 @@ def output_kind(output: str) -> str:
     return Path(output).suffix.lower()
 
 
+def dense_default(kind: str) -> str:
+    """The dense stage when ``--dense`` is not given: multi-view stereo, or none where the only output is
+    cameras.json (``kind`` ``.json``: no depth map or cloud is written, so the stage would be work thrown away;
+    the cameras are the same)."""
+    return "none" if kind == ".json" else "stereo"
+
+
 def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str | None = None,
                   inputs: list[Path] = ()) -> tuple[list[Path], int]:
     """Write the export(s) that ``out`` asks for (``kind``: see :func:`output_kind`); return the files written
@@ -166,15 +174,15 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     from app.engine.options import CloudOptions
     from app.engine.point_budget import bounded_point_cloud
 
+    suffix = out.suffix.lower() if kind is None else kind
+    if suffix == ".json":  # cameras only: no cloud to build
+        return [export.write_cameras_json(out, recon, overwrite=args.overwrite)], 0
     cloud = bounded_point_cloud(recon, CloudOptions(args.max_points, conf_percentile(args), args.mask_background,
                                                     args.points_from))
-    suffix = out.suffix.lower() if kind is None else kind
     if suffix == ".ply":
         return [export.write_ply(out, cloud, overwrite=args.overwrite)], len(cloud)
     if suffix == ".glb":
         return [export.write_glb(out, recon, cloud, overwrite=args.overwrite)], len(cloud)
-    if suffix == ".json":
-        return [export.write_cameras_json(out, recon, overwrite=args.overwrite)], len(cloud)
     written = []
     with atomic_dir(out, overwrite=args.overwrite, entries=FOLDER_ENTRIES, protected=inputs) as tmp:
         steps = [
@@ -335,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     options = PipelineOptions(fast=args.fast, fast_consistency=args.json, long_input=long_input,
                               network=NetworkOptions(long_side=args.size, device=device, chunk_size=args.chunk_size),
                               cameras=CameraOptions(native_log=os.devnull),
-                              dense=DenseOptions(mode=args.dense or "stereo", size=args.dense_size))
+                              dense=DenseOptions(mode=args.dense or dense_default(kind), size=args.dense_size))
     with scratch:
         recon = reconstruct_views(model, source, options, on_stage=say, warn=_warn, known=known)
     export_clock = StageClock()
@@ -344,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     export_clock.lap("export")
-    if points == 0:  # exit 0 with an empty scene.ply would look like success
+    if points == 0 and kind != ".json":  # exit 0 with an empty scene.ply would look like success
         _warn("warning: the point cloud is empty: no depth was confirmed between views (cameras without a baseline: "
               "photos taken from one spot?), no SfM point for --dense none, or the filters (--conf-percentile, "
               "--mask-background) dropped every point")
@@ -379,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                   ("network", cams["network"])) if n)
         if "chunks" in summary:
             how += f"; {summary['chunks']['count']} chunks of {summary['chunks']['window']} views"
+        what = "cameras" if kind == ".json" else f"{summary['points']:,} points"
         print(
-            f"{summary['views']} views -> {summary['points']:,} points in {summary['total_s']:.1f} s "
+            f"{summary['views']} views -> {what} in {summary['total_s']:.1f} s "
             f"({how}; model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"
         )
     return 0

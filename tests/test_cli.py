@@ -125,3 +125,18 @@ def test_help_is_complete(capsys):
 def test_nonpositive_numbers_are_user_errors(tmp_path, capsys):
     assert main([str(DEMO), "-o", str(tmp_path / "o.ply"), *FAST, "--stride", "0"]) == 2
     assert "--stride must be at least 1" in capsys.readouterr().err
+
+
+def test_cameras_alone_skip_the_dense_stage_and_keep_the_cameras(tmp_path, capsys):
+    """``-o cameras.json`` without ``--dense``: no multi-view stereo (nothing it makes is written), the same
+    cameras as with it."""
+    args = ["--model", "mum-tiny", "--size", "112", "--max-frames", "8", "--json"]
+    assert main([str(DEMO), "-o", str(tmp_path / "a.json"), *args]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main([str(DEMO), "-o", str(tmp_path / "b.json"), *args, "--dense", "stereo"]) == 0
+    with_stereo = json.loads(capsys.readouterr().out)
+    assert "stereo" in with_stereo and "stereo" not in alone
+    assert alone["cameras"]["sfm"] == 8
+    first, second = (json.loads((tmp_path / f"{n}.json").read_text())["images"] for n in "ab")
+    assert [c["cam_from_world"] for c in first] == [c["cam_from_world"] for c in second]
+    assert [c["K"] for c in first] == [c["K"] for c in second]

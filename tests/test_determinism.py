@@ -82,3 +82,71 @@ def test_a_preset_without_weights_is_the_same_model_every_time():
     torch.manual_seed(1234)
     second = heads.load_model("mum-tiny", device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def _noisy_walk_map(frames: int = 80, points: int = 800):
+    """A keyframe map of a sideways walk past a wall of ``points`` points: the first two poses true (the gauge),
+    the others, the points and the pixels noisy."""
+    import cv2
+
+    from app.engine.keyframe_map import KeyframeMap
+
+    rng = np.random.default_rng(0)
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    world = rng.uniform([-2, -1.5, 4], [0.1 * frames + 2, 1.5, 8], (points, 3))
+    kmap = KeyframeMap(K=K.copy(), points=world + rng.normal(scale=0.02, size=world.shape),
+                       colors=np.zeros((points, 3), np.uint8))
+    for f in range(frames):
+        T = np.eye(4)
+        T[:3, :3] = cv2.Rodrigues(np.array([0.0, 0.01 * f, 0.0]))[0]  # turning a little as it goes
+        T[:3, 3] = [-0.1 * f, 0, 0]
+        x = world @ T[:3, :3].T + T[:3, 3]
+        uv = x[:, :2] / x[:, 2:] * K[0, 0] + K[:2, 2]
+        seen = np.nonzero((uv[:, 0] > 0) & (uv[:, 0] < 640) & (uv[:, 1] > 0) & (uv[:, 1] < 480))[0]
+        kmap.observations[f] = (seen, uv[seen] + rng.normal(scale=0.5, size=(len(seen), 2)))
+        if f >= 2:
+            T[:3, 3] += rng.normal(scale=0.01, size=3)
+        kmap.poses[f] = T
+    return kmap
+
+
+def test_the_sequence_paths_bundle_adjustment_is_the_same_every_run():
+    """The sequence path's final bundle adjustment, three times on the same map: the same poses and points bit for
+    bit. With Ceres on several threads (its default) the Schur complement sums in the order
+    the threads finish, and every run gave a different map."""
+    import copy
+
+    from app.engine.keyframe_map import adjust
+
+    base = _noisy_walk_map()
+    results = []
+    for _ in range(3):
+        kmap = copy.deepcopy(base)
+        adjust(kmap, (640, 480), refine_focal=False)
+        results.append((np.stack([kmap.poses[f] for f in kmap.frames]), kmap.points, kmap.K))
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_sift_matching_runs_on_one_thread(monkeypatch):
+    """Every SIFT matching call SfM makes (all pairs, listed pairs) asks COLMAP for one thread. Pairs matched on
+    several threads at once through COLMAP's faiss index got other matches in about one fresh process in five
+    (KITTI 07's 54 keyframes), and a different model with them; the runs are too slow for a test, so this checks
+    the setting that fixed it."""
+    import pycolmap
+
+    threads: list[int] = []
+    for name in ("match_exhaustive", "match_image_pairs"):
+        real = getattr(pycolmap, name)
+
+        def spy(database, matching_options, *args, _real=real, **kwargs):
+            threads.append(matching_options.num_threads)
+            return _real(database, matching_options, *args, **kwargs)
+
+        monkeypatch.setattr(pycolmap, name, spy)
+    names, arrays, focal = _tum_views(3)
+    with native_stderr_to(os.devnull):
+        everything = run_sfm(arrays, focal)
+        listed = run_sfm(arrays, focal, pairs=[(0, 1), (1, 2)])
+    assert everything.num_registered == listed.num_registered == 3
+    assert threads == [1, 1]

@@ -5,6 +5,7 @@ rendered walk (data engine: exact cameras and depth)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,12 +382,33 @@ def test_frames_between_keyframes_registered_by_tracks(walk):
 
 
 # ------------------------------------------------------------------------------------------------- end to end
+def _write_frames(walk, folder: Path) -> Path:
+    """The walk's frames as numbered PNG files in ``folder`` (an ordered input)."""
+    import cv2
+
+    folder.mkdir()
+    for i, image in enumerate(walk.images):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_cameras_alone_on_the_sequence_path_skip_the_dense_stage(walk, tmp_path, capsys):
+    """``-o cameras.json`` on numbered frames: the sequence path without its dense stage (``--dense none``,
+    which used to end in a KeyError there), every frame a camera."""
+    from app.cli import main
+
+    folder = _write_frames(walk, tmp_path / "frames")
+    assert main([str(folder), "-o", str(tmp_path / "cameras.json"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "sequence" in summary and "stereo" not in summary
+    assert summary["cameras"]["sfm"] == len(walk.images)
+    assert len(json.loads((tmp_path / "cameras.json").read_text())["images"]) == len(walk.images)
+
+
 def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     """The command on numbered frames: the sequence path, every frame a camera, ATE small against the walk; the
     frames' dense maps reach the exports on disk (memory holds a window of them) and the cloud is built a block
     of frames at a time within the point budget."""
-    import cv2
-
     import app.cli
     from app.cli import main
     from app.engine.frame_store import on_disk
@@ -403,10 +425,7 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(app.cli, "write_exports", lambda out, recon, *a, **k: exported.append(recon)
                         or write_exports(out, recon, *a, **k))
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, image in enumerate(walk.images):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    folder = _write_frames(walk, tmp_path / "frames")
     out = tmp_path / "out"
     assert main([str(folder), "-o", str(out), "--json", "--max-points", "20000"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -197,6 +197,7 @@ def _adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float, refine_f
     options.print_summary = False
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
     options.ceres.loss_function_scale = 1.0
+    options.ceres.solver_options.num_threads = 1  # several threads sum in the order they finish: a new map every run
     filtered = 0
     for _ in range(iterations):
         config = pycolmap.BundleAdjustmentConfig()

@@ -708,7 +708,8 @@ def _dense(kmap: KeyframeMap, maps: FrameMaps, windows: Sequence[range], cams: n
                                                                           recon.colors)
         for k, f in enumerate(idx):
             transforms[f] = recon.transforms[k]
-        disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
+        if "consistency" in recon.meta:  # not with --dense none: the depth is not cross-checked
+            disagreements.append(recon.meta["consistency"]["median_depth_disagreement"])
         stereo.append(recon.meta.get("stereo"))
         release_pages(maps.depth, maps.conf, maps.colors, depth_all, conf_all, valid_all, colors_all)
         progress.update(w_index + 1)

@@ -71,7 +71,9 @@ class SfmOptions:
     kept whenever it registers at least half as many views (the sequence path, whose map is one pinhole camera
     and whose PnP registers the keyframes SfM leaves out: on the 1000-frame synthetic walk a chunk's SIMPLE_RADIAL
     model moved the corners by 10 %, with twice the pinhole model's reprojection error, and drifted 10× in scale
-    over 150 frames; the pinhole model registered 23 of its 26 keyframes without that drift)."""
+    over 150 frames; the pinhole model registered 23 of its 26 keyframes without that drift). ``num_threads``:
+    the threads of SIFT extraction and of verification again (``-1``: every core); matching, mapping and bundle adjustment run on one thread,
+    so that the same views give the same model every run (see :func:`_matching`, :func:`_mapping_options`)."""
 
     max_image_size: int = 1600
     network_focal_prior: bool = True
@@ -268,6 +270,20 @@ def _match_pairs(pycolmap, database: Path, pair_file: Path, names: list[str], pa
     pairing = pycolmap.ImportedPairingOptions()
     pairing.match_list_path = pair_file
     pycolmap.match_image_pairs(database, matching, pairing, verification, device=pycolmap.Device.cpu)
+
+
+def _matching(guided: bool = False):
+    """SIFT matching options, on one thread. COLMAP's CPU matcher searches a faiss index of each image's
+    descriptors; pairs matched on several threads at once sometimes get other (fewer) matches, from process to
+    process, and the model changes with them (``benchmarks/matching_determinism.py``, KITTI 07 keyframes); on
+    one thread every run gave the same matches. The exact brute-force matcher is also the same every run, but
+    ten times slower."""
+    pycolmap = import_pycolmap()
+
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = 1
+    matching.guided_matching = guided
+    return matching
 
 
 def _verification(options: SfmOptions):
@@ -534,8 +550,7 @@ def run_sfm(
             fixed = {}  # one pose fixes no scale: SfM maps freely and is aligned to it afterwards
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        matching = pycolmap.FeatureMatchingOptions()
-        matching.num_threads = options.num_threads
+        matching = _matching()
         if pairs is None:
             say(f"sfm: matching all {S * (S - 1) // 2} pairs")
             pycolmap.match_exhaustive(database, matching, verification_options=_verification(options),
@@ -587,10 +602,8 @@ def run_sfm(
             redo = list(all_pairs) if S <= options.rematch_all_up_to else [p for p in all_pairs if lost & set(p)]
             say(f"sfm: {len(missing)} view(s) not registered: guided matching of {len(redo)} pairs, mapping again")
             _drop_focal_priors(pycolmap, database, kept_priors)  # a wrong network focal may be why they failed
-            guided = pycolmap.FeatureMatchingOptions()
-            guided.num_threads = options.num_threads
-            guided.guided_matching = True
-            _match_pairs(pycolmap, database, tmp / "pairs_guided.txt", names, redo, guided, _verification(options),
+            _match_pairs(pycolmap, database, tmp / "pairs_guided.txt", names, redo, _matching(guided=True),
+                         _verification(options),
                          replace=True)
             pairs_verified = _verified_pairs(pycolmap, database)
             seconds["guided_matching"] = time.perf_counter() - t0
