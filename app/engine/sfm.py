@@ -72,8 +72,9 @@ class SfmOptions:
     and whose PnP registers the keyframes SfM leaves out: on the 1000-frame synthetic walk a chunk's SIMPLE_RADIAL
     model moved the corners by 10 %, with twice the pinhole model's reprojection error, and drifted 10× in scale
     over 150 frames; the pinhole model registered 23 of its 26 keyframes without that drift). ``num_threads``:
-    the threads of SIFT extraction and of verification again (``-1``: every core); matching, mapping and bundle adjustment run on one thread,
-    so that the same views give the same model every run (see :func:`_matching`, :func:`_mapping_options`)."""
+    the threads of SIFT extraction and of verification again (``-1``: every core); matching, mapping and bundle
+    adjustment run on one thread, so that the same views give the same model every run (see :func:`_matching`,
+    :func:`_mapping_options`)."""
 
     max_image_size: int = 1600
     network_focal_prior: bool = True
@@ -603,8 +604,7 @@ def run_sfm(
             say(f"sfm: {len(missing)} view(s) not registered: guided matching of {len(redo)} pairs, mapping again")
             _drop_focal_priors(pycolmap, database, kept_priors)  # a wrong network focal may be why they failed
             _match_pairs(pycolmap, database, tmp / "pairs_guided.txt", names, redo, _matching(guided=True),
-                         _verification(options),
-                         replace=True)
+                         _verification(options), replace=True)
             pairs_verified = _verified_pairs(pycolmap, database)
             seconds["guided_matching"] = time.perf_counter() - t0
             t0 = time.perf_counter()
