@@ -1,6 +1,6 @@
-"""Is COLMAP's SIFT matching the same every run? SIFT features of a folder of images are extracted once (the
-default path's settings); then every pair is matched and verified, each time in a fresh process on a copy of
-that database, ``--runs`` times with COLMAP's matching on every core and as many times on one thread (what
+"""Is COLMAP's SIFT matching the same every run? SIFT features of a folder of images are extracted once (as SfM
+extracts them); then the pairs (every pair, or a sequence's) are matched and verified, each time in a fresh
+process on a copy of that database, ``--runs`` times with COLMAP's matching on every core and as many times on one thread (what
 :func:`app.engine.sfm._matching` sets). Per setting: how many runs gave which matches (a hash of the raw
 matches table), and the seconds of the matching call.
 
@@ -9,7 +9,9 @@ on several threads at once change the result from process to process.
 
 Run: ``python benchmarks/matching_determinism.py`` (``--images FOLDER``, default the TUM demo's 17 frames, every
 pair; ``--stride N --overlap K``: every N-th frame of a video, each matched with the next K, as the sequence
-path matches keyframes; ``--runs N``, default 20). Writes ``benchmarks/results/matching_determinism_cpu.json``.
+path matches keyframes; ``--sift-first-octave 0``: SIFT at the images' own size, as on the sequence path, -1
+(default) upsampled once, as on the default path; ``--runs N``, default 20). Writes
+``benchmarks/results/matching_determinism_cpu.json``.
 """
 
 from __future__ import annotations
