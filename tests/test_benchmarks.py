@@ -104,3 +104,17 @@ def test_dense_benchmark_groups_views_that_see_a_common_surface():
     behind = view([0.3, 0, 1], [0.3, -5, 1], -5.0)
     assert list(view_groups(scene([a, b, behind]))) == [0, 0, 1]
     assert list(view_groups(scene([a, b, view([0.6, 0, 1], [0.6, 5, 1], 5.0)]))) == [0, 0, 0]
+
+
+def test_matching_determinism_counts_each_settings_outcomes(tmp_path):
+    """Two fresh-process runs per setting on the synthetic demo room's 12 views: every pair matched each time,
+    the outcomes counted per setting, and on one thread (what SfM uses) one outcome."""
+    out = tmp_path / "matching.json"
+    run("matching_determinism.py", "--images", "demo/synthetic_room/images", "--runs", "2", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert_recorded(results, "matching_determinism.py")
+    assert results["views"] == 12 and set(results["settings"]) == {"every core", "one thread"}
+    for row in results["settings"].values():
+        assert row["pairs"] == 12 * 11 // 2 and sum(row["outcomes"].values()) == 2
+        assert row["runs_like_the_most_common"] + row["runs_differing_from_the_most_common"] == 2
+    assert results["settings"]["one thread"]["distinct_outcomes"] == 1
