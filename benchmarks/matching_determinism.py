@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.engine.sfm import SfmOptions  # noqa: E402
+from app.engine.sfm import SfmOptions, _verification  # noqa: E402
 from benchmarks.provenance import load_average, start_run, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "matching_determinism_cpu.json"
@@ -69,8 +69,7 @@ def match_once(database: Path, threads: int, pair_file: Path | None) -> dict:
     pycolmap.logging.minloglevel = 2
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = threads
-    verification = pycolmap.TwoViewGeometryOptions()
-    verification.ransac.random_seed = 0
+    verification = _verification(SfmOptions())  # as SfM verifies: seeded
     t0 = time.perf_counter()
     if pair_file is None:
         pycolmap.match_exhaustive(database, matching, verification_options=verification, device=pycolmap.Device.cpu)

@@ -382,12 +382,12 @@ def test_frames_between_keyframes_registered_by_tracks(walk):
 
 
 # ------------------------------------------------------------------------------------------------- end to end
-def _write_frames(walk, folder: Path) -> Path:
-    """The walk's frames as numbered PNG files in ``folder`` (an ordered input)."""
+def _write_frames(images, folder: Path) -> Path:
+    """RGB ``images`` as numbered PNG files in ``folder`` (an ordered input)."""
     import cv2
 
     folder.mkdir()
-    for i, image in enumerate(walk.images):
+    for i, image in enumerate(images):
         cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return folder
 
@@ -397,7 +397,7 @@ def test_cameras_alone_on_the_sequence_path_skip_the_dense_stage(walk, tmp_path,
     which used to end in a KeyError there), every frame a camera."""
     from app.cli import main
 
-    folder = _write_frames(walk, tmp_path / "frames")
+    folder = _write_frames(walk.images, tmp_path / "frames")
     assert main([str(folder), "-o", str(tmp_path / "cameras.json"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert "sequence" in summary and "stereo" not in summary
@@ -425,7 +425,7 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(app.cli, "write_exports", lambda out, recon, *a, **k: exported.append(recon)
                         or write_exports(out, recon, *a, **k))
 
-    folder = _write_frames(walk, tmp_path / "frames")
+    folder = _write_frames(walk.images, tmp_path / "frames")
     out = tmp_path / "out"
     assert main([str(folder), "-o", str(out), "--json", "--max-points", "20000"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -453,7 +453,6 @@ def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_pat
     ``--json`` records it and the pose graph; the cameras stay right (the loop's model: the true cameras)."""
     import functools
 
-    import cv2
     import torch
 
     import app.engine.pipeline
@@ -485,10 +484,7 @@ def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_pat
         return loop, frames, loop.info
 
     monkeypatch.setattr(sequence, "_verify_loop", verify)
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, image in enumerate(walk.images):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    folder = _write_frames(walk.images, tmp_path / "frames")
     out = tmp_path / "out"
     assert main([str(folder), "-o", str(out), "--json", "--sequence", "on", "--dense", "fitted"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -513,16 +509,11 @@ def test_a_disk_too_small_for_the_maps_is_one_error_line_before_the_long_work(wa
     keyframes are chosen, before the network runs (the maps' files are made later, the dense ones at the end)."""
     import collections
 
-    import cv2
-
     import app.engine.frame_store
     import app.engine.sequence
     from app.cli import main
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, image in enumerate(walk.images):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    folder = _write_frames(walk.images, tmp_path / "frames")
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(app.engine.frame_store.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
     monkeypatch.setattr(app.engine.sequence, "_network", lambda *a, **k: pytest.fail("the network ran"))
@@ -575,14 +566,9 @@ def test_auto_takes_the_sequence_path_only_for_frames_that_follow_each_other(wal
 
 
 def test_sequence_on_where_it_cannot_run_is_one_error_line(walk, tmp_path, capsys):
-    import cv2
-
     from app.cli import main
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, image in enumerate(walk.images[:5]):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    folder = _write_frames(walk.images[:5], tmp_path / "frames")
     assert main([str(folder), "-o", str(tmp_path / "a.ply"), "--sequence", "on", "--fast"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --sequence on: --fast")
