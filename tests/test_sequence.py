@@ -432,6 +432,7 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     seq = summary["sequence"]
     assert 3 <= seq["keyframes"] < len(walk.images)
     assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
+    assert seq["scale_breaks"] == []  # the network's depth finds no jump in a map that has none
     assert list(seq["peak_rss_mib"]) == list(seq["seconds"])  # the process's peak memory after each stage
     assert all(v > 0 for v in seq["peak_rss_mib"].values())
     assert len(allocated) == 7 and abs(seq["maps_on_disk_mb"] - sum(allocated) / 2**20) < 0.05  # checked up front
@@ -439,6 +440,60 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))
     assert 0 < summary["points"] <= 20000
     cams = json.loads((out / "cameras.json").read_text())["images"]
+    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
+    gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))
+    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
+    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
+    extent = max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
+    assert ate < 0.05 * extent
+
+
+def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeypatch):
+    """Stage 3's wiring (app/engine/scale_breaks.py): the keyframe SfM comes out with the map from the fourth
+    keyframe on shrunk tenfold and sharing no points with the keyframes before (as after a turn on the spot;
+    injected here); the network's depth finds the jump, the map is rescaled, and the cameras come out right."""
+    from dataclasses import replace
+
+    import torch
+
+    import app.engine.sequence as sequence
+    from app.cli import main
+    from heads.metrics import umeyama_alignment
+    from mum.data.synthetic import SyntheticConfig, generate_scene
+
+    cfg = SyntheticConfig(kinds=("room",), camera_paths=("walk",), photo_fraction=0.0, overlap=(0.9, 0.95),
+                          fov_deg=(60.0, 65.0))
+    walk = generate_scene(1_100_000_021, num_views=48, width=320, height=240, config=cfg)  # keyframes see more points
+    map_chunk = sequence._map_chunk
+    shrunk = {}
+
+    def broken(kmap, frames, *args, **kwargs):
+        sfm = map_chunk(kmap, frames, *args, **kwargs)
+        first = 3
+        assert sfm.registered[:first + 3].all() and frames[first + 2] < 32  # three either side in the first window
+        pivot = camera_centers(sfm.cam_from_world[first - 1][None])[0]
+        cams = sfm.cam_from_world.copy()
+        for i in range(first, len(frames)):  # each camera's centre 10× closer to the pivot, its points with it
+            centre = pivot + 0.1 * (camera_centers(cams[i][None])[0] - pivot)
+            cams[i, :3, 3] = -cams[i, :3, :3] @ centre
+        seen_first = np.full(len(sfm.points), len(frames))
+        for i, (idx, _) in enumerate(sfm.observations):
+            seen_first[idx] = np.minimum(seen_first[idx], i)
+        after = seen_first >= first
+        points = sfm.points.copy()
+        points[after] = pivot + 0.1 * (points[after] - pivot)
+        observations = [(idx, uv) if i < first else (idx[after[idx]], uv[after[idx]])
+                        for i, (idx, uv) in enumerate(sfm.observations)]
+        shrunk["first"] = frames[first]
+        return replace(sfm, cam_from_world=cams, points=points, observations=observations)
+
+    monkeypatch.setattr(sequence, "_map_chunk", broken)
+    folder = _write_frames(walk.images, tmp_path / "frames")
+    assert main([str(folder), "-o", str(tmp_path / "cameras.json"), "--json", "--sequence", "on"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    record, = summary["sequence"]["scale_breaks"]
+    assert record["first_keyframe"] == shrunk["first"] and 5 < record["factor"] < 20
+    cams = json.loads((tmp_path / "cameras.json").read_text())["images"]
     est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
     gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))
     s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))

@@ -81,7 +81,7 @@ def side_agreement(model_cams: np.ndarray, map_cams: np.ndarray) -> tuple[float,
     return float(np.linalg.norm(mine - theirs, axis=1).max()) / spread, angle, sim
 
 
-def _rigid(cam_from_world: np.ndarray) -> Similarity:
+def rigid(cam_from_world: np.ndarray) -> Similarity:
     return Similarity(1.0, cam_from_world[:3, :3].copy(), cam_from_world[:3, 3].copy())
 
 
@@ -101,7 +101,7 @@ def loop_edges(kmap: KeyframeMap, loop: Loop, position: dict[int, int], options:
     for p in loop.side_a:
         for q in loop.side_b:
             # camera p's frame (map units at side a) → camera q's frame (map units at side b)
-            relative = compose(_rigid(loop.model.cam_from_world[q]), inverse(_rigid(loop.model.cam_from_world[p])))
+            relative = compose(rigid(loop.model.cam_from_world[q]), inverse(rigid(loop.model.cam_from_world[p])))
             measured = compose(_scaling(scale_b), compose(relative, _scaling(1.0 / scale_a)))
             edges.append(Edge(position[loop.frames[p]], position[loop.frames[q]], measured, kind="loop"))
     return edges, record
@@ -115,7 +115,7 @@ def odometry_edges(kmap: KeyframeMap, frames: list[int], options: PoseGraphOptio
     for j in range(len(frames)):
         for i in (j + 1, j + 2):
             if i < len(frames):
-                measured = compose(_rigid(kmap.poses[frames[j]]), inverse(_rigid(kmap.poses[frames[i]])))
+                measured = compose(rigid(kmap.poses[frames[j]]), inverse(rigid(kmap.poses[frames[i]])))
                 weight = 1.0 if len(seen[i] & seen[j]) >= options.min_shared else options.weak_weight
                 edges.append(Edge(i, j, measured, weight=weight))
     return edges
@@ -167,7 +167,7 @@ def close_drifting_loops(kmap: KeyframeMap, loops: list[Loop], options: PoseGrap
     position = {f: k for k, f in enumerate(frames)}
     odometry = odometry_edges(kmap, frames, options)
     depths = typical_depths(kmap, frames)
-    initial = [compose(_rigid(kmap.poses[frames[0]]), inverse(_rigid(kmap.poses[f]))) for f in frames]
+    initial = [compose(rigid(kmap.poses[frames[0]]), inverse(rigid(kmap.poses[f]))) for f in frames]
     candidates = []
     for loop in loops:
         edges, record = loop_edges(kmap, loop, position, options)

@@ -51,6 +51,7 @@ from app.engine.keyframe_map import PRINCIPAL_POINT_MIN_FRAMES, KeyframeMap, adj
 from app.engine.keyframes import KeyframeOptions, KeyframeSelection, select_keyframes
 from app.engine.known_cameras import KnownCameras
 from app.engine.reconstruction import PointCloud, Reconstruction
+from app.engine.scale_breaks import ScaleBreakOptions, repair_scale_breaks
 from app.engine.sfm import SfmResult
 from app.engine.stage_clock import StageClock
 
@@ -88,6 +89,7 @@ class SequenceOptions:
     loop_min_points: int = 50
     loop_max_drift: tuple[float, float, float] = (3.0, 0.1, 0.05)  # degrees, translation / spread, |log scale|
     pose_graph: PoseGraphOptions = field(default_factory=PoseGraphOptions)  # loops with more drift than that
+    scale_breaks: ScaleBreakOptions = field(default_factory=ScaleBreakOptions)  # the map's scale checked by the network
 
 
 # ------------------------------------------------------------------------------------------------- progress
@@ -284,6 +286,24 @@ def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, 
             return sfm if sfm is not None else free
         sim = fit_similarity(free.cam_from_world[both], np.stack([kmap.poses[frames[i]] for i in both]))
         return _moved(free, sim)
+
+
+def keyframe_ratios(kmap: KeyframeMap, depth, transforms, options: ScaleBreakOptions = ScaleBreakOptions()
+                    ) -> np.ndarray:
+    """``[n]``: per keyframe of ``kmap.frames``, the map's units per unit of the network's depth at the points it
+    observes (:func:`app.engine.cameras.units_per_network_depth`; ``depth[f]`` ``[h, w]``, ``transforms[f]``:
+    frame ``f``'s network depth and view transform); NaN where it observes fewer than
+    ``options.min_observations`` points. What :mod:`app.engine.scale_breaks` checks the map's scale by."""
+    from app.engine.cameras import units_per_network_depth
+
+    frames = kmap.frames
+    out = np.full(len(frames), np.nan)
+    for k, f in enumerate(frames):
+        idx, uv = kmap.observations.get(f, (np.zeros(0, np.int64), np.zeros((0, 2))))
+        if len(idx) >= options.min_observations:
+            out[k] = units_per_network_depth({f: depth[f]}, {f: transforms[f]}, [f], kmap.poses[f][None],
+                                             kmap.points, [(idx, uv)])
+    return out
 
 
 def _loop_candidates(keyframes: list[int], descriptors: np.ndarray, seq: SequenceOptions) -> list[tuple[int, int, float]]:
@@ -508,6 +528,13 @@ def reconstruct_sequence(
                            "of": len(frames), "parts_joined": sum(r["joined"] for r in joins), **added})
         progress.update(c + 1, f"frames {frames[0]}–{frames[-1]}: {sfm.num_registered}/{len(frames)} keyframes "
                                "registered", force=True)
+    window_of = [w for w, window in enumerate(windows) for _ in window]
+    scale_breaks = repair_scale_breaks(kmap, keyframe_ratios(kmap, maps.depth, maps.transforms, seq.scale_breaks),
+                                       [window_of[f] for f in kmap.frames], seq.scale_breaks)
+    for record in scale_breaks:
+        say(f"stage 3/{STAGES} keyframe SfM: the map's scale jumps {record['factor']:.3g}× against the network's "
+            f"depth between keyframes {record['after_keyframe']} and {record['first_keyframe']} (a turn on the spot?): "
+            "the map from there on rescaled")
     clock.lap("keyframe_sfm")
 
     # 4. loop closures
@@ -623,7 +650,7 @@ def reconstruct_sequence(
                   "keyframes_registered": keyframes_registered, "registered_by_pnp": pnp,
                   "network_placed": S - registered_count, "windows": len(windows), "chunks": chunk_info,
                   "maps_on_disk_mb": round(maps_bytes / 2**20, 1),
-                  "loops": loops_info, "pose_graph": pose_graph, "other_models": parts, "bundle_adjustment": ba, "seconds": clock.wall,
+                  "scale_breaks": scale_breaks, "loops": loops_info, "pose_graph": pose_graph, "other_models": parts, "bundle_adjustment": ba, "seconds": clock.wall,
                   "cpu_seconds": clock.cpu,
                   "peak_rss_mib": clock.peak_rss,
                   "seconds_total": round(time.perf_counter() - t_start, 3)},
