@@ -5,6 +5,8 @@ move with their keyframe."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -38,24 +40,25 @@ def _truth() -> np.ndarray:
     return np.stack(cams)
 
 
-def _drift(k: int) -> Similarity:
-    """The map's error at keyframe ``k``: rotation about z and scale growing along the path."""
-    return Similarity(float(np.exp(0.01 * k)), _rot_z(np.radians(0.3) * k), np.array([0.003 * k, 0.0, 0.0]))
+def _drift(k: int, scale_rate: float = 0.01) -> Similarity:
+    """The map's error at keyframe ``k``: rotation about z and scale (``scale_rate`` a keyframe, in log) growing
+    along the path."""
+    return Similarity(float(np.exp(scale_rate * k)), _rot_z(np.radians(0.3) * k), np.array([0.003 * k, 0.0, 0.0]))
 
 
-def _drifted_map(truth: np.ndarray, rng: np.random.Generator) -> KeyframeMap:
+def _drifted_map(truth: np.ndarray, rng: np.random.Generator, scale_rate: float = 0.01) -> KeyframeMap:
     """A map with the truth's pixels: each keyframe's 30 points (seen by it and the next two) placed in front of
     it, both moved by that keyframe's drift (so each keyframe's reprojections are exact)."""
     kmap = KeyframeMap(K=K.copy())
     points, seen = [], {k: ([], []) for k in range(len(truth))}
     for k, T in enumerate(truth):
-        kmap.poses[k] = _drift(k).apply_to_cameras(T[None])[0]
+        kmap.poses[k] = _drift(k, scale_rate).apply_to_cameras(T[None])[0]
         pixels = rng.uniform([20, 20], [300, 220], (30, 2))
         depth = rng.uniform(2.5, 4.0, 30)
         in_camera = np.c_[(pixels - K[:2, 2]) / K[0, 0], np.ones(30)] * depth[:, None]
         world = (in_camera - T[:3, 3]) @ T[:3, :3]  # x = Rᵀ (x_c − t)
         ids = 30 * k + np.arange(30)  # keyframe k's own points follow the earlier keyframes' 30 each
-        points.append(apply(_drift(k), world))
+        points.append(apply(_drift(k, scale_rate), world))
         for j in (k, k + 1, k + 2):
             if j < len(truth):
                 Tj = truth[j]
@@ -158,9 +161,37 @@ def test_keyframes_that_share_no_points_are_linked_weakly(scene):
     truth, kmap = scene
     assert all(e.weight == 1.0 for e in odometry_edges(kmap, kmap.frames, PoseGraphOptions()))
     cut = 30  # keyframes from 30 on see other points than those before (a part joined after a cut)
+    _cut(kmap, cut)
+    weak = [e for e in odometry_edges(kmap, kmap.frames, PoseGraphOptions()) if e.weight < 1]
+    assert sorted((e.j, e.i) for e in weak) == [(cut - 2, cut), (cut - 1, cut), (cut - 1, cut + 1)]
+    assert all(e.scale_weight == PoseGraphOptions().weak_scale_weight == 1.0 for e in weak)
+
+
+def _cut(kmap: KeyframeMap, cut: int) -> None:
+    """Keyframes ``cut`` and ``cut + 1`` no longer see the points of the keyframes before ``cut`` (a part joined
+    after a cut: the edges across it are weak)."""
     for f in range(cut, cut + 2):
         idx, uv = kmap.observations[f]
         keep = idx >= 30 * cut
         kmap.observations[f] = (idx[keep], uv[keep])
-    weak = [(e.j, e.i) for e in odometry_edges(kmap, kmap.frames, PoseGraphOptions()) if e.weight < 1]
-    assert sorted(weak) == [(cut - 2, cut), (cut - 1, cut), (cut - 1, cut + 1)]
+
+
+def test_a_weak_link_keeps_its_scale_and_the_loops_spread_the_scale_drift_along_the_path():
+    """The map's scale drifts twofold a round, growing along the path; a cut at keyframe 30, inside the loops'
+    cycles, links its two sides by the network's cameras (weak) and the network's depth (the scale term, at full
+    weight). The loops spread the scale correction over the path, as the drift grew: the map comes out about as
+    well as without the cut. With the scale as weak as the rotation, the correction goes to the cut instead."""
+    truth = _truth()
+    kept = PoseGraphOptions(side_tolerance=0.15)  # a side's own drift: up to 11 % of its spread
+    weak = replace(kept, weak_scale_weight=kept.weak_weight)
+    results = {}
+    for name, cut, options in (("no cut", None, kept), ("scale kept", 30, kept), ("scale weak", 30, weak)):
+        kmap = _drifted_map(truth, np.random.default_rng(0), scale_rate=0.03)
+        if cut is not None:
+            _cut(kmap, cut)
+        loops = [_loop(truth, a, a + PER_ROUND) for a in (4, 12, 20)]
+        used, summary = close_drifting_loops(kmap, loops, options)
+        assert summary["weak_edges"] == (3 if cut else 0) and len(used) == 3
+        results[name] = _ate(kmap, truth)
+    assert results["scale kept"] < 1.1 * results["no cut"]
+    assert results["scale weak"] > 1.3 * results["scale kept"]  # 0.049 against 0.033 of the radius

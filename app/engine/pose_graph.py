@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class Edge:
     residual: float = 0.0
     weight: float = 1.0
     kind_of_fit: str = "points"  # fitted on: "points" (shared depth), "cameras" (SfM's), "network cameras"
+    scale_weight: Optional[float] = None  # the log-scale term's weight where it is not ``weight``
 
 
 def _rotvec(R: np.ndarray) -> np.ndarray:
@@ -93,8 +94,8 @@ def optimise_pose_graph(initial: Sequence[Similarity], edges: Sequence[Edge], le
         return list(initial), {"edges": m, "cost_before": 0.0, "cost_after": 0.0}
     measured = _measured_inverse(edges)
     I, J = measured[0], measured[1]
-    norm = np.sqrt([e.weight for e in edges])[:, None] / np.c_[np.ones(m), np.asarray(lengths, float)[I],
-                                                               np.ones(m)][:, [0, 0, 0, 1, 1, 1, 2]]
+    weights = np.array([(e.weight, e.weight, e.weight if e.scale_weight is None else e.scale_weight) for e in edges])
+    norm = np.sqrt(weights / np.c_[np.ones(m), np.asarray(lengths, float)[I] ** 2, np.ones(m)])[:, [0, 0, 0, 1, 1, 1, 2]]
 
     def nodes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = np.vstack([np.zeros(7), x.reshape(n - 1, 7)])  # node 0: the identity
