@@ -9,7 +9,9 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
    and the retrieval descriptors (one pass per window; only that window's images are decoded);
 3. **keyframe SfM** (:mod:`app.engine.keyframe_map`): the keyframes in chunks, each keyframe matched with its next
    ``sequential_pairs`` keyframes; chunks share keyframes whose poses are held, which carries the frame and scale
-   from chunk to chunk; all chunks' points make one set of tracks;
+   from chunk to chunk; all chunks' points make one set of tracks; the map's scale is then checked against the
+   network's depth within each window, and a jump (as after a turn on the spot) rescaled
+   (:mod:`app.engine.scale_breaks`);
 4. **loop closures**: keyframes far apart in time whose retrieval descriptors are alike are matched and mapped
    together (SIFT, geometric verification, SfM of both neighbourhoods); a loop whose model registers both sides
    with little drift joins their tracks; loops with more drift are first closed by a pose graph over the
