@@ -382,6 +382,22 @@ def test_frames_between_keyframes_registered_by_tracks(walk):
 
 
 # ------------------------------------------------------------------------------------------------- end to end
+def _ate_of_extent(cameras_json: Path, extrinsics: np.ndarray) -> float:
+    """ATE of the cameras in ``cameras_json`` after a Sim(3) fit on the true ``extrinsics`` ``[S, 3 or 4, 4]``, as a
+    fraction of the true path's extent."""
+    import torch
+
+    from heads.metrics import umeyama_alignment
+
+    cams = json.loads(cameras_json.read_text())["images"]
+    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
+    gt = camera_centers(extrinsics if extrinsics.shape[1] == 4 else
+                        np.concatenate([extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(extrinsics), 1, 1))], 1))
+    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
+    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
+    return float(ate / max(np.linalg.norm(gt - c, axis=1).max() for c in gt))
+
+
 def _write_frames(images, folder: Path) -> Path:
     """RGB ``images`` as numbered PNG files in ``folder`` (an ordered input)."""
     import cv2
@@ -412,8 +428,6 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     import app.cli
     from app.cli import main
     from app.engine.frame_store import on_disk
-    from heads.metrics import umeyama_alignment
-    import torch
 
     import app.engine.sequence
 
@@ -439,13 +453,7 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     recon, = exported
     assert all(on_disk(a) for a in (recon.depth, recon.depth_conf, recon.valid, recon.colors))
     assert 0 < summary["points"] <= 20000
-    cams = json.loads((out / "cameras.json").read_text())["images"]
-    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
-    gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))
-    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
-    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
-    extent = max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
-    assert ate < 0.05 * extent
+    assert _ate_of_extent(out / "cameras.json", walk.extrinsics) < 0.05
 
 
 def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeypatch):
@@ -454,11 +462,8 @@ def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeyp
     injected here); the network's depth finds the jump, the map is rescaled, and the cameras come out right."""
     from dataclasses import replace
 
-    import torch
-
     import app.engine.sequence as sequence
     from app.cli import main
-    from heads.metrics import umeyama_alignment
     from mum.data.synthetic import SyntheticConfig, generate_scene
 
     cfg = SyntheticConfig(kinds=("room",), camera_paths=("walk",), photo_fraction=0.0, overlap=(0.9, 0.95),
@@ -493,13 +498,7 @@ def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeyp
     summary = json.loads(capsys.readouterr().out)
     record, = summary["sequence"]["scale_breaks"]
     assert record["first_keyframe"] == shrunk["first"] and 5 < record["factor"] < 20
-    cams = json.loads((tmp_path / "cameras.json").read_text())["images"]
-    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
-    gt = camera_centers(np.concatenate([walk.extrinsics, np.tile([[[0, 0, 0, 1.0]]], (len(cams), 1, 1))], 1))
-    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
-    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
-    extent = max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
-    assert ate < 0.05 * extent
+    assert _ate_of_extent(tmp_path / "cameras.json", walk.extrinsics) < 0.05
 
 
 def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_path, capsys, monkeypatch):
@@ -508,13 +507,10 @@ def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_pat
     ``--json`` records it and the pose graph; the cameras stay right (the loop's model: the true cameras)."""
     import functools
 
-    import torch
-
     import app.engine.pipeline
     import app.engine.sequence as sequence
     from app.cli import main
     from app.engine.keyframe_loops import Loop, PoseGraphOptions
-    from heads.metrics import umeyama_alignment
 
     from mum.data.synthetic import SyntheticConfig, generate_scene
 
@@ -551,12 +547,7 @@ def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_pat
     assert loop["drift_rotation_deg"] < 0.5 < before["drift_rotation_deg"]
     assert loop["keyframes_added"] == 0 and "merged" in loop  # joined to the map (this model has no points)
     assert summary["cameras"]["sfm"] == len(walk.images)
-    cams = json.loads((out / "cameras.json").read_text())["images"]
-    est = camera_centers(np.stack([np.array(c["cam_from_world"]) for c in cams]))
-    gt = camera_centers(truth)
-    s, R, t = umeyama_alignment(torch.from_numpy(est), torch.from_numpy(gt))
-    ate = np.sqrt(np.mean(np.sum(((s * torch.from_numpy(est) @ R.T + t).numpy() - gt) ** 2, 1)))
-    assert ate < 0.05 * max(np.linalg.norm(gt - c, axis=1).max() for c in gt)
+    assert _ate_of_extent(out / "cameras.json", truth) < 0.05
 
 
 def test_a_disk_too_small_for_the_maps_is_one_error_line_before_the_long_work(walk, tmp_path, capsys, monkeypatch):
