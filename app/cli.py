@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is a cameras.json file, which holds no depth)")
     p.add_argument("--dense-size", type=int, default=None, metavar="PX",
                    help="long side of the dense depth maps, at least, up to the images' resolution; 0: the network's "
-                        "(default: 640 with stereo, 256 with fitted)")
+                        "(default: 640 with stereo, 256 with fitted; refused where no dense stage runs)")
     p.add_argument("--cameras", default=None, metavar="FILE",
                    help="known cameras: cameras.json, a COLMAP model folder (sparse/0) or transforms.json, matched "
                         "to the inputs by file name; its intrinsics are used as given (default: EXIF, else predicted)")
@@ -252,6 +252,10 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
     if kind in FILE_EXPORTS and out.is_dir():
         raise UserError(f"{out}: is a folder; a {kind} output must be a file")
+    if args.dense_size is not None and (args.dense or dense_default(kind)) == "none":
+        raise UserError("--dense-size sizes the dense stage, and there is none here"
+                        + (" (a cameras.json output skips it: add --dense stereo or fitted)" if args.dense is None
+                           else " (--dense none)") + "; drop --dense-size")
     if kind and kind not in FILE_EXPORTS and not out.is_dir():
         raise UserError(f"{out}: unknown output type {out.suffix!r}: use .ply, .glb, .json, or a folder "
                         f"(end it with / to name a folder with a dot)")

@@ -368,6 +368,17 @@ def test_cli_refuses_bad_dense_options_before_work(tmp_path, argv, message):
     assert not (tmp_path / "x.ply").exists()
 
 
+@pytest.mark.parametrize("out_name, argv", [("cameras.json", []), ("x.ply", ["--dense", "none"])])
+def test_cli_refuses_a_dense_size_without_a_dense_stage(tmp_path, out_name, argv):
+    """``--dense-size`` where no dense stage runs (a cameras.json output, ``--dense none``) would be ignored
+    silently: one line instead, before any work."""
+    out = subprocess.run([sys.executable, "-m", "app.cli", str(ROOT / "demo" / "tum_freiburg" / "images"), "-o",
+                          str(tmp_path / out_name), "--dense-size", "320", *argv], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "--dense-size" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / out_name).exists()
+
+
 def test_sampling_many_points_matches_bilinear_interpolation():
     """``depth_fusion.sample`` (cv2.remap folded into rows: remap refuses maps of 32767 or more a side) gives
     the bilinear value at each of 100 000 points, NaN outside the image."""
