@@ -94,6 +94,20 @@ def test_a_jump_below_the_threshold_or_between_windows_is_left_alone():
     assert all(np.array_equal(before[f], between.poses[f]) for f in range(FRAMES))
 
 
+def test_a_jump_at_a_window_boundary_is_found_once_the_two_windows_units_are_tied():
+    """The break at the first keyframe of the second window, whose network depth is in a unit three times the
+    first's: with the windows' units (what the bridge passes measure) the jump is found and repaired."""
+    truth = _true_map()
+    kmap = _broken(truth, 7, 0.1)
+    ratios = _ratios(kmap)
+    ratios[7:] *= 3.0  # the second window's depths: numbers three times smaller
+    windows = [0] * 7 + [1] * 5
+    assert repair_scale_breaks(kmap, ratios.copy(), windows, units=np.array([1.0, np.nan])) == []  # not tied
+    records = repair_scale_breaks(kmap, ratios, windows, units=np.array([1.0, 3.0]))
+    assert records == [{"after_keyframe": 6, "first_keyframe": 7, "factor": 10.0, "window": 1}]
+    assert _centre_error(kmap, truth) < 1e-9
+
+
 def test_the_split_that_fits_the_window_best_is_chosen():
     """An odd keyframe (one whose ratio is far off) beside the break does not move the break onto itself."""
     ratios = np.array([12.0, 11.5, 11.0, 0.3, 10.8, 10.5, 0.7, 0.65, 0.6])

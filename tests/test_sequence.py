@@ -447,6 +447,8 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     assert 3 <= seq["keyframes"] < len(walk.images)
     assert summary["cameras"]["sfm"] == len(walk.images) and seq["network_placed"] == 0
     assert seq["scale_breaks"] == []  # the network's depth finds no jump in a map that has none
+    assert all(0 <= chunk["corner_distortion"] < 1 and chunk["distortion_dropped"] in (True, False)
+               for chunk in seq["chunks"])
     assert list(seq["peak_rss_mib"]) == list(seq["seconds"])  # the process's peak memory after each stage
     assert all(v > 0 for v in seq["peak_rss_mib"].values())
     assert len(allocated) == 7 and abs(seq["maps_on_disk_mb"] - sum(allocated) / 2**20) < 0.05  # checked up front
@@ -456,10 +458,15 @@ def test_sequence_path_end_to_end(walk, tmp_path, capsys, monkeypatch):
     assert _ate_of_extent(out / "cameras.json", walk.extrinsics) < 0.05
 
 
-def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeypatch):
-    """Stage 3's wiring (app/engine/scale_breaks.py): the keyframe SfM comes out with the map from the fourth
-    keyframe on shrunk tenfold and sharing no points with the keyframes before (as after a turn on the spot;
-    injected here); the network's depth finds the jump, the map is rescaled, and the cameras come out right."""
+@pytest.mark.parametrize("where", ["within a window", "at a window boundary"])
+def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeypatch, where):
+    """Stage 3's wiring (app/engine/scale_breaks.py): the keyframe SfM comes out with the map from one keyframe
+    on shrunk tenfold and sharing no points with the keyframes before (as after a turn on the spot; injected
+    here), from the fourth keyframe (the first window) or from the first of the second window (frame 32 on: the
+    windows' depth units tied by a bridge pass); the network's depth finds the jump where it was made, with a
+    factor within three times the truth, and the cameras come out right. (Here the frames between the keyframes,
+    registered by PnP to both sides, would also let the final bundle adjustment undo the injected break; the
+    unit tests in tests/test_scale_breaks.py check the repair itself.)"""
     from dataclasses import replace
 
     import app.engine.sequence as sequence
@@ -474,8 +481,8 @@ def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeyp
 
     def broken(kmap, frames, *args, **kwargs):
         sfm = map_chunk(kmap, frames, *args, **kwargs)
-        first = 3
-        assert sfm.registered[:first + 3].all() and frames[first + 2] < 32  # three either side in the first window
+        first = 3 if where == "within a window" else next(i for i, f in enumerate(frames) if f >= 32)
+        assert sfm.registered.all() and first >= 3 and len(frames) - first >= 3  # three keyframes either side
         pivot = camera_centers(sfm.cam_from_world[first - 1][None])[0]
         cams = sfm.cam_from_world.copy()
         for i in range(first, len(frames)):  # each camera's centre 10× closer to the pivot, its points with it
@@ -497,8 +504,9 @@ def test_a_scale_break_in_the_keyframe_map_is_repaired(tmp_path, capsys, monkeyp
     assert main([str(folder), "-o", str(tmp_path / "cameras.json"), "--json", "--sequence", "on"]) == 0
     summary = json.loads(capsys.readouterr().out)
     record, = summary["sequence"]["scale_breaks"]
-    assert record["first_keyframe"] == shrunk["first"] and 5 < record["factor"] < 20
-    assert _ate_of_extent(tmp_path / "cameras.json", walk.extrinsics) < 0.05
+    assert record["first_keyframe"] == shrunk["first"] and 10 / 3 < record["factor"] < 30  # within 3x of the truth
+    bound = 0.05 if where == "within a window" else 0.1  # the factor across windows: rougher
+    assert _ate_of_extent(tmp_path / "cameras.json", walk.extrinsics) < bound
 
 
 def test_a_loop_with_drift_goes_through_the_pose_graph_and_joins_the_map(tmp_path, capsys, monkeypatch):

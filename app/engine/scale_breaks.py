@@ -9,7 +9,9 @@ pixels (map units per network unit: :func:`app.engine.sequence.keyframe_ratios`)
 along a window when the map's scale is; the network's depth is rough (on the synthetic walks this ratio wanders
 by some tens of percent along a window), so only a jump of several times (:attr:`ScaleBreakOptions.min_jump`)
 between the keyframes before a point of the window and those after it is taken for a break. Ratios are
-compared within a window only: two windows' depths are at unrelated scales.
+compared within a window, or across the boundary of two neighbouring windows once their depth units are tied by
+a short network pass over the frames either side of it (``units``: :func:`app.engine.sequence.window_units`);
+two windows' depths are otherwise at unrelated scales.
 
 A break is repaired by scaling every keyframe from it on, and every point that one of them sees first, about
 the camera centre of the last keyframe before it (:func:`app.engine.keyframe_loops.correct_map`): the map's
@@ -39,25 +41,31 @@ class ScaleBreakOptions:
     min_observations: int = 20
 
 
-def strongest_break(ratios: np.ndarray, windows: np.ndarray, options: ScaleBreakOptions = ScaleBreakOptions()
-                    ) -> tuple[int, float] | None:
-    """The best break: a position ``k`` (between keyframes ``k - 1`` and ``k`` of one window) that splits the
-    window's log ratios into two runs fitted best by their medians (least absolute deviations), among the
-    splits whose medians differ by ``options.min_jump`` or more, with ``options.min_side`` ratios on each side;
-    and the factor that brings the map from ``k`` on to the scale before it (median before / median after).
-    ``None`` when there is none. ``ratios`` ``[n]`` (NaN: unknown), ``windows`` ``[n]``: each keyframe's window."""
+def strongest_break(ratios: np.ndarray, windows: np.ndarray, options: ScaleBreakOptions = ScaleBreakOptions(),
+                    units: np.ndarray | None = None) -> tuple[int, float] | None:
+    """The best break: a position ``k`` (between keyframes ``k - 1`` and ``k``) that splits the log ratios of
+    their window into two runs fitted best by their medians (the least mean absolute deviation), among the splits
+    whose medians differ by ``options.min_jump`` or more, with ``options.min_side`` ratios on each side; and the
+    factor that brings the map from ``k`` on to the scale before it (median before / median after). ``None`` when
+    there is none. ``ratios`` ``[n]`` (NaN: unknown), ``windows`` ``[n]``: each keyframe's window; ``units``
+    ``[W]``: each window's depth unit in the first window's (NaN: unknown), which lets a split at a window
+    boundary compare the two windows' keyframes."""
     best: tuple[float, int, float] | None = None
     finite = np.isfinite(ratios) & (ratios > 0)
     logs = np.log(np.where(finite, ratios, 1.0))
     for k in range(1, len(ratios)):
-        same = np.nonzero((windows == windows[k]) & finite)[0]
-        before, after = logs[same[same < k]], logs[same[same >= k]]
+        pair = {windows[k - 1], windows[k]}
+        if len(pair) == 2 and (units is None or not all(np.isfinite(units[w]) and units[w] > 0 for w in pair)):
+            continue
+        same = np.nonzero(np.isin(windows, list(pair)) & finite)[0]
+        run = logs if len(pair) == 1 else logs - np.log(np.asarray(units, np.float64)[windows])  # one unit
+        before, after = run[same[same < k]], run[same[same >= k]]
         if len(before) < options.min_side or len(after) < options.min_side:
             continue
         jump = float(np.median(before) - np.median(after))
         if abs(jump) < np.log(options.min_jump):
             continue
-        cost = float(np.abs(before - np.median(before)).sum() + np.abs(after - np.median(after)).sum())
+        cost = float(np.abs(before - np.median(before)).sum() + np.abs(after - np.median(after)).sum()) / len(same)
         if best is None or cost < best[0]:
             best = (cost, k, float(np.exp(jump)))
     return None if best is None else best[1:]
@@ -74,16 +82,18 @@ def rescale_after(kmap: KeyframeMap, frames: Sequence[int], k: int, factor: floa
 
 
 def repair_scale_breaks(kmap: KeyframeMap, ratios: np.ndarray, windows: Sequence[int],
-                        options: ScaleBreakOptions = ScaleBreakOptions()) -> list[dict]:
+                        options: ScaleBreakOptions = ScaleBreakOptions(), units: np.ndarray | None = None
+                        ) -> list[dict]:
     """Find and repair the map's scale breaks (see the module docstring), in place. ``ratios`` ``[n]``: per
     keyframe of ``kmap.frames`` its map units per unit of the network's depth (NaN: unknown; the sequence path
-    measures them, :func:`app.engine.sequence.keyframe_ratios`), ``windows`` ``[n]``: its network window.
-    Returns one record per break: the last keyframe before it, the first after it, the factor, the window."""
+    measures them, :func:`app.engine.sequence.keyframe_ratios`), ``windows`` ``[n]``: its network window;
+    ``units``: see :func:`strongest_break`. Returns one record per break: the last keyframe before it, the first
+    after it, the factor, the window of the first."""
     frames = kmap.frames
     ratios, windows = np.array(ratios, np.float64), np.asarray(windows)
     records = []
     for _ in range(len(frames)):
-        found = strongest_break(ratios, windows, options)
+        found = strongest_break(ratios, windows, options, units)
         if found is None:
             break
         k, factor = found

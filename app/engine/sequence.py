@@ -10,7 +10,8 @@ Consecutive frames of a video overlap almost entirely: mapping every one of them
 3. **keyframe SfM** (:mod:`app.engine.keyframe_map`): the keyframes in chunks, each keyframe matched with its next
    ``sequential_pairs`` keyframes; chunks share keyframes whose poses are held, which carries the frame and scale
    from chunk to chunk; all chunks' points make one set of tracks; the map's scale is then checked against the
-   network's depth within each window, and a jump (as after a turn on the spot) rescaled
+   network's depth within each window and across each window boundary (one short network pass over the frames
+   either side of it ties the two windows' units), and a jump (as after a turn on the spot) rescaled
    (:mod:`app.engine.scale_breaks`);
 4. **loop closures**: keyframes far apart in time whose retrieval descriptors are alike are matched and mapped
    together (SIFT, geometric verification, SfM of both neighbourhoods); a loop whose model registers both sides
@@ -308,6 +309,40 @@ def keyframe_ratios(kmap: KeyframeMap, depth, transforms, options: ScaleBreakOpt
     return out
 
 
+BRIDGE_FRAMES = 4  # frames on each side of a window boundary that tie the two windows' depth units
+
+
+def window_units(model, source: ViewSource, maps: FrameMaps, network: NetworkOptions, aspect) -> np.ndarray:
+    """``[W]``: each window's unit of network depth in the first window's (NaN where a boundary could not be
+    tied). Per boundary, one network pass over the :data:`BRIDGE_FRAMES` frames on each side of it: its depth of
+    a frame against the frame's own window's (the median ratio over the pixels both have, then over the frames)
+    ties each window's unit to the pass's, hence to each other. :mod:`app.engine.scale_breaks` compares the
+    keyframes either side of a boundary with it."""
+    from app.engine.network import predict_arrays
+
+    units = np.full(len(maps.windows), np.nan)
+    if len(units):
+        units[0] = 1.0
+    for w in range(1, len(maps.windows)):
+        before, after = maps.windows[w - 1], maps.windows[w]
+        frames = list(range(max(before.start, after.start - BRIDGE_FRAMES), min(after.stop, after.start + BRIDGE_FRAMES)))
+        recon, _, _ = predict_arrays(model, [source.names[f] for f in frames], source.load(frames), network,
+                                     lambda _m: None, aspect)
+
+        def per_bridge_unit(window: range) -> float:
+            ratios = []
+            for k, f in enumerate(frames):
+                if f in window:
+                    mine, bridge = np.asarray(maps.depth[f], np.float64), recon.depth[k].astype(np.float64)
+                    ok = np.isfinite(mine) & np.isfinite(bridge) & (mine > 0) & (bridge > 0)
+                    if ok.any():
+                        ratios.append(float(np.median(mine[ok] / bridge[ok])))
+            return float(np.median(ratios)) if ratios else float("nan")
+
+        units[w] = units[w - 1] * per_bridge_unit(before) / per_bridge_unit(after)
+    return units
+
+
 def _loop_candidates(keyframes: list[int], descriptors: np.ndarray, seq: SequenceOptions) -> list[tuple[int, int, float]]:
     """Pairs of keyframe positions ``(a, b)``, ``b - a ≥ loop_min_gap``, whose descriptors are most alike
     (at least ``loop_similarity``): per later keyframe its best earlier match, then the most alike first,
@@ -527,12 +562,15 @@ def reconstruct_sequence(
             kmap = KeyframeMap(K=(sfm.intrinsics[registered[0]] if len(registered) else sfm.intrinsics[0]).copy())
         added = kmap.add(frames, sfm)
         chunk_info.append({"keyframes": [frames[0], frames[-1]], "registered": sfm.num_registered,
-                           "of": len(frames), "parts_joined": sum(r["joined"] for r in joins), **added})
+                           "of": len(frames), "parts_joined": sum(r["joined"] for r in joins),
+                           "corner_distortion": round(sfm.corner_distortion, 4),
+                           "distortion_dropped": sfm.distortion_dropped, **added})
         progress.update(c + 1, f"frames {frames[0]}–{frames[-1]}: {sfm.num_registered}/{len(frames)} keyframes "
                                "registered", force=True)
     window_of = [w for w, window in enumerate(windows) for _ in window]
     scale_breaks = repair_scale_breaks(kmap, keyframe_ratios(kmap, maps.depth, maps.transforms, seq.scale_breaks),
-                                       [window_of[f] for f in kmap.frames], seq.scale_breaks)
+                                       [window_of[f] for f in kmap.frames], seq.scale_breaks,
+                                       window_units(model, source, maps, network, source.aspect()))
     for record in scale_breaks:
         say(f"stage 3/{STAGES} keyframe SfM: the map's scale jumps {record['factor']:.3g}× against the network's "
             f"depth between keyframes {record['after_keyframe']} and {record['first_keyframe']} (a turn on the spot?): "
