@@ -102,8 +102,8 @@ def test_a_jump_at_a_window_boundary_is_found_once_the_two_windows_units_are_tie
     ratios = _ratios(kmap)
     ratios[7:] *= 3.0  # the second window's depths: numbers three times smaller
     windows = [0] * 7 + [1] * 5
-    assert repair_scale_breaks(kmap, ratios.copy(), windows, units=np.array([1.0, np.nan])) == []  # not tied
-    records = repair_scale_breaks(kmap, ratios, windows, units=np.array([1.0, 3.0]))
+    assert repair_scale_breaks(kmap, ratios.copy(), windows, ties=np.array([np.nan, np.nan])) == []  # not tied
+    records = repair_scale_breaks(kmap, ratios, windows, ties=np.array([np.nan, 3.0]))
     assert records == [{"after_keyframe": 6, "first_keyframe": 7, "factor": 10.0, "window": 1}]
     assert _centre_error(kmap, truth) < 1e-9
 

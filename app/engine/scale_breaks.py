@@ -10,7 +10,7 @@ along a window when the map's scale is; the network's depth is rough (on the syn
 by some tens of percent along a window), so only a jump of several times (:attr:`ScaleBreakOptions.min_jump`)
 between the keyframes before a point of the window and those after it is taken for a break. Ratios are
 compared within a window, or across the boundary of two neighbouring windows once their depth units are tied by
-a short network pass over the frames either side of it (``units``: :func:`app.engine.sequence.window_units`);
+a short network pass over the frames either side of it (``ties``: :func:`app.engine.sequence.window_ties`);
 two windows' depths are otherwise at unrelated scales.
 
 A break is repaired by scaling every keyframe from it on, and every point that one of them sees first, about
@@ -42,23 +42,26 @@ class ScaleBreakOptions:
 
 
 def strongest_break(ratios: np.ndarray, windows: np.ndarray, options: ScaleBreakOptions = ScaleBreakOptions(),
-                    units: np.ndarray | None = None) -> tuple[int, float] | None:
+                    ties: np.ndarray | None = None) -> tuple[int, float] | None:
     """The best break: a position ``k`` (between keyframes ``k - 1`` and ``k``) that splits the log ratios of
     their window into two runs fitted best by their medians (the least mean absolute deviation), among the splits
     whose medians differ by ``options.min_jump`` or more, with ``options.min_side`` ratios on each side; and the
     factor that brings the map from ``k`` on to the scale before it (median before / median after). ``None`` when
-    there is none. ``ratios`` ``[n]`` (NaN: unknown), ``windows`` ``[n]``: each keyframe's window; ``units``
-    ``[W]``: each window's depth unit in the first window's (NaN: unknown), which lets a split at a window
-    boundary compare the two windows' keyframes."""
+    there is none. ``ratios`` ``[n]`` (NaN: unknown), ``windows`` ``[n]``: each keyframe's window; ``ties``
+    ``[W]``: window ``w``'s unit of depth in window ``w - 1``'s (NaN: unknown), which lets a split at the
+    boundary of the two compare their keyframes."""
     best: tuple[float, int, float] | None = None
     finite = np.isfinite(ratios) & (ratios > 0)
     logs = np.log(np.where(finite, ratios, 1.0))
     for k in range(1, len(ratios)):
-        pair = {windows[k - 1], windows[k]}
-        if len(pair) == 2 and (units is None or not all(np.isfinite(units[w]) and units[w] > 0 for w in pair)):
+        w = windows[k]
+        if windows[k - 1] == w:
+            same, run = np.nonzero((windows == w) & finite)[0], logs
+        elif windows[k - 1] == w - 1 and ties is not None and np.isfinite(ties[w]) and ties[w] > 0:
+            same = np.nonzero(((windows == w - 1) | (windows == w)) & finite)[0]
+            run = logs - np.log(ties[w]) * (windows == w)  # window w's ratios in window w - 1's unit
+        else:
             continue
-        same = np.nonzero(np.isin(windows, list(pair)) & finite)[0]
-        run = logs if len(pair) == 1 else logs - np.log(np.asarray(units, np.float64)[windows])  # one unit
         before, after = run[same[same < k]], run[same[same >= k]]
         if len(before) < options.min_side or len(after) < options.min_side:
             continue
@@ -82,18 +85,18 @@ def rescale_after(kmap: KeyframeMap, frames: Sequence[int], k: int, factor: floa
 
 
 def repair_scale_breaks(kmap: KeyframeMap, ratios: np.ndarray, windows: Sequence[int],
-                        options: ScaleBreakOptions = ScaleBreakOptions(), units: np.ndarray | None = None
+                        options: ScaleBreakOptions = ScaleBreakOptions(), ties: np.ndarray | None = None
                         ) -> list[dict]:
     """Find and repair the map's scale breaks (see the module docstring), in place. ``ratios`` ``[n]``: per
     keyframe of ``kmap.frames`` its map units per unit of the network's depth (NaN: unknown; the sequence path
     measures them, :func:`app.engine.sequence.keyframe_ratios`), ``windows`` ``[n]``: its network window;
-    ``units``: see :func:`strongest_break`. Returns one record per break: the last keyframe before it, the first
+    ``ties``: see :func:`strongest_break`. Returns one record per break: the last keyframe before it, the first
     after it, the factor, the window of the first."""
     frames = kmap.frames
     ratios, windows = np.array(ratios, np.float64), np.asarray(windows)
     records = []
     for _ in range(len(frames)):
-        found = strongest_break(ratios, windows, options, units)
+        found = strongest_break(ratios, windows, options, ties)
         if found is None:
             break
         k, factor = found

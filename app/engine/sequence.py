@@ -312,17 +312,15 @@ def keyframe_ratios(kmap: KeyframeMap, depth, transforms, options: ScaleBreakOpt
 BRIDGE_FRAMES = 4  # frames on each side of a window boundary that tie the two windows' depth units
 
 
-def window_units(model, source: ViewSource, maps: FrameMaps, network: NetworkOptions, aspect) -> np.ndarray:
-    """``[W]``: each window's unit of network depth in the first window's (NaN where a boundary could not be
-    tied). Per boundary, one network pass over the :data:`BRIDGE_FRAMES` frames on each side of it: its depth of
-    a frame against the frame's own window's (the median ratio over the pixels both have, then over the frames)
-    ties each window's unit to the pass's, hence to each other. :mod:`app.engine.scale_breaks` compares the
-    keyframes either side of a boundary with it."""
+def window_ties(model, source: ViewSource, maps: FrameMaps, network: NetworkOptions, aspect) -> np.ndarray:
+    """``[W]``: window ``w``'s unit of network depth in window ``w - 1``'s (NaN for the first window, and where a
+    boundary could not be tied). Per boundary, one network pass over the :data:`BRIDGE_FRAMES` frames on each
+    side of it: its depth of a frame against the frame's own window's (the median ratio over the pixels both
+    have, then over the frames) ties each of the two windows' units to the pass's, hence to each other.
+    :mod:`app.engine.scale_breaks` compares the keyframes either side of a boundary with it."""
     from app.engine.network import predict_arrays
 
-    units = np.full(len(maps.windows), np.nan)
-    if len(units):
-        units[0] = 1.0
+    ties = np.full(len(maps.windows), np.nan)
     for w in range(1, len(maps.windows)):
         before, after = maps.windows[w - 1], maps.windows[w]
         frames = list(range(max(before.start, after.start - BRIDGE_FRAMES), min(after.stop, after.start + BRIDGE_FRAMES)))
@@ -339,8 +337,8 @@ def window_units(model, source: ViewSource, maps: FrameMaps, network: NetworkOpt
                         ratios.append(float(np.median(mine[ok] / bridge[ok])))
             return float(np.median(ratios)) if ratios else float("nan")
 
-        units[w] = units[w - 1] * per_bridge_unit(before) / per_bridge_unit(after)
-    return units
+        ties[w] = per_bridge_unit(before) / per_bridge_unit(after)
+    return ties
 
 
 def _loop_candidates(keyframes: list[int], descriptors: np.ndarray, seq: SequenceOptions) -> list[tuple[int, int, float]]:
@@ -570,7 +568,7 @@ def reconstruct_sequence(
     window_of = [w for w, window in enumerate(windows) for _ in window]
     scale_breaks = repair_scale_breaks(kmap, keyframe_ratios(kmap, maps.depth, maps.transforms, seq.scale_breaks),
                                        [window_of[f] for f in kmap.frames], seq.scale_breaks,
-                                       window_units(model, source, maps, network, source.aspect()))
+                                       window_ties(model, source, maps, network, source.aspect()))
     for record in scale_breaks:
         say(f"stage 3/{STAGES} keyframe SfM: the map's scale jumps {record['factor']:.3g}× against the network's "
             f"depth between keyframes {record['after_keyframe']} and {record['first_keyframe']} (a turn on the spot?): "
