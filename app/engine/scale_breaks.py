@@ -16,7 +16,8 @@ two windows' depths are otherwise at unrelated scales.
 A break is repaired by scaling every keyframe from it on, and every point that one of them sees first, about
 the camera centre of the last keyframe before it (:func:`app.engine.keyframe_loops.correct_map`): the map's
 reprojections in those keyframes stay as they were; the final bundle adjustment settles the few points seen on
-both sides. The largest jump is repaired first and the ratios measured again, until no jump is left.
+both sides. The best-fitting break is repaired first and the ratios after it rescaled with the map, until no jump
+is left.
 """
 
 from __future__ import annotations
