@@ -30,6 +30,7 @@ from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_
 from mum.schema import strict_json
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
+CAMERAS_ONLY = ".json"  # the output kind that holds cameras alone: no depth, no cloud
 # what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
 FOLDER_ENTRIES = ("scene.ply", "scene.glb", "cameras.json", "depth", "sparse/0", "transforms.json")
 MAX_SIZE = 4096  # --size: beyond this the network's memory is out of reach anyway
@@ -159,7 +160,7 @@ def dense_default(kind: str) -> str:
     """The dense stage when ``--dense`` is not given: multi-view stereo, or none where the only output is
     cameras.json (``kind`` ``.json``: no depth map or cloud is written, so the stage would be work thrown away;
     the cameras are the same)."""
-    return "none" if kind == ".json" else "stereo"
+    return "none" if kind == CAMERAS_ONLY else "stereo"
 
 
 def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str | None = None,
@@ -175,7 +176,7 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     from app.engine.point_budget import bounded_point_cloud
 
     suffix = out.suffix.lower() if kind is None else kind
-    if suffix == ".json":  # cameras only: no cloud to build
+    if suffix == CAMERAS_ONLY:  # no cloud to build
         return [export.write_cameras_json(out, recon, overwrite=args.overwrite)], 0
     cloud = bounded_point_cloud(recon, CloudOptions(args.max_points, conf_percentile(args), args.mask_background,
                                                     args.points_from))
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     export_clock.lap("export")
-    if points == 0 and kind != ".json":  # exit 0 with an empty scene.ply would look like success
+    if points == 0 and kind != CAMERAS_ONLY:  # exit 0 with an empty scene.ply would look like success
         _warn("warning: the point cloud is empty: no depth was confirmed between views (cameras without a baseline: "
               "photos taken from one spot?), no SfM point for --dense none, or the filters (--conf-percentile, "
               "--mask-background) dropped every point")
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                   ("network", cams["network"])) if n)
         if "chunks" in summary:
             how += f"; {summary['chunks']['count']} chunks of {summary['chunks']['window']} views"
-        what = "cameras" if kind == ".json" else f"{summary['points']:,} points"
+        what = "cameras" if kind == CAMERAS_ONLY else f"{summary['points']:,} points"
         print(
             f"{summary['views']} views -> {what} in {summary['total_s']:.1f} s "
             f"({how}; model {summary['inference_s']:.2f} s on {device}); wrote {', '.join(summary['outputs'])}"
