@@ -233,14 +233,23 @@ def units_per_network_depth(depth, transforms, views: Sequence[int], cam_from_wo
     depth at their pixels (``depth[i]`` ``[h, w]`` and ``transforms[i]``, the view's
     :class:`~mum.io.ViewTransform`, for each ``i`` of ``views``: arrays, lists or dicts); NaN when no view has a
     valid ratio."""
-    ratios = []
-    for i, cam, (idx, uv) in zip(views, cam_from_world, observations):
-        z = (points[idx] @ cam[:3, :3].T + cam[:3, 3])[:, 2]
-        d = sample_bilinear(np.asarray(depth[i], np.float64), transforms[i].points_to_network(uv))
-        ok = np.isfinite(d) & (d > 0) & (z > 0)
-        if ok.any():
-            ratios.append(float(np.median(z[ok] / d[ok])))
+    ratios = [view_units_per_network_depth(depth[i], transforms[i], cam, points, obs)
+              for i, cam, obs in zip(views, cam_from_world, observations)]
+    ratios = [r for r in ratios if np.isfinite(r)]
     return float(np.median(ratios)) if ratios else float("nan")
+
+
+def view_units_per_network_depth(depth: np.ndarray, transform, cam_from_world: np.ndarray, points: np.ndarray,
+                                 observations: tuple[np.ndarray, np.ndarray]) -> float:
+    """One view's model units per unit of the network's depth: the median ratio of its observed points' depth
+    (``cam_from_world`` ``[4, 4]``, ``points`` ``[P, 3]``, ``observations``: point indices and pixels) to the
+    network's depth at their pixels (``depth`` ``[h, w]``, ``transform`` the view's
+    :class:`~mum.io.ViewTransform`); NaN when no point has both."""
+    idx, uv = observations
+    z = (points[idx] @ cam_from_world[:3, :3].T + cam_from_world[:3, 3])[:, 2]
+    d = sample_bilinear(np.asarray(depth, np.float64), transform.points_to_network(uv))
+    ok = np.isfinite(d) & (d > 0) & (z > 0)
+    return float(np.median(z[ok] / d[ok])) if ok.any() else float("nan")
 
 
 def apply_known_intrinsics(recon: Reconstruction, known: KnownCameras) -> None:

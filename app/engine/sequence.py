@@ -294,30 +294,43 @@ def _map_chunk(kmap: KeyframeMap | None, frames: list[int], source: ViewSource, 
 def keyframe_ratios(kmap: KeyframeMap, depth, transforms, options: ScaleBreakOptions = ScaleBreakOptions()
                     ) -> np.ndarray:
     """``[n]``: per keyframe of ``kmap.frames``, the map's units per unit of the network's depth at the points it
-    observes (:func:`app.engine.cameras.units_per_network_depth`; ``depth[f]`` ``[h, w]``, ``transforms[f]``:
+    observes (:func:`app.engine.cameras.view_units_per_network_depth`; ``depth[f]`` ``[h, w]``, ``transforms[f]``:
     frame ``f``'s network depth and view transform); NaN where it observes fewer than
     ``options.min_observations`` points. What :mod:`app.engine.scale_breaks` checks the map's scale by."""
-    from app.engine.cameras import units_per_network_depth
+    from app.engine.cameras import view_units_per_network_depth
 
     frames = kmap.frames
     out = np.full(len(frames), np.nan)
     for k, f in enumerate(frames):
-        idx, uv = kmap.observations.get(f, (np.zeros(0, np.int64), np.zeros((0, 2))))
-        if len(idx) >= options.min_observations:
-            out[k] = units_per_network_depth({f: depth[f]}, {f: transforms[f]}, [f], kmap.poses[f][None],
-                                             kmap.points, [(idx, uv)])
+        observations = kmap.observations.get(f, (np.zeros(0, np.int64), np.zeros((0, 2))))
+        if len(observations[0]) >= options.min_observations:
+            out[k] = view_units_per_network_depth(depth[f], transforms[f], kmap.poses[f], kmap.points, observations)
     return out
 
 
 BRIDGE_FRAMES = 4  # frames on each side of a window boundary that tie the two windows' depth units
 
 
+def _depth_units(depth, bridge: np.ndarray, frames: list[int], window: range) -> float:
+    """A window's units of network depth per unit of a bridge pass over ``frames`` (``bridge`` ``[n, h, w]``):
+    per frame of the window the median ratio over the pixels both have, then the median over the frames (NaN
+    when none)."""
+    ratios = []
+    for k, f in enumerate(frames):
+        if f in window:
+            mine, theirs = np.asarray(depth[f], np.float64), bridge[k].astype(np.float64)
+            ok = np.isfinite(mine) & np.isfinite(theirs) & (mine > 0) & (theirs > 0)
+            if ok.any():
+                ratios.append(float(np.median(mine[ok] / theirs[ok])))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
 def window_ties(model, source: ViewSource, maps: FrameMaps, network: NetworkOptions, aspect) -> np.ndarray:
     """``[W]``: window ``w``'s unit of network depth in window ``w - 1``'s (NaN for the first window, and where a
     boundary could not be tied). Per boundary, one network pass over the :data:`BRIDGE_FRAMES` frames on each
-    side of it: its depth of a frame against the frame's own window's (the median ratio over the pixels both
-    have, then over the frames) ties each of the two windows' units to the pass's, hence to each other.
-    :mod:`app.engine.scale_breaks` compares the keyframes either side of a boundary with it."""
+    side of it: its depth of a frame against the frame's own window's (:func:`_depth_units`) ties each of the two
+    windows' units to the pass's, hence to each other. :mod:`app.engine.scale_breaks` compares the keyframes
+    either side of a boundary with it."""
     from app.engine.network import predict_arrays
 
     ties = np.full(len(maps.windows), np.nan)
@@ -326,18 +339,8 @@ def window_ties(model, source: ViewSource, maps: FrameMaps, network: NetworkOpti
         frames = list(range(max(before.start, after.start - BRIDGE_FRAMES), min(after.stop, after.start + BRIDGE_FRAMES)))
         recon, _, _ = predict_arrays(model, [source.names[f] for f in frames], source.load(frames), network,
                                      lambda _m: None, aspect)
-
-        def per_bridge_unit(window: range) -> float:
-            ratios = []
-            for k, f in enumerate(frames):
-                if f in window:
-                    mine, bridge = np.asarray(maps.depth[f], np.float64), recon.depth[k].astype(np.float64)
-                    ok = np.isfinite(mine) & np.isfinite(bridge) & (mine > 0) & (bridge > 0)
-                    if ok.any():
-                        ratios.append(float(np.median(mine[ok] / bridge[ok])))
-            return float(np.median(ratios)) if ratios else float("nan")
-
-        ties[w] = per_bridge_unit(before) / per_bridge_unit(after)
+        ties[w] = _depth_units(maps.depth, recon.depth, frames, before) / _depth_units(maps.depth, recon.depth,
+                                                                                        frames, after)
     return ties
 
 
