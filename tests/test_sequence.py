@@ -4,6 +4,7 @@ rendered walk (data engine: exact cameras and depth)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -189,6 +190,34 @@ def test_bundle_adjustment_pulls_noisy_cameras_and_points_back():
     after = np.abs(camera_centers(np.stack([kmap.poses[f] for f in range(6)])) - camera_centers(np.stack(poses))).max()
     assert summary["reprojection_px_after"] < 0.5 < summary["reprojection_px_before"]
     assert after < 0.25 * before
+
+
+def test_bundle_adjustment_drops_observations_behind_their_camera_first():
+    """Points a join left behind the cameras that see them (here 20 of 300, mirrored behind the rig) have no
+    reprojection to adjust: their observations are dropped before the adjustment (COLMAP's order), so the error
+    reported before it is the map's, not infinity's, and the cameras are adjusted as without them."""
+    K, poses, points = _camera_grid(6)
+    rng = np.random.default_rng(3)
+    kmap = KeyframeMap(K=K.copy())
+    for f, T in enumerate(poses):
+        noisy = T.copy()
+        if f >= 2:
+            noisy[:3, 3] += rng.normal(scale=0.02, size=3)
+        kmap.poses[f] = noisy
+        kmap.observations[f] = (np.arange(len(points)), _project(K, T, points) + rng.normal(scale=0.3, size=(len(points), 2)))
+    kmap.points = points.copy()
+    kmap.colors = np.zeros((len(points), 3), np.uint8)
+    without = copy.deepcopy(kmap)  # the same map without those 20 points
+    without.points, without.colors = points[20:], kmap.colors[20:]
+    without.observations = {f: (idx[20:] - 20, uv[20:]) for f, (idx, uv) in kmap.observations.items()}
+    kmap.points[:20, 2] = -kmap.points[:20, 2]  # behind every camera (they sit near z = 0 looking along +z)
+    summary = adjust(kmap, (192, 144), refine_focal=False)
+    reference = adjust(without, (192, 144), refine_focal=False)
+    assert summary["observations_behind"] == 20 * 5  # a point's last observation goes with the point, uncounted
+    assert summary["reprojection_px_before"] == reference["reprojection_px_before"] < 5
+    assert summary["points"] == reference["points"] and all(np.all(idx < 280) for idx, _ in kmap.observations.values())
+    for f in range(6):
+        np.testing.assert_allclose(kmap.poses[f], without.poses[f], atol=1e-9)
 
 
 def test_pose_from_correspondences():

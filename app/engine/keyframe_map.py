@@ -142,9 +142,9 @@ PRINCIPAL_POINT_MAX_SHIFT = 0.1  # a principal point farther than this (fraction
 def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, refine_focal: bool = True,
            refine_principal_point: bool = False, iterations: int = 1) -> dict:
     """Bundle adjustment over every registered frame of the map (keyframes and the frames registered to them),
-    every point and (``refine_focal``, ``refine_principal_point``) the shared intrinsics, in place: a Cauchy
-    loss of 1 px, then the observations reprojecting more than ``max_error`` px away are dropped (``iterations``
-    rounds). The gauge: the first two frames' poses. A principal point that moves more than
+    every point and (``refine_focal``, ``refine_principal_point``) the shared intrinsics, in place: the
+    observations behind their camera are dropped, then a Cauchy loss of 1 px, then the observations reprojecting
+    more than ``max_error`` px away are dropped (``iterations`` rounds). The gauge: the first two frames' poses. A principal point that moves more than
     :data:`PRINCIPAL_POINT_MAX_SHIFT` of the image size from the centre is not trusted: the adjustment runs
     again from the start with it held. Returns a summary."""
     if refine_principal_point:
@@ -188,6 +188,10 @@ def _adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float, refine_f
         track = pycolmap.Track()
         track.add_elements(elements)
         point_id[p] = rec.add_point3D(kmap.points[p], track, kmap.colors[p])
+    # an observation behind its camera (a point placed by one part of the map, seen by a frame that a join, the
+    # scale-break repair or the pose graph moved past it) has no reprojection to adjust: dropped first, as
+    # COLMAP's global adjustment does (a point left with one observation goes with it)
+    behind = pycolmap.ObservationManager(rec).filter_observations_with_negative_depth()
     rec.update_point_3d_errors()
     before = rec.compute_mean_reprojection_error()
     options = pycolmap.BundleAdjustmentOptions()
@@ -225,6 +229,7 @@ def _adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float, refine_f
         idx, uv = kmap.observations[f]
         keep = np.array([image.points2D[k].has_point3D() for k in range(len(idx))], bool)
         kmap.observations[f] = (np.array([new_index[int(p)] for p in idx[keep]], np.int64), uv[keep])
-    return {"keyframes": len(frames), "points": len(order), "observations_dropped": int(filtered),
+    return {"keyframes": len(frames), "points": len(order), "observations_behind": int(behind),
+            "observations_dropped": int(filtered),
             "reprojection_px_before": round(float(before), 3), "reprojection_px_after": round(float(after), 3),
             "focal_px": round(float(np.sqrt(fx * fy)), 2)}
