@@ -318,6 +318,26 @@ def test_voxel_cloud_stays_within_the_budget(chunked_fast):
     assert 0.4 * finite < len(half) < 0.6 * finite
 
 
+@pytest.mark.parametrize("spread", [1.0, 1e7])  # the voxel indices packed in one integer / too many: rows sorted
+def test_voxel_reduction_keeps_the_most_confident_point_of_each_voxel(spread):
+    from app.engine.point_budget import _VoxelAccumulator
+
+    rng = np.random.default_rng(4)
+    xyz = np.concatenate([rng.uniform(0, 1, (3000, 3)), rng.uniform(-spread, spread, (5, 3))]).astype(np.float32)
+    conf = rng.integers(0, 5, len(xyz)).astype(np.float32)  # many ties: the earlier point wins
+    best: dict = {}
+    for i, cell in enumerate(map(tuple, np.floor(xyz / np.float32(0.25)).astype(np.int64))):
+        if cell not in best or conf[i] > conf[best[cell]]:
+            best[cell] = i
+    acc = _VoxelAccumulator(len(best))
+    acc.voxel = 0.25  # the grid the first reduction tries: every voxel's best point fits the budget
+    n = len(xyz)
+    acc.add(xyz, rng.integers(0, 255, (n, 3)).astype(np.uint8), conf, np.arange(n), np.zeros((n, 2)))
+    cloud = acc.result()
+    assert acc.voxel == 0.25
+    np.testing.assert_array_equal(cloud.view, sorted(best.values()))  # the view column carries each point's index
+
+
 def test_streamed_ply_matches_the_cloud(chunked_fast, tmp_path, monkeypatch):
     from plyfile import PlyData
 

@@ -128,17 +128,17 @@ class _VoxelAccumulator:
             extent = float(np.linalg.norm(hi - lo)) or 1.0
             self.voxel = extent / math.sqrt(target) / 4
         span = float(np.ptp(xyz, axis=0).max())
+        by_conf = np.argsort(-conf, kind="stable")  # most confident first, ties in input order
+        ordered = xyz[by_conf]
+        bounds = ordered.min(0), ordered.max(0)
         while True:
-            keys = np.floor(xyz / self.voxel).astype(np.int64)
-            order = np.lexsort((-conf, keys[:, 2], keys[:, 1], keys[:, 0]))  # most confident first in each voxel
-            k = keys[order]
-            first = np.ones(len(k), bool)
-            first[1:] = (k[1:] != k[:-1]).any(1)
-            kept = np.sort(order[first])
-            if len(kept) <= target:
+            first = _first_per_voxel(ordered, self.voxel, bounds)
+            if len(first) <= target:
+                kept = np.sort(by_conf[first])
                 break
             if self.voxel > 2 * span:  # at most 8 voxels left (2 a side), more than a budget below 8: the most
                 # confident of them (growing on, the voxel overflowed the keys: ~1750 sorts and a RuntimeWarning)
+                kept = np.sort(by_conf[first])
                 kept = np.sort(kept[np.argsort(-conf[kept], kind="stable")[:target]])
                 break
             self.voxel *= 1.5
@@ -149,3 +149,22 @@ class _VoxelAccumulator:
         self._reduce(self.budget)
         xyz, rgb, conf, view, pixel = self._merged()
         return PointCloud(xyz, rgb, conf, view, pixel)
+
+
+def _first_per_voxel(xyz: np.ndarray, voxel: float, bounds: Optional[tuple] = None) -> np.ndarray:
+    """Indices of the first point of ``xyz`` ``[n, 3]`` (in input order) in each voxel of side ``voxel``, in no
+    particular order; ``bounds``: ``xyz``'s per-axis minimum and maximum, if known. Where the voxel's three
+    indices and the point's index fit in 62 bits together they are packed into one integer: one unstable sort."""
+    lo, hi = bounds if bounds is not None else (xyz.min(0), xyz.max(0))
+    low = np.floor(lo / voxel).astype(np.int64)  # the floor is monotone: the lowest cell is the lowest point's
+    sizes = np.floor(hi / voxel).astype(np.int64) - low + 1
+    bits = max(1, (len(xyz) - 1).bit_length())
+    if float(np.prod(sizes, dtype=np.float64)) >= 2.0 ** (62 - bits):
+        return np.unique(np.floor(xyz / voxel), axis=0, return_index=True)[1]
+    cells = np.floor(xyz / voxel).astype(np.int64) - low
+    packed = ((cells[:, 0] * sizes[1] + cells[:, 1]) * sizes[2] + cells[:, 2]) << bits | np.arange(len(xyz))
+    packed.sort()  # by voxel, then by index: each voxel's first point leads
+    voxel_of = packed >> bits
+    first = np.ones(len(packed), bool)
+    first[1:] = voxel_of[1:] != voxel_of[:-1]
+    return packed[first] & ((1 << bits) - 1)
