@@ -318,13 +318,16 @@ def test_voxel_cloud_stays_within_the_budget(chunked_fast):
     assert 0.4 * finite < len(half) < 0.6 * finite
 
 
-@pytest.mark.parametrize("spread", [1.0, 1e7])  # the voxel indices packed in one integer / too many: rows sorted
+@pytest.mark.parametrize("spread", [1.0, 1e5, 1e7])  # voxel and point index packed / the voxel alone / rows;
+# the accumulator splits off the far points of the last two (its core box)
 def test_voxel_reduction_keeps_the_most_confident_point_of_each_voxel(spread):
-    from app.engine.point_budget import _VoxelAccumulator
+    from app.engine.point_budget import _first_per_voxel, _VoxelAccumulator
 
     rng = np.random.default_rng(4)
-    xyz = np.concatenate([rng.uniform(0, 1, (3000, 3)), rng.uniform(-spread, spread, (5, 3))]).astype(np.float32)
+    far = np.repeat(rng.uniform(-spread, spread, (5, 3)), 2, axis=0)  # in pairs: one voxel each
+    xyz = np.concatenate([rng.uniform(0, 1, (3000, 3)), far]).astype(np.float32)
     conf = rng.integers(0, 5, len(xyz)).astype(np.float32)  # many ties: the earlier point wins
+    conf[3001::2] = conf[3000::2]
     best: dict = {}
     for i, cell in enumerate(map(tuple, np.floor(xyz / np.float32(0.25)).astype(np.int64))):
         if cell not in best or conf[i] > conf[best[cell]]:
@@ -336,6 +339,8 @@ def test_voxel_reduction_keeps_the_most_confident_point_of_each_voxel(spread):
     cloud = acc.result()
     assert acc.voxel == 0.25
     np.testing.assert_array_equal(cloud.view, sorted(best.values()))  # the view column carries each point's index
+    by_conf = np.argsort(-conf, kind="stable")  # as the accumulator orders them; without a core box: no split
+    np.testing.assert_array_equal(np.sort(by_conf[_first_per_voxel(xyz[by_conf], 0.25)]), sorted(best.values()))
 
 
 def test_streamed_ply_matches_the_cloud(chunked_fast, tmp_path, monkeypatch):

@@ -131,8 +131,9 @@ class _VoxelAccumulator:
         by_conf = np.argsort(-conf, kind="stable")  # most confident first, ties in input order
         ordered = xyz[by_conf]
         bounds = ordered.min(0), ordered.max(0)
+        core = np.percentile(ordered, 0.5, axis=0), np.percentile(ordered, 99.5, axis=0)  # far points apart
         while True:
-            first = _first_per_voxel(ordered, self.voxel, bounds)
+            first = _first_per_voxel(ordered, self.voxel, bounds, core)
             if len(first) <= target:
                 kept = np.sort(by_conf[first])
                 break
@@ -151,20 +152,40 @@ class _VoxelAccumulator:
         return PointCloud(xyz, rgb, conf, view, pixel)
 
 
-def _first_per_voxel(xyz: np.ndarray, voxel: float, bounds: Optional[tuple] = None) -> np.ndarray:
+def _first_per_voxel(xyz: np.ndarray, voxel: float, bounds: Optional[tuple] = None,
+                     core: Optional[tuple] = None) -> np.ndarray:
     """Indices of the first point of ``xyz`` ``[n, 3]`` (in input order) in each voxel of side ``voxel``, in no
-    particular order; ``bounds``: ``xyz``'s per-axis minimum and maximum, if known. Where the voxel's three
-    indices and the point's index fit in 62 bits together they are packed into one integer: one unstable sort."""
+    particular order. ``bounds``: ``xyz``'s per-axis minimum and maximum, if known; ``core``: a box (low and high
+    corners) holding most points. The voxels are keyed by one packed integer (:func:`_first_per_cell`); where
+    the bounds span too many voxels to pack (a handful of points a thousand times farther than the rest), those
+    within ``core`` are, and the few beyond it are sorted as rows."""
     lo, hi = bounds if bounds is not None else (xyz.min(0), xyz.max(0))
-    low = np.floor(lo / voxel).astype(np.int64)  # the floor is monotone: the lowest cell is the lowest point's
-    sizes = np.floor(hi / voxel).astype(np.int64) - low + 1
-    bits = max(1, (len(xyz) - 1).bit_length())
-    if float(np.prod(sizes, dtype=np.float64)) >= 2.0 ** (62 - bits):
-        return np.unique(np.floor(xyz / voxel), axis=0, return_index=True)[1]
-    cells = np.floor(xyz / voxel).astype(np.int64) - low
-    packed = ((cells[:, 0] * sizes[1] + cells[:, 1]) * sizes[2] + cells[:, 2]) << bits | np.arange(len(xyz))
-    packed.sort()  # by voxel, then by index: each voxel's first point leads
-    voxel_of = packed >> bits
+    low, high = np.floor(lo / voxel), np.floor(hi / voxel)  # the floor is monotone: the lowest cell is lo's
+    cells = np.floor(xyz / voxel)
+    if core is None or float(np.prod(high - low + 1, dtype=np.float64)) < 2.0 ** 40:
+        return _first_per_cell(cells.astype(np.int64) - low.astype(np.int64), (high - low).astype(np.int64) + 1)
+    low, high = np.floor(core[0] / voxel), np.floor(core[1] / voxel)
+    inside = np.all((cells >= low) & (cells <= high), axis=1)  # a voxel lies wholly inside or wholly outside
+    within, beyond = np.flatnonzero(inside), np.flatnonzero(~inside)
+    first = within[_first_per_cell(cells[within].astype(np.int64) - low.astype(np.int64),
+                                   (high - low).astype(np.int64) + 1)]
+    return np.concatenate([first, beyond[np.unique(cells[beyond], axis=0, return_index=True)[1]]])
+
+
+def _first_per_cell(cells: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Indices of the first row of ``cells`` ``[n, 3]`` (integers in ``[0, sizes)``) with each value, in no
+    particular order: the three packed into one integer, with the row's index where both fit in 62 bits (one
+    unstable sort), else a stable sort of the keys; rows sorted where not even the keys fit."""
+    total = float(np.prod(sizes, dtype=np.float64))
+    if total >= 2.0 ** 62:
+        return np.unique(cells, axis=0, return_index=True)[1]
+    key = (cells[:, 0] * sizes[1] + cells[:, 1]) * sizes[2] + cells[:, 2]
+    bits = max(1, (len(cells) - 1).bit_length())
+    if total >= 2.0 ** (62 - bits):
+        return np.unique(key, return_index=True)[1]  # a stable sort: each key's first row
+    packed = key << bits | np.arange(len(cells))
+    packed.sort()  # by key, then by row: each key's first row leads
+    key_of = packed >> bits
     first = np.ones(len(packed), bool)
-    first[1:] = voxel_of[1:] != voxel_of[:-1]
+    first[1:] = key_of[1:] != key_of[:-1]
     return packed[first] & ((1 << bits) - 1)
