@@ -204,7 +204,8 @@ def test_bundle_adjustment_drops_observations_behind_their_camera_first():
         if f >= 2:
             noisy[:3, 3] += rng.normal(scale=0.02, size=3)
         kmap.poses[f] = noisy
-        kmap.observations[f] = (np.arange(len(points)), _project(K, T, points) + rng.normal(scale=0.3, size=(len(points), 2)))
+        noise = rng.normal(scale=0.3, size=(len(points), 2))
+        kmap.observations[f] = (np.arange(len(points)), _project(K, T, points) + noise)
     kmap.points = points.copy()
     kmap.colors = np.zeros((len(points), 3), np.uint8)
     without = copy.deepcopy(kmap)  # the same map without those 20 points

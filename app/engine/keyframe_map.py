@@ -144,9 +144,9 @@ def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, ref
     """Bundle adjustment over every registered frame of the map (keyframes and the frames registered to them),
     every point and (``refine_focal``, ``refine_principal_point``) the shared intrinsics, in place: the
     observations behind their camera are dropped, then a Cauchy loss of 1 px, then the observations reprojecting
-    more than ``max_error`` px away are dropped (``iterations`` rounds). The gauge: the first two frames' poses. A principal point that moves more than
-    :data:`PRINCIPAL_POINT_MAX_SHIFT` of the image size from the centre is not trusted: the adjustment runs
-    again from the start with it held. Returns a summary."""
+    more than ``max_error`` px away are dropped (``iterations`` rounds). The gauge: the first two frames' poses.
+    A principal point that moves more than :data:`PRINCIPAL_POINT_MAX_SHIFT` of the image size from the centre
+    is not trusted: the adjustment runs again from the start with it held. Returns a summary."""
     if refine_principal_point:
         before = (dict(kmap.poses), kmap.points.copy(), dict(kmap.observations), kmap.K.copy(), kmap.colors)
         summary = _adjust(kmap, size, max_error, refine_focal, True, iterations)
