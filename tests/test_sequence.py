@@ -221,6 +221,23 @@ def test_bundle_adjustment_drops_observations_behind_their_camera_first():
         np.testing.assert_allclose(kmap.poses[f], without.poses[f], atol=1e-9)
 
 
+def test_bundle_adjustment_drops_points_whose_rays_barely_meet():
+    """A point a hundred times farther than the rig is wide reprojects fine anywhere along its rays: its depth is
+    unknown (on a 200-frame walk two such landed 10⁶ times the scene away and swamped the cloud's bounds); the
+    adjustment drops the points seen at less than MIN_TRIANGULATION_ANGLE, as COLMAP does, and keeps the rest."""
+    K, poses, points = _camera_grid(6)
+    far = np.array([[0.5, 0.0, 400.0], [-0.5, 0.2, 900.0]])  # rays across the 1-unit rig: < 0.15°
+    everything = np.concatenate([points, far])
+    kmap = KeyframeMap(K=K.copy(), points=everything.copy(), colors=np.zeros((len(everything), 3), np.uint8))
+    for f, T in enumerate(poses):
+        kmap.poses[f] = T.copy()
+        kmap.observations[f] = (np.arange(len(everything)), _project(K, T, everything))
+    summary = adjust(kmap, (192, 144), refine_focal=False)
+    assert summary["points"] == len(points)
+    assert np.abs(kmap.points).max() < 10  # the far two are gone, every observation points at a kept point
+    assert all(len(idx) == len(points) and idx.max() < len(points) for idx, _ in kmap.observations.values())
+
+
 def test_pose_from_correspondences():
     K, poses, points = _camera_grid(3)
     T = poses[2]

@@ -137,6 +137,7 @@ def pinhole_camera(K: np.ndarray, width: int, height: int, camera_id: int = 1):
 
 PRINCIPAL_POINT_MIN_FRAMES = 50  # frames of one camera that make its principal point worth refining
 PRINCIPAL_POINT_MAX_SHIFT = 0.1  # a principal point farther than this (fraction of the size) from the centre: kept
+MIN_TRIANGULATION_ANGLE = 1.5  # degrees: a point whose rays meet at less is dropped after the adjustment (COLMAP's)
 
 
 def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, refine_focal: bool = True,
@@ -144,7 +145,9 @@ def adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float = 4.0, ref
     """Bundle adjustment over every registered frame of the map (keyframes and the frames registered to them),
     every point and (``refine_focal``, ``refine_principal_point``) the shared intrinsics, in place: the
     observations behind their camera are dropped, then a Cauchy loss of 1 px, then the observations reprojecting
-    more than ``max_error`` px away are dropped (``iterations`` rounds). The gauge: the first two frames' poses.
+    more than ``max_error`` px away and the points whose rays meet at less than :data:`MIN_TRIANGULATION_ANGLE`
+    (their depth is unknown: on a 200-frame walk two landed 10⁶ times the scene away) are dropped (``iterations``
+    rounds). The gauge: the first two frames' poses.
     A principal point that moves more than :data:`PRINCIPAL_POINT_MAX_SHIFT` of the image size from the centre
     is not trusted: the adjustment runs again from the start with it held. Returns a summary."""
     if refine_principal_point:
@@ -209,7 +212,7 @@ def _adjust(kmap: KeyframeMap, size: tuple[int, int], max_error: float, refine_f
             config.add_image(image_id)
         config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
         pycolmap.create_default_bundle_adjuster(options, config, rec).solve()
-        filtered += pycolmap.ObservationManager(rec).filter_all_points3D(max_error, 0.0)
+        filtered += pycolmap.ObservationManager(rec).filter_all_points3D(max_error, MIN_TRIANGULATION_ANGLE)
     after = rec.compute_mean_reprojection_error()
     # back into the map: poses, focal length, the points that survived and their observations
     camera = rec.cameras[1]
