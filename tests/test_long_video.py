@@ -318,10 +318,10 @@ def test_voxel_cloud_stays_within_the_budget(chunked_fast):
     assert 0.4 * finite < len(half) < 0.6 * finite
 
 
-@pytest.mark.parametrize("spread", [1.0, 1e5, 1e7])  # voxel and point index packed / the voxel alone / rows;
-# the accumulator splits off the far points of the last two (its core box)
+@pytest.mark.parametrize("spread", [1.0, 1e5, 1e7])  # voxel and point index packed / the voxel alone / rows
+# (_first_per_cell); the accumulator splits off the far points of the last two (the central box packed)
 def test_voxel_reduction_keeps_the_most_confident_point_of_each_voxel(spread):
-    from app.engine.point_budget import _first_per_voxel, _VoxelAccumulator
+    from app.engine.point_budget import _first_per_cell, _first_per_voxel, _VoxelAccumulator
 
     rng = np.random.default_rng(4)
     far = np.repeat(rng.uniform(-spread, spread, (5, 3)), 2, axis=0)  # in pairs: one voxel each
@@ -339,8 +339,12 @@ def test_voxel_reduction_keeps_the_most_confident_point_of_each_voxel(spread):
     cloud = acc.result()
     assert acc.voxel == 0.25
     np.testing.assert_array_equal(cloud.view, sorted(best.values()))  # the view column carries each point's index
-    by_conf = np.argsort(-conf, kind="stable")  # as the accumulator orders them; without a core box: no split
+    by_conf = np.argsort(-conf, kind="stable")  # as the accumulator orders them
     np.testing.assert_array_equal(np.sort(by_conf[_first_per_voxel(xyz[by_conf], 0.25)]), sorted(best.values()))
+    cells = np.floor(xyz[by_conf] / np.float32(0.25)).astype(np.int64)  # every point in one packing, no split
+    cells -= cells.min(0)
+    first = _first_per_cell(cells, cells.max(0) + 1)
+    np.testing.assert_array_equal(np.sort(by_conf[first]), sorted(best.values()))
 
 
 def test_streamed_ply_matches_the_cloud(chunked_fast, tmp_path, monkeypatch):

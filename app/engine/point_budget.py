@@ -127,13 +127,12 @@ class _VoxelAccumulator:
             lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
             extent = float(np.linalg.norm(hi - lo)) or 1.0
             self.voxel = extent / math.sqrt(target) / 4
-        span = float(np.ptp(xyz, axis=0).max())
         by_conf = np.argsort(-conf, kind="stable")  # most confident first, ties in input order
         ordered = xyz[by_conf]
         bounds = ordered.min(0), ordered.max(0)
-        core = np.percentile(ordered, 0.5, axis=0), np.percentile(ordered, 99.5, axis=0)  # far points apart
+        span = float((bounds[1] - bounds[0]).max())
         while True:
-            first = _first_per_voxel(ordered, self.voxel, bounds, core)
+            first = _first_per_voxel(ordered, self.voxel, bounds)
             if len(first) <= target:
                 kept = np.sort(by_conf[first])
                 break
@@ -152,19 +151,18 @@ class _VoxelAccumulator:
         return PointCloud(xyz, rgb, conf, view, pixel)
 
 
-def _first_per_voxel(xyz: np.ndarray, voxel: float, bounds: Optional[tuple] = None,
-                     core: Optional[tuple] = None) -> np.ndarray:
+def _first_per_voxel(xyz: np.ndarray, voxel: float, bounds: Optional[tuple] = None) -> np.ndarray:
     """Indices of the first point of ``xyz`` ``[n, 3]`` (in input order) in each voxel of side ``voxel``, in no
-    particular order. ``bounds``: ``xyz``'s per-axis minimum and maximum, if known; ``core``: a box (low and high
-    corners) holding most points. The voxels are keyed by one packed integer (:func:`_first_per_cell`); where
-    the bounds span too many voxels to pack (a handful of points a thousand times farther than the rest), those
-    within ``core`` are, and the few beyond it are sorted as rows."""
+    particular order; ``bounds``: ``xyz``'s per-axis minimum and maximum, if known. The voxels are keyed by one
+    packed integer (:func:`_first_per_cell`); where the bounds span too many voxels to pack (a handful of points
+    a thousand times farther than the rest), those within the box of the central 99 % on each axis are, and the
+    few beyond it are sorted as rows."""
     lo, hi = bounds if bounds is not None else (xyz.min(0), xyz.max(0))
     low, high = np.floor(lo / voxel), np.floor(hi / voxel)  # the floor is monotone: the lowest cell is lo's
     cells = np.floor(xyz / voxel)
-    if core is None or float(np.prod(high - low + 1, dtype=np.float64)) < 2.0 ** 40:
+    if float(np.prod(high - low + 1, dtype=np.float64)) < 2.0 ** 40:
         return _first_per_cell(cells.astype(np.int64) - low.astype(np.int64), (high - low).astype(np.int64) + 1)
-    low, high = np.floor(core[0] / voxel), np.floor(core[1] / voxel)
+    low, high = np.floor(np.percentile(xyz, 0.5, axis=0) / voxel), np.floor(np.percentile(xyz, 99.5, axis=0) / voxel)
     inside = np.all((cells >= low) & (cells <= high), axis=1)  # a voxel lies wholly inside or wholly outside
     within, beyond = np.flatnonzero(inside), np.flatnonzero(~inside)
     first = within[_first_per_cell(cells[within].astype(np.int64) - low.astype(np.int64),
