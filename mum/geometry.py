@@ -40,6 +40,7 @@ __all__ = [
     "pose_encoding_to_extri_intri",
     "pose_encoding_to_extrinsics_intrinsics",
     "quat_to_mat",
+    "ray_basis",
     "rotation_angle_deg",
     "sparse_depth",
     "standardize_quaternion",
@@ -416,18 +417,27 @@ def camera_centers(cam_from_world: np.ndarray) -> np.ndarray:
     return -np.einsum("...ji,...j->...i", R, t)
 
 
+def ray_basis(K: np.ndarray, cam_from_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rays of a pinhole camera in closed form, float64: its centre ``[..., 3]`` (every ray's origin) and
+    ``M = Rᵀ K⁻¹`` ``[..., 3, 3]``: the world direction of pixel ``(u, v)`` (centres at integers) scaled so that
+    the ray parameter equals the z-depth in the camera is ``M [u, v, 1]``. ``K [..., 3, 3]``,
+    ``cam_from_world [..., 3, 4]`` (or ``[..., 4, 4]``)."""
+    K, E = np.asarray(K, np.float64), np.asarray(cam_from_world, np.float64)
+    return camera_centers(E), np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)
+
+
 def pixel_rays(K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int) -> np.ndarray:
     """World rays ``[H, W, 6]`` float32 (origin, direction) through pixel centres, directions scaled so that
-    the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``).
-    Batched: ``K [..., 3, 3]`` and ``cam_from_world [..., 3, 4]`` give ``[..., H, W, 6]``."""
-    K, E = np.asarray(K, np.float64), np.asarray(cam_from_world, np.float64)
-    M = (np.swapaxes(E[..., :3, :3], -1, -2) @ np.linalg.inv(K)).astype(np.float32)  # world direction = M [u, v, 1]
+    the ray parameter equals the z-depth in the camera (camera-frame direction ``K⁻¹ [u, v, 1]``; closed form:
+    :func:`ray_basis`). Batched: ``K [..., 3, 3]`` and ``cam_from_world [..., 3, 4]`` give ``[..., H, W, 6]``."""
+    centre, M = ray_basis(K, cam_from_world)
+    M = M.astype(np.float32)  # world direction = M [u, v, 1]
     batch = M.shape[:-2]
     pixels = np.ones((height, width, 3), np.float32)
     pixels[..., 0] = np.arange(width, dtype=np.float32)
     pixels[..., 1] = np.arange(height, dtype=np.float32)[:, None]
     rays = np.empty(batch + (height * width, 6), np.float32)
-    rays[..., :3] = camera_centers(E).astype(np.float32)[..., None, :]
+    rays[..., :3] = centre.astype(np.float32)[..., None, :]
     rays[..., 3:] = pixels.reshape(-1, 3) @ np.swapaxes(M, -1, -2)
     return rays.reshape(batch + (height, width, 6))
 

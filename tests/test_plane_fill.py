@@ -43,6 +43,43 @@ def test_dominant_planes_finds_the_floor_and_the_wall_among_outliers_and_is_seed
     assert dominant_planes(clutter) == []  # points in a box hold no plane
 
 
+def test_plane_depth_puts_every_pixel_on_the_plane_to_float64_precision():
+    """Each pixel's depth, unprojected the textbook way (``X = Rᵀ (z K⁻¹ [u, v, 1] − t)``), lies on the plane, also
+    where the rays graze it (float32 rays were 1.6 % off there); behind the camera: NaN; the extent is the one
+    :meth:`Plane.contains` gives the unprojected points."""
+    rng = np.random.default_rng(3)
+    size = (48, 64)
+    v, u = np.mgrid[:size[0], :size[1]].astype(np.float64)
+    checked = 0
+    for _ in range(20):
+        K = intrinsics_from_fov(np.deg2rad(rng.uniform(30, 90)), size[1], size[0])
+        K[:2, 2] += rng.normal(0, 3, 2)
+        cam = np.eye(4)
+        cam[:3] = look_at(rng.normal(0, 3, 3), rng.normal(0, 1, 3))
+        normal = rng.normal(size=3)
+        normal /= np.linalg.norm(normal)
+        points = rng.normal(0, 2, (300, 3))
+        points -= np.outer(points @ normal + 0.5, normal)
+        plane = Plane.of_points(np.append(normal, 0.5), points)
+        z, within = plane_depth(plane, K, cam, size)
+        X = (np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T * z[..., None] - cam[:3, 3]) @ cam[:3, :3]
+        ok = np.isfinite(z)
+        assert (z[ok] > 0).all()
+        scale = np.linalg.norm(X[ok] - cam_centre(cam), axis=-1)
+        np.testing.assert_array_less(np.abs(X[ok] @ normal + 0.5), 1e-9 * scale)
+        direction = (np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T) @ cam[:3, :3]
+        behind = -(cam_centre(cam) @ normal + 0.5) / (direction @ normal) <= 0
+        np.testing.assert_array_equal(~ok, behind)
+        np.testing.assert_array_equal(within[ok], plane.contains(X[ok]))
+        assert not within[~ok].any()
+        checked += int(ok.sum())
+    assert checked > 10_000
+
+
+def cam_centre(cam: np.ndarray) -> np.ndarray:
+    return -cam[:3, :3].T @ cam[:3, 3]
+
+
 @pytest.fixture(scope="module")
 def floor_view():
     """A camera looking down at the floor z = 0 and a box standing on it (its face: the vertical plane through the

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from app.engine.dense_fit import _project
-from mum.geometry import pixel_rays
+from mum.geometry import ray_basis
 
 EXTENT_MARGIN = 0.1  # a plane's extent: its inliers' rectangle widened by this share of its size on each side
 SCORE_POINTS = 5000  # RANSAC counts each hypothesis' inliers on this many points (a seeded sample), the best on all
@@ -89,9 +89,13 @@ class Plane:
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """``[...]`` bool: whether ``points`` ``[..., 3]`` (on the plane) fall within its extent."""
-        uv = points @ self.axes.T.astype(points.dtype) - (self.origin @ self.axes.T).astype(points.dtype)
-        return (uv[..., 0] >= self.low[0]) & (uv[..., 0] <= self.high[0]) & (uv[..., 1] >= self.low[1]) & (
-            uv[..., 1] <= self.high[1])
+        uv = (np.asarray(points, np.float64) - self.origin) @ self.axes.T
+        return self.spans(uv[..., 0], uv[..., 1])
+
+    def spans(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Whether the in-plane coordinates ``first``, ``second`` (along ``axes``, from ``origin``; any shape) lie
+        within the extent."""
+        return (first >= self.low[0]) & (first <= self.high[0]) & (second >= self.low[1]) & (second <= self.high[1])
 
 
 def _fit_plane(points: np.ndarray) -> np.ndarray:
@@ -143,23 +147,38 @@ def dominant_planes(points: np.ndarray, options: PlaneFillOptions = PlaneFillOpt
 
 
 def plane_depth(plane: Plane, K: np.ndarray, cam_from_world: np.ndarray, shape: tuple[int, int],
-                rays: np.ndarray | None = None, extent: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                extent: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """``[H, W]`` float64: the camera z where each pixel's ray meets ``plane`` (NaN where it meets it behind the
     camera or not at all), and ``[H, W]`` bool: where that point lies within the plane's extent (``None``
-    unless ``extent``). ``K`` ``[3, 3]`` in pixels of ``shape`` (pixel centres at integers); ``rays``: the view's
-    :func:`~mum.geometry.pixel_rays` ``[H·W, 6]`` when the caller has them."""
+    unless ``extent``). ``K`` ``[3, 3]`` in pixels of ``shape`` (pixel centres at integers).
+
+    In closed form on the pixel grid (:func:`~mum.geometry.ray_basis`: the ray of pixel ``(u, v)`` is
+    ``c + z M [u, v, 1]``): ``n·X + d = 0`` gives ``z = −(n·c + d) / ((Mᵀn)·[u, v, 1])``, and the point's
+    coordinates in the plane's axes ``A`` are ``A (c − origin) + z (A M) [u, v, 1]``: affine maps of ``u`` and
+    ``v``, so no per-pixel ray is stored."""
     H, W = shape
-    if rays is None:
-        rays = pixel_rays(K, cam_from_world, W, H).reshape(-1, 6)  # origin, direction per unit z
+    centre, M = ray_basis(K, cam_from_world)
+    u, v = np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64)[:, None]
     normal, offset = plane.coefficients[:3], plane.coefficients[3]
+    a, b, e = M.T @ normal
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = -(rays[:, :3] @ normal + offset) / (rays[:, 3:] @ normal)
+        z = -(normal @ centre + offset) / (a * u + b * v + e)
     z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
     if not extent:
-        return z.reshape(H, W), None
-    z32 = np.nan_to_num(z).astype(rays.dtype)
-    within = plane.contains(rays[:, :3] + z32[:, None] * rays[:, 3:]) & np.isfinite(z)
-    return z.reshape(H, W), within.reshape(H, W)
+        return z, None
+    base, P = plane.axes @ (centre - plane.origin), plane.axes @ M
+    zero = np.nan_to_num(z)
+    first, second = (base[k] + zero * (P[k, 0] * u + P[k, 1] * v + P[k, 2]) for k in range(2))
+    return z, plane.spans(first, second) & np.isfinite(z)
+
+
+def _points_at(depth: np.ndarray, pixels: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray) -> np.ndarray:
+    """World points ``[N, 3]`` float64 of the flat pixel indices ``pixels`` ``[N]`` of ``depth`` ``[H, W]`` (camera
+    z; :func:`~mum.geometry.ray_basis`)."""
+    centre, M = ray_basis(K, cam_from_world)
+    v, u = np.divmod(pixels, depth.shape[1])
+    directions = np.stack([u, v, np.ones(len(pixels))], -1).astype(np.float64) @ M.T
+    return centre + depth.reshape(-1)[pixels, None] * directions
 
 
 def kept_points(depth: np.ndarray, kept: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, count: int,
@@ -174,8 +193,7 @@ def kept_points(depth: np.ndarray, kept: np.ndarray, K: np.ndarray, cam_from_wor
         flat = np.flatnonzero(kept[i] & np.isfinite(depth[i]))
         if len(flat) > per_view:
             flat = np.sort(rng.choice(flat, per_view, replace=False))
-        rays = pixel_rays(K[i], cam_from_world[i], W, H).reshape(-1, 6)[flat].astype(np.float64)
-        out.append(rays[:, :3] + depth[i].reshape(-1)[flat, None] * rays[:, 3:])
+        out.append(_points_at(depth[i], flat, K[i], cam_from_world[i]))
     return np.concatenate(out) if out else np.zeros((0, 3))
 
 
@@ -228,8 +246,7 @@ def fill_planes(filled: np.ndarray, prior: np.ndarray, depth: np.ndarray, kept: 
     H, W = kept.shape
     out = filled.astype(np.float32)
     taken = np.zeros((H, W), bool)
-    rays = pixel_rays(K, cam_from_world, W, H).reshape(-1, 6)
-    depths = [plane_depth(plane, K, cam_from_world, (H, W), rays, extent=len(planes) > 1) for plane in planes]
+    depths = [plane_depth(plane, K, cam_from_world, (H, W), extent=len(planes) > 1) for plane in planes]
     for p, (z, _) in enumerate(depths):
         ok = np.isfinite(z) & np.isfinite(prior) & (prior > 0)
         for q, (other, within) in enumerate(depths):  # another plane's patch in front of this one hides it
@@ -253,7 +270,7 @@ def fill_planes(filled: np.ndarray, prior: np.ndarray, depth: np.ndarray, kept: 
         closed[0] = False
         if others and closed.any():  # other views must not see through the plane where it would fill
             pixels = np.flatnonzero(closed[label].ravel())
-            world = rays[pixels, :3].astype(np.float64) + z.ravel()[pixels, None] * rays[pixels, 3:]
+            world = _points_at(z, pixels, K, cam_from_world)
             agree, through = _free_space_votes(world, label.ravel()[pixels], count, others, options.tolerance)
             closed &= through <= options.see_through * (agree + through)
         fill = closed[label]
