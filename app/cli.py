@@ -25,7 +25,7 @@ from app.engine.runtime import (
     friendly_errors,
 )
 from app.engine.dense_options import DENSE_MODES, MAX_DENSE_SIZE
-from mum.errors import UserError
+from mum.errors import OneLineArgumentParser, UserError
 from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
 from mum.schema import strict_json
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``mum-reconstruct`` argument parser; every option carries its help and default."""
     import heads
 
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="mum-reconstruct",
         description="Feedforward 3D reconstruction: cameras, depth and a coloured point cloud from images or a video.",
         epilog=EXAMPLES,

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from heads.registry import DEFAULT_MODEL, PRESETS
-from mum.errors import UserError
+from mum.errors import OneLineArgumentParser, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mum-eval", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog="mum-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or checkpoint path (default: {DEFAULT_MODEL})")
     p.add_argument("--weights", help="weights for a preset name")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="evaluate on N held-out synthetic scenes")

@@ -5,7 +5,6 @@ Example: ``mum-features demo/tum_freiburg/images -o features.npz --weights MuM_V
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ from app.engine.runtime import choose_device, friendly_errors
 from mum.io import list_image_paths, load_images, preprocess
 from mum.config import ENCODER_PRESETS
 from mum.encoder import build_encoder
-from mum.errors import UserError
+from mum.errors import OneLineArgumentParser, UserError
 from mum.files import atomic_path, check_output_path
 from mum.weights import load_encoder
 
@@ -35,7 +34,7 @@ def pca_image(tokens: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mum-features", description="Extract MuM encoder features from images.")
+    parser = OneLineArgumentParser(prog="mum-features", description="Extract MuM encoder features from images.")
     parser.add_argument("inputs", nargs="+", help="image files, folders or globs")
     parser.add_argument("-o", "--output", required=True, help="output .npz (a .png PCA picture is written beside it)")
     parser.add_argument("--preset", default="vitl16", choices=sorted(ENCODER_PRESETS), help="encoder size")

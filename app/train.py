@@ -16,11 +16,11 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from mum.errors import UserError
+from mum.errors import OneLineArgumentParser, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mum-train", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog="mum-train", description=__doc__.split("\n\n")[0])
     p.add_argument("stage", choices=["pretrain", "distill"], help="training stage")
     p.add_argument("--config", help="YAML preset (configs/*.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import unicodedata
 
 
@@ -28,3 +29,11 @@ class CheckpointError(UserError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors (an unknown option, a malformed or missing value) are one
+    ``error:`` line and exit status 2, like every other error a user can cause; ``--help`` prints the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {one_line(message)} (see {self.prog} --help)\n")

@@ -7,7 +7,6 @@ The test suite calls :func:`check_parity_file`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from .autoencoder import build_autoencoder
 from .config import AutoEncoderConfig, EncoderConfig
 from .encoder import build_encoder
+from .errors import OneLineArgumentParser
 
 TOLERANCE = 1e-5
 
@@ -117,7 +117,7 @@ def parity_main(
 ) -> int:
     """The parity command shared by ``mum.parity`` and ``heads.parity``: one ``name max_abs_diff`` line per
     output (a ``# FILE`` header when several files are given); exit status 1 if any exceeds ``--tol``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineArgumentParser(prog=prog, description=description)
     parser.add_argument("files", nargs="+", type=Path, help="parity .npz files (with .json beside them)")
     parser.add_argument("--tol", type=float, default=TOLERANCE, help="max abs diff allowed (default 1e-5)")
     args = parser.parse_args(argv)

@@ -134,6 +134,19 @@ def test_error_seen_from_a_real_process(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and not (tmp_path / "o.ply").exists()
 
 
+@pytest.mark.parametrize("argv, needle", [(["in", "-o", "o.ply", "--size", "abc"], "--size: invalid int value"),
+                                          (["in", "-o", "o.ply", "--max-frames", "nan"], "--max-frames"),
+                                          (["in", "-o", "o.ply", "--no-such-option"], "unrecognized arguments"),
+                                          (["in"], "required: -o/--output")])
+def test_malformed_options_are_one_line_from_a_real_process(tmp_path: Path, argv: list[str], needle: str) -> None:
+    """argparse's own errors too: exit 2 and one ``error:`` line (it used to print the ~11-line usage first)."""
+    proc = subprocess.run([sys.executable, "-m", "app.cli", *argv], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: "), proc.stderr
+    assert needle in proc.stderr and "mum-reconstruct --help" in proc.stderr
+
+
 def test_truncated_video_is_one_line_from_a_real_process(tmp_path: Path) -> None:
     """OpenCV's AVI parser prints its own complaint straight to stderr; the user sees only our line."""
     import cv2

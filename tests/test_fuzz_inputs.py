@@ -1,9 +1,9 @@
 """Property-based fuzzing (hypothesis) of what users hand the command: image bytes and headers for the loader
 (:func:`mum.io.read_image`), and command lines for ``mum-reconstruct``'s argument checks and runs.
 
-Properties: never a traceback (an image, or one :class:`~mum.errors.UserError` line; argparse's own usage
-error at worst), never a warning printed, never a file written outside the output, never an input touched.
-Bounded: a few dozen examples each (about 3 s in all), small images, the network alone at a tiny size;
+Properties: never a traceback (an image, or one ``error:`` line: a :class:`~mum.errors.UserError`, or
+argparse's usage error, also one line), never a warning printed, never a file written outside the output, never
+an input touched. Bounded: a few dozen examples each (about 3 s in all), small images, the network alone at a tiny size;
 ``MUM_FUZZ_SCALE=50`` multiplies the examples for a deeper search.
 """
 
@@ -186,7 +186,7 @@ def _sandbox(root: Path) -> None:
 @FUZZ
 @given(command_lines())
 def test_argument_checks_never_traceback_nor_touch_files(argv: list[str]) -> None:
-    """Parsing and every check made before images are loaded: argparse's usage error (exit 2) or one
+    """Parsing and every check made before images are loaded: a usage error (exit 2) or one
     ``UserError`` line, and no change on disk at all."""
     with tempfile.TemporaryDirectory() as d, _chdir(d):
         root = Path(d)
@@ -249,6 +249,8 @@ def test_whole_runs_write_only_their_output(argv: list[str], extra_images: list[
                 code = main(argv)
             except SystemExit as exc:  # argparse's usage error ("--conf-percentile -inf" reads as an option)
                 assert exc.code == 2 and _snapshot(root) == before
+                usage = _parse(err.getvalue())
+                assert len(usage) == 1 and usage[0].startswith("error: "), usage
                 event("usage error")
                 return
         lines = _parse(err.getvalue())

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from mum.errors import UserError, one_line
+from mum.errors import OneLineArgumentParser, UserError, one_line
 
 FRAMES = 3
 PATCHES = (4, 6)  # the views' size in patches (rows, columns)
@@ -98,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from app.engine.runtime import choose_device
 
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m app.engine.self_check", description=__doc__.splitlines()[0])
+    p = OneLineArgumentParser(prog="python -m app.engine.self_check", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=env("MUM_MODEL") or None, help="model preset or checkpoint path [MUM_MODEL]")
     p.add_argument("--weights", default=env("MUM_WEIGHTS") or None, help="weights file for --model [MUM_WEIGHTS]")
     p.add_argument("--device", default=env("MUM_DEVICE", "auto"), help="auto, cpu, cuda, cuda:N [MUM_DEVICE]")

@@ -26,6 +26,7 @@ from typing import Any
 
 import gradio as gr
 
+from mum.errors import OneLineArgumentParser
 from mum.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from app.engine.reconstruction import DEFAULT_CONF_PERCENTILE, default_conf_percentile
 from app.web.handlers import Handlers, WebConfig
@@ -392,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     """``mum-web``'s options. Numbers are parsed and range-checked by :func:`check_args` (one ``error:`` line for
     ``inf``, ``1e30`` or ``abc``, from the command line or the environment)."""
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="mum-web", description="Web app for feedforward 3D reconstruction (Gradio).")
+    p = OneLineArgumentParser(prog="mum-web", description="Web app for feedforward 3D reconstruction (Gradio).")
     p.add_argument("--host", default=env("MUM_WEB_HOST", "127.0.0.1"), help="address to listen on (0.0.0.0 in Docker)")
     p.add_argument("--port", default=None, help="port (default 7860) [MUM_WEB_PORT]")
     p.add_argument("--model", default=env("MUM_MODEL") or None, help="default model preset or checkpoint path [MUM_MODEL]")

@@ -21,12 +21,12 @@ from mum.data.readers import FORMATS, WRITERS
 from mum.data.readers.common import write_depth_npy, write_mask_png
 from mum.data.synthetic import PATHS, SPLITS, SyntheticConfig, generate_scene
 from mum.data.worlds import KINDS
-from mum.errors import UserError
+from mum.errors import OneLineArgumentParser, UserError
 from mum.files import atomic_dir, atomic_path, check_output_path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mum-make-testset", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog="mum-make-testset", description=__doc__.split("\n\n")[0])
     p.add_argument("output", type=Path, help="output folder (must be empty or absent unless --overwrite)")
     p.add_argument("--format", choices=FORMATS, default="folder", help="scene format (default: folder)")
     p.add_argument("--scenes", type=int, default=10, help="number of scenes (default 10)")
