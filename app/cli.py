@@ -26,13 +26,22 @@ from app.engine.runtime import (
 )
 from app.engine.dense_options import DENSE_MODES, MAX_DENSE_SIZE
 from mum.errors import OneLineArgumentParser, UserError
-from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path
+from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path, check_replaceable
 from mum.schema import strict_json
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
 CAMERAS_ONLY = ".json"  # the output kind that holds cameras alone: no depth, no cloud
-# what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays
-FOLDER_ENTRIES = ("scene.ply", "scene.glb", "cameras.json", "depth", "sparse/0", "transforms.json")
+# what a folder output receives: with --overwrite exactly these are replaced, anything else in the folder stays;
+# each a file (None) or a folder of files named so (app.exports: depth maps, COLMAP model); anything else there is
+# not this command's and is refused rather than replaced
+FOLDER_CONTENTS = {
+    "scene.ply": None, "scene.glb": None, "cameras.json": None,
+    "depth": ("*.depth.npy", "*.conf.npy", "*.depth.png", "depth_scale.json"),
+    "sparse/0": tuple(f"{table}.{ext}" for table in ("cameras", "images", "points3D", "frames", "rigs")
+                      for ext in ("bin", "txt")),
+    "transforms.json": None,
+}
+FOLDER_ENTRIES = tuple(FOLDER_CONTENTS)
 MAX_SIZE = 4096  # --size: beyond this the network's memory is out of reach anyway
 
 
@@ -169,7 +178,8 @@ def write_exports(out: Path, recon, args, say: Callable[[str], None], kind: str 
     and the number of points in the exported cloud.
 
     Nothing already at ``out`` is replaced without ``--overwrite``, not even what appeared during the run; with
-    it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs``."""
+    it, a folder output has only :data:`FOLDER_ENTRIES` replaced, never one holding one of ``inputs`` (the images
+    and ``--cameras``)."""
     from app.exports import project_formats as export
 
     from app.engine.options import CloudOptions
@@ -214,6 +224,11 @@ def _warn(msg: str) -> None:
     print(msg if msg.startswith("warning:") else f"warning: {msg}", file=sys.stderr)
 
 
+def given_cameras(args: argparse.Namespace) -> list[Path]:
+    """The ``--cameras`` file or folder, if one was given: an input like the images (never replaced)."""
+    return [] if args.cameras is None else [Path(args.cameras)]
+
+
 def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
     """Check the options and the output before anything is loaded; return the output path and its kind
     (:func:`output_kind`). Every problem is a one-line :class:`UserError`; the only change on disk is the removal
@@ -250,7 +265,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
                                              "--fix-poses keeps given poses in one pass"))
     if args.cameras is not None and not os.path.exists(args.cameras):
         raise UserError(f"{args.cameras}: no such cameras file or folder (--cameras)")
-    out = check_output_path(args.output, args.overwrite, inputs=args.inputs)
+    out = check_output_path(args.output, args.overwrite, inputs=[*args.inputs, *given_cameras(args)])
     if kind in FILE_EXPORTS and out.is_dir():
         raise UserError(f"{out}: is a folder; a {kind} output must be a file")
     if args.dense_size is not None and (args.dense or dense_default(kind)) == "none":
@@ -264,7 +279,9 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, str]:
         kind = ""
         if os.path.lexists(out) and not out.is_dir():
             raise UserError(f"{out}: is a file; a folder output (every export) cannot replace it")
-        if out.is_dir():  # a user's file named "sparse" is not replaced by sparse/0/
+        if out.is_dir():  # a user's file named "sparse" is not replaced by sparse/0/, nor a folder named scene.ply
+            if not os.access(out, os.W_OK | os.X_OK):  # --overwrite writes into it: known now, not after the run
+                raise UserError(f"{out}: folder is not writable, cannot write the outputs into it")
             check_entry_folders(out, FOLDER_ENTRIES)
     return out, kind
 
@@ -314,8 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     from mum.io import input_files
 
     inputs = input_files(args.inputs)
+    kept = [*inputs, *given_cameras(args)]  # never replaced, whatever --overwrite says
     # an input inside what the export replaces (a symbolic link into the output folder, say) would be lost
-    check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], inputs)
+    check_inputs_kept([out / e for e in FOLDER_ENTRIES] if kind == "" else [out], kept)
+    if kind == "" and out.is_dir():  # nor what holds the user's own files (a folder named scene.ply, say)
+        check_replaceable(out, FOLDER_CONTENTS)
 
     import heads
     from app.engine.pipeline import reconstruct_views
@@ -353,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         recon = reconstruct_views(model, source, options, on_stage=say, warn=_warn, known=known)
     export_clock = StageClock()
     try:
-        written, points = write_exports(out, recon, args, say, kind=kind, inputs=inputs)
+        written, points = write_exports(out, recon, args, say, kind=kind, inputs=kept)
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     export_clock.lap("export")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import functools
 import os
 import re
@@ -29,7 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from mum.errors import UserError
 
@@ -226,6 +227,35 @@ def check_entry_folders(folder: str | os.PathLike, entries: Iterable[str]) -> No
                                 f"or write the output somewhere else)")
             if not here.is_dir():
                 break
+
+
+def check_replaceable(folder: str | os.PathLike, contents: Mapping[str, Sequence[str] | None]) -> None:
+    """Refuse (one :class:`UserError`) to replace what this program would not have written: each entry of
+    ``contents`` (a relative path such as ``depth`` or ``sparse/0``) that is in ``folder`` must be a regular file
+    (``None``) or a folder of regular files whose names match the given ``fnmatch`` patterns (its unfinished
+    temporaries too), never a symbolic link. ``--overwrite`` replaces such entries whole."""
+    folder = Path(folder)
+    for rel, patterns in contents.items():
+        entry = folder / rel
+        if not os.path.lexists(entry):
+            continue
+        if entry.is_symlink():
+            raise UserError(f"{entry}: is a symbolic link, which this program does not write; not replaced (move it "
+                            f"away or write the output somewhere else)")
+        if patterns is None:
+            if not entry.is_file():
+                raise UserError(f"{entry}: is not a file, so this program did not write it; not replaced (move it "
+                                f"away or write the output somewhere else)")
+            continue
+        if not entry.is_dir():
+            raise UserError(f"{entry}: is not a folder, so this program did not write it; not replaced (move it "
+                            f"away or write the output somewhere else)")
+        for item in sorted(entry.iterdir()):
+            temporary = re.fullmatch(r"\.(.+)\.[0-9a-f]{12}(?:\.[^.]+)?", item.name)
+            name = temporary.group(1) if temporary else item.name
+            if item.is_symlink() or not item.is_file() or not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                raise UserError(f"{entry}: holds {item.name}, which this program does not write; not replaced (move "
+                                f"it away or write the output somewhere else)")
 
 
 def _merge(tmp: Path, path: Path, entries: Sequence[str] | None, protected: Sequence[Path]) -> None:

@@ -267,9 +267,12 @@ def test_output_in_read_only_folder(tmp_path: Path, capsys) -> None:
     (tmp_path / "ro").chmod(0o500)
     try:
         code, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "ro" / "scene.ply", *FAST)
+        # the read-only folder itself as the output: refused before the run, not at its end
+        code_folder, err_folder = _run(capsys, tmp_path / "in", "-o", tmp_path / "ro", *FAST, "--overwrite")
     finally:
         (tmp_path / "ro").chmod(0o700)
     _assert_one_line_error(code, err, "ro")
+    _assert_one_line_error(code_folder, err_folder, "folder is not writable")
 
 
 @pytest.mark.parametrize("out", ["scene.ply", "scene.glb", "cameras.json", "outdir"])

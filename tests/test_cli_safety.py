@@ -575,3 +575,40 @@ def test_trailing_slash_means_a_folder(tmp_path: Path, capsys, out_name: str) ->
     assert code == 0, err
     out = tmp_path / out_name.rstrip("/")
     assert out.is_dir() and {p.name for p in out.iterdir()} == {e.split("/")[0] for e in FOLDER_ENTRIES}
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda out: (out / "depth").write_text("mine"), "depth: is not a folder"),
+    (lambda out: ((out / "scene.ply").mkdir(), (out / "scene.ply" / "keep.txt").write_text("mine")), "is not a file"),
+    (lambda out: ((out / "depth").mkdir(), (out / "depth" / "notes.txt").write_text("mine")), "holds notes.txt"),
+    (lambda out: ((out / "sparse" / "0").mkdir(parents=True), (out / "sparse" / "0" / "project.ini").write_text("x")),
+     "holds project.ini"),
+    (lambda out: ((out.parent / "mine").mkdir(), (out / "depth").symlink_to(out.parent / "mine")), "symbolic link"),
+], ids=["file-named-depth", "folder-named-scene.ply", "user-file-in-depth", "user-file-in-sparse-0", "link"])
+def test_overwrite_refuses_entries_this_command_did_not_write(tmp_path: Path, capsys, make, needle: str) -> None:
+    """``--overwrite`` replaces the folder's exports whole; where one of those names holds something this command
+    never writes (a user's file, a folder where a file goes, a link), nothing runs and nothing changes."""
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out)
+    before = _tree(tmp_path)
+    code, err = _run(capsys, inputs, "-o", out, *FAST, "--overwrite")
+    _one_line(code, err, needle)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("cameras", ["cameras.json", "transforms.json", "sparse/0"])
+def test_overwrite_never_replaces_the_cameras_file_it_reads(tmp_path: Path, capsys, cameras: str) -> None:
+    """``-o out/ --cameras out/sparse/0 --overwrite`` used to replace the given cameras with the run's own."""
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    code, err = _run(capsys, inputs, "-o", out, *FAST)
+    assert code == 0, err
+    before = _tree(tmp_path)
+    code, err = _run(capsys, inputs, "-o", out, *FAST, "--cameras", out / cameras, "--overwrite")
+    _one_line(code, err, "input")
+    assert _tree(tmp_path) == before
+    code, err = _run(capsys, inputs, "-o", out / cameras, *FAST, "--cameras", out / cameras, "--overwrite")
+    _one_line(code, err, "input")
+    assert _tree(tmp_path) == before
