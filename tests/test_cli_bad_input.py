@@ -352,3 +352,23 @@ def test_same_file_names_in_two_folders_stay_apart(tmp_path: Path, capsys) -> No
     names = [c["name"] for c in json.loads((tmp_path / "out" / "cameras.json").read_text())["images"]]
     assert names == ["a/x.png", "b/x.png"]
     assert sorted(p.name for p in (tmp_path / "out" / "depth").glob("*.depth.npy")) == ["a_x.depth.npy", "b_x.depth.npy"]
+
+
+def test_names_that_flatten_alike_keep_their_own_depth_files(tmp_path: Path, capsys) -> None:
+    """``a/b.png`` and ``a_b.png`` both flatten to ``a_b`` (and ``a_b.png`` with the extension): one view's depth
+    files used to replace the other's. Each view gets its own, and ``depth_scale.json`` names them."""
+    names = ["a/b.png", "a_b.png", "c.png", "x/b.png"]
+    for k, rel in enumerate(names):
+        _image(tmp_path / "r" / rel, size=(40 + 4 * k, 30))  # a width per view: each file tells whose it is
+    code, err = _run(capsys, *[tmp_path / "r" / n for n in names], "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    scale = json.loads((tmp_path / "out" / "depth" / "depth_scale.json").read_text())
+    stems = scale["files"]
+    assert sorted(stems) == sorted(scale["png_depth_unit"]) and len(set(stems.values())) == 4
+    views = {c["name"]: c for c in json.loads((tmp_path / "out" / "cameras.json").read_text())["images"]}
+    for name, stem in stems.items():
+        depth = np.load(tmp_path / "out" / "depth" / f"{stem}.depth.npy")
+        assert depth.shape == (views[name]["height"], views[name]["width"])  # each file is its own view's
+        assert (tmp_path / "out" / "depth" / f"{stem}.conf.npy").exists()
+        assert (tmp_path / "out" / "depth" / f"{stem}.depth.png").exists()
+    assert len(list((tmp_path / "out" / "depth").glob("*.depth.npy"))) == 4

@@ -166,8 +166,8 @@ def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    scales = {}
-    for i, (name, stem) in enumerate(zip(recon.names, file_stems(recon.names))):
+    scales, stems = {}, file_stems(recon.names)
+    for i, (name, stem) in enumerate(zip(recon.names, stems)):
         depth = depth_to_original(recon, i, recon.depth[i], cv2.INTER_LINEAR)
         conf = depth_to_original(recon, i, recon.depth_conf[i], cv2.INTER_NEAREST)
         finite = np.isfinite(depth) & (depth > 0)
@@ -183,16 +183,29 @@ def write_depth_maps(folder: str | os.PathLike, recon: Reconstruction) -> Path:
         scales[name] = scale
         release_pages(recon.depth, recon.depth_conf)  # a long input's maps on disk stay there
     with atomic_path(folder / "depth_scale.json") as tmp:
-        tmp.write_text(strict_json({"png_depth_unit": scales, "note": "depth = png_value * png_depth_unit[name]"}))
+        tmp.write_text(strict_json({"png_depth_unit": scales, "files": dict(zip(recon.names, stems)),
+                                    "note": "depth = png_value * png_depth_unit[name]; files[name]: the stem of "
+                                            "name's .depth.npy, .conf.npy and .depth.png"}))
     return folder
 
 
 def file_stems(names: list[str]) -> list[str]:
     """A distinct file-name stem per view name: ``a/img_1.png`` → ``a_img_1``, or ``a_img_1.png`` when two
-    names differ only in their extension."""
+    names differ only in their extension; names that still meet (``a/b.png`` and ``a_b.png``) get ``~2``, ``~3``
+    … after the first of them, in view order (``depth_scale.json`` lists each view's stem)."""
     stems = [Path(n).with_suffix("").as_posix().replace("/", "_") for n in names]
     if len(set(stems)) < len(stems):
         stems = [Path(n).as_posix().replace("/", "_") for n in names]
+    taken = set(stems)
+    seen: set[str] = set()
+    for i, stem in enumerate(stems):
+        if stem in seen:
+            k = 2
+            while f"{stem}~{k}" in taken:
+                k += 1
+            stems[i] = f"{stem}~{k}"
+            taken.add(stems[i])
+        seen.add(stems[i])
     return stems
 
 
