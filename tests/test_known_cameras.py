@@ -396,3 +396,18 @@ def test_lens_distortion_in_a_colmap_model_is_dropped_with_a_note(tmp_path, k):
     np.testing.assert_allclose(known.K[0], [[40.0, 0, 23.5], [0, 40.0, 15.5], [0, 0, 1]])  # the pinhole part
     np.testing.assert_allclose(known.cam_from_world[0], np.eye(4))
     assert any("models lens distortion" in line for line in lines) == (k != 0)
+
+
+def test_a_name_that_ends_several_inputs_says_so():
+    """``x y.png`` with inputs ``a b/x y.png`` and ``c/x y.png``: it names both, which the message says (it used
+    to say that no input had the name); a longer path picks one."""
+    from app.engine.known_cameras import CameraEntry, match_entries
+
+    names, sizes = ["a b/x y.png", "c/x y.png", "d.png"], [(48, 32)] * 3
+    entry = CameraEntry("x y.png", 48, 32, np.eye(3), None, "images[0]")
+    with pytest.raises(UserError, match=r"images\[0\]: 2 input images end with this name \(a b/x y.png, c/x y.png\)"):
+        match_entries([entry], names, sizes)
+    longer = CameraEntry("c/x y.png", 48, 32, np.eye(3), None, "images[0]")
+    assert list(match_entries([longer], names, sizes)) == [1]
+    with pytest.raises(UserError, match="no input image has this name"):
+        match_entries([CameraEntry("e.png", 48, 32, np.eye(3), None, "images[0]")], names, sizes)

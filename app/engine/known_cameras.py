@@ -250,10 +250,15 @@ def match_entries(entries: Sequence[CameraEntry], names: Sequence[str], sizes: S
         by_file.setdefault(Path(n).name, []).append(n)
     out: dict[int, CameraEntry] = {}
     for entry in entries:
-        name = entry.name if entry.name in known else _trailing_match(entry.name, by_file)
-        if name is None:
+        found = [entry.name] if entry.name in known else _trailing_matches(entry.name, by_file)
+        if len(found) > 1:
+            shown = ", ".join(sorted(found)[:4]) + (" …" if len(found) > 4 else "")
+            raise UserError(f"{entry.where}: {len(found)} input images end with this name ({shown}); name it by "
+                            f"more of its path")
+        if not found:
             shown = ", ".join(sorted(known)[:4]) + (" …" if len(known) > 4 else "")
             raise UserError(f"{entry.where}: no input image has this name (inputs: {shown})")
+        name = found[0]
         if name not in index:
             continue  # an input left out by --stride / --max-frames
         i = index[name]
@@ -263,13 +268,13 @@ def match_entries(entries: Sequence[CameraEntry], names: Sequence[str], sizes: S
     return out
 
 
-def _trailing_match(entry_name: str, by_file: dict[str, list[str]]) -> Optional[str]:
-    """The one view name whose path components end the entry's (``images/a/x.png`` → ``a/x.png``) or are ended
-    by them (``x.png`` → ``a/x.png``), preferring the longest such match; ``None`` when there is none or when it
-    is ambiguous (``x.png`` with inputs ``a/x.png`` and ``b/x.png``)."""
+def _trailing_matches(entry_name: str, by_file: dict[str, list[str]]) -> list[str]:
+    """The view names whose path components end the entry's (``images/a/x.png`` → ``a/x.png``) or are ended
+    by them (``x.png`` → ``a/x.png``), the longest such matches only: none, the one, or several when it is
+    ambiguous (``x.png`` with inputs ``a/x.png`` and ``b/x.png``)."""
     parts = Path(entry_name).parts
     if not parts:
-        return None
+        return []
     best: list[str] = []
     best_length = 0
     for candidate in by_file.get(parts[-1], []):
@@ -281,7 +286,7 @@ def _trailing_match(entry_name: str, by_file: dict[str, list[str]]) -> Optional[
             best, best_length = [candidate], length
         elif length == best_length:
             best.append(candidate)
-    return best[0] if len(best) == 1 else None
+    return best
 
 
 def _fit_size(entry: CameraEntry, width: int, height: int) -> CameraEntry:
