@@ -411,3 +411,39 @@ def test_a_name_that_ends_several_inputs_says_so():
     assert list(match_entries([longer], names, sizes)) == [1]
     with pytest.raises(UserError, match="no input image has this name"):
         match_entries([CameraEntry("e.png", 48, 32, np.eye(3), None, "images[0]")], names, sizes)
+
+
+def _text_model(folder: Path, out: Path) -> Path:
+    out.mkdir()
+    for f in (folder / "sparse" / "0").glob("*.txt"):
+        (out / f.name).write_text(f.read_text())
+    return out
+
+
+def test_a_zero_rotation_quaternion_is_refused(exported, tmp_path):
+    """COLMAP text with ``QW QX QY QZ = 0 0 0 0`` for one frame: pycolmap keeps it, and its matrix is the identity
+    (a view silently given the world's orientation); refused by the quaternion's norm."""
+    recon, folder = exported
+    text = _text_model(folder, tmp_path / "zero")
+    lines = (text / "frames.txt").read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("2 "))
+    fields = lines[k].split()
+    fields[2:6] = ["0", "0", "0", "0"]  # FRAME_ID RIG_ID QW QX QY QZ ...
+    lines[k] = " ".join(fields)
+    (text / "frames.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=f"image '{recon.names[1]}': its rotation quaternion has norm 0"):
+        read_cameras_file(text)
+    assert len(read_cameras_file(_text_model(folder, tmp_path / "intact"))) == len(recon.names)
+
+
+def test_images_txt_without_its_points_lines_is_refused(exported, tmp_path):
+    """Every image's second line (its 2D points) left out: pycolmap reads every second image as the points of
+    the one before and loses its camera, without a word; refused, naming the line."""
+    recon, folder = exported
+    text = _text_model(folder, tmp_path / "text")
+    lines = [line for line in (text / "images.txt").read_text().splitlines() if not line.startswith("#")]
+    images = lines[0::2]  # each image's first line
+    assert len(images) == len(recon.names) >= 3
+    (text / "images.txt").write_text("\n".join(images) + "\n")
+    with pytest.raises(UserError, match=r"images.txt: line 2 is not the 2D points"):
+        read_cameras_file(text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import mmap
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mum.errors import UserError
 from mum.pycolmap_import import import_pycolmap
 
 MODEL_FILES = ("cameras", "images", "points3D")
+QUATERNION_NORM_TOLERANCE = 1e-3  # COLMAP writes unit quaternions; one typed with 3 decimals is within 1e-3
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 
 
@@ -61,6 +63,8 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
     images_dir = Path(images_dir)
     if all((model_dir / f"{n}.bin").is_file() for n in MODEL_FILES):  # what pycolmap reads first
         check_binary_model(model_dir)
+    else:
+        check_text_images(model_dir / "images.txt")
     try:
         rec = pycolmap.Reconstruction(str(model_dir))
     except Exception as exc:  # pycolmap raises plain RuntimeError/ValueError for malformed files
@@ -84,7 +88,12 @@ def read_colmap(path: str | os.PathLike, images_dir: str | os.PathLike | None = 
         cam = image.camera
         k = np.asarray(cam.calibration_matrix(), np.float64).copy()
         k[:2, 2] -= 0.5
-        pose = np.vstack([np.asarray(image.cam_from_world().matrix(), np.float64), [0, 0, 0, 1]])
+        cam_from_world = image.cam_from_world()
+        norm = float(np.linalg.norm(cam_from_world.rotation.quat))
+        if not abs(norm - 1) <= QUATERNION_NORM_TOLERANCE:  # pycolmap keeps it as written: (0, 0, 0, 0) reads as I
+            raise UserError(f"{model_dir}: image {shown(image.name, 80)}: its rotation quaternion has norm {norm:.6g}, "
+                            f"a rotation's has norm 1")
+        pose = np.vstack([np.asarray(cam_from_world.matrix(), np.float64), [0, 0, 0, 1]])
         check_camera(f"{model_dir}: image {shown(image.name, 80)}", int(cam.width), int(cam.height), k, pose)
         names.append(image.name)
         paths.append(file)
@@ -233,6 +242,36 @@ def check_binary_model(model_dir: str | os.PathLike) -> None:
             raise UserError(f"{path}: not a valid COLMAP binary file ({exc})") from None
         except OSError as exc:
             raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+_POINT3D_IDS = re.compile(r"(?:-?\d+ )*-?\d+")
+
+
+def check_text_images(path: str | os.PathLike) -> None:
+    """Refuse a text ``images.txt`` that pycolmap would misread without a word: as COLMAP reads it, each image
+    line (comments and blank lines skipped before it) is followed by one line of its 2D points, ``X Y
+    POINT3D_ID`` triples or nothing; a file that leaves those lines out has every second image read as the
+    points of the one before (its camera lost). A line in that place that is not such triples is a
+    :class:`UserError` naming it."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    k = 0
+    while k < len(lines):
+        line = lines[k].strip()
+        k += 1
+        if not line or line.startswith("#"):
+            continue
+        if k == len(lines):
+            return  # the last image's points line may be missing at the end of the file
+        tokens = lines[k].split()
+        k += 1
+        if len(tokens) % 3 or (tokens and not _POINT3D_IDS.fullmatch(" ".join(tokens[2::3]))):
+            raise UserError(f"{path}: line {k} is not the 2D points (X Y POINT3D_ID triples) of the image on line "
+                            f"{k - 1}: COLMAP's images.txt gives each image two lines, the second its points (may be "
+                            f"empty)")
 
 
 def write_colmap(scene: Scene, folder: str | os.PathLike, overwrite: bool = False, text: bool = True, binary: bool = True) -> Path:
