@@ -175,3 +175,42 @@ def test_second_sigterm_does_not_cut_the_clean_up(tmp_path):
                 time.sleep(0.1)
                 removed.append(True)
     assert removed == [True] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_interrupt_during_a_swallowing_import_acts_when_it_ends():
+    """trimesh and matplotlib catch every exception while importing their optional parts: a SIGTERM landing there
+    became a broken module and a run that finished (exit 0, SIGTERM ignored from then on). Inside
+    ``signals_deferred`` the signal waits for the block's end, then raises as it would have."""
+    from app.engine.runtime import Terminated, signals_as_interrupt, signals_deferred
+
+    reached_the_end = False
+    with pytest.raises(Terminated):
+        with signals_as_interrupt():
+            with signals_deferred():
+                try:  # what such an import does with whatever is raised inside it
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.05)
+                except BaseException:  # noqa: BLE001
+                    pytest.fail("the signal acted inside the block")
+                reached_the_end = True
+    assert reached_the_end
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_a_second_ctrl_c_does_not_cut_the_clean_up():
+    """Two quick Ctrl-Cs: the second landed in the clean-up (threads being joined) and ended the process with
+    native threads still running (SIGABRT). After the first, further ones are ignored until the command ends."""
+    from app.engine.runtime import signals_as_interrupt
+
+    cleaned = False
+    with pytest.raises(KeyboardInterrupt):
+        with signals_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+            finally:
+                os.kill(os.getpid(), signal.SIGINT)  # the second, during the clean-up
+                time.sleep(0.05)
+                cleaned = True
+    assert cleaned
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

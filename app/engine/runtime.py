@@ -41,27 +41,57 @@ class Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def signals_as_interrupt() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise :class:`Terminated` (a ``KeyboardInterrupt``) instead of
-    killing the process outright, so temporary files are removed. Signals someone chose to ignore (``nohup``)
-    or to handle stay as they are; outside the main thread nothing changes."""
+    killing the process outright, so temporary files are removed, and Ctrl-C its ``KeyboardInterrupt``; after the
+    first, all three are ignored until the block ends (a second Ctrl-C during the clean-up ended the process with
+    native threads still running: SIGABRT). Signals someone chose to ignore (``nohup``) or to handle stay as they
+    are; outside the main thread nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame) -> None:
-        for sig in previous:  # a second SIGTERM must not cut the clean-up that this one starts
+        for sig in previous:  # a second signal (two quick Ctrl-Cs) must not cut the clean-up that this one starts
             signal.signal(sig, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
     previous = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+        default = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
+        if sig is not None and signal.getsignal(sig) is default:
             previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A Ctrl-C, SIGTERM or SIGHUP that arrives while the block runs acts when it ends (the first one, through the
+    handler it would have met): for imports of libraries that catch every exception while importing their
+    optional parts (trimesh, matplotlib), which turned the interrupt into a broken module and a finished run.
+    Only Python-level handlers are deferred (not ``SIG_DFL`` or ``SIG_IGN``); outside the main thread nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    handlers = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and callable(signal.getsignal(sig)):
+            handlers[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if pending:
+            handlers[pending[0]](pending[0], None)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.engine.runtime import signals_deferred
+
 
 def colorize(
     values: np.ndarray,
@@ -14,7 +16,8 @@ def colorize(
 ) -> np.ndarray:
     """``[H, W]`` float map → ``[H, W, 3]`` uint8 RGB. The range defaults to the 2nd–98th percentile of the
     finite values; non-finite pixels are black. ``invert`` flips the ramp (near = warm for depth)."""
-    import matplotlib
+    with signals_deferred():  # matplotlib swallows an interrupt while importing
+        import matplotlib
 
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)

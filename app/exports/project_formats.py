@@ -14,6 +14,7 @@ import numpy as np
 
 from app.engine.frame_store import release_pages
 from app.engine.reconstruction import PointCloud, Reconstruction
+from app.engine.runtime import signals_deferred
 from mum.files import atomic_path
 from mum.schema import strict_json
 
@@ -54,7 +55,8 @@ def write_ply(path: str | os.PathLike, cloud: PointCloud, overwrite: bool = True
 # ---------------------------------------------------------------------------------------------- GLB
 def camera_colors(n: int) -> np.ndarray:
     """``[n, 4]`` uint8 RGBA colours along a perceptual colour ramp, one per camera."""
-    import matplotlib
+    with signals_deferred():  # matplotlib and trimesh swallow an interrupt while importing
+        import matplotlib
 
     cmap = matplotlib.colormaps["viridis"]
     return (np.array([cmap(i / max(n - 1, 1)) for i in range(n)]) * 255).astype(np.uint8)
@@ -62,7 +64,8 @@ def camera_colors(n: int) -> np.ndarray:
 
 def frustum_mesh(cam_from_world: np.ndarray, K: np.ndarray, size: tuple[int, int], scale: float):
     """A thin pyramid (apex at the camera centre, base at depth ``scale``) as a ``trimesh.Trimesh``."""
-    import trimesh
+    with signals_deferred():  # matplotlib and trimesh swallow an interrupt while importing
+        import trimesh
 
     w, h = size
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64) - 0.5
@@ -78,7 +81,8 @@ def frustum_mesh(cam_from_world: np.ndarray, K: np.ndarray, size: tuple[int, int
 
 def build_glb_scene(recon: Reconstruction, cloud: PointCloud, show_cameras: bool = True):
     """A ``trimesh.Scene``: the coloured point cloud plus one frustum per camera, in glTF axes."""
-    import trimesh
+    with signals_deferred():  # matplotlib and trimesh swallow an interrupt while importing
+        import trimesh
 
     scene = trimesh.Scene()
     if len(cloud):
