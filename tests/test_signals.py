@@ -214,3 +214,16 @@ def test_a_second_ctrl_c_does_not_cut_the_clean_up():
                 cleaned = True
     assert cleaned
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_ctrl_c_while_torch_loads_is_one_line():
+    """A Ctrl-C in a command's first second (torch being imported by ``app``'s package, before ``main`` and its
+    handler exist) printed a 20-line traceback, or was swallowed inside torch's import and the command ran on;
+    now ``error: interrupted`` and exit status 130. The signal is sent 0.3 s in: importing torch takes longer
+    than that anywhere."""
+    proc = subprocess.Popen([sys.executable, "-c", "import app.cli"], stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal starts it
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert (proc.returncode, err) == (130, "error: interrupted\n")
