@@ -5,6 +5,7 @@ line, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,9 +113,9 @@ def test_network_guided_matching_path(model):
     assert _auc30(recon.cam_from_world, _reference(TUM, names)) > 90
 
 
-def _cli(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+def _cli(args: list[str], tmp: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args, "--json"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+                          cwd=ROOT, timeout=300, env=None if env is None else {**os.environ, **env})
 
 
 def _images(folder: Path, arrays: list[np.ndarray]) -> Path:
@@ -192,10 +193,14 @@ def test_cameras_without_baseline_warn_that_the_cloud_is_empty(tmp_path):
 
 
 def test_two_views_get_sfm_cameras(tmp_path):
+    """Two frames that mapping refuses: the relative pose of their two-view geometry, adjusted; and nothing left
+    in ``$TMPDIR`` (pycolmap.bundle_adjustment turned glog's logtostderr off: a log file was left there)."""
     paths = sorted((TUM / "images").iterdir())[4:6]
     out = tmp_path / "cameras.json"
-    proc = _cli([str(p) for p in paths] + ["-o", str(out)], tmp_path)
+    (tmp_path / "tmp").mkdir()
+    proc = _cli([str(p) for p in paths] + ["-o", str(out)], tmp_path, env={"TMPDIR": str(tmp_path / "tmp")})
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == []
     cams = json.loads(out.read_text())["images"]
     assert [c["source"] for c in cams] == ["sfm", "sfm"]
     T = np.stack([np.array(c["cam_from_world"]) for c in cams])

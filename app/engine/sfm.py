@@ -405,7 +405,11 @@ def _two_view_model(pycolmap, database: Path, image_dir: Path, out: Path, option
     adjustment.refine_extra_params = False
     adjustment.print_summary = False
     adjustment.ceres.solver_options.num_threads = 1  # sums in a fixed order: the same result on every run
-    pycolmap.bundle_adjustment(triangulated, adjustment)
+    config = pycolmap.BundleAdjustmentConfig()  # what pycolmap.bundle_adjustment sets up, without its side effect:
+    for image_id in triangulated.reg_image_ids():  # it turned glog's logtostderr off, leaving a log file in $TMPDIR
+        config.add_image(image_id)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    pycolmap.create_default_bundle_adjuster(adjustment, config, triangulated).solve()
     return triangulated
 
 
