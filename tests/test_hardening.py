@@ -557,3 +557,31 @@ def test_strict_json_turns_what_is_unknown_into_null():
     text = strict_json({"a": float("nan"), "b": [np.float32(np.inf), np.float64(1.5), (1, -np.inf)],
                         "c": np.arange(2), "d": np.int64(3)})
     assert _strict_loads(text) == {"a": None, "b": [None, 1.5, [1, None]], "c": [0, 1], "d": 3}
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_full_disk_while_decoding_a_video_is_one_line(tmp_path):
+    """``$TMPDIR`` full while a video's frames are decoded (the first frame's file is a link to ``/dev/full``):
+    one ``error:`` line; libpng used to print its own 'libpng error: Write Error' line before it."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for i in range(4):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "frame_000000.png").symlink_to("/dev/full")
+    code = ("import sys\nfrom app.engine.view_source import open_views\nfrom app.engine.runtime import print_error\n"
+            "from mum.errors import UserError\ntry:\n    open_views([sys.argv[1]], sys.argv[2])\n"
+            "except UserError as exc:\n    print_error(str(exc))\n    sys.exit(2)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(video), str(scratch)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "cannot write the decoded video frames" in lines[0], \
+        proc.stderr

@@ -86,8 +86,14 @@ def open_views(inputs: Sequence[str | os.PathLike] | str | os.PathLike, scratch:
     names, paths = [], []
     for name, frame in iter_video_frames(video, stride, max_frames, max_pixels=max_pixels):
         path = Path(scratch) / name
-        if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise UserError(f"{scratch}: cannot write the decoded video frames (disk full?)")
+        ok, png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        try:  # encoded in memory, written by Python: a full disk is one error line (libpng printed its own too)
+            if not ok:
+                raise OSError("the frame could not be encoded")
+            path.write_bytes(png.tobytes())
+        except OSError as exc:
+            raise UserError(f"{scratch}: cannot write the decoded video frames ({exc.strerror or exc}; disk "
+                            f"full?)") from None
         names.append(name)
         paths.append(path)
     return FileViews(paths, names, max_pixels, photos=False)
