@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import gc
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -26,7 +26,8 @@ from app.engine.runtime import (
 )
 from app.engine.dense_options import DENSE_MODES, MAX_DENSE_SIZE
 from mum.errors import OneLineArgumentParser, UserError
-from mum.files import atomic_dir, check_entry_folders, check_inputs_kept, check_output_path, check_replaceable
+from mum.files import (atomic_dir, check_entry_folders, check_inputs_kept, check_output_path, check_replaceable,
+                       scratch_folder)
 from mum.schema import strict_json
 
 FILE_EXPORTS = (".ply", ".glb", ".json")
@@ -343,10 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     from app.engine.options import CameraOptions, LongInputOptions, NetworkOptions, PipelineOptions
     from app.engine.view_source import open_views
 
-    scratch = tempfile.TemporaryDirectory(prefix="mum-frames-")  # a video's decoded frames; removed on any exit
-    atexit.register(scratch.cleanup)
-    source = open_views(args.inputs, Path(scratch.name), stride=args.stride, max_frames=args.max_frames,
-                        max_pixels=args.max_pixels)
+    scratch = contextlib.ExitStack()  # a video's decoded frames; removed on any exit (a killed run's: by the next)
+    atexit.register(scratch.close)
+    source = open_views(args.inputs, scratch.enter_context(scratch_folder("mum-frames-")), stride=args.stride,
+                        max_frames=args.max_frames, max_pixels=args.max_pixels)
     say(f"found {len(source)} views")
     known = _known_cameras(args, inputs, source, say)
 

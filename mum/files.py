@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -210,6 +211,60 @@ def _replace_entry(src: Path, dst: Path, protected: Sequence[Path]) -> None:
         raise
     if old is not None:
         _remove(old)
+
+
+SCRATCH_LOCK = ".lock"  # inside a scratch folder: held locked by the run that owns it
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A fresh folder ``$TMPDIR/PREFIX<random>`` for the block (a video's decoded frames, SfM's database),
+    removed when it ends. The run holds a lock on a file inside it, so that the folders of runs killed outright
+    (``kill -9``, no clean-up) are told from live ones: those, unlocked and older than :data:`STALE_AFTER_S`,
+    are removed first (where there are no locks: older than :data:`STALE_AFTER_UNLOCKED_S`)."""
+    remove_stale_scratch(prefix)
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    lock = _lock(os.open(path / SCRATCH_LOCK, os.O_WRONLY | os.O_CREAT, 0o600))
+    try:
+        yield path
+    finally:
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+
+def remove_stale_scratch(prefix: str, older_than: float | None = None) -> list[Path]:
+    """Remove the :func:`scratch_folder` folders with ``prefix`` that killed runs left in ``$TMPDIR``: those
+    holding the lock file, unlocked, last changed more than ``older_than`` seconds ago; return them."""
+    if older_than is None:
+        older_than = STALE_AFTER_S if fcntl is not None else STALE_AFTER_UNLOCKED_S
+    root = Path(tempfile.gettempdir())
+    try:
+        names = sorted(n for n in os.listdir(root) if n.startswith(prefix))
+    except OSError:
+        return []
+    removed, now = [], time.time()
+    for name in names:
+        folder = root / name
+        try:
+            if folder.is_symlink() or not folder.is_dir() or now - folder.lstat().st_mtime < older_than:
+                continue  # not ours, or maybe a run that has just started
+            fd = os.open(folder / SCRATCH_LOCK, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue  # no lock file: not made by scratch_folder
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live run's
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def check_entry_folders(folder: str | os.PathLike, entries: Iterable[str]) -> None:

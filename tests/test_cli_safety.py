@@ -612,3 +612,34 @@ def test_overwrite_never_replaces_the_cameras_file_it_reads(tmp_path: Path, caps
     code, err = _run(capsys, inputs, "-o", out / cameras, *FAST, "--cameras", out / cameras, "--overwrite")
     _one_line(code, err, "input")
     assert _tree(tmp_path) == before
+
+
+def test_scratch_folders_of_killed_runs_are_swept_but_live_ones_kept(tmp_path: Path, monkeypatch) -> None:
+    """``$TMPDIR/mum-frames-*`` (a video's decoded frames) and ``mum-sfm-*`` of a run killed outright stayed for
+    good; the next run removes those whose lock no process holds once they are a minute old."""
+    import tempfile
+
+    from mum.files import SCRATCH_LOCK, scratch_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / "mum-frames-dead"
+    dead.mkdir()
+    (dead / SCRATCH_LOCK).write_text("")
+    (dead / "frame_000000.png").write_bytes(b"frame")
+    young = tmp_path / "mum-frames-young"  # maybe a run that has just started
+    young.mkdir()
+    (young / SCRATCH_LOCK).write_text("")
+    foreign = tmp_path / "mum-frames-foreign"  # not made by scratch_folder (no lock file)
+    foreign.mkdir()
+    other = tmp_path / "mum-sfm-dead"
+    other.mkdir()
+    (other / SCRATCH_LOCK).write_text("")
+    for p in (dead, foreign, other):
+        _age(p)
+    with scratch_folder("mum-frames-") as live:
+        assert not dead.exists()  # swept on the way in
+        assert young.exists() and foreign.exists() and other.exists()  # other prefixes are other sweeps'
+        _age(live)
+        with scratch_folder("mum-frames-") as second:
+            assert live.exists() and second != live  # a live run's folder, however old, is kept
+    assert not live.exists() and not second.exists()

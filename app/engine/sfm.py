@@ -30,7 +30,6 @@ centres at integer coordinates (COLMAP's are at half-integers; converted here), 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mum.files import scratch_folder
 from mum.geometry import centred_intrinsics
 from mum.pycolmap_import import import_pycolmap
 from mum.io import ViewTransform, warp_view
@@ -520,8 +520,7 @@ def run_sfm(
     pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)  # COLMAP's INFO lines: errors only
     S = len(arrays)
     seconds: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="mum-sfm-") as tmp:
-        tmp = Path(tmp)
+    with scratch_folder("mum-sfm-") as tmp:
         image_dir = tmp / "images"
         image_dir.mkdir()
         t0 = time.perf_counter()
