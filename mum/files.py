@@ -93,25 +93,34 @@ def remove_stale_temporaries(path: str | os.PathLike, older_than: float | None =
     for name in names:
         candidate = path.parent / name
         try:
-            info = candidate.lstat()
-            if candidate.is_symlink() or now - info.st_mtime < older_than:
+            if candidate.is_symlink() or now - candidate.lstat().st_mtime < older_than:
                 continue  # never ours, or maybe a run that has just started
-            fd = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live run's
-            _remove(candidate)
+        if _remove_unless_locked(candidate, candidate):
             removed.append(candidate)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
     return removed
+
+
+def _remove_unless_locked(target: Path, lock_file: Path) -> bool:
+    """Remove ``target`` unless a live process holds ``lock_file`` (``target`` itself, or a file inside it)
+    locked, or it is missing; whether it was removed."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live run's
+        _remove(target)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 @functools.lru_cache(maxsize=1)
@@ -251,19 +260,10 @@ def remove_stale_scratch(prefix: str, older_than: float | None = None) -> list[P
         try:
             if folder.is_symlink() or not folder.is_dir() or now - folder.lstat().st_mtime < older_than:
                 continue  # not ours, or maybe a run that has just started
-            fd = os.open(folder / SCRATCH_LOCK, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
-            continue  # no lock file: not made by scratch_folder
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live run's
-            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        if _remove_unless_locked(folder, folder / SCRATCH_LOCK):  # no lock file: not made by scratch_folder
             removed.append(folder)
-        finally:
-            os.close(fd)
     return removed
 
 
