@@ -84,14 +84,15 @@ def remove_stale_temporaries(path: str | os.PathLike, older_than: float | None =
     if older_than is None:
         older_than = STALE_AFTER_S if fcntl is not None else STALE_AFTER_UNLOCKED_S
     pattern = _temporary_pattern(path)
-    try:
-        names = [n for n in os.listdir(path.parent) if pattern.fullmatch(n)]
-    except OSError:
-        return []
+    candidates = []
+    for folder in (path.parent, path):  # beside it; an existing folder output's staging folder is inside it
+        try:
+            candidates += [folder / n for n in sorted(os.listdir(folder)) if pattern.fullmatch(n)]
+        except OSError:  # no such folder (or not one)
+            pass
     removed = []
     now = time.time()
-    for name in names:
-        candidate = path.parent / name
+    for candidate in candidates:
         try:
             if candidate.is_symlink() or now - candidate.lstat().st_mtime < older_than:
                 continue  # never ours, or maybe a run that has just started
@@ -364,7 +365,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False, entries: Sequence[str] | None = None,
                protected: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; move it into place only if the block succeeds.
+    """Yield an empty temporary folder beside ``path`` (hidden inside it when a folder is there already); move it
+    into place only if the block succeeds.
 
     Where nothing is at ``path`` the folder is renamed into place, refusing to replace one that appeared
     meanwhile. Where a folder is there already, without ``overwrite`` that is a :class:`UserError` and nothing
@@ -373,13 +375,17 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, entries: Sequen
     one of ``protected`` (input files, compared as resolved paths) is refused."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(path, "")
+    # beside the folder; inside an existing one (hidden), so that its entries are renamed within one file system
+    # even where the folder is a mount point (a container's volume: renames from its parent fail, EXDEV)
+    tmp = path / _sibling(path, "").name if path.is_dir() and not path.is_symlink() else _sibling(path, "")
     tmp.mkdir(mode=0o777)
     lock = _lock(os.open(tmp, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
     protected = [_resolved(Path(p)) for p in protected]
     try:
         yield tmp
         try:
+            if tmp.parent == path:  # the folder was there: its entries are replaced (no rename onto it)
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
             rename_noreplace(tmp, path)
         except FileExistsError:
             if not overwrite:

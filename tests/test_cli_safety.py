@@ -643,3 +643,24 @@ def test_scratch_folders_of_killed_runs_are_swept_but_live_ones_kept(tmp_path: P
         with scratch_folder("mum-frames-") as second:
             assert live.exists() and second != live  # a live run's folder, however old, is kept
     assert not live.exists() and not second.exists()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare to mount a file system")
+def test_overwrite_into_a_folder_that_is_a_mount_point(tmp_path: Path) -> None:
+    """``-o /volume/ --overwrite`` where the folder is a mount point (a container's volume): the exports were
+    staged beside it, and renaming them in failed at the very end ('Invalid cross-device link'). Staged inside
+    it now; the user's file there stays."""
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "volume"
+    out.mkdir()
+    cli = " ".join([sys.executable, "-m", "app.cli", str(inputs), "-o", f"{out}/", *FAST, "--overwrite"])
+    script = (f"mount -t tmpfs -o size=20m tmpfs {out} || exit 99; echo mine > {out}/keep.txt; cd {REPO}; "
+              f"{cli} && {cli}; echo rc=$?; ls -A {out}; cat {out}/keep.txt")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if proc.returncode == 99 or "unshare:" in proc.stderr:
+        pytest.skip(f"cannot mount here: {proc.stderr.strip()[:200]}")
+    lines = proc.stdout.split()
+    assert "rc=0" in lines, proc.stdout + proc.stderr
+    assert {"scene.ply", "scene.glb", "cameras.json", "depth", "sparse", "transforms.json", "keep.txt"} <= set(lines)
+    assert lines[-1] == "mine" and not [n for n in lines if n.startswith(".")], lines
