@@ -6,6 +6,7 @@ from the cached result without running the model again."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -592,16 +593,40 @@ def _no_pose_to_keep() -> None:
     known_cameras(["a.png"], [(64, 48)], fix_poses=True)
 
 
-@pytest.mark.parametrize("refusal", [_dense_memory_refusal, _no_pose_to_keep], ids=["dense memory", "poses to keep"])
-def test_the_page_names_its_own_controls_not_the_commands_options(refusal):
-    """The engine's refusals advise the command's options (--dense-size, --fix-poses ...); the page shows the
-    same refusal with its own controls (the dense stage's size is the server's setting)."""
+def _too_many_pixels(tmp_path) -> None:
+    from PIL import Image
+
+    from mum.io import check_image_header
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "big.png")
+    check_image_header(tmp_path / "big.png", max_pixels=100)  # over the (server's) pixel limit
+
+
+@pytest.mark.parametrize("refusal", [_dense_memory_refusal, _no_pose_to_keep, _too_many_pixels],
+                         ids=["dense memory", "poses to keep", "too many pixels"])
+def test_the_page_names_its_own_controls_not_the_commands_options(refusal, tmp_path):
+    """The engine's refusals advise the command's options (--dense-size, --fix-poses, --max-pixels ...); the page
+    shows the same refusal with its own controls or what the visitor can do (the dense stage's size and the pixel
+    limit are the server's settings)."""
+    import inspect
+
     from app.web.handlers import tidy_message
     from mum.errors import UserError
 
     with pytest.raises(UserError) as err:
-        refusal()
+        refusal(*([tmp_path] if inspect.signature(refusal).parameters else []))
     engine = str(err.value)
     page = tidy_message(engine)
-    assert "--" in engine and "--" not in page, page
-    assert "“" in page  # a control of the page, by its label
+    assert "--" in engine and "--" not in page and "MUM_" not in page, page
+    assert "“" in page or "upload" in page  # a control of the page, by its label, or what to upload instead
+
+
+def test_progress_lines_reach_the_page_without_server_paths_or_options():
+    """A progress line names a server path and an option (the cameras stage with given poses): the page's progress
+    bar gets the file's name and the control's label."""
+    from app.web.handlers import StageProgress
+
+    shown = []
+    line = f"cameras: {tempfile.gettempdir()}/up/1234/cameras.json gives the intrinsics of 3/3 views (kept: --fix-poses)"
+    StageProgress(lambda fraction, message: shown.append(message))(line)
+    assert shown == ["cameras: cameras.json gives the intrinsics of 3/3 views (kept: “Keep the given poses”)"]

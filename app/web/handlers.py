@@ -98,10 +98,10 @@ class ServerStopping(UserError):
 
 
 class StageProgress:
-    """Turns progress lines into ``sink(fraction, line)`` calls with fractions that always increase: a stage
-    line jumps to its stage's fraction, any other line (an out-of-memory retry, a stage met again) creeps
-    forward a little. Once ``stop`` is set (the server stops), the next line raises :class:`ServerStopping`:
-    the run unwinds there and its temporary folders go with it."""
+    """Turns progress lines into ``sink(fraction, line)`` calls (the line through :func:`tidy_message`) with
+    fractions that always increase: a stage line jumps to its stage's fraction, any other line (an out-of-memory
+    retry, a stage met again) creeps forward a little. Once ``stop`` is set (the server stops), the next line
+    raises :class:`ServerStopping`: the run unwinds there and its temporary folders go with it."""
 
     def __init__(self, sink: Callable[[float, str], None], stop: threading.Event | None = None) -> None:
         self.sink = sink
@@ -114,7 +114,7 @@ class StageProgress:
         stage = stage_fraction(message)
         creep = self.fraction + 0.1 * (max(PIPELINE_DONE, self.fraction + 0.01) - self.fraction)
         self.fraction = stage if stage is not None and stage > self.fraction else min(creep, 0.99)
-        self.sink(self.fraction, message)
+        self.sink(self.fraction, tidy_message(message))  # as a visitor sees it: no server paths, no options
 
 
 def default_work_root() -> Path:
@@ -179,6 +179,8 @@ WEB_ADVICE: tuple[tuple[str, str], ...] = (
     (r"use fewer views \(--max-frames\) or a smaller (?:--size|resolution \(--size\))",
      "use fewer views (“At most this many views”)"),
     (r"give --window \d+ \(memory permitting\) or fewer views", "use fewer views (“At most this many views”)"),
+    (r"set MUM_MAX_PIXELS or --max-pixels to allow more", "upload smaller images or a smaller video"),
+    (r"\(kept: --fix-poses\)", "(kept: “Keep the given poses”)"),
     (r"--fix-poses", "“Keep the given poses”"),
     (r"--cameras (?:file|FILE)", "a cameras file"),
 )
