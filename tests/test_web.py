@@ -630,3 +630,23 @@ def test_progress_lines_reach_the_page_without_server_paths_or_options():
     line = f"cameras: {tempfile.gettempdir()}/up/1234/cameras.json gives the intrinsics of 3/3 views (kept: --fix-poses)"
     StageProgress(lambda fraction, message: shown.append(message))(line)
     assert shown == ["cameras: cameras.json gives the intrinsics of 3/3 views (kept: “Keep the given poses”)"]
+
+
+def test_a_disk_budget_below_the_example_scenes_is_refused(capsys):
+    """``--max-disk-mb 8 --max-file-mb 1``: the page's example images (about 7 MB, kept in its folder) left no room,
+    and every upload was refused as 'disk full'. Refused at start-up, saying why; 10 MB passes the check."""
+    import argparse
+
+    from app.web.server import check_args, examples_size_mb, main
+
+    assert 1 < examples_size_mb() < 9
+    assert main(["--max-disk-mb", "8", "--max-file-mb", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "example scenes" in err[0], err
+    args = argparse.Namespace(**{name: None for name in ("port", "max_files", "max_views", "window", "max_file_mb",
+                                                         "max_request_mpx", "concurrency", "max_queue",
+                                                         "max_sessions", "size", "chunk_size", "max_disk_mb",
+                                                         "model_cache_mb")})
+    args.max_disk_mb, args.max_file_mb = "10", "1"
+    check_args(args)
+    assert args.max_disk_mb == 10.0

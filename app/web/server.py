@@ -464,6 +464,17 @@ def check_args(args: argparse.Namespace) -> None:
         setattr(args, name, number)
     if args.max_disk_mb < args.max_file_mb:
         raise UserError(f"--max-disk-mb must be at least --max-file-mb ({args.max_file_mb:g})")
+    examples_mb = examples_size_mb()  # the page's example images are copied into its folder and stay there
+    if args.max_disk_mb < examples_mb + args.max_file_mb:
+        raise UserError(f"--max-disk-mb must be at least {math.ceil(examples_mb + args.max_file_mb)}: the example "
+                        f"scenes' {examples_mb:.1f} MB, which the page keeps in its folder, plus --max-file-mb "
+                        f"({args.max_file_mb:g}) for one upload")
+
+
+def examples_size_mb(demo_dir: Path = DEMO) -> float:
+    """The size of the example scenes' images (:func:`example_scenes`), in MB (2^20 bytes)."""
+    rows, _ = example_scenes(demo_dir)
+    return sum(os.path.getsize(path) for row in rows for files in row for path in files) / 2**20
 
 
 def config_from_args(args: argparse.Namespace, device: str) -> WebConfig:
