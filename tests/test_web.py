@@ -650,3 +650,29 @@ def test_a_disk_budget_below_the_example_scenes_is_refused(capsys):
     args.max_disk_mb, args.max_file_mb = "10", "1"
     check_args(args)
     assert args.max_disk_mb == 10.0
+
+
+def test_uploads_of_one_name_get_readable_names_and_match_a_cameras_file(tmp_path):
+    """``a/img.jpg``, ``b/img.jpg`` and ``t2.jpg`` uploaded together: Gradio keeps them in hash-named folders, and
+    those hashes named every view (``<sha256>/t2.jpg``), so a cameras file posing ``t2.jpg`` matched nothing.
+    Now ``img.jpg``, ``img (2).jpg`` and ``t2.jpg``, and the given pose is kept."""
+    from PIL import Image
+
+    from app.web.handlers import WebConfig, known_for_uploads, open_inputs
+
+    uploads = []
+    for k, rel in enumerate(["1f3a/img.jpg", "9c0d/img.jpg", "77aa/t2.jpg"]):
+        path = tmp_path / "gradio" / rel
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((30, 40 + 4 * k, 3), 60 * k, np.uint8)).save(path)
+        uploads.append(str(path))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    source = open_inputs(uploads, WebConfig(), scratch)
+    assert source.names == ["img.jpg", "img (2).jpg", "t2.jpg"]
+    assert [size[0] for size in source.sizes] == [40, 44, 48]  # each name is its own upload
+    K = [[50.0, 0, 23.5], [0, 50.0, 14.5], [0, 0, 1]]
+    (tmp_path / "cameras.json").write_text(json.dumps({"images": [
+        {"name": "t2.jpg", "width": 48, "height": 30, "K": K, "cam_from_world": np.eye(4).tolist()}]}))
+    known = known_for_uploads(uploads, source, tmp_path / "cameras.json", True, lambda _m: None)
+    assert known.posed.tolist() == [False, False, True]

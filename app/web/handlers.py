@@ -254,6 +254,21 @@ def upload_paths(files: Any) -> list[Path]:
     return out
 
 
+def upload_names(paths: Sequence[Path]) -> list[str]:
+    """Readable distinct names for uploads, in upload order: each file's own name, and for a name met again
+    ``NAME (2).EXT``, ``NAME (3).EXT`` … (Gradio keeps each upload in a folder named by a hash: two uploads of
+    one file name were told apart by those hashes, which then named every view)."""
+    taken: set[str] = set()
+    names = []
+    for path in paths:
+        name, k = path.name, 2
+        while name in taken:
+            name, k = f"{path.stem} ({k}){path.suffix}", k + 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
 def check_uploads(files: Any, cfg: WebConfig) -> list[Path]:
     """Refuse an empty submission, too many or too large files, and a mix of videos and images."""
     paths = upload_paths(files)
@@ -312,7 +327,7 @@ def known_for_uploads(files: Any, source, cameras: Path | None, fix_poses: bool,
 
     if fix_poses and cameras is None:
         raise UserError("keeping the given poses needs a cameras file")
-    all_names = None if source.photos is None else [p.name for p in upload_paths(files)]
+    all_names = None if source.photos is None else upload_names(upload_paths(files))
     return known_cameras(source.names, source.sizes, source.photos, cameras, bool(fix_poses), all_names=all_names,
                          say=say)
 
@@ -327,6 +342,17 @@ def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_
     if len(paths) > limit:
         gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
     check_request_pixels(paths, limit, cfg)
+    named = dict(zip(upload_paths(files), upload_names(upload_paths(files))))
+    if any(named.get(p, p.name) != p.name for p in paths):  # two uploads of one name: linked in by their names
+        staged = scratch / "uploads"
+        staged.mkdir(exist_ok=True)
+        for k, p in enumerate(paths):
+            link = staged / named.get(p, p.name)
+            try:
+                os.link(p, link)
+            except OSError:  # no hard links here: a copy
+                shutil.copyfile(p, link)
+            paths[k] = link
     return open_views([str(p) for p in paths], scratch, stride=max(int(stride or 1), 1), max_frames=limit)
 
 
