@@ -676,3 +676,24 @@ def test_uploads_of_one_name_get_readable_names_and_match_a_cameras_file(tmp_pat
         {"name": "t2.jpg", "width": 48, "height": 30, "K": K, "cam_from_world": np.eye(4).tolist()}]}))
     known = known_for_uploads(uploads, source, tmp_path / "cameras.json", True, lambda _m: None)
     assert known.posed.tolist() == [False, False, True]
+
+
+def test_a_result_being_rendered_outlives_its_replacement_until_it_expires(tmp_path):
+    """A filter moved while a new Reconstruct of the same session finished: the new result replaced the old one
+    and deleted it under the running render ('this result was removed … run the reconstruction again', links that
+    answered 403). It is kept, as a retired result, until it expires like an API result's files."""
+    from app.web.session import ResultStore, WebScene
+
+    store = ResultStore(tmp_path / "work", budget_bytes=1 << 30, api_ttl_s=600)
+    old, new = (WebScene.create(None, root=tmp_path / "scenes") for _ in range(2))
+    store.add_session("session", old, [])
+    with store.using(old):
+        store.add_session("session", new, [])
+        assert not old.closed and old.workdir.is_dir()  # the render goes on
+    store.tick()
+    assert not old.closed  # its files can still be fetched
+    store.api_ttl_s = 0
+    store.tick()
+    assert old.closed and not new.closed
+    store.add_session("session", WebScene.create(None, root=tmp_path / "scenes"), [])
+    assert new.closed  # a result nobody is rendering goes at once, as before

@@ -297,7 +297,7 @@ class StoredResult:
     *Reconstruct* again works) or for one API call (its scene until the client has downloaded the files)."""
 
     key: str
-    kind: str  # "session" or "api"
+    kind: str  # "session", "api" or "retired" (a session's previous result a render was using: expires as "api")
     scene: WebScene | None = None  # a session's (an API result keeps its folder only, not the arrays in memory)
     workdir: Path | None = None
     uploads: set[str] = field(default_factory=set)  # real paths
@@ -620,7 +620,12 @@ class ResultStore:
             self._entries[key] = entry
             if scene is not None:
                 self._by_scene[id(scene)] = key
-            if old is not None:
+            if old is not None and old.in_use:  # a render of it is running (a filter moved as this run ended):
+                old.key, old.kind = f"retired-{uuid.uuid4().hex}", "retired"  # kept until its files are fetched
+                self._entries[old.key] = old
+                if old.scene is not None:
+                    self._by_scene[id(old.scene)] = old.key
+            elif old is not None:
                 self._delete_entry(old)
             sessions = sorted((e for e in self._entries.values() if e.kind == "session"), key=lambda e: e.last_used)
             for victim in sessions[: max(len(sessions) - self.max_sessions, 0)]:
@@ -749,7 +754,7 @@ class ResultStore:
         now = time.time()
         with self._lock:
             for entry in list(self._entries.values()):
-                ttl = self.api_ttl_s if entry.kind == "api" else self.session_ttl_s
+                ttl = self.api_ttl_s if entry.kind in ("api", "retired") else self.session_ttl_s
                 if entry.in_use == 0 and now - entry.last_used > ttl:
                     log.info("%s result expired", entry.kind)
                     self._delete_entry(entry)
