@@ -25,6 +25,7 @@ import gradio as gr
 import numpy as np
 
 from app.engine.runtime import is_out_of_memory
+from mum.files import scratch_folder
 from mum.io import is_image_path, is_video_path
 from app.engine.reconstruction import default_conf_percentile
 from app.web.model_cache import ModelCache
@@ -310,7 +311,8 @@ def cameras_upload(files: Any) -> Iterator[Path | None]:
             or paths[0].suffix.lower() not in (".txt", ".bin"):
         raise UserError("cameras file: upload one cameras.json or transforms.json, or a COLMAP model's "
                         "cameras, images and points3D files (all .txt or all .bin)")
-    with tempfile.TemporaryDirectory(prefix="mum-cameras-") as folder:
+    with scratch_folder("mum-cameras-") as staged:
+        folder = str(staged)
         for p in paths:
             shutil.copyfile(p, Path(folder) / p.name)
         try:
@@ -401,12 +403,9 @@ class Handlers:
         progress.stop = self.store.stopping
         progress("reading uploads")
         self.store.make_room()  # old results go first; a full disk refuses the request before any work
-        scratch = tempfile.TemporaryDirectory(prefix="mum-web-frames-")  # a video's decoded frames
-        try:
-            return self._reconstruct(files, model_label, stride, max_frames, progress, fast, Path(scratch.name), t0,
+        with scratch_folder("mum-web-frames-") as scratch:  # a video's decoded frames (a killed server's: swept)
+            return self._reconstruct(files, model_label, stride, max_frames, progress, fast, scratch, t0,
                                      cameras, bool(fix_poses))
-        finally:
-            scratch.cleanup()
 
     def _reconstruct(self, files, model_label, stride, max_frames, progress, fast, scratch: Path, t0: float,
                      cameras: Any = None, fix_poses: bool = False) -> WebScene:
