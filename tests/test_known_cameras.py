@@ -447,3 +447,23 @@ def test_images_txt_without_its_points_lines_is_refused(exported, tmp_path):
     (text / "images.txt").write_text("\n".join(images) + "\n")
     with pytest.raises(UserError, match=r"images.txt: line 2 is not the 2D points"):
         read_cameras_file(text)
+
+
+@pytest.mark.parametrize("focal", [{"fl_x": 60.0, "fl_y": 60.0}, {"camera_angle_x": 2 * np.arctan(24 / 60.0)}],
+                         ids=["fl_x", "camera_angle_x"])
+def test_a_transforms_json_without_sizes_takes_them_from_the_inputs(tmp_path, focal):
+    """A ``transforms.json`` without ``w``/``h`` kept apart from its images (the web app keeps each upload in its
+    own folder): its frames took their size from an image beside the file, and failed ('its image is not
+    readable') although the image was an input. The matched input's size serves; the focal length follows."""
+    from app.engine.known_cameras import known_cameras
+
+    names, sizes = ["t0.jpg", "t1.jpg", "t2.jpg"], [(48, 32)] * 3
+    frames = [{"file_path": f"images/{n}", "transform_matrix": np.eye(4).tolist()} for n in names[:2]]
+    (tmp_path / "cams").mkdir()
+    (tmp_path / "cams" / "transforms.json").write_text(json.dumps({**focal, "cx": 24.0, "cy": 16.0,
+                                                                    "frames": frames}))
+    known = known_cameras(names, sizes, cameras_file=tmp_path / "cams" / "transforms.json")
+    assert known.intrinsics_source == ["given", "given", ""]
+    np.testing.assert_allclose(known.K[0], [[60.0, 0, 23.5], [0, 60.0, 15.5], [0, 0, 1]], atol=1e-9)
+    with pytest.raises(UserError, match="has no 'w'/'h' and its image is not readable"):
+        known_cameras(["x.jpg"], [(48, 32)], cameras_file=tmp_path / "cams" / "transforms.json")

@@ -109,10 +109,13 @@ class KnownCameras:
 
 
 # --------------------------------------------------------------------------------------------- files
-def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
+def read_cameras_file(path: str | os.PathLike, sizes: Optional[dict[str, tuple[int, int]]] = None
+                      ) -> list[CameraEntry]:
     """The cameras of a ``cameras.json``, COLMAP model folder or ``transforms.json`` (see the module
     docstring). Each format's one reader checks every entry (:mod:`mum.data.readers.schema`: types, finite
-    values in range, an orthonormal rotation) and names the file and entry in its one-line error."""
+    values in range, an orthonormal rotation) and names the file and entry in its one-line error. ``sizes``:
+    the input images' ``(w, h)`` by file name, for a ``transforms.json`` frame without ``w``/``h`` whose image
+    is not beside the file (the web app's uploads, a file kept apart from the images)."""
     from mum.schema import read_json
 
     path = Path(path)
@@ -122,7 +125,7 @@ def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
         if find_colmap_model(path) is not None:
             entries = _read_colmap(path)
         elif (path / "transforms.json").is_file():
-            entries = _read_transforms(path / "transforms.json")
+            entries = _read_transforms(path / "transforms.json", sizes)
         else:
             raise UserError(f"{path}: no cameras file here (a COLMAP model: cameras/images/points3D .bin or .txt, "
                             f"or transforms.json)")
@@ -131,7 +134,7 @@ def read_cameras_file(path: str | os.PathLike) -> list[CameraEntry]:
     else:
         data = read_json(path)
         if isinstance(data, dict) and "frames" in data:
-            entries = _read_transforms(path)
+            entries = _read_transforms(path, sizes)
         elif isinstance(data, dict) and ("images" in data or "cameras" in data):
             entries = _read_cameras_json(path)
         else:
@@ -175,12 +178,12 @@ def _read_colmap(path: Path) -> list[CameraEntry]:
 _PINHOLE_PARAMS = {"SIMPLE_RADIAL": 3, "RADIAL": 3, "SIMPLE_RADIAL_FISHEYE": 3, "RADIAL_FISHEYE": 3}
 
 
-def _read_transforms(path: Path) -> list[CameraEntry]:
+def _read_transforms(path: Path, sizes: Optional[dict[str, tuple[int, int]]] = None) -> list[CameraEntry]:
     """A ``transforms.json``: each frame named by its ``file_path`` as written (``images/a/x.png``; matched to
     the inputs by its trailing path, :func:`match_entries`), so that two inputs of one file name stay apart."""
     from mum.data.readers.nerfstudio import read_transforms_json
 
-    scene = read_transforms_json(path, require_images=False)
+    scene = read_transforms_json(path, require_images=False, sizes=sizes)
     entries = []
     for i, file in enumerate(scene.image_paths):
         try:
@@ -321,7 +324,10 @@ def known_cameras(
     known.fix_poses = fix_poses
     matched: dict[int, CameraEntry] = {}
     if cameras_file is not None:
-        entries = read_cameras_file(cameras_file)
+        by_file: dict[str, list[tuple[int, int]]] = {}
+        for name, size in zip(names, sizes):
+            by_file.setdefault(Path(name).name, []).append(tuple(size))
+        entries = read_cameras_file(cameras_file, {f: s[0] for f, s in by_file.items() if len(s) == 1})
         matched = match_entries(entries, names, sizes, all_names)
         for i, entry in matched.items():
             known.K[i] = entry.K

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -49,7 +50,8 @@ def _field(frame: dict, top: dict, key: str):
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 
 
-def read_transforms_json(path: str | os.PathLike, load: bool = False, require_images: bool = True) -> Scene:
+def read_transforms_json(path: str | os.PathLike, load: bool = False, require_images: bool = True,
+                         sizes: Mapping[str, tuple[int, int]] | None = None) -> Scene:
     """A ``transforms.json`` as a posed :class:`Scene` (frames in file order).
 
     Every field is checked before use (:mod:`mum.data.readers.schema`): ``frames`` a non-empty list of
@@ -60,7 +62,8 @@ def read_transforms_json(path: str | os.PathLike, load: bool = False, require_im
     Non-zero distortion coefficients (``k1`` … ``p2``) are kept in ``Scene.distortion`` (the pinhole intrinsics
     ignore them). ``require_images=False``: the cameras alone (the images lie elsewhere, e.g.
     ``mum-reconstruct --cameras``): every frame is kept; its size comes from ``w``/``h`` (the image file's header
-    only when those are absent and the file exists)."""
+    only when those are absent and the file exists, else ``sizes`` by the file's name: the images given
+    elsewhere)."""
     path = Path(path)
     if path.is_dir():
         path = path / "transforms.json"
@@ -85,10 +88,13 @@ def read_transforms_json(path: str | os.PathLike, load: bool = False, require_im
             try:
                 w0, h0 = image_size(file)
             except UserError as exc:
-                if not require_images:
+                if not require_images and sizes and file.name in sizes:
+                    w0, h0 = sizes[file.name]  # the image is elsewhere: its size as given
+                elif not require_images:
                     raise UserError(f"{where}: has no 'w'/'h' and its image is not readable ({exc})") from None
-                warn_skip(file, str(exc).split(": ", 1)[-1])
-                continue
+                else:
+                    warn_skip(file, str(exc).split(": ", 1)[-1])
+                    continue
             w, h = w or w0, h or h0
         fx, fy = _focal(fr, top, where, "x", w), _focal(fr, top, where, "y", h)
         if fx is None:
