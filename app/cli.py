@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, permissions: the atomic writers have removed their temporary files
         raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
     export_clock.lap("export")
+    scratch.close()  # the frames are read: gone now (a caller running main() many times holds no folder or lock)
     if points == 0 and kind != CAMERAS_ONLY:  # exit 0 with an empty scene.ply would look like success
         _warn("warning: the point cloud is empty: no depth was confirmed between views (cameras without a baseline: "
               "photos taken from one spot?), no SfM point for --dense none, or the filters (--conf-percentile, "
