@@ -81,8 +81,7 @@ def remove_stale_temporaries(path: str | os.PathLike, older_than: float | None =
     """Remove the temporaries a killed run left beside ``path`` (``.NAME.<hex>``): only those no process holds
     locked and that are older than ``older_than`` seconds (default :data:`STALE_AFTER_S`); return them."""
     path = Path(path)
-    if older_than is None:
-        older_than = STALE_AFTER_S if fcntl is not None else STALE_AFTER_UNLOCKED_S
+    older_than = _stale_after(older_than)
     pattern = _temporary_pattern(path)
     candidates = []
     for folder in (path.parent, path):  # beside it; an existing folder output's staging folder is inside it
@@ -101,6 +100,14 @@ def remove_stale_temporaries(path: str | os.PathLike, older_than: float | None =
         if _remove_unless_locked(candidate, candidate):
             removed.append(candidate)
     return removed
+
+
+def _stale_after(older_than: float | None) -> float:
+    """The age beyond which an unlocked temporary belongs to a run that is gone: ``older_than``, by default
+    :data:`STALE_AFTER_S` (without locks, :data:`STALE_AFTER_UNLOCKED_S`: age alone decides)."""
+    if older_than is not None:
+        return older_than
+    return STALE_AFTER_S if fcntl is not None else STALE_AFTER_UNLOCKED_S
 
 
 def _remove_unless_locked(target: Path, lock_file: Path) -> bool:
@@ -248,8 +255,7 @@ def scratch_folder(prefix: str) -> Iterator[Path]:
 def remove_stale_scratch(prefix: str, older_than: float | None = None) -> list[Path]:
     """Remove the :func:`scratch_folder` folders with ``prefix`` that killed runs left in ``$TMPDIR``: those
     holding the lock file, unlocked, last changed more than ``older_than`` seconds ago; return them."""
-    if older_than is None:
-        older_than = STALE_AFTER_S if fcntl is not None else STALE_AFTER_UNLOCKED_S
+    older_than = _stale_after(older_than)
     root = Path(tempfile.gettempdir())
     try:
         names = sorted(n for n in os.listdir(root) if n.startswith(prefix))
@@ -295,23 +301,20 @@ def check_replaceable(folder: str | os.PathLike, contents: Mapping[str, Sequence
         entry = folder / rel
         if not os.path.lexists(entry):
             continue
+        advice = "not replaced (move it away or write the output somewhere else)"
         if entry.is_symlink():
-            raise UserError(f"{entry}: is a symbolic link, which this program does not write; not replaced (move it "
-                            f"away or write the output somewhere else)")
+            raise UserError(f"{entry}: is a symbolic link, which this program does not write; {advice}")
         if patterns is None:
             if not entry.is_file():
-                raise UserError(f"{entry}: is not a file, so this program did not write it; not replaced (move it "
-                                f"away or write the output somewhere else)")
+                raise UserError(f"{entry}: is not a file, so this program did not write it; {advice}")
             continue
         if not entry.is_dir():
-            raise UserError(f"{entry}: is not a folder, so this program did not write it; not replaced (move it "
-                            f"away or write the output somewhere else)")
+            raise UserError(f"{entry}: is not a folder, so this program did not write it; {advice}")
         for item in sorted(entry.iterdir()):
             temporary = re.fullmatch(r"\.(.+)\.[0-9a-f]{12}(?:\.[^.]+)?", item.name)
             name = temporary.group(1) if temporary else item.name
             if item.is_symlink() or not item.is_file() or not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-                raise UserError(f"{entry}: holds {item.name}, which this program does not write; not replaced (move "
-                                f"it away or write the output somewhere else)")
+                raise UserError(f"{entry}: holds {item.name}, which this program does not write; {advice}")
 
 
 def _merge(tmp: Path, path: Path, entries: Sequence[str] | None, protected: Sequence[Path]) -> None:
@@ -383,16 +386,17 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, entries: Sequen
     protected = [_resolved(Path(p)) for p in protected]
     try:
         yield tmp
-        try:
-            if tmp.parent == path:  # the folder was there: its entries are replaced (no rename onto it)
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
-            rename_noreplace(tmp, path)
-        except FileExistsError:
-            if not overwrite:
-                raise _appeared(path) from None
-            if not path.is_dir():
-                raise UserError(f"{path}: is not a folder, a folder output cannot replace it") from None
-            _merge(tmp, path, entries, protected)
+        if tmp.parent != path:  # nothing was there: renamed into place, unless something appeared meanwhile
+            try:
+                rename_noreplace(tmp, path)
+                return
+            except FileExistsError:
+                pass
+        if not overwrite:
+            raise _appeared(path)
+        if not path.is_dir():
+            raise UserError(f"{path}: is not a folder, a folder output cannot replace it")
+        _merge(tmp, path, entries, protected)  # the folder is there: its entries are replaced
     finally:
         try:
             if tmp.exists():

@@ -344,7 +344,8 @@ def open_inputs(files: Any, cfg: WebConfig, scratch: Path, stride: int = 1, max_
     if len(paths) > limit:
         gr.Warning(f"{len(paths)} images uploaded: using {limit} of them, spread evenly (limit {cfg.max_views} views)")
     check_request_pixels(paths, limit, cfg)
-    named = dict(zip(upload_paths(files), upload_names(upload_paths(files))))
+    uploaded = upload_paths(files)
+    named = dict(zip(uploaded, upload_names(uploaded)))
     if any(named.get(p, p.name) != p.name for p in paths):  # two uploads of one name: linked in by their names
         staged = scratch / "uploads"
         staged.mkdir(exist_ok=True)
